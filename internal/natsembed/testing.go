@@ -1,0 +1,27 @@
+package natsembed
+
+import "testing"
+
+// RunTest starts a single JetStream server on a free port with its store in
+// t.TempDir and stops it when the test ends.
+func RunTest(t testing.TB) *Server {
+	t.Helper()
+	s, err := Start(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start embedded NATS: %v", err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// RunTestCluster starts an n-server JetStream cluster with stores in
+// t.TempDir, waits for a leader with all peers, and stops it when the test ends.
+func RunTestCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c, err := StartCluster(t.TempDir(), n)
+	if err != nil {
+		t.Fatalf("start embedded NATS cluster: %v", err)
+	}
+	t.Cleanup(c.Shutdown)
+	return c
+}
