@@ -1,0 +1,120 @@
+package events
+
+import (
+	"cmp"
+	"strings"
+)
+
+// DefaultPrefix is the prefix of every subject, stream and bucket name.
+const DefaultPrefix = "groups"
+
+// Names builds every subject, stream, bucket and consumer name from one
+// prefix, so several groupflow installations can share a NATS account.
+// The zero value uses DefaultPrefix.
+type Names struct {
+	// Prefix is the first subject token and the stem of stream and bucket
+	// names. Defaults to "groups".
+	Prefix string
+}
+
+func (n Names) prefix() string { return cmp.Or(n.Prefix, DefaultPrefix) }
+func (n Names) stream(s string) string {
+	return strings.ToUpper(n.prefix()) + "_" + s
+}
+
+// CommandStream is the work-queue stream of commands.
+func (n Names) CommandStream() string { return n.stream("COMMANDS") }
+
+// WebhookStream is the stream of webhook items published by the ingest.
+func (n Names) WebhookStream() string { return n.stream("WEBHOOKS") }
+
+// EventStream is the stream of result, domain and campaign events.
+func (n Names) EventStream() string { return n.stream("EVENTS") }
+
+// DLQStream is the stream of commands whose retries were exhausted.
+func (n Names) DLQStream() string { return n.stream("DLQ") }
+
+// LedgerBucket maps a command id to its execution state.
+func (n Names) LedgerBucket() string { return n.prefix() + "_ledger" }
+
+// CorrelationBucket maps a Graph request_id to the command that caused it.
+func (n Names) CorrelationBucket() string { return n.prefix() + "_correlation" }
+
+// CampaignBucket holds invite campaigns' progress.
+func (n Names) CampaignBucket() string { return n.prefix() + "_campaigns" }
+
+// ReadsBucket caches query answers.
+func (n Names) ReadsBucket() string { return n.prefix() + "_reads" }
+
+// WorkersBucket holds live workers' heartbeats.
+func (n Names) WorkersBucket() string { return n.prefix() + "_workers" }
+
+// ThrottleBucket holds "throttled until" entries shared by every worker.
+func (n Names) ThrottleBucket() string { return n.prefix() + "_throttle" }
+
+// CampaignListStore is the object store bucket for large invite lists.
+func (n Names) CampaignListStore() string { return n.prefix() + "_campaign_lists" }
+
+// CommandConsumer is the durable pull consumer every worker shares on the
+// command stream.
+func (n Names) CommandConsumer() string { return "worker-commands" }
+
+// WebhookConsumer is the durable pull consumer every worker shares on the
+// webhook stream.
+func (n Names) WebhookConsumer() string { return "worker-webhooks" }
+
+// Command is the subject a command of cmdType for phone is published to.
+func (n Names) Command(phone, cmdType string) string {
+	return n.prefix() + ".cmd." + phone + "." + cmdType
+}
+
+// Webhook is the subject of a webhook item of field for phone.
+func (n Names) Webhook(phone, field string) string {
+	return n.prefix() + ".webhook." + phone + "." + field
+}
+
+// Event is the subject of an event of eventType (e.g. "command.succeeded")
+// for phone.
+func (n Names) Event(phone, eventType string) string {
+	return n.prefix() + ".event." + phone + "." + eventType
+}
+
+// DLQ is the subject a dead command of cmdType for phone is kept under.
+func (n Names) DLQ(phone, cmdType string) string {
+	return n.prefix() + ".dlq." + phone + "." + cmdType
+}
+
+// Query is the subject of the read endpoint name for phone.
+func (n Names) Query(phone, name string) string {
+	return n.prefix() + ".query." + phone + "." + name
+}
+
+// AllCommands matches every command subject.
+func (n Names) AllCommands() string { return n.prefix() + ".cmd.>" }
+
+// AllWebhooks matches every webhook subject.
+func (n Names) AllWebhooks() string { return n.prefix() + ".webhook.>" }
+
+// AllEvents matches every event subject.
+func (n Names) AllEvents() string { return n.prefix() + ".event.>" }
+
+// AllDLQ matches every dead-letter subject.
+func (n Names) AllDLQ() string { return n.prefix() + ".dlq.>" }
+
+// AllQueries matches every query subject.
+func (n Names) AllQueries() string { return n.prefix() + ".query.>" }
+
+// ValidToken reports whether s can stand as one subject token: non-empty,
+// without dots, wildcards or whitespace.
+func ValidToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		switch r {
+		case '.', '*', '>', ' ', '\t', '\r', '\n':
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,249 @@
+package events
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TopologyConfig sizes the streams, buckets and consumers of DESIGN §2.
+// Zero fields take the defaults named on each.
+type TopologyConfig struct {
+	Names Names
+	// Replicas of every stream and bucket: 1 on a laptop, 3 in production.
+	// Defaults to 1.
+	Replicas int
+	// DuplicateWindow of the command and event streams: a command or event
+	// published twice within it is stored once. Defaults to 2 minutes.
+	DuplicateWindow time.Duration
+	// WebhookDuplicateWindow of the webhook stream: Meta redelivers for days,
+	// so this window is long. Defaults to 24 hours.
+	WebhookDuplicateWindow time.Duration
+	// Retention of the webhook and event streams. Defaults to 7 days.
+	Retention time.Duration
+	// DLQRetention of the dead-letter stream. Defaults to 30 days.
+	DLQRetention time.Duration
+	// LedgerTTL is how long a command id is remembered, and so how long a
+	// re-sent id is not executed again. Defaults to 7 days.
+	LedgerTTL time.Duration
+	// CampaignTTL is how long campaign progress is kept. Defaults to 30 days.
+	CampaignTTL time.Duration
+	// ReadsTTL is how long a cached query answer is served. Defaults to 30 seconds.
+	ReadsTTL time.Duration
+	// WorkerTTL is how long a worker counts as alive after its last
+	// heartbeat. Defaults to 10 seconds.
+	WorkerTTL time.Duration
+	// AckWait of the shared consumers; slow calls extend it with InProgress.
+	// Defaults to 30 seconds.
+	AckWait time.Duration
+	// MaxDeliver of the command consumer: the last delivery that fails
+	// sends the command to the DLQ. Defaults to 10.
+	MaxDeliver int
+	// MaxAckPending of each shared consumer: the total number of messages
+	// in flight across all workers. Defaults to 1024.
+	MaxAckPending int
+	// Storage of streams and buckets. Defaults to file storage.
+	Storage jetstream.StorageType
+}
+
+func (c TopologyConfig) withDefaults() TopologyConfig {
+	const day = 24 * time.Hour
+	c.Replicas = cmp.Or(c.Replicas, 1)
+	c.DuplicateWindow = cmp.Or(c.DuplicateWindow, 2*time.Minute)
+	c.WebhookDuplicateWindow = cmp.Or(c.WebhookDuplicateWindow, day)
+	c.Retention = cmp.Or(c.Retention, 7*day)
+	c.DLQRetention = cmp.Or(c.DLQRetention, 30*day)
+	c.LedgerTTL = cmp.Or(c.LedgerTTL, 7*day)
+	c.CampaignTTL = cmp.Or(c.CampaignTTL, 30*day)
+	c.ReadsTTL = cmp.Or(c.ReadsTTL, 30*time.Second)
+	c.WorkerTTL = cmp.Or(c.WorkerTTL, 10*time.Second)
+	c.AckWait = cmp.Or(c.AckWait, 30*time.Second)
+	c.MaxDeliver = cmp.Or(c.MaxDeliver, 10)
+	c.MaxAckPending = cmp.Or(c.MaxAckPending, 1024)
+	return c
+}
+
+func (c TopologyConfig) validate() error {
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("replicas must be between 1 and 5, got %d", c.Replicas)
+	case c.MaxDeliver < 2:
+		return fmt.Errorf("max deliver must be at least 2, got %d", c.MaxDeliver)
+	case !ValidToken(c.Names.prefix()):
+		return fmt.Errorf("prefix %q is not a valid subject token", c.Names.prefix())
+	}
+	return nil
+}
+
+// Streams returns the stream configurations of the topology.
+func (c TopologyConfig) Streams() []jetstream.StreamConfig {
+	c = c.withDefaults()
+	n := c.Names
+	return []jetstream.StreamConfig{
+		{
+			Name:        n.CommandStream(),
+			Description: "groupflow commands, one consumer shared by all workers",
+			Subjects:    []string{n.AllCommands()},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     c.Storage,
+			Replicas:    c.Replicas,
+			Duplicates:  c.DuplicateWindow,
+			Discard:     jetstream.DiscardOld,
+		},
+		{
+			Name:        n.WebhookStream(),
+			Description: "Meta webhook items, one message per item",
+			Subjects:    []string{n.AllWebhooks()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     c.Storage,
+			Replicas:    c.Replicas,
+			MaxAge:      c.Retention,
+			Duplicates:  c.WebhookDuplicateWindow,
+		},
+		{
+			Name:        n.EventStream(),
+			Description: "groupflow result, domain and campaign events (CloudEvents)",
+			Subjects:    []string{n.AllEvents()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     c.Storage,
+			Replicas:    c.Replicas,
+			MaxAge:      c.Retention,
+			Duplicates:  c.DuplicateWindow,
+		},
+		{
+			Name:        n.DLQStream(),
+			Description: "commands whose retries were exhausted, with their attempt history",
+			Subjects:    []string{n.AllDLQ()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     c.Storage,
+			Replicas:    c.Replicas,
+			MaxAge:      c.DLQRetention,
+			Duplicates:  c.DuplicateWindow,
+		},
+	}
+}
+
+// Buckets returns the key-value bucket configurations of the topology.
+func (c TopologyConfig) Buckets() []jetstream.KeyValueConfig {
+	c = c.withDefaults()
+	n := c.Names
+	bucket := func(name, desc string, ttl time.Duration, history uint8) jetstream.KeyValueConfig {
+		return jetstream.KeyValueConfig{
+			Bucket: name, Description: desc, TTL: ttl, History: history,
+			Storage: c.Storage, Replicas: c.Replicas,
+		}
+	}
+	return []jetstream.KeyValueConfig{
+		bucket(n.LedgerBucket(), "command id → execution state", c.LedgerTTL, 1),
+		bucket(n.CorrelationBucket(), "Graph request_id → command id", c.LedgerTTL, 1),
+		bucket(n.CampaignBucket(), "campaign id → progress", c.CampaignTTL, 1),
+		bucket(n.ReadsBucket(), "cached query answers", c.ReadsTTL, 1),
+		bucket(n.WorkersBucket(), "live worker heartbeats", c.WorkerTTL, 1),
+		bucket(n.ThrottleBucket(), "phone number or scope → throttled until", time.Hour, 1),
+	}
+}
+
+// Consumers returns the shared durable pull consumers, keyed by stream name.
+func (c TopologyConfig) Consumers() map[string]jetstream.ConsumerConfig {
+	c = c.withDefaults()
+	n := c.Names
+	return map[string]jetstream.ConsumerConfig{
+		n.CommandStream(): {
+			Durable:       n.CommandConsumer(),
+			Description:   "every worker pulls commands from here",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       c.AckWait,
+			MaxDeliver:    c.MaxDeliver,
+			MaxAckPending: c.MaxAckPending,
+			FilterSubject: n.AllCommands(),
+			Replicas:      c.Replicas,
+		},
+		n.WebhookStream(): {
+			Durable:       n.WebhookConsumer(),
+			Description:   "every worker turns webhook items into events here",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       c.AckWait,
+			MaxDeliver:    c.MaxDeliver,
+			MaxAckPending: c.MaxAckPending,
+			FilterSubject: n.AllWebhooks(),
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			Replicas:      c.Replicas,
+		},
+	}
+}
+
+// Ensure creates or updates every stream, bucket, object store and consumer
+// of the topology. It is idempotent and safe to run from several processes
+// at once: a concurrent creation that races with ours is retried as an update.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) error {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("topology: %w", err)
+	}
+	for _, sc := range cfg.Streams() {
+		if err := retryRace(ctx, func() error {
+			_, err := js.CreateOrUpdateStream(ctx, sc)
+			return err
+		}); err != nil {
+			return fmt.Errorf("topology: stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, kc := range cfg.Buckets() {
+		if err := retryRace(ctx, func() error {
+			_, err := js.CreateOrUpdateKeyValue(ctx, kc)
+			return err
+		}); err != nil {
+			return fmt.Errorf("topology: bucket %s: %w", kc.Bucket, err)
+		}
+	}
+	oc := jetstream.ObjectStoreConfig{
+		Bucket:      cfg.Names.CampaignListStore(),
+		Description: "large invite lists (NDJSON) referenced by campaigns",
+		TTL:         cfg.CampaignTTL,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+	}
+	if err := retryRace(ctx, func() error {
+		_, err := js.CreateOrUpdateObjectStore(ctx, oc)
+		return err
+	}); err != nil {
+		return fmt.Errorf("topology: object store %s: %w", oc.Bucket, err)
+	}
+	for stream, cc := range cfg.Consumers() {
+		if err := retryRace(ctx, func() error {
+			_, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
+			return err
+		}); err != nil {
+			return fmt.Errorf("topology: consumer %s on %s: %w", cc.Durable, stream, err)
+		}
+	}
+	return nil
+}
+
+// retryRace repeats op a few times when it lost a creation race with another
+// process: the second attempt finds the object and updates it.
+func retryRace(ctx context.Context, op func() error) error {
+	var err error
+	for attempt := range 5 {
+		if err = op(); err == nil || !lostRace(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(time.Duration(attempt+1) * 20 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+func lostRace(err error) bool {
+	return errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) ||
+		errors.Is(err, jetstream.ErrConsumerExists) ||
+		errors.Is(err, jetstream.ErrBucketExists) ||
+		errors.Is(err, jetstream.ErrStreamNotFound)
+}

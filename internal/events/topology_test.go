@@ -1,0 +1,155 @@
+package events_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/natsembed"
+)
+
+func jetStreamAt(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func TestEnsureCreatesTheTopology(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := jetStreamAt(t, natsembed.RunTest(t).ClientURL())
+	cfg := events.TopologyConfig{Names: events.Names{Prefix: "acme"}}
+
+	if err := events.Ensure(ctx, js, cfg); err != nil {
+		t.Fatalf("first Ensure: %v", err)
+	}
+	if err := events.Ensure(ctx, js, cfg); err != nil {
+		t.Fatalf("second Ensure on an existing topology: %v", err)
+	}
+
+	cmds, err := js.Stream(ctx, "ACME_COMMANDS")
+	if err != nil {
+		t.Fatalf("command stream: %v", err)
+	}
+	if got := cmds.CachedInfo().Config; got.Retention != jetstream.WorkQueuePolicy || got.Subjects[0] != "acme.cmd.>" || got.Duplicates != 2*time.Minute {
+		t.Errorf("command stream config = retention %v subjects %v duplicates %v, want work-queue, acme.cmd.>, 2m", got.Retention, got.Subjects, got.Duplicates)
+	}
+	for _, name := range []string{"ACME_WEBHOOKS", "ACME_EVENTS", "ACME_DLQ"} {
+		if _, err := js.Stream(ctx, name); err != nil {
+			t.Errorf("stream %s: %v", name, err)
+		}
+	}
+	for _, bucket := range []string{"acme_ledger", "acme_correlation", "acme_campaigns", "acme_reads", "acme_workers", "acme_throttle"} {
+		if _, err := js.KeyValue(ctx, bucket); err != nil {
+			t.Errorf("bucket %s: %v", bucket, err)
+		}
+	}
+	if _, err := js.ObjectStore(ctx, "acme_campaign_lists"); err != nil {
+		t.Errorf("object store: %v", err)
+	}
+	cons, err := js.Consumer(ctx, "ACME_COMMANDS", "worker-commands")
+	if err != nil {
+		t.Fatalf("command consumer: %v", err)
+	}
+	if got := cons.CachedInfo().Config; got.MaxDeliver != 10 || got.AckPolicy != jetstream.AckExplicitPolicy || got.MaxAckPending != 1024 {
+		t.Errorf("command consumer = max deliver %d ack %v max ack pending %d, want 10, explicit, 1024", got.MaxDeliver, got.AckPolicy, got.MaxAckPending)
+	}
+}
+
+func TestEnsureUpdatesChangedSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := jetStreamAt(t, natsembed.RunTest(t).ClientURL())
+	if err := events.Ensure(ctx, js, events.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Ensure(ctx, js, events.TopologyConfig{ReadsTTL: time.Minute, MaxAckPending: 64}); err != nil {
+		t.Fatalf("Ensure with changed settings: %v", err)
+	}
+	reads, err := js.KeyValue(ctx, "groups_reads")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := reads.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TTL() != time.Minute {
+		t.Errorf("reads TTL = %s after update, want 1m", st.TTL())
+	}
+	cons, err := js.Consumer(ctx, "GROUPS_COMMANDS", "worker-commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cons.CachedInfo().Config.MaxAckPending; got != 64 {
+		t.Errorf("MaxAckPending = %d after update, want 64", got)
+	}
+}
+
+func TestEnsureFromSeveralProcessesAtOnce(t *testing.T) {
+	t.Parallel()
+	url := natsembed.RunTest(t).ClientURL()
+	const n = 4
+	jss := make([]jetstream.JetStream, n)
+	for i := range jss {
+		jss[i] = jetStreamAt(t, url) // one connection each, like separate processes
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, js := range jss {
+		wg.Go(func() { errs[i] = events.Ensure(context.Background(), js, events.TopologyConfig{}) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Ensure %d of %d racing: %v", i+1, n, err)
+		}
+	}
+}
+
+func TestEnsureReplicatesOnACluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js := jetStreamAt(t, natsembed.RunTestCluster(t, 3).ClientURL())
+	if err := events.Ensure(ctx, js, events.TopologyConfig{Replicas: 3}); err != nil {
+		t.Fatalf("Ensure R3: %v", err)
+	}
+	s, err := js.Stream(ctx, "GROUPS_COMMANDS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.Replicas; got != 3 {
+		t.Errorf("command stream replicas = %d, want 3", got)
+	}
+}
+
+func TestEnsureRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	js := jetStreamAt(t, natsembed.RunTest(t).ClientURL())
+	for _, cfg := range []events.TopologyConfig{
+		{Replicas: 7},
+		{Names: events.Names{Prefix: "a.b"}},
+		{MaxDeliver: 1},
+	} {
+		if err := events.Ensure(context.Background(), js, cfg); err == nil {
+			t.Errorf("Ensure(%+v) succeeded, want a configuration error", cfg)
+		}
+	}
+}
