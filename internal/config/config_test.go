@@ -1,0 +1,107 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/groupflow/groupflow/internal/config"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestEnvReadsValuesAndDefaults(t *testing.T) {
+	t.Parallel()
+	e := config.NewEnv(envOf(map[string]string{"A": " x ", "N": "7", "D": "3s", "B": "true", "L": "a, ,b", "F": "2.5"}))
+	if got := e.String("A", "def", ""); got != "x" {
+		t.Errorf("String = %q, want %q", got, "x")
+	}
+	if got := e.String("UNSET", "def", ""); got != "def" {
+		t.Errorf("String unset = %q, want def", got)
+	}
+	if got := e.Int("N", 1, 1, ""); got != 7 {
+		t.Errorf("Int = %d, want 7", got)
+	}
+	if got := e.Duration("D", time.Second, ""); got != 3*time.Second {
+		t.Errorf("Duration = %s, want 3s", got)
+	}
+	if got := e.Bool("B", false, ""); !got {
+		t.Error("Bool = false, want true")
+	}
+	if got := e.Float("F", 1, ""); got != 2.5 {
+		t.Errorf("Float = %v, want 2.5", got)
+	}
+	if got := strings.Join(e.List("L", ""), "|"); got != "a|b" {
+		t.Errorf("List = %q, want a|b", got)
+	}
+	if err := e.Err(); err != nil {
+		t.Fatalf("Err = %v, want nil", err)
+	}
+	if got := len(e.Vars()); got != 7 {
+		t.Errorf("Vars recorded %d variables, want 7", got)
+	}
+}
+
+func TestEnvReportsEveryProblemOnOneLine(t *testing.T) {
+	t.Parallel()
+	e := config.NewEnv(envOf(map[string]string{"N": "zero", "D": "-1s", "B": "maybe"}))
+	e.Int("N", 1, 1, "")
+	e.Duration("D", time.Second, "")
+	e.Bool("B", false, "")
+	e.Require("R", "", "needed for the test")
+	err := e.Err()
+	if err == nil {
+		t.Fatal("Err = nil, want four problems")
+	}
+	msg := err.Error()
+	for _, want := range []string{"N:", "D:", "B:", "R: required"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not mention %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error spans several lines: %q", msg)
+	}
+}
+
+func TestSecretFromFileNeverInErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte("s3cr3t-value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := config.NewEnv(envOf(map[string]string{"TOKEN_FILE": file}))
+	if got := e.Secret("TOKEN", ""); got != "s3cr3t-value" {
+		t.Errorf("Secret from file = %q, want s3cr3t-value", got)
+	}
+
+	both := config.NewEnv(envOf(map[string]string{"TOKEN": "inline-s3cr3t", "TOKEN_FILE": file}))
+	both.Secret("TOKEN", "")
+	missing := config.NewEnv(envOf(map[string]string{"TOKEN_FILE": filepath.Join(dir, "nope")}))
+	missing.Secret("TOKEN", "")
+	for _, e := range []*config.Env{both, missing} {
+		err := e.Err()
+		if err == nil {
+			t.Fatal("Err = nil, want a secret problem")
+		}
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("error leaks the secret: %v", err)
+		}
+	}
+}
+
+func TestRedactURLHidesCredentials(t *testing.T) {
+	t.Parallel()
+	got := config.RedactURL("nats://alice:pa55@h1:4222,nats://tok3n@h2:4222,nats://h3:4222")
+	if strings.Contains(got, "pa55") || strings.Contains(got, "tok3n") {
+		t.Fatalf("RedactURL left a secret: %s", got)
+	}
+	if !strings.Contains(got, "alice") || !strings.Contains(got, "h3:4222") {
+		t.Errorf("RedactURL lost non-secret parts: %s", got)
+	}
+}

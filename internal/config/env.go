@@ -1,0 +1,178 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Var describes one environment variable a program reads.
+type Var struct {
+	Name    string
+	Default string
+	Secret  bool
+	Usage   string
+}
+
+// Env reads variables through a getenv function and records every problem.
+// Read everything, then check Err once.
+type Env struct {
+	getenv   func(string) string
+	readFile func(string) ([]byte, error)
+	vars     []Var
+	errs     []string
+}
+
+// NewEnv returns an Env reading from getenv (os.Getenv in a main).
+func NewEnv(getenv func(string) string) *Env {
+	return &Env{getenv: getenv, readFile: os.ReadFile}
+}
+
+// Vars lists every variable read so far, in order, for help texts and for
+// the test that keeps the README's configuration table true.
+func (e *Env) Vars() []Var { return e.vars }
+
+func (e *Env) record(v Var) string {
+	e.vars = append(e.vars, v)
+	return strings.TrimSpace(e.getenv(v.Name))
+}
+
+func (e *Env) fail(name, format string, args ...any) {
+	e.errs = append(e.errs, name+": "+fmt.Sprintf(format, args...))
+}
+
+// String returns the variable's value or def when unset.
+func (e *Env) String(name, def, usage string) string {
+	if v := e.record(Var{Name: name, Default: def, Usage: usage}); v != "" {
+		return v
+	}
+	return def
+}
+
+// Secret returns the variable's value, or the trimmed contents of the file
+// named by <name>_FILE. Setting both is an error. The value never appears in
+// an error message.
+func (e *Env) Secret(name, usage string) string {
+	v := e.record(Var{Name: name, Secret: true, Usage: usage + " (or " + name + "_FILE)"})
+	file := strings.TrimSpace(e.getenv(name + "_FILE"))
+	switch {
+	case v != "" && file != "":
+		e.fail(name, "set either %s or %s_FILE, not both", name, name)
+		return ""
+	case file != "":
+		b, err := e.readFile(file)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			e.fail(name+"_FILE", "cannot read %s: %v", file, err)
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	return v
+}
+
+// Int returns the variable as an integer ≥ min, or def when unset.
+func (e *Env) Int(name string, def, min int, usage string) int {
+	v := e.record(Var{Name: name, Default: strconv.Itoa(def), Usage: usage})
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		e.fail(name, "want an integer ≥ %d, got %q", min, v)
+		return def
+	}
+	return n
+}
+
+// Float returns the variable as a number > 0, or def when unset.
+func (e *Env) Float(name string, def float64, usage string) float64 {
+	v := e.record(Var{Name: name, Default: strconv.FormatFloat(def, 'f', -1, 64), Usage: usage})
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 {
+		e.fail(name, "want a number > 0, got %q", v)
+		return def
+	}
+	return f
+}
+
+// Duration returns the variable as a positive Go duration ("30s"), or def.
+func (e *Env) Duration(name string, def time.Duration, usage string) time.Duration {
+	v := e.record(Var{Name: name, Default: def.String(), Usage: usage})
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		e.fail(name, "want a positive duration such as 30s, got %q", v)
+		return def
+	}
+	return d
+}
+
+// Bool returns the variable as a boolean, or def when unset.
+func (e *Env) Bool(name string, def bool, usage string) bool {
+	v := e.record(Var{Name: name, Default: strconv.FormatBool(def), Usage: usage})
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.fail(name, "want true or false, got %q", v)
+		return def
+	}
+	return b
+}
+
+// List returns the comma-separated values of the variable, trimmed and
+// without empty entries.
+func (e *Env) List(name, usage string) []string {
+	return splitList(e.String(name, "", usage))
+}
+
+// SecretList is List for secrets (also from <name>_FILE, one per line or
+// comma separated).
+func (e *Env) SecretList(name, usage string) []string {
+	return splitList(strings.ReplaceAll(e.Secret(name, usage), "\n", ","))
+}
+
+// Require records an error when value is empty.
+func (e *Env) Require(name, value, why string) {
+	if value == "" {
+		e.fail(name, "required: %s", why)
+	}
+}
+
+// Check records an error for name when ok is false.
+func (e *Env) Check(ok bool, name, format string, args ...any) {
+	if !ok {
+		e.fail(name, format, args...)
+	}
+}
+
+// Err returns every problem found so far as one line, or nil.
+func (e *Env) Err() error {
+	if len(e.errs) == 0 {
+		return nil
+	}
+	return errors.New("invalid configuration: " + strings.Join(e.errs, "; "))
+}
+
+func splitList(s string) []string {
+	var out []string
+	for part := range strings.SplitSeq(s, ",") {
+		if p := strings.TrimSpace(part); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
