@@ -1,0 +1,119 @@
+package webhook
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// DefaultMaxBody is the default request body limit: Meta caps payloads at
+// 3 MB, plus a margin for envelope and encoding slack.
+const DefaultMaxBody = 3<<20 + 256<<10
+
+// DefaultPublishTimeout is how long a POST waits for the Publisher by
+// default. Meta expects a prompt answer and retries anything else.
+const DefaultPublishTimeout = 10 * time.Second
+
+// Handler is Meta's webhook endpoint. GET is the subscription handshake;
+// POST verifies the signature on the raw body, splits the delivery into
+// items, publishes them and answers 200 only after all are stored, so a
+// delivery is either durably accepted or retried by Meta.
+//
+// POST answers: 413 body over MaxBody, 401 signature missing, 403 signature
+// wrong, 400 not a webhook envelope, 503 publishing failed, 500 handler not
+// configured; nothing is published in any of these cases except 503, where
+// some items may be stored and Meta's retry is deduplicated by MsgID.
+type Handler struct {
+	// AppSecret is the Meta app secret that keys X-Hub-Signature-256.
+	// Required: without it every POST is refused.
+	AppSecret []byte
+	// VerifyToken is the token configured in Meta's webhook settings for
+	// the GET handshake. Empty refuses every handshake.
+	VerifyToken string
+	// MaxBody caps the request body in bytes. Defaults to DefaultMaxBody.
+	MaxBody int64
+	// PublishTimeout bounds the wait for Publisher. Defaults to
+	// DefaultPublishTimeout.
+	PublishTimeout time.Duration
+	// Publisher stores the items. Required.
+	Publisher Publisher
+	// Logger receives one line per refused or failed delivery. Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		Handshake(h.VerifyToken)(w, r)
+	case http.MethodPost:
+		h.post(w, r)
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	log := cmp.Or(h.Logger, slog.Default())
+	if len(h.AppSecret) == 0 || h.Publisher == nil {
+		log.ErrorContext(ctx, "webhook handler not configured: app secret and publisher are required")
+		http.Error(w, "not configured", http.StatusInternalServerError)
+		return
+	}
+	limit := cmp.Or(h.MaxBody, DefaultMaxBody)
+	if r.ContentLength > limit {
+		log.WarnContext(ctx, "webhook refused: body too large", slog.Int64("bytes", r.ContentLength), slog.Int64("limit", limit))
+		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			log.WarnContext(ctx, "webhook refused: body too large", slog.Int64("limit", limit))
+			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		log.WarnContext(ctx, "webhook refused: read body", slog.String("err", err.Error()))
+		http.Error(w, "cannot read body", http.StatusBadRequest)
+		return
+	}
+
+	// Signature first: nothing unauthenticated is parsed.
+	switch err := Verify(h.AppSecret, body, r.Header.Get(SignatureHeader)); {
+	case errors.Is(err, ErrSignatureMissing):
+		log.WarnContext(ctx, "webhook refused: signature missing", slog.Int("bytes", len(body)))
+		http.Error(w, "signature missing", http.StatusUnauthorized)
+		return
+	case err != nil:
+		log.WarnContext(ctx, "webhook refused: signature invalid", slog.Int("bytes", len(body)))
+		http.Error(w, "signature invalid", http.StatusForbidden)
+		return
+	}
+
+	items, err := Parse(body)
+	if err != nil {
+		log.WarnContext(ctx, "webhook refused: malformed", slog.String("err", err.Error()))
+		http.Error(w, "malformed webhook", http.StatusBadRequest)
+		return
+	}
+	if len(items) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, cmp.Or(h.PublishTimeout, DefaultPublishTimeout))
+		err := h.Publisher.Publish(pctx, items)
+		cancel()
+		if err != nil {
+			log.ErrorContext(ctx, "webhook not stored; Meta will retry", slog.Int("items", len(items)), slog.String("err", err.Error()))
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+}

@@ -1,0 +1,99 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
+)
+
+// Publisher hands webhook items to durable storage. Publish returns nil only
+// once every item is stored; the Handler answers Meta 200 only then.
+type Publisher interface {
+	Publish(ctx context.Context, items []Item) error
+}
+
+// NoPhoneToken stands in the subject for an item without a phone number id
+// (account-level changes).
+const NoPhoneToken = "_"
+
+// defaultStallWait bounds how long one publish waits for room among the
+// outstanding async publishes when ctx has no deadline.
+const defaultStallWait = 5 * time.Second
+
+// JetStreamPublisher publishes each item as JSON to
+// Names.Webhook(phone, field) with Nats-Msg-Id set to the item's MsgID, so
+// JetStream drops redeliveries within the stream's duplicate window.
+//
+// Items are published asynchronously and the acks awaited together, which
+// is what makes a 1000-item delivery fast. Configure the JetStream handle
+// with jetstream.WithPublishAsyncTimeout so an ack lost to a disconnect does
+// not stay pending forever.
+type JetStreamPublisher struct {
+	// JS is the JetStream handle to publish with. Required.
+	JS jetstream.JetStream
+	// Names builds the subjects. The zero value uses the "groups" prefix.
+	Names events.Names
+}
+
+var _ Publisher = JetStreamPublisher{}
+
+// Publish publishes items and waits until JetStream acknowledged all of them
+// or ctx is done. On error some items may have been stored; publishing the
+// same items again is safe because their MsgIDs deduplicate them.
+func (p JetStreamPublisher) Publish(ctx context.Context, items []Item) error {
+	if p.JS == nil {
+		return errors.New("webhook: JetStreamPublisher.JS is nil")
+	}
+	stall := defaultStallWait
+	if dl, ok := ctx.Deadline(); ok {
+		stall = max(time.Until(dl), time.Millisecond)
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(items))
+	for i := range items {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("webhook: publish items: %w", err)
+		}
+		it := &items[i]
+		data, err := json.Marshal(it)
+		if err != nil {
+			return fmt.Errorf("webhook: encode item %s: %w", it.MsgID, err)
+		}
+		msg := &nats.Msg{Subject: p.subject(it), Data: data, Header: nats.Header{}}
+		f, err := p.JS.PublishMsgAsync(msg, jetstream.WithMsgID(it.MsgID), jetstream.WithStallWait(stall))
+		if err != nil {
+			return fmt.Errorf("webhook: publish item %s: %w", it.MsgID, err)
+		}
+		futures = append(futures, f)
+	}
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("webhook: publish item %s: %w", items[i].MsgID, err)
+		case <-ctx.Done():
+			return fmt.Errorf("webhook: wait for acks: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (p JetStreamPublisher) subject(it *Item) string {
+	phone := subjectToken(it.PhoneNumberID)
+	if phone == "" {
+		phone = NoPhoneToken
+	}
+	// Field is already a token (Parse guarantees it); sanitise anyway for
+	// items built by hand.
+	field := subjectToken(it.Field)
+	if field == "" {
+		field = "unknown"
+	}
+	return p.Names.Webhook(phone, field)
+}
