@@ -633,7 +633,7 @@ func TestMsgIDTellsDifferentFactsApart(t *testing.T) {
 	}{
 		{"Another participant joins at the same second", group(join), group(strings.Replace(join, `"wa_id":"1"`, `"wa_id":"2"`, 1)), false},
 		{"The same participant rejoins later", group(join), group(strings.Replace(join, `"100"`, `"200"`, 1)), false},
-		{"Another group", group(join), envelope("group_participants_update", `{` + metadata + `,"groups":[{"group_id":"G2",` + join + `}]}`), false},
+		{"Another group", group(join), envelope("group_participants_update", `{`+metadata+`,"groups":[{"group_id":"G2",`+join+`}]}`), false},
 		{"Another removal request", group(remove), group(strings.Replace(remove, "R1", "R2", 1)), false},
 		{"Removal lists in another order", group(remove), group(strings.Replace(remove, `{"input":"1"},{"input":"2"}`, `{"input":"2"},{"input":"1"}`, 1)), true},
 		{"Another join request", group(`"type":"group_join_request_created","timestamp":"1","join_request_id":"J1","wa_id":"1"`),
