@@ -177,7 +177,7 @@ func TestHandlerStoresEveryItem(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	var want []webhook.Item
-	for _, f := range []string{"fields__group_participants_update.json", "messages__group_statuses_aggregated.json"} {
+	for _, f := range []string{"fields__group_participants_update.json", "messages__group_statuses_aggregated.json", "messages__group_text.json"} {
 		body := readFixture(t, f)
 		if code := b.post(t, body, sign(body)); code != http.StatusOK {
 			t.Fatalf("POST %s = %d, want 200", f, code)

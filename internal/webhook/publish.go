@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,7 +62,7 @@ func (p JetStreamPublisher) Publish(ctx context.Context, items []Item) error {
 			return fmt.Errorf("webhook: publish items: %w", err)
 		}
 		it := &items[i]
-		data, err := json.Marshal(it)
+		data, err := encodeItem(it)
 		if err != nil {
 			return fmt.Errorf("webhook: encode item %s: %w", it.MsgID, err)
 		}
@@ -82,6 +83,18 @@ func (p JetStreamPublisher) Publish(ctx context.Context, items []Item) error {
 		}
 	}
 	return nil
+}
+
+// encodeItem writes it as JSON without HTML escaping, so Data is stored
+// byte for byte as Parse produced it.
+func encodeItem(it *Item) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(it); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
 }
 
 func (p JetStreamPublisher) subject(it *Item) string {
