@@ -1,0 +1,147 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Correlations maps Graph request ids to the commands that made them, over
+// the groups_correlation KV bucket.
+//
+// A webhook may arrive before the worker that made the call has recorded
+// the request id (the response is slower than the webhook, or the worker
+// died in between). Both sides meet at one key per request id, each with a
+// compare-and-set: the worker links the command id, the webhook consumer
+// leaves the item there when no command is linked yet. Whoever comes second
+// finds the other's half and completes the command. Nothing waits or polls,
+// and a webhook message is never redelivered just because it was early.
+type Correlations struct {
+	kv jetstream.KeyValue
+}
+
+// NewCorrelations returns the correlation store over kv (the bucket named by
+// events.Names.CorrelationBucket).
+func NewCorrelations(kv jetstream.KeyValue) *Correlations { return &Correlations{kv: kv} }
+
+// correlation is the JSON value of a correlation key.
+type correlation struct {
+	CommandID string `json:"command_id,omitempty"`
+	// Early holds webhook items that arrived before CommandID was known.
+	Early []json.RawMessage `json:"early,omitempty"`
+}
+
+// maxEarly bounds the early items kept per request id: Meta may deliver one
+// webhook several times, and one is enough to complete.
+const maxEarly = 4
+
+func correlationKey(requestID string) string { return "req." + escapeKey(requestID) }
+
+// Link records that requestID belongs to commandID and returns the webhook
+// items that arrived before it (to be applied by the caller). Linking twice
+// is harmless.
+func (c *Correlations) Link(ctx context.Context, requestID, commandID string) ([]json.RawMessage, error) {
+	key := correlationKey(requestID)
+	for {
+		b, _ := json.Marshal(correlation{CommandID: commandID})
+		_, err := c.kv.Create(ctx, key, b)
+		if err == nil {
+			return nil, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("correlation: link %s: %w", requestID, err)
+		}
+		cur, rev, err := c.get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if cur.CommandID == commandID {
+			return cur.Early, nil
+		}
+		if cur.CommandID != "" {
+			return nil, fmt.Errorf("correlation: request %s already belongs to command %s", requestID, cur.CommandID)
+		}
+		early := cur.Early
+		cur.CommandID = commandID
+		if ok, err := c.update(ctx, key, cur, rev); err != nil {
+			return nil, err
+		} else if ok {
+			return early, nil
+		}
+	}
+}
+
+// Arrive is called for a webhook item carrying requestID. It returns the
+// linked command id, or "" after keeping the item for Link to find.
+func (c *Correlations) Arrive(ctx context.Context, requestID string, item json.RawMessage) (string, error) {
+	key := correlationKey(requestID)
+	for {
+		cur, rev, err := c.get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			b, _ := json.Marshal(correlation{Early: []json.RawMessage{item}})
+			_, err := c.kv.Create(ctx, key, b)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue
+			}
+			if err != nil {
+				return "", fmt.Errorf("correlation: keep early %s: %w", requestID, err)
+			}
+			return "", nil
+		case err != nil:
+			return "", err
+		case cur.CommandID != "":
+			return cur.CommandID, nil
+		case len(cur.Early) >= maxEarly:
+			return "", nil
+		}
+		cur.Early = append(cur.Early, item)
+		if ok, err := c.update(ctx, key, cur, rev); err != nil {
+			return "", err
+		} else if ok {
+			return "", nil
+		}
+	}
+}
+
+// Lookup returns the command id linked to requestID, or "".
+func (c *Correlations) Lookup(ctx context.Context, requestID string) (string, error) {
+	cur, _, err := c.get(ctx, correlationKey(requestID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", nil
+	}
+	return cur.CommandID, err
+}
+
+func (c *Correlations) get(ctx context.Context, key string) (correlation, uint64, error) {
+	e, err := c.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyDeleted) {
+		err = jetstream.ErrKeyNotFound
+	}
+	if err != nil {
+		return correlation{}, 0, err
+	}
+	var cur correlation
+	if err := json.Unmarshal(e.Value(), &cur); err != nil {
+		return correlation{}, 0, fmt.Errorf("correlation: decode %s: %w", key, err)
+	}
+	return cur, e.Revision(), nil
+}
+
+func (c *Correlations) update(ctx context.Context, key string, cur correlation, rev uint64) (bool, error) {
+	b, _ := json.Marshal(cur)
+	_, err := c.kv.Update(ctx, key, b, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("correlation: update %s: %w", key, err)
+	}
+	return true, nil
+}

@@ -1,0 +1,572 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// State is where a command is in its life. The first four are terminal.
+type State string
+
+// Ledger states.
+const (
+	StateRunning            State = "running"
+	StateAwaitingWebhook    State = "awaiting_webhook"
+	StateSucceeded          State = "succeeded"
+	StatePartiallySucceeded State = "partially_succeeded"
+	StateFailed             State = "failed"
+	StateRejected           State = "rejected"
+)
+
+// Terminal reports whether nothing more will happen to a command in s.
+func (s State) Terminal() bool {
+	switch s {
+	case StateSucceeded, StatePartiallySucceeded, StateFailed, StateRejected:
+		return true
+	}
+	return false
+}
+
+// maxAttempts bounds the attempt history kept in an entry (the oldest are
+// dropped) so an entry stays small whatever the redelivery count.
+const maxAttempts = 32
+
+// Entry is one command's ledger record (JSON in the groups_ledger bucket).
+type Entry struct {
+	CommandID     string `json:"command_id"`
+	CommandType   string `json:"command_type,omitempty"`
+	PhoneNumberID string `json:"phone_number_id,omitempty"`
+	// Subject is where the command was published; the DLQ keeps it.
+	Subject string `json:"subject,omitempty"`
+	// Command is the command as received.
+	Command json.RawMessage `json:"command,omitempty"`
+	State   State           `json:"state"`
+	// Owner is the claim token of the worker executing the command, empty
+	// when nobody is; the claim is live until LeaseUntil.
+	Owner      string    `json:"owner,omitempty"`
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
+	Attempts   []Attempt `json:"attempts,omitempty"`
+	// Intent is set before a call that is not safe to repeat; Intent.Done
+	// after its outcome is known. An intent that is not done on a
+	// redelivery means the call may or may not have happened.
+	Intent *Intent `json:"intent,omitempty"`
+	// Progress is handler-specific state that must survive a redelivery
+	// (for example the join requests seen before an approval).
+	Progress json.RawMessage `json:"progress,omitempty"`
+	// Pending lists the Graph requests whose webhook completes the command.
+	Pending []Pending `json:"pending,omitempty"`
+	// AwaitUntil is when the sweeper gives up waiting for Pending webhooks.
+	AwaitUntil time.Time `json:"await_until,omitzero"`
+	// Result is the terminal event, stored so a re-sent command id
+	// re-publishes it instead of executing again.
+	Result      *Terminal `json:"result,omitempty"`
+	Traceparent string    `json:"traceparent,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Attempt is one execution attempt of a command.
+type Attempt struct {
+	At       time.Time `json:"at"`
+	Worker   string    `json:"worker,omitempty"`
+	Delivery uint64    `json:"delivery,omitempty"`
+	// Outcome is "succeeded", "awaiting_webhook", "transient", "throttled",
+	// "permanent", "cancelled", "panic" or "ambiguous".
+	Outcome string `json:"outcome"`
+	Code    int    `json:"code,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Intent records that a call that is not safe to repeat is about to be
+// made.
+type Intent struct {
+	Op   string    `json:"op"`
+	At   time.Time `json:"at"`
+	Done bool      `json:"done,omitempty"`
+	// Outcome is what the call answered (request id, message id), once Done.
+	Outcome json.RawMessage `json:"outcome,omitempty"`
+}
+
+// Pending is one Graph request awaiting its webhook.
+type Pending struct {
+	RequestID string `json:"request_id"`
+	// Items are what the request covered (participants of a removal chunk).
+	Items []string `json:"items,omitempty"`
+	Done  bool     `json:"done,omitempty"`
+	// Result is the completion's outcome, filled by the webhook consumer.
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// Terminal is the terminal event of a command, as published.
+type Terminal struct {
+	// Type is the event type (command.succeeded, command.failed, …).
+	Type    string `json:"type"`
+	Subject string `json:"subject"`
+	MsgID   string `json:"msg_id"`
+	// Event is the CloudEvent JSON, published byte for byte again when the
+	// command id is re-sent.
+	Event json.RawMessage `json:"event"`
+	// Published is set once JetStream acknowledged the event.
+	Published bool      `json:"published,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// Errors the ledger returns for callers to branch on.
+var (
+	// ErrNotFound: the ledger has no entry for the command id.
+	ErrNotFound = errors.New("jobs: command not in ledger")
+	// ErrNotOwner: the caller's claim was lost (expired and taken over).
+	ErrNotOwner = errors.New("jobs: claim no longer held")
+	// ErrTerminal: the command is already terminal.
+	ErrTerminal = errors.New("jobs: command already terminal")
+)
+
+// Ledger is the idempotency record of every command, over the groups_ledger
+// KV bucket. Every change is a compare-and-set on the entry's revision, so
+// any number of workers can share it.
+type Ledger struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+}
+
+// NewLedger returns a ledger over kv (the bucket named by
+// events.Names.LedgerBucket). now defaults to time.Now.
+func NewLedger(kv jetstream.KeyValue, now func() time.Time) *Ledger {
+	if now == nil {
+		now = time.Now
+	}
+	return &Ledger{kv: kv, now: now}
+}
+
+// LedgerKey is the KV key of a command id. Command ids may hold ':' and
+// runs of '.', which KV keys may not, so every byte outside [A-Za-z0-9_-]
+// is written as =XX (an injective, readable escape).
+func LedgerKey(commandID string) string { return "cmd." + escapeKey(commandID) }
+
+func awaitKey(commandID string) string { return "await." + escapeKey(commandID) }
+
+func escapeKey(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('=')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		}
+	}
+	if b.Len() == 0 {
+		return "="
+	}
+	return b.String()
+}
+
+func unescapeKey(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '=' && i+2 < len(s) {
+			var v byte
+			for _, h := range []byte{s[i+1], s[i+2]} {
+				v <<= 4
+				switch {
+				case '0' <= h && h <= '9':
+					v |= h - '0'
+				case 'A' <= h && h <= 'F':
+					v |= h - 'A' + 10
+				}
+			}
+			b.WriteByte(v)
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Get returns the entry of a command id and its revision, or ErrNotFound.
+func (l *Ledger) Get(ctx context.Context, commandID string) (Entry, uint64, error) {
+	kve, err := l.kv.Get(ctx, LedgerKey(commandID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return Entry{}, 0, ErrNotFound
+	}
+	if err != nil {
+		return Entry{}, 0, fmt.Errorf("ledger: get %s: %w", commandID, err)
+	}
+	var e Entry
+	if err := json.Unmarshal(kve.Value(), &e); err != nil {
+		return Entry{}, 0, fmt.Errorf("ledger: decode %s: %w", commandID, err)
+	}
+	return e, kve.Revision(), nil
+}
+
+// ClaimStatus says what Claim found.
+type ClaimStatus int
+
+// Claim outcomes.
+const (
+	// Claimed: the caller owns the command and must execute (or reconcile) it.
+	Claimed ClaimStatus = iota + 1
+	// AlreadyTerminal: the command finished; re-publish Entry.Result.
+	AlreadyTerminal
+	// HeldElsewhere: another worker's claim is live until Entry.LeaseUntil.
+	HeldElsewhere
+	// Awaiting: the Graph call was made; a webhook (or the sweeper) ends it.
+	Awaiting
+)
+
+func (s ClaimStatus) String() string {
+	switch s {
+	case Claimed:
+		return "claimed"
+	case AlreadyTerminal:
+		return "terminal"
+	case HeldElsewhere:
+		return "held"
+	case Awaiting:
+		return "awaiting"
+	}
+	return "unknown"
+}
+
+// ClaimRequest describes the command a worker wants to execute.
+type ClaimRequest struct {
+	CommandID     string
+	CommandType   string
+	PhoneNumberID string
+	Subject       string
+	Command       json.RawMessage
+	// Token identifies this claim (unique per delivery and worker).
+	Token       string
+	Lease       time.Duration
+	Traceparent string
+}
+
+// Claim takes a command for execution by compare-and-set. A command that
+// is terminal, awaiting its webhook, or claimed by a live lease is not taken;
+// the status says which, and the entry what is known.
+func (l *Ledger) Claim(ctx context.Context, r ClaimRequest) (ClaimStatus, Entry, error) {
+	key := LedgerKey(r.CommandID)
+	for {
+		now := l.now()
+		e, rev, err := l.Get(ctx, r.CommandID)
+		if errors.Is(err, ErrNotFound) {
+			e = Entry{
+				CommandID: r.CommandID, CommandType: r.CommandType, PhoneNumberID: r.PhoneNumberID,
+				Subject: r.Subject, Command: r.Command, State: StateRunning,
+				Owner: r.Token, LeaseUntil: now.Add(r.Lease), Traceparent: r.Traceparent,
+				CreatedAt: now, UpdatedAt: now,
+			}
+			b, _ := json.Marshal(e)
+			if _, err := l.kv.Create(ctx, key, b); errors.Is(err, jetstream.ErrKeyExists) {
+				continue // lost the race: look at the winner's entry
+			} else if err != nil {
+				return 0, Entry{}, fmt.Errorf("ledger: create %s: %w", r.CommandID, err)
+			}
+			return Claimed, e, nil
+		}
+		if err != nil {
+			return 0, Entry{}, err
+		}
+		switch {
+		case e.State.Terminal():
+			return AlreadyTerminal, e, nil
+		case e.State == StateAwaitingWebhook:
+			return Awaiting, e, nil
+		case e.Owner != "" && now.Before(e.LeaseUntil):
+			return HeldElsewhere, e, nil
+		}
+		e.Owner, e.LeaseUntil, e.UpdatedAt = r.Token, now.Add(r.Lease), now
+		if e.Traceparent == "" {
+			e.Traceparent = r.Traceparent
+		}
+		if ok, err := l.put(ctx, key, e, rev); err != nil {
+			return 0, Entry{}, err
+		} else if !ok {
+			continue
+		}
+		return Claimed, e, nil
+	}
+}
+
+// Update applies fn to the entry and stores it by compare-and-set, retrying
+// on conflicts with a fresh read. fn may return an error to abort.
+func (l *Ledger) Update(ctx context.Context, commandID string, fn func(*Entry) error) (Entry, error) {
+	key := LedgerKey(commandID)
+	for {
+		e, rev, err := l.Get(ctx, commandID)
+		if err != nil {
+			return Entry{}, err
+		}
+		if err := fn(&e); err != nil {
+			return e, err
+		}
+		e.UpdatedAt = l.now()
+		if ok, err := l.put(ctx, key, e, rev); err != nil {
+			return Entry{}, err
+		} else if ok {
+			return e, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return Entry{}, err
+		}
+	}
+}
+
+// UpdateOwned is Update for the holder of a claim: it fails with
+// ErrNotOwner when the claim token no longer matches, and with ErrTerminal
+// when the command finished meanwhile.
+func (l *Ledger) UpdateOwned(ctx context.Context, commandID, token string, fn func(*Entry) error) (Entry, error) {
+	return l.Update(ctx, commandID, func(e *Entry) error {
+		if e.State.Terminal() {
+			return ErrTerminal
+		}
+		if e.Owner != token {
+			return ErrNotOwner
+		}
+		return fn(e)
+	})
+}
+
+// put stores e at key if its revision is still rev. It reports false on a
+// conflict.
+func (l *Ledger) put(ctx context.Context, key string, e Entry, rev uint64) (bool, error) {
+	if len(e.Attempts) > maxAttempts {
+		e.Attempts = e.Attempts[len(e.Attempts)-maxAttempts:]
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return false, fmt.Errorf("ledger: encode %s: %w", e.CommandID, err)
+	}
+	_, err = l.kv.Update(ctx, key, b, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("ledger: update %s: %w", e.CommandID, err)
+	}
+	return true, nil
+}
+
+// Renew extends the lease of the claim token by lease.
+func (l *Ledger) Renew(ctx context.Context, commandID, token string, lease time.Duration) error {
+	_, err := l.UpdateOwned(ctx, commandID, token, func(e *Entry) error {
+		e.LeaseUntil = l.now().Add(lease)
+		return nil
+	})
+	return err
+}
+
+// Release gives up a claim after a failed attempt (the message will be
+// redelivered), recording the attempt. Releasing a claim that was lost or a
+// command that finished is not an error.
+func (l *Ledger) Release(ctx context.Context, commandID, token string, a Attempt) error {
+	_, err := l.UpdateOwned(ctx, commandID, token, func(e *Entry) error {
+		e.Owner, e.LeaseUntil = "", time.Time{}
+		e.Attempts = append(e.Attempts, a)
+		return nil
+	})
+	if errors.Is(err, ErrNotOwner) || errors.Is(err, ErrTerminal) {
+		return nil
+	}
+	return err
+}
+
+// RecordIntent records, under the claim, that op is about to be called.
+func (l *Ledger) RecordIntent(ctx context.Context, commandID, token, op string) error {
+	_, err := l.UpdateOwned(ctx, commandID, token, func(e *Entry) error {
+		e.Intent = &Intent{Op: op, At: l.now()}
+		return nil
+	})
+	return err
+}
+
+// RecordOutcome marks the current intent done with what the call answered.
+func (l *Ledger) RecordOutcome(ctx context.Context, commandID, token string, outcome any) error {
+	b, err := json.Marshal(outcome)
+	if err != nil {
+		return fmt.Errorf("ledger: encode outcome: %w", err)
+	}
+	_, err = l.UpdateOwned(ctx, commandID, token, func(e *Entry) error {
+		if e.Intent == nil {
+			e.Intent = &Intent{At: l.now()}
+		}
+		e.Intent.Done, e.Intent.Outcome = true, b
+		return nil
+	})
+	return err
+}
+
+// SetProgress stores handler-specific progress under the claim.
+func (l *Ledger) SetProgress(ctx context.Context, commandID, token string, progress any) error {
+	b, err := json.Marshal(progress)
+	if err != nil {
+		return fmt.Errorf("ledger: encode progress: %w", err)
+	}
+	_, err = l.UpdateOwned(ctx, commandID, token, func(e *Entry) error {
+		e.Progress = b
+		return nil
+	})
+	return err
+}
+
+// Await moves a claimed command to awaiting_webhook for the pending
+// requests (added to those already pending), releasing the claim, and
+// indexes it for the sweeper. It also marks an open intent done, since the
+// request ids are the call's outcome.
+func (l *Ledger) Await(ctx context.Context, commandID, token string, pending []Pending, until time.Time, a Attempt) (Entry, error) {
+	e, err := l.UpdateOwned(ctx, commandID, token, func(e *Entry) error {
+		for _, p := range pending {
+			if !hasPending(e.Pending, p.RequestID) {
+				e.Pending = append(e.Pending, p)
+			}
+		}
+		if e.Intent != nil && !e.Intent.Done {
+			e.Intent.Done = true
+			e.Intent.Outcome, _ = json.Marshal(pending)
+		}
+		e.State, e.Owner, e.LeaseUntil, e.AwaitUntil = StateAwaitingWebhook, "", time.Time{}, until
+		e.Attempts = append(e.Attempts, a)
+		return nil
+	})
+	if err != nil {
+		return e, err
+	}
+	b, _ := json.Marshal(map[string]time.Time{"until": until})
+	if _, err := l.kv.Put(ctx, awaitKey(commandID), b); err != nil {
+		return e, fmt.Errorf("ledger: index awaiting %s: %w", commandID, err)
+	}
+	return e, nil
+}
+
+// AddPending records a request id under the claim before the command
+// awaits (so a crash between chunks does not resend a chunk).
+func (l *Ledger) AddPending(ctx context.Context, commandID, token string, p Pending) error {
+	_, err := l.UpdateOwned(ctx, commandID, token, func(e *Entry) error {
+		if !hasPending(e.Pending, p.RequestID) {
+			e.Pending = append(e.Pending, p)
+		}
+		return nil
+	})
+	return err
+}
+
+func hasPending(ps []Pending, id string) bool {
+	for _, p := range ps {
+		if p.RequestID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Finish makes a command terminal with its result, unless it already is
+// (then it returns the stored entry and ErrTerminal: exactly one terminal
+// result per command id). When token is not empty the caller must still
+// own the claim; the empty token is for the webhook consumer and the
+// sweeper, whose right to finish comes from the entry's state (guard).
+func (l *Ledger) Finish(ctx context.Context, commandID, token string, state State, t Terminal, a *Attempt, guard func(*Entry) error) (Entry, error) {
+	return l.Update(ctx, commandID, func(e *Entry) error {
+		if e.State.Terminal() {
+			return ErrTerminal
+		}
+		if token != "" && e.Owner != token {
+			return ErrNotOwner
+		}
+		if guard != nil {
+			if err := guard(e); err != nil {
+				return err
+			}
+		}
+		t.At = l.now()
+		e.State, e.Owner, e.LeaseUntil, e.Result = state, "", time.Time{}, &t
+		if a != nil {
+			e.Attempts = append(e.Attempts, *a)
+		}
+		return nil
+	})
+}
+
+// FinishNew records the terminal result of a command that was never
+// claimed (a rejected command): it creates the entry or, if one exists,
+// leaves it alone and returns it with ErrTerminal or ErrExists.
+func (l *Ledger) FinishNew(ctx context.Context, e Entry) (Entry, error) {
+	now := l.now()
+	e.CreatedAt, e.UpdatedAt = now, now
+	if e.Result != nil {
+		e.Result.At = now
+	}
+	b, _ := json.Marshal(e)
+	_, err := l.kv.Create(ctx, LedgerKey(e.CommandID), b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		old, _, gerr := l.Get(ctx, e.CommandID)
+		if gerr != nil {
+			return Entry{}, gerr
+		}
+		if old.State.Terminal() {
+			return old, ErrTerminal
+		}
+		return old, ErrExists
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("ledger: create %s: %w", e.CommandID, err)
+	}
+	return e, nil
+}
+
+// ErrExists: FinishNew found a live (non-terminal) entry for the id.
+var ErrExists = errors.New("jobs: command already in ledger")
+
+// MarkPublished records that the terminal event was acknowledged by
+// JetStream, so later webhooks for the command do not publish it again.
+func (l *Ledger) MarkPublished(ctx context.Context, commandID string) error {
+	_, err := l.Update(ctx, commandID, func(e *Entry) error {
+		if e.Result == nil || e.Result.Published {
+			return errNoChange
+		}
+		e.Result.Published = true
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	if err == nil {
+		// The sweeper no longer needs to look at it.
+		_ = l.kv.Delete(ctx, awaitKey(commandID))
+	}
+	return err
+}
+
+var errNoChange = errors.New("no change")
+
+// AwaitingIDs lists the command ids indexed as awaiting a webhook.
+func (l *Ledger) AwaitingIDs(ctx context.Context) ([]string, error) {
+	lister, err := l.kv.ListKeysFiltered(ctx, "await.>")
+	if err != nil {
+		return nil, fmt.Errorf("ledger: list awaiting: %w", err)
+	}
+	var ids []string
+	for k := range lister.Keys() {
+		ids = append(ids, unescapeKey(strings.TrimPrefix(k, "await.")))
+	}
+	return ids, nil
+}
+
+// Unindex removes a command from the sweeper's index.
+func (l *Ledger) Unindex(ctx context.Context, commandID string) error {
+	err := l.kv.Delete(ctx, awaitKey(commandID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}

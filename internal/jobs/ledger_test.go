@@ -1,0 +1,250 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/groupflow/groupflow/internal/jobs"
+)
+
+func newLedger(t *testing.T) (*jobs.Ledger, *jobs.Correlations, *fakeClock) {
+	t.Helper()
+	b := setupNATS(t)
+	clk := &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	return jobs.NewLedger(b.kv(t, b.names.LedgerBucket()), clk.Now),
+		jobs.NewCorrelations(b.kv(t, b.names.CorrelationBucket())), clk
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func claimReq(id, token string) jobs.ClaimRequest {
+	return jobs.ClaimRequest{CommandID: id, CommandType: "create_group", PhoneNumberID: "1", Token: token,
+		Lease: 30 * time.Second, Command: json.RawMessage(`{"id":"` + id + `"}`)}
+}
+
+func TestLedgerKeyEscapesWhatKVKeysForbid(t *testing.T) {
+	t.Parallel()
+	for id, want := range map[string]string{
+		"order-4711_approve": "cmd.order-4711_approve",
+		"a:b":                "cmd.a=3Ab",
+		"..x.":               "cmd.=2E=2Ex=2E",
+	} {
+		if got := jobs.LedgerKey(id); got != want {
+			t.Errorf("LedgerKey(%q) = %q, want %q", id, got, want)
+		}
+	}
+}
+
+func TestClaimOnlyOneOfManyConcurrentClaimersWins(t *testing.T) {
+	t.Parallel()
+	l, _, _ := newLedger(t)
+	ctx := context.Background()
+	const n = 8
+	var wg sync.WaitGroup
+	statuses := make([]jobs.ClaimStatus, n)
+	for i := range n {
+		wg.Go(func() {
+			s, _, err := l.Claim(ctx, claimReq("c:1", fmt.Sprint("w", i)))
+			if err != nil {
+				t.Errorf("claim %d: %v", i, err)
+			}
+			statuses[i] = s
+		})
+	}
+	wg.Wait()
+	claimed := 0
+	for _, s := range statuses {
+		if s == jobs.Claimed {
+			claimed++
+		} else if s != jobs.HeldElsewhere {
+			t.Errorf("status %v, want claimed or held", s)
+		}
+	}
+	if claimed != 1 {
+		t.Fatalf("%d claimers won, want exactly 1 (%v)", claimed, statuses)
+	}
+}
+
+func TestClaimTakesOverAnExpiredLease(t *testing.T) {
+	t.Parallel()
+	l, _, clk := newLedger(t)
+	ctx := context.Background()
+	if s, _, _ := l.Claim(ctx, claimReq("c2", "w1")); s != jobs.Claimed {
+		t.Fatalf("first claim = %v", s)
+	}
+	if s, e, _ := l.Claim(ctx, claimReq("c2", "w2")); s != jobs.HeldElsewhere || e.Owner != "w1" {
+		t.Fatalf("claim during w1's lease = %v owner %q, want held by w1", s, e.Owner)
+	}
+	clk.Advance(31 * time.Second)
+	if s, e, _ := l.Claim(ctx, claimReq("c2", "w2")); s != jobs.Claimed || e.Owner != "w2" {
+		t.Fatalf("claim after lease expiry = %v owner %q, want claimed by w2", s, e.Owner)
+	}
+	if err := l.Renew(ctx, "c2", "w1", time.Minute); !errors.Is(err, jobs.ErrNotOwner) {
+		t.Fatalf("old owner renewing = %v, want ErrNotOwner", err)
+	}
+}
+
+func TestReleasedClaimIsClaimedAgainWithHistory(t *testing.T) {
+	t.Parallel()
+	l, _, _ := newLedger(t)
+	ctx := context.Background()
+	l.Claim(ctx, claimReq("c3", "w1"))
+	if err := l.Release(ctx, "c3", "w1", jobs.Attempt{Outcome: "transient", Code: 2}); err != nil {
+		t.Fatal(err)
+	}
+	s, e, err := l.Claim(ctx, claimReq("c3", "w2"))
+	if err != nil || s != jobs.Claimed {
+		t.Fatalf("claim after release = %v, %v", s, err)
+	}
+	if len(e.Attempts) != 1 || e.Attempts[0].Code != 2 {
+		t.Fatalf("attempts = %+v, want the released one", e.Attempts)
+	}
+}
+
+func TestFinishHappensExactlyOnce(t *testing.T) {
+	t.Parallel()
+	l, _, _ := newLedger(t)
+	ctx := context.Background()
+	l.Claim(ctx, claimReq("c4", "w1"))
+	if _, err := l.Await(ctx, "c4", "w1", []jobs.Pending{{RequestID: "r1"}}, time.Now().Add(time.Minute), jobs.Attempt{Outcome: "awaiting_webhook"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, _, _ := l.Claim(ctx, claimReq("c4", "w2")); s != jobs.Awaiting {
+		t.Fatalf("claim of an awaiting command = %v, want awaiting", s)
+	}
+	ids, err := l.AwaitingIDs(ctx)
+	if err != nil || len(ids) != 1 || ids[0] != "c4" {
+		t.Fatalf("awaiting ids = %v, %v; want [c4]", ids, err)
+	}
+	const n = 6
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won := 0
+	for i := range n {
+		wg.Go(func() {
+			_, err := l.Finish(ctx, "c4", "", jobs.StateSucceeded, jobs.Terminal{Type: "command.succeeded", MsgID: fmt.Sprint(i)}, nil, nil)
+			if err == nil {
+				mu.Lock()
+				won++
+				mu.Unlock()
+			} else if !errors.Is(err, jobs.ErrTerminal) {
+				t.Errorf("finish: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if won != 1 {
+		t.Fatalf("%d finishers won, want 1", won)
+	}
+	if s, e, _ := l.Claim(ctx, claimReq("c4", "w3")); s != jobs.AlreadyTerminal || e.Result == nil {
+		t.Fatalf("claim after finish = %v result %v, want terminal with result", s, e.Result)
+	}
+	if err := l.MarkPublished(ctx, "c4"); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := l.AwaitingIDs(ctx); len(ids) != 0 {
+		t.Fatalf("awaiting ids after publish = %v, want none", ids)
+	}
+}
+
+func TestIntentWithoutOutcomeSurvivesTakeover(t *testing.T) {
+	t.Parallel()
+	l, _, clk := newLedger(t)
+	ctx := context.Background()
+	l.Claim(ctx, claimReq("c5", "w1"))
+	if err := l.RecordIntent(ctx, "c5", "w1", "create_group"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute) // w1 died mid-call
+	_, e, _ := l.Claim(ctx, claimReq("c5", "w2"))
+	if e.Intent == nil || e.Intent.Done || e.Intent.Op != "create_group" {
+		t.Fatalf("intent after takeover = %+v, want an open create_group intent", e.Intent)
+	}
+	if err := l.RecordIntent(ctx, "c5", "w1", "create_group"); !errors.Is(err, jobs.ErrNotOwner) {
+		t.Fatalf("old owner recording = %v, want ErrNotOwner", err)
+	}
+	if err := l.RecordOutcome(ctx, "c5", "w2", map[string]string{"group_id": "g"}); err != nil {
+		t.Fatal(err)
+	}
+	e, _, _ = l.Get(ctx, "c5")
+	if !e.Intent.Done || string(e.Intent.Outcome) != `{"group_id":"g"}` {
+		t.Fatalf("intent = %+v, want done with the outcome", e.Intent)
+	}
+}
+
+func TestFinishNewLeavesExistingEntriesAlone(t *testing.T) {
+	t.Parallel()
+	l, _, _ := newLedger(t)
+	ctx := context.Background()
+	l.Claim(ctx, claimReq("c6", "w1"))
+	_, err := l.FinishNew(ctx, jobs.Entry{CommandID: "c6", State: jobs.StateRejected, Result: &jobs.Terminal{Type: "command.rejected"}})
+	if !errors.Is(err, jobs.ErrExists) {
+		t.Fatalf("FinishNew over a running entry = %v, want ErrExists", err)
+	}
+	if _, err := l.FinishNew(ctx, jobs.Entry{CommandID: "c7", State: jobs.StateRejected, Result: &jobs.Terminal{Type: "command.rejected"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.FinishNew(ctx, jobs.Entry{CommandID: "c7", State: jobs.StateRejected}); !errors.Is(err, jobs.ErrTerminal) {
+		t.Fatalf("second FinishNew = %v, want ErrTerminal", err)
+	}
+}
+
+func TestCorrelationMeetsWhicheverSideComesFirst(t *testing.T) {
+	t.Parallel()
+	_, c, _ := newLedger(t)
+	ctx := context.Background()
+
+	t.Run("link first", func(t *testing.T) {
+		early, err := c.Link(ctx, "r1", "cmd1")
+		if err != nil || early != nil {
+			t.Fatalf("link = %v, %v", early, err)
+		}
+		id, err := c.Arrive(ctx, "r1", json.RawMessage(`{"n":1}`))
+		if err != nil || id != "cmd1" {
+			t.Fatalf("arrive = %q, %v; want cmd1", id, err)
+		}
+	})
+	t.Run("webhook first", func(t *testing.T) {
+		id, err := c.Arrive(ctx, "r2", json.RawMessage(`{"n":2}`))
+		if err != nil || id != "" {
+			t.Fatalf("early arrive = %q, %v; want kept", id, err)
+		}
+		early, err := c.Link(ctx, "r2", "cmd2")
+		if err != nil || len(early) != 1 || string(early[0]) != `{"n":2}` {
+			t.Fatalf("link = %s, %v; want the early item", early, err)
+		}
+		if id, _ := c.Arrive(ctx, "r2", json.RawMessage(`{"n":3}`)); id != "cmd2" {
+			t.Fatalf("later arrive = %q, want cmd2", id)
+		}
+	})
+	t.Run("racing", func(t *testing.T) {
+		for i := range 10 {
+			rid := fmt.Sprint("race", i)
+			var wg sync.WaitGroup
+			var linked, arrived string
+			var early []json.RawMessage
+			wg.Go(func() { early, _ = c.Link(ctx, rid, "cmd") })
+			wg.Go(func() { arrived, _ = c.Arrive(ctx, rid, json.RawMessage(`{}`)) })
+			wg.Wait()
+			linked = arrived
+			if (linked == "cmd") == (len(early) == 1) {
+				t.Fatalf("round %d: webhook saw %q and link saw %d early items; exactly one side must see the other", i, linked, len(early))
+			}
+		}
+	})
+}
