@@ -1,0 +1,563 @@
+package ratelimit
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+)
+
+// Class is a kind of Graph call with its own per-number limit.
+type Class int
+
+const (
+	// Messages are sends to a group or a user (Meta: 80/s per number by default).
+	Messages Class = iota
+	// GroupOps are group-management writes: create, delete, settings,
+	// invite links, join requests, removals.
+	GroupOps
+	// Reads are queries (group info, lists, join requests). They have their
+	// own limit so that a burst of reads never takes tokens from writes.
+	Reads
+	numClasses
+)
+
+// String names the class in logs and metrics.
+func (c Class) String() string {
+	switch c {
+	case Messages:
+		return "messages"
+	case GroupOps:
+		return "group_ops"
+	case Reads:
+		return "reads"
+	}
+	return fmt.Sprintf("class(%d)", int(c))
+}
+
+// Limits are the calls per second allowed for one business phone number,
+// across all workers, per class.
+type Limits struct {
+	// Messages per second. Defaults to 80 (Meta's default throughput).
+	Messages float64
+	// GroupOps, group-management operations per second. Defaults to 10.
+	GroupOps float64
+	// Reads per second. Defaults to 20.
+	Reads float64
+}
+
+func (l Limits) of(c Class) float64 {
+	switch c {
+	case Messages:
+		return l.Messages
+	case GroupOps:
+		return l.GroupOps
+	default:
+		return l.Reads
+	}
+}
+
+// Default limits per phone number.
+const (
+	DefaultMessages = 80
+	DefaultGroupOps = 10
+	DefaultReads    = 20
+)
+
+// Clock tells the time and makes timers. Tests inject a fake one to step
+// time deterministically.
+type Clock interface {
+	Now() time.Time
+	// NewTimer returns a channel that receives once d has passed and a
+	// function that stops the timer.
+	NewTimer(d time.Duration) (<-chan time.Time, func() bool)
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+func (systemClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
+}
+
+// Config configures a Limiter.
+type Config struct {
+	// Workers is the live-worker bucket (events.Names.WorkersBucket). Its
+	// TTL is how long a worker counts as alive after its last heartbeat.
+	// Required.
+	Workers jetstream.KeyValue
+	// Throttle is the shared pause bucket (events.Names.ThrottleBucket).
+	// Required.
+	Throttle jetstream.KeyValue
+	// WorkerID names this worker in Workers; it must be unique among
+	// running workers and a valid key (letters, digits, '-', '_', '=').
+	// Defaults to a random id.
+	WorkerID string
+	// Defaults are every number's limits; zero fields take DefaultMessages,
+	// DefaultGroupOps and DefaultReads. A limit must be at least 1 per second.
+	Defaults Limits
+	// Overrides replace Defaults per phone number id; zero fields fall back
+	// to Defaults.
+	Overrides map[string]Limits
+	// WABAOf tells which WhatsApp Business Account a number belongs to, so
+	// that an account-level throttle (80007) pauses only that account's
+	// numbers. Nil, or an empty answer: every account pause covers the number.
+	WABAOf func(phone string) string
+	// Heartbeat is how often the worker renews its entry in Workers.
+	// Defaults to a third of the bucket's TTL; must be under half of it.
+	Heartbeat time.Duration
+	// MaxWait is the longest Wait blocks for a token or for a pause to end;
+	// beyond it Wait returns a *ThrottledError. Defaults to 2 seconds.
+	MaxWait time.Duration
+	// Jitter is how much the time between taking a token and the call
+	// reaching Meta may vary between two calls of one worker. Shares keep
+	// that much headroom, so the aggregate is used at 1/(1+Jitter/1s) of
+	// the limit at best. Defaults to 25 milliseconds.
+	Jitter time.Duration
+	// Settle is how long a worker waits after the live workers changed
+	// before it takes up a larger share: one window (1 s + Jitter) for the
+	// calls made under the old shares to leave it, plus the time the change
+	// takes to reach every worker. Defaults to 1 s + Jitter + 250 ms.
+	Settle time.Duration
+	// Clock tells the time. Defaults to the system clock.
+	Clock Clock
+	// Logger receives membership changes and pauses. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// window is the length of the sliding window a share is sized for: one
+// second, stretched by the jitter allowance.
+func (c *Config) window() time.Duration { return time.Second + c.Jitter }
+
+var validKey = regexp.MustCompile(`^[-_=a-zA-Z0-9]+$`)
+
+func (c Config) withDefaults() Config {
+	c.Defaults.Messages = cmp.Or(c.Defaults.Messages, DefaultMessages)
+	c.Defaults.GroupOps = cmp.Or(c.Defaults.GroupOps, DefaultGroupOps)
+	c.Defaults.Reads = cmp.Or(c.Defaults.Reads, DefaultReads)
+	if c.WorkerID == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		c.WorkerID = "w-" + hex.EncodeToString(b[:])
+	}
+	c.MaxWait = cmp.Or(c.MaxWait, 2*time.Second)
+	c.Jitter = cmp.Or(c.Jitter, 25*time.Millisecond)
+	c.Settle = cmp.Or(c.Settle, time.Second+c.Jitter+250*time.Millisecond)
+	if c.Clock == nil {
+		c.Clock = systemClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	checkLimits := func(where string, l Limits, zeroOK bool) error {
+		for cl := range numClasses {
+			v := l.of(cl)
+			if zeroOK && v == 0 {
+				continue
+			}
+			if !(v >= 1) || math.IsInf(v, 0) {
+				return fmt.Errorf("%s.%s must be a finite number of at least 1 per second, got %v", where, cl, v)
+			}
+		}
+		return nil
+	}
+	switch {
+	case c.Workers == nil:
+		return errors.New("workers bucket is required")
+	case c.Throttle == nil:
+		return errors.New("throttle bucket is required")
+	case !validKey.MatchString(c.WorkerID):
+		return fmt.Errorf("worker id %q must be letters, digits, '-', '_' or '='", c.WorkerID)
+	case c.MaxWait < 0:
+		return fmt.Errorf("max wait must not be negative, got %v", c.MaxWait)
+	case c.Jitter < 0 || c.Jitter >= time.Second:
+		return fmt.Errorf("jitter must be between 0 and 1s, got %v", c.Jitter)
+	case c.Settle < c.window():
+		return fmt.Errorf("settle must be at least 1s + jitter (%v), got %v", c.window(), c.Settle)
+	case c.Heartbeat < 0:
+		return fmt.Errorf("heartbeat must not be negative, got %v", c.Heartbeat)
+	}
+	if err := checkLimits("defaults", c.Defaults, false); err != nil {
+		return err
+	}
+	for phone, l := range c.Overrides {
+		if err := checkLimits("overrides["+phone+"]", l, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Errors callers branch on.
+var (
+	// ErrThrottled matches every *ThrottledError (errors.Is).
+	ErrThrottled = errors.New("ratelimit: throttled")
+	// ErrClosed is returned by Wait once Run has returned.
+	ErrClosed = errors.New("ratelimit: limiter stopped")
+)
+
+// ThrottledError says that no call may be made for a number before Until,
+// or not within MaxWait. The caller should retry after Until (NakWithDelay).
+type ThrottledError struct {
+	// Until is the earliest time a retry can succeed.
+	Until time.Time
+	// Scope says what holds the call back: "number:<id>", "app",
+	// "account:<waba id>", "account" (an account whose numbers are not
+	// known: all of them) for shared pauses, or "share" when this worker's
+	// own share of the number's limit cannot serve the call within MaxWait.
+	Scope string
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("ratelimit: throttled (%s) until %s", e.Scope, e.Until.UTC().Format(time.RFC3339Nano))
+}
+
+// Is makes errors.Is(err, ErrThrottled) true.
+func (e *ThrottledError) Is(target error) bool { return target == ErrThrottled }
+
+// scopeShare is the Scope of a ThrottledError caused by this worker's own
+// token bucket, not by a shared pause.
+const scopeShare = "share"
+
+// Limiter paces one worker's Graph calls. Create it with New, run Run for as
+// long as the worker runs, and call Wait before every Graph call.
+type Limiter struct {
+	cfg Config
+
+	mu      sync.Mutex
+	entries map[entryKey]*entry
+	reg     registry
+	pauses  map[Scope]pause
+	// wake is closed and replaced whenever a pause changes or the limiter
+	// stops, so that blocked callers look again.
+	wake    chan struct{}
+	synced  bool // both buckets' initial contents have been read
+	running bool
+	closed  bool
+}
+
+// New checks cfg and returns a Limiter. It makes no call: Run registers the
+// worker and watches the buckets.
+func New(cfg Config) (*Limiter, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("ratelimit: %w", err)
+	}
+	return newLimiter(cfg), nil
+}
+
+func newLimiter(cfg Config) *Limiter {
+	return &Limiter{
+		cfg:     cfg,
+		entries: make(map[entryKey]*entry),
+		reg:     newRegistry(cfg.WorkerID, cfg.Settle),
+		pauses:  make(map[Scope]pause),
+		wake:    make(chan struct{}),
+	}
+}
+
+// WorkerID is the id this worker heartbeats under.
+func (l *Limiter) WorkerID() string { return l.cfg.WorkerID }
+
+// LiveWorkers is the number of workers this worker currently sees alive,
+// itself included once registered.
+func (l *Limiter) LiveWorkers() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.reg.view(l.cfg.Clock.Now()).members)
+}
+
+// Rate is this worker's current share of the number's limit for class, in
+// calls per second (0 while it has none: not yet settled, or more workers
+// than calls per second).
+func (l *Limiter) Rate(phone string, class Class) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return float64(l.entryLocked(phone, class, l.cfg.Clock.Now()).lim.Limit())
+}
+
+// Limit is the configured aggregate limit of phone for class, per second.
+func (l *Limiter) Limit(phone string, class Class) float64 {
+	if o, ok := l.cfg.Overrides[phone]; ok && o.of(class) > 0 {
+		return o.of(class)
+	}
+	return l.cfg.Defaults.of(class)
+}
+
+// The share arithmetic.
+//
+// A token bucket with rate r and burst b allows at most b + floor(r·T) calls
+// in any closed interval of length T: b tokens saved up at its start plus
+// what accrues during it. With N workers at (r, b) a one-second window can
+// therefore hold N·(b + floor(r)) calls; equal shares of L/N with any burst
+// overshoot L. So:
+//
+//   - The number's per-window budget B = floor(L) calls is split into whole
+//     shares c_i, B/N each and one more for the first B mod N workers in an
+//     order that rotates with the number, so that Σ c_i = B exactly.
+//   - Each worker runs burst 1 and rate r_i just under c_i / W, where
+//     W = 1 s + Jitter. In any window of length W it makes at most
+//     1 + floor(r_i·W) = 1 + (c_i − 1) = c_i calls, and Σ c_i = B ≤ L.
+//   - Using W instead of 1 s keeps the bound when calls reach Meta up to
+//     Jitter later or earlier than their token was taken: c_i+1 calls of one
+//     worker span at least W, so they still cannot land in one second.
+//   - Under backlog the aggregate runs at Σ r_i ≈ B / W: with the default
+//     25 ms jitter 97.6% of an integer limit (48.8/s of 50/s).
+//
+// Shares change in place (SetLimitAt/SetBurstAt keep the tokens, and burst 1
+// caps them at one), never above the smallest share of the last Settle
+// (registry.budget), so no window ever mixes old large shares with new ones.
+// Waiting callers take a token only when one is there (AllowN at "now"):
+// there are no reservations made at an old rate that could fire after a
+// share shrank.
+
+// rateFor is the token rate of a share of budget calls per window.
+func rateFor(budget int, window time.Duration) rate.Limit {
+	if budget <= 0 {
+		return 0
+	}
+	// Strictly under budget/window: floor(r·W) must be budget−1.
+	return rate.Limit(float64(budget) / window.Seconds() * (1 - 1e-9))
+}
+
+// windowBudget is the number of calls a limit allows in one second.
+func windowBudget(limit float64) int { return int(math.Floor(limit + 1e-9)) }
+
+// rotation spreads the one-call-larger shares of different numbers and
+// classes over different workers.
+func rotation(phone string, class Class) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(phone))
+	_, _ = h.Write([]byte{'/', byte(class)})
+	return h.Sum32()
+}
+
+type entryKey struct {
+	phone string
+	class Class
+}
+
+// entry is this worker's limiter for one number and class.
+type entry struct {
+	total  int    // the number's window budget for the class
+	rot    uint32 // rotation of the larger shares
+	lim    *rate.Limiter
+	budget int // this worker's share, as applied to lim
+	// changed is closed and replaced when the share changes.
+	changed chan struct{}
+	// head is held by the one caller that polls lim; the others queue on it
+	// in arrival order.
+	head    chan struct{}
+	waiting atomic.Int64
+}
+
+// entryLocked returns the entry of phone and class, creating it with the
+// current share.
+func (l *Limiter) entryLocked(phone string, class Class, now time.Time) *entry {
+	k := entryKey{phone, class}
+	if e, ok := l.entries[k]; ok {
+		return e
+	}
+	e := &entry{
+		total:   windowBudget(l.Limit(phone, class)),
+		rot:     rotation(phone, class),
+		changed: make(chan struct{}),
+		head:    make(chan struct{}, 1),
+	}
+	e.budget = l.budgetLocked(e, now)
+	e.lim = rate.NewLimiter(rateFor(e.budget, l.cfg.window()), min(e.budget, 1))
+	l.entries[k] = e
+	return e
+}
+
+// budgetLocked is the share the entry may use now.
+func (l *Limiter) budgetLocked(e *entry, now time.Time) int {
+	if !l.synced || l.reg.fenced(now) {
+		return 0
+	}
+	return l.reg.budget(now, e.total, e.rot)
+}
+
+// applyLocked brings every entry to its current share.
+func (l *Limiter) applyLocked(now time.Time) {
+	for _, e := range l.entries {
+		b := l.budgetLocked(e, now)
+		if b == e.budget {
+			continue
+		}
+		e.budget = b
+		// Limit first: tokens accrued so far are counted at the old rate
+		// and capped at the old burst (≤ 1); going to burst 0 then forbids
+		// any call, and coming back from 0 starts from an empty bucket.
+		e.lim.SetLimitAt(now, rateFor(b, l.cfg.window()))
+		e.lim.SetBurstAt(now, min(b, 1))
+		close(e.changed)
+		e.changed = make(chan struct{})
+	}
+}
+
+// wakeLocked makes every blocked caller look again.
+func (l *Limiter) wakeLocked() {
+	close(l.wake)
+	l.wake = make(chan struct{})
+}
+
+// Wait blocks until this worker may make one call of class for phone. It
+// returns a *ThrottledError, without blocking, when the number is paused
+// beyond MaxWait or its share cannot serve the call within MaxWait, and
+// ErrClosed once Run has returned.
+func (l *Limiter) Wait(ctx context.Context, phone string, class Class) error {
+	if class < 0 || class >= numClasses {
+		return fmt.Errorf("ratelimit: unknown class %d", int(class))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	clock := l.cfg.Clock
+	now := clock.Now()
+	deadline := now.Add(l.cfg.MaxWait)
+
+	l.mu.Lock()
+	e := l.entryLocked(phone, class, now)
+	l.mu.Unlock()
+
+	// Those already queued go first: if they alone take longer than
+	// MaxWait, say so now instead of queueing.
+	ahead := e.waiting.Add(1) - 1
+	defer e.waiting.Add(-1)
+	if r := float64(e.lim.Limit()); r > 0 && ahead > 0 {
+		need := float64(ahead) + 1 - e.lim.TokensAt(now)
+		if until := now.Add(seconds(need / r)); until.After(deadline) {
+			return &ThrottledError{Until: until, Scope: scopeShare}
+		}
+	}
+	if err := l.takeHead(ctx, e, now, deadline); err != nil {
+		return err
+	}
+	defer func() { <-e.head }()
+
+	for {
+		now = clock.Now()
+		next, wake, changed, err := l.step(e, phone, now, deadline)
+		if err != nil || next.IsZero() {
+			return err
+		}
+		c, stop := clock.NewTimer(next.Sub(now))
+		select {
+		case <-ctx.Done():
+			stop()
+			return ctx.Err()
+		case <-c:
+		case <-wake:
+			stop()
+		case <-changed:
+			stop()
+		}
+	}
+}
+
+// step looks once whether the caller at the head of e's queue may call now.
+// It returns a zero next and nil error when it took a token; otherwise the
+// time to look again (or earlier, when wake or changed is closed), or the
+// error to return.
+func (l *Limiter) step(e *entry, phone string, now, deadline time.Time) (next time.Time, wake, changed <-chan struct{}, err error) {
+	l.mu.Lock()
+	closed, synced := l.closed, l.synced
+	wake, changed = l.wake, e.changed
+	until, scope := l.pausedLocked(phone, now)
+	budget := e.budget
+	if l.reg.fenced(now) {
+		budget = 0 // the heartbeat has failed: the others may have dropped us
+	}
+	var grows time.Time
+	if budget == 0 && synced {
+		grows = l.reg.growsAt(now, e.total, e.rot)
+	}
+	l.mu.Unlock()
+
+	switch {
+	case closed:
+		return time.Time{}, nil, nil, ErrClosed
+	case until.After(now):
+		if until.After(deadline) {
+			return time.Time{}, nil, nil, &ThrottledError{Until: until, Scope: scope.String()}
+		}
+		return until, wake, changed, nil
+	case budget == 0 && synced:
+		// No share now: more workers than calls per second, just joined, or
+		// fenced. Wait only for a share that is sure to come in time.
+		if grows.IsZero() || grows.After(deadline) {
+			return time.Time{}, nil, nil, &ThrottledError{Until: cmp.Or(grows, now.Add(l.cfg.Settle)), Scope: scopeShare}
+		}
+		return grows, wake, changed, nil
+	case budget == 0:
+		// Run is starting: it wakes us when both buckets have been read.
+		if !now.Before(deadline) {
+			return time.Time{}, nil, nil, &ThrottledError{Until: now.Add(l.cfg.Settle), Scope: scopeShare}
+		}
+		return deadline, wake, changed, nil
+	}
+	if e.lim.AllowN(now, 1) {
+		return time.Time{}, nil, nil, nil
+	}
+	r := float64(e.lim.Limit())
+	if r <= 0 {
+		// The share went to 0 since we looked; changed is closed already.
+		return now, wake, changed, nil
+	}
+	next = now.Add(seconds((1-e.lim.TokensAt(now))/r) + time.Microsecond)
+	if next.After(deadline) {
+		return time.Time{}, nil, nil, &ThrottledError{Until: next, Scope: scopeShare}
+	}
+	return next, wake, changed, nil
+}
+
+// takeHead queues for the right to poll e's token bucket.
+func (l *Limiter) takeHead(ctx context.Context, e *entry, now, deadline time.Time) error {
+	select {
+	case e.head <- struct{}{}:
+		return nil
+	default:
+	}
+	c, stop := l.cfg.Clock.NewTimer(deadline.Sub(now))
+	defer stop()
+	select {
+	case e.head <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c:
+		until := deadline
+		if r := float64(e.lim.Limit()); r > 0 {
+			until = until.Add(seconds(float64(e.waiting.Load()) / r))
+		}
+		return &ThrottledError{Until: until, Scope: scopeShare}
+	}
+}
+
+func seconds(s float64) time.Duration {
+	if s <= 0 {
+		return 0
+	}
+	if s > 1e9 {
+		return time.Duration(math.MaxInt64)
+	}
+	return time.Duration(s * float64(time.Second))
+}

@@ -1,0 +1,585 @@
+package ratelimit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
+	"github.com/groupflow/groupflow/internal/natsembed"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const phone = "1555000001"
+
+// testBundle is a JetStream server with the groupflow topology on which
+// workers can be started, each with its own connection.
+type testBundle struct {
+	url   string
+	names events.Names
+}
+
+func setup(tb testing.TB, workerTTL time.Duration) *testBundle {
+	tb.Helper()
+	srv := natsembed.RunTest(tb)
+	js, _ := connect(tb, srv.ClientURL())
+	names := events.Names{}
+	cfg := events.TopologyConfig{Names: names, WorkerTTL: workerTTL, Storage: jetstream.MemoryStorage}
+	if err := events.Ensure(context.Background(), js, cfg); err != nil {
+		tb.Fatalf("ensure topology: %v", err)
+	}
+	return &testBundle{url: srv.ClientURL(), names: names}
+}
+
+func connect(tb testing.TB, url string) (jetstream.JetStream, *nats.Conn) {
+	tb.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("jetstream: %v", err)
+	}
+	return js, nc
+}
+
+// worker is one running Limiter with its own NATS connection.
+type worker struct {
+	*ratelimit.Limiter
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run has returned err
+	err    error
+}
+
+// stop cancels Run and returns what it returned.
+func (w *worker) stop() error {
+	w.cancel()
+	<-w.done
+	return w.err
+}
+
+// crash drops the connection: no more heartbeats and no deregistration.
+func (w *worker) crash() error {
+	w.nc.Close()
+	<-w.done
+	return w.err
+}
+
+// startWorker runs a Limiter for cfg (buckets filled in) until the test ends.
+func (b *testBundle) startWorker(tb testing.TB, cfg ratelimit.Config) *worker {
+	tb.Helper()
+	ctx := context.Background()
+	js, nc := connect(tb, b.url)
+	var err error
+	if cfg.Workers, err = js.KeyValue(ctx, b.names.WorkersBucket()); err != nil {
+		tb.Fatal(err)
+	}
+	if cfg.Throttle, err = js.KeyValue(ctx, b.names.ThrottleBucket()); err != nil {
+		tb.Fatal(err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	l, err := ratelimit.New(cfg)
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	w := &worker{Limiter: l, nc: nc, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		w.err = l.Run(runCtx)
+		close(w.done)
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		<-w.done
+	})
+	return w
+}
+
+// eventually polls cond until it holds or timeout passes. It waits for
+// state to propagate; it does not assert speed.
+func eventually(tb testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("after %v: "+format, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// settled waits until every worker sees all of them and has a share.
+func settled(tb testing.TB, phone string, class ratelimit.Class, ws ...*worker) {
+	tb.Helper()
+	eventually(tb, 10*time.Second, func() bool {
+		for _, w := range ws {
+			if w.LiveWorkers() != len(ws) || w.Rate(phone, class) == 0 {
+				return false
+			}
+		}
+		return true
+	}, "workers never settled on %d live workers with a share each: %s", len(ws), describe(phone, class, ws))
+}
+
+func describe(phone string, class ratelimit.Class, ws []*worker) string {
+	var b strings.Builder
+	for _, w := range ws {
+		fmt.Fprintf(&b, "%s: live=%d rate=%.3f; ", w.WorkerID(), w.LiveWorkers(), w.Rate(phone, class))
+	}
+	return b.String()
+}
+
+func sumRates(phone string, class ratelimit.Class, ws ...*worker) float64 {
+	var s float64
+	for _, w := range ws {
+		s += w.Rate(phone, class)
+	}
+	return s
+}
+
+// aggregateRun is the outcome of driving a backlog through several workers.
+type aggregateRun struct {
+	calls       int
+	maxWindow   int     // most calls that arrived in any one-second window
+	utilisation float64 // mean arrival rate over the run / limit
+}
+
+// runAggregate starts workers Limiters with a limit of messages per second
+// for one number and drives a backlog of calls through them concurrently,
+// each call a real HTTP request to a server that records its arrival.
+func runAggregate(tb testing.TB, workers int, limit float64, calls int) aggregateRun {
+	tb.Helper()
+	var (
+		mu       sync.Mutex
+		arrivals []time.Time
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at := time.Now()
+		mu.Lock()
+		arrivals = append(arrivals, at)
+		mu.Unlock()
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"messaging_product":"whatsapp","messages":[{"id":"wamid.x"}]}`)
+	}))
+	tb.Cleanup(srv.Close)
+	transport := &http.Transport{MaxIdleConnsPerHost: 64}
+	tb.Cleanup(transport.CloseIdleConnections)
+	client := &http.Client{Transport: transport}
+
+	b := setup(tb, 0)
+	ws := make([]*worker, workers)
+	for i := range ws {
+		ws[i] = b.startWorker(tb, ratelimit.Config{
+			WorkerID: "worker-" + strconv.Itoa(i),
+			Defaults: ratelimit.Limits{Messages: limit},
+		})
+	}
+	settled(tb, phone, ratelimit.Messages, ws...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	backlog := make(chan int, calls)
+	for i := range calls {
+		backlog <- i
+	}
+	close(backlog)
+	const perWorker = 8 // concurrent handlers per worker
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*perWorker)
+	for _, w := range ws {
+		for range perWorker {
+			wg.Go(func() {
+				for range backlog {
+					for {
+						err := w.Wait(ctx, phone, ratelimit.Messages)
+						var te *ratelimit.ThrottledError
+						if errors.As(err, &te) {
+							time.Sleep(time.Until(te.Until)) // NakWithDelay
+							continue
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+						break
+					}
+					resp, err := client.Post(srv.URL+"/v23.0/"+phone+"/messages", "application/json",
+						strings.NewReader(`{"messaging_product":"whatsapp","recipient_type":"group","to":"g","type":"text","text":{"body":"hi"}}`))
+					if err != nil {
+						errs <- err
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		tb.Fatalf("driving the backlog: %v", err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	slices.SortFunc(arrivals, func(a, b time.Time) int { return a.Compare(b) })
+	run := aggregateRun{calls: len(arrivals)}
+	j := 0
+	for i := range arrivals {
+		for j < len(arrivals) && arrivals[j].Sub(arrivals[i]) < time.Second {
+			j++
+		}
+		run.maxWindow = max(run.maxWindow, j-i)
+	}
+	if n := len(arrivals); n > 1 {
+		span := arrivals[n-1].Sub(arrivals[0]).Seconds()
+		run.utilisation = float64(n-1) / span / limit
+	}
+	return run
+}
+
+// The issue's scenario: three workers, 50 messages/s for one number, a
+// backlog of 500. No sliding second may see more than 50 calls arrive, and
+// the limit must be used (precisely: BenchmarkAggregateLimit; here a coarse
+// bound, the machine is shared).
+//
+// Not parallel: other tests' load would only add scheduling noise.
+func TestAggregateStaysWithinTheLimitAcrossWorkers(t *testing.T) {
+	const limit, calls = 50, 500
+	run := runAggregate(t, 3, limit, calls)
+	if run.calls != calls {
+		t.Errorf("server saw %d calls, want %d", run.calls, calls)
+	}
+	if run.maxWindow > limit {
+		t.Errorf("busiest one-second window held %d calls, want at most %d", run.maxWindow, limit)
+	}
+	if run.utilisation < 0.85 {
+		t.Errorf("utilisation %.3f of the limit, want at least 0.85 (0.95 on a quiet machine)", run.utilisation)
+	}
+	t.Logf("calls=%d max_window=%d/%d utilisation=%.4f", run.calls, run.maxWindow, limit, run.utilisation)
+}
+
+func BenchmarkAggregateLimit(b *testing.B) {
+	const limit, calls = 50, 500
+	var run aggregateRun
+	for b.Loop() {
+		run = runAggregate(b, 3, limit, calls)
+	}
+	b.ReportMetric(run.utilisation, "utilisation")
+	b.ReportMetric(float64(run.maxWindow)/limit, "max_window_ratio")
+}
+
+func TestPauseFromOneWorkerStopsTheOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	ctx := context.Background()
+	a := b.startWorker(t, ratelimit.Config{WorkerID: "a"})
+	others := []*worker{b.startWorker(t, ratelimit.Config{WorkerID: "b"}), b.startWorker(t, ratelimit.Config{WorkerID: "c"})}
+	settled(t, phone, ratelimit.Messages, append(others, a)...)
+
+	until := time.Now().Add(time.Hour).Round(0)
+	if err := a.Pause(ctx, ratelimit.NumberScope(phone), until, "130429"); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	for _, w := range append(others, a) {
+		var te *ratelimit.ThrottledError
+		eventually(t, 5*time.Second, func() bool {
+			return errors.As(w.Wait(ctx, phone, ratelimit.Messages), &te)
+		}, "worker %s never saw the pause", w.WorkerID())
+		if !te.Until.Equal(until) || te.Scope != "number:"+phone {
+			t.Errorf("worker %s: ThrottledError{Until: %v, Scope: %q}, want {%v, %q}", w.WorkerID(), te.Until, te.Scope, until, "number:"+phone)
+		}
+		if !errors.Is(te, ratelimit.ErrThrottled) {
+			t.Errorf("errors.Is(%v, ErrThrottled) = false", te)
+		}
+		if err := w.Wait(ctx, "1555000002", ratelimit.Messages); err != nil {
+			t.Errorf("worker %s: Wait for another number: %v, want nil", w.WorkerID(), err)
+		}
+	}
+
+	t.Run("An earlier until never shortens a pause", func(t *testing.T) {
+		if err := others[0].Pause(ctx, ratelimit.NumberScope(phone), until.Add(-30*time.Minute), "131208"); err != nil {
+			t.Fatalf("Pause: %v", err)
+		}
+		for _, w := range append(others, a) {
+			var te *ratelimit.ThrottledError
+			if err := w.Wait(ctx, phone, ratelimit.Messages); !errors.As(err, &te) || !te.Until.Equal(until) {
+				t.Errorf("worker %s: Wait = %v, want throttled until %v", w.WorkerID(), err, until)
+			}
+		}
+	})
+
+	t.Run("A later until wins everywhere", func(t *testing.T) {
+		later := until.Add(time.Hour)
+		if err := others[1].Pause(ctx, ratelimit.NumberScope(phone), later, "130429"); err != nil {
+			t.Fatalf("Pause: %v", err)
+		}
+		for _, w := range append(others, a) {
+			eventually(t, 5*time.Second, func() bool {
+				var te *ratelimit.ThrottledError
+				return errors.As(w.Wait(ctx, phone, ratelimit.Messages), &te) && te.Until.Equal(later)
+			}, "worker %s never saw the later pause until %v", w.WorkerID(), later)
+		}
+	})
+}
+
+func TestShortPauseIsWaitedOut(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	ctx := context.Background()
+	a, c := b.startWorker(t, ratelimit.Config{WorkerID: "a"}), b.startWorker(t, ratelimit.Config{WorkerID: "c"})
+	settled(t, phone, ratelimit.Messages, a, c)
+
+	const reason = "130429"
+	until := time.Now().Add(300 * time.Millisecond)
+	if err := a.Pause(ctx, ratelimit.NumberScope(phone), until, reason); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	// Within MaxWait: Wait blocks until the pause is over, then goes ahead.
+	if err := a.Wait(ctx, phone, ratelimit.Messages); err != nil {
+		t.Fatalf("Wait during a pause shorter than MaxWait: %v, want nil", err)
+	}
+	if now := time.Now(); now.Before(until) {
+		t.Errorf("Wait returned at %v, before the pause ended at %v", now.Format(time.StampMicro), until.Format(time.StampMicro))
+	}
+}
+
+func TestAppAndAccountPausesCoverTheirNumbers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	ctx := context.Background()
+	wabaOf := map[string]string{"1001": "waba-a", "1002": "waba-a", "2001": "waba-b"}
+	a := b.startWorker(t, ratelimit.Config{WorkerID: "a", WABAOf: func(p string) string { return wabaOf[p] }})
+	c := b.startWorker(t, ratelimit.Config{WorkerID: "c", WABAOf: func(p string) string { return wabaOf[p] }})
+	blind := b.startWorker(t, ratelimit.Config{WorkerID: "n"}) // knows no accounts
+	for _, p := range []string{"1001", "1002", "2001"} {
+		settled(t, p, ratelimit.GroupOps, a, c, blind)
+	}
+	throttledBy := func(w *worker, p string) string {
+		var te *ratelimit.ThrottledError
+		if err := w.Wait(ctx, p, ratelimit.GroupOps); errors.As(err, &te) {
+			return te.Scope
+		} else if err != nil {
+			t.Fatalf("Wait(%s): %v", p, err)
+		}
+		return ""
+	}
+
+	if got := a.AccountOf("1001"); got != ratelimit.AccountScope("waba-a") {
+		t.Errorf("AccountOf(1001) = %v, want account:waba-a", got)
+	}
+	if got := blind.AccountOf("1001"); got != ratelimit.AccountScope("") {
+		t.Errorf("AccountOf without WABAOf = %v, want the all-numbers account scope", got)
+	}
+	if err := a.Pause(ctx, a.AccountOf("1002"), time.Now().Add(time.Hour), "80007"); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	eventually(t, 5*time.Second, func() bool { return throttledBy(c, "1001") != "" }, "account pause never reached worker c")
+	for _, tc := range []struct {
+		w     *worker
+		phone string
+		want  string
+	}{
+		{c, "1001", "account:waba-a"},
+		{c, "1002", "account:waba-a"},
+		{c, "2001", ""},
+		{a, "2001", ""},
+	} {
+		if got := throttledBy(tc.w, tc.phone); got != tc.want {
+			t.Errorf("worker %s, number %s after an account pause: throttled by %q, want %q", tc.w.WorkerID(), tc.phone, got, tc.want)
+		}
+	}
+	eventually(t, 5*time.Second, func() bool { return throttledBy(blind, "2001") == "account:waba-a" },
+		"a worker that cannot tell accounts apart must treat an account pause as covering every number")
+
+	if err := c.Pause(ctx, ratelimit.AppScope(), time.Now().Add(2*time.Hour), "4"); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	for _, w := range []*worker{a, c, blind} {
+		for _, p := range []string{"1001", "2001", "3001"} {
+			eventually(t, 5*time.Second, func() bool { return throttledBy(w, p) == "app" },
+				"worker %s, number %s: app pause never applied", w.WorkerID(), p)
+		}
+	}
+}
+
+func TestDeadWorkerIsDroppedAndSurvivorsShareGrows(t *testing.T) {
+	t.Parallel()
+	b := setup(t, time.Second) // a worker is dead 1 s after its last heartbeat
+	ws := []*worker{
+		b.startWorker(t, ratelimit.Config{WorkerID: "a"}),
+		b.startWorker(t, ratelimit.Config{WorkerID: "b"}),
+		b.startWorker(t, ratelimit.Config{WorkerID: "c"}),
+	}
+	settled(t, phone, ratelimit.Messages, ws...)
+	three := []float64{ws[0].Rate(phone, ratelimit.Messages), ws[1].Rate(phone, ratelimit.Messages)}
+
+	if err := ws[2].crash(); err == nil {
+		t.Errorf("Run after its connection closed returned nil, want an error")
+	}
+	settled(t, phone, ratelimit.Messages, ws[0], ws[1])
+	eventually(t, 10*time.Second, func() bool {
+		return ws[0].Rate(phone, ratelimit.Messages) > three[0] && ws[1].Rate(phone, ratelimit.Messages) > three[1]
+	}, "survivors' shares never grew from %v: %s", three, describe(phone, ratelimit.Messages, ws[:2]))
+	// 80/s split in two whole shares of 40, each at 40/(1 s + 25 ms jitter).
+	if got, want := sumRates(phone, ratelimit.Messages, ws[:2]...), 80/1.025; got < want*0.999 || got > want {
+		t.Errorf("survivors' rates add up to %.3f/s, want %.3f/s", got, want)
+	}
+}
+
+func TestWorkerThatStopsDeregistersAndWaitEnds(t *testing.T) {
+	t.Parallel()
+	b := setup(t, time.Minute) // long TTL: only deregistration can drop it in time
+	ctx := context.Background()
+	a := b.startWorker(t, ratelimit.Config{WorkerID: "a"})
+	c := b.startWorker(t, ratelimit.Config{WorkerID: "c"})
+	settled(t, phone, ratelimit.Messages, a, c)
+
+	if err := c.stop(); err != nil {
+		t.Fatalf("Run after cancel = %v, want nil", err)
+	}
+	if err := c.Wait(ctx, phone, ratelimit.Messages); !errors.Is(err, ratelimit.ErrClosed) {
+		t.Errorf("Wait after Run returned = %v, want ErrClosed", err)
+	}
+	eventually(t, 5*time.Second, func() bool { return a.LiveWorkers() == 1 }, "worker a still sees %d live workers", a.LiveWorkers())
+	js, _ := connect(t, b.url)
+	kv, err := js.KeyValue(ctx, b.names.WorkersBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, "c"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("worker c's entry after it stopped: Get = %v, want ErrKeyNotFound", err)
+	}
+	eventually(t, 5*time.Second, func() bool { return a.Rate(phone, ratelimit.Messages) > 70 },
+		"worker a alone never took the whole limit: rate %.2f", a.Rate(phone, ratelimit.Messages))
+}
+
+func TestOverridesAndClassesHaveTheirOwnLimits(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	ctx := context.Background()
+	w := b.startWorker(t, ratelimit.Config{
+		WorkerID:  "a",
+		MaxWait:   300 * time.Millisecond,
+		Overrides: map[string]ratelimit.Limits{"1777": {Messages: 20, Reads: 2}},
+	})
+	settled(t, phone, ratelimit.Messages, w)
+	for _, tc := range []struct {
+		phone string
+		class ratelimit.Class
+		limit float64
+	}{
+		{phone, ratelimit.Messages, 80},
+		{phone, ratelimit.GroupOps, 10},
+		{phone, ratelimit.Reads, 20},
+		{"1777", ratelimit.Messages, 20},
+		{"1777", ratelimit.GroupOps, 10}, // not overridden: the default
+		{"1777", ratelimit.Reads, 2},
+	} {
+		if got := w.Limit(tc.phone, tc.class); got != tc.limit {
+			t.Errorf("Limit(%s, %s) = %v, want %v", tc.phone, tc.class, got, tc.limit)
+		}
+		want := tc.limit / 1.025 // one worker: the whole budget, less the jitter allowance
+		if got := w.Rate(tc.phone, tc.class); got < want*0.999 || got > want {
+			t.Errorf("Rate(%s, %s) = %.4f, want %.4f", tc.phone, tc.class, got, want)
+		}
+	}
+
+	t.Run("A read storm does not starve writes", func(t *testing.T) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var ok, throttled int
+		for range 40 {
+			wg.Go(func() {
+				err := w.Wait(ctx, "1777", ratelimit.Reads)
+				mu.Lock()
+				defer mu.Unlock()
+				if err == nil {
+					ok++
+				} else if errors.Is(err, ratelimit.ErrThrottled) {
+					throttled++
+				}
+			})
+		}
+		if err := w.Wait(ctx, "1777", ratelimit.GroupOps); err != nil {
+			t.Errorf("group op during a read storm: Wait = %v, want nil", err)
+		}
+		wg.Wait()
+		if throttled == 0 || ok+throttled != 40 {
+			t.Errorf("40 reads at 2/s with MaxWait 300ms: %d went ahead, %d throttled; want most throttled and none failing otherwise", ok, throttled)
+		}
+	})
+
+	t.Run("Beyond MaxWait the share answers ThrottledError", func(t *testing.T) {
+		_ = w.Wait(ctx, "1777", ratelimit.Reads) // may use the saved token
+		var te *ratelimit.ThrottledError
+		for range 3 {
+			if err := w.Wait(ctx, "1777", ratelimit.Reads); errors.As(err, &te) {
+				break
+			}
+		}
+		if te == nil || te.Scope != "share" || !te.Until.After(time.Now()) {
+			t.Fatalf("Reads at 2/s with MaxWait 300ms, called back to back: got %+v, want a share ThrottledError in the future", te)
+		}
+	})
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	js, _ := connect(t, b.url)
+	ctx := context.Background()
+	workers, _ := js.KeyValue(ctx, b.names.WorkersBucket())
+	throttle, _ := js.KeyValue(ctx, b.names.ThrottleBucket())
+	for _, tc := range []struct {
+		name string
+		cfg  ratelimit.Config
+		want string
+	}{
+		{"Workers bucket missing", ratelimit.Config{Throttle: throttle}, "workers bucket is required"},
+		{"Throttle bucket missing", ratelimit.Config{Workers: workers}, "throttle bucket is required"},
+		{"Limit under one per second", ratelimit.Config{Workers: workers, Throttle: throttle, Defaults: ratelimit.Limits{GroupOps: 0.5}}, "defaults.group_ops"},
+		{"Bad override", ratelimit.Config{Workers: workers, Throttle: throttle, Overrides: map[string]ratelimit.Limits{"1": {Reads: -1}}}, "overrides[1].reads"},
+		{"Worker id not a key", ratelimit.Config{Workers: workers, Throttle: throttle, WorkerID: "a.b"}, "worker id"},
+		{"Settle shorter than a window", ratelimit.Config{Workers: workers, Throttle: throttle, Settle: time.Second}, "settle"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ratelimit.New(tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New = %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+	l, err := ratelimit.New(ratelimit.Config{Workers: workers, Throttle: throttle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Pause(ctx, ratelimit.NumberScope("a.b"), time.Now().Add(time.Minute), ""); err == nil {
+		t.Errorf("Pause with a number id that is not a key: nil error")
+	}
+}

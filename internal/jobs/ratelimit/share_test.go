@@ -1,0 +1,296 @@
+package ratelimit
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// maxInWindow is the largest number of times in any half-open window
+// [t, t+width): the count Meta's sliding window would see.
+func maxInWindow(times []time.Time, width time.Duration) (most int, at time.Time) {
+	ts := slices.Clone(times)
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	j := 0
+	for i := range ts {
+		for j < len(ts) && ts[j].Before(ts[i].Add(width)) {
+			j++
+		}
+		if j-i > most {
+			most, at = j-i, ts[i]
+		}
+	}
+	return most, at
+}
+
+func TestSharesAddUpToTheWindowBudget(t *testing.T) {
+	t.Parallel()
+	for _, limit := range []float64{1, 2, 7, 10, 10.5, 50, 80, 1000} {
+		for n := 1; n <= 12; n++ {
+			members := make([]string, n)
+			for i := range members {
+				members[i] = fmt.Sprintf("w%02d", i)
+			}
+			for _, phone := range []string{"1555000001", "1555000002", "1555000003"} {
+				total := windowBudget(limit)
+				rot := rotation(phone, Messages)
+				sum := 0
+				for _, self := range members {
+					c := snapshot{members: members, self: true}.target(self, total, rot)
+					if c != total/n && c != total/n+1 {
+						t.Errorf("limit %v, %d workers: share %d, want %d or %d", limit, n, c, total/n, total/n+1)
+					}
+					sum += c
+				}
+				if sum != total {
+					t.Errorf("limit %v, %d workers, phone %s: shares add up to %d, want the window budget %d", limit, n, phone, sum, total)
+				}
+			}
+		}
+	}
+}
+
+// A worker that takes every token as soon as it is there, burst saved up at
+// the start, is the worst case for the window count.
+func TestOneShareNeverExceedsItsBudgetInAStretchedWindow(t *testing.T) {
+	t.Parallel()
+	const jitter = 25 * time.Millisecond
+	window := time.Second + jitter
+	for budget := 1; budget <= 100; budget++ {
+		r := float64(rateFor(budget, window))
+		// Calls at 0 (the saved token) and then every 1/r.
+		var times []time.Time
+		base := time.Unix(0, 0)
+		for k := 0; k <= 3*budget; k++ {
+			times = append(times, base.Add(seconds(float64(k)/r)))
+		}
+		// A closed window of length W holds at most 1 + floor(r·W) calls.
+		got, _ := maxInWindow(times, window+time.Nanosecond)
+		if got > budget {
+			t.Errorf("budget %d: rate %.6f/s makes %d calls in one %v window, want at most %d", budget, r, got, window, budget)
+		}
+		if util := r / float64(budget); util < 0.97 {
+			t.Errorf("budget %d: rate %.6f/s uses %.3f of the budget, want at least 0.97", budget, r, util)
+		}
+	}
+}
+
+func TestUtilisationAtLeast95PercentOfIntegerLimits(t *testing.T) {
+	t.Parallel()
+	cfg := Config{}.withDefaults()
+	for _, limit := range []int{1, 5, 10, 20, 50, 80, 1000} {
+		for n := 1; n <= 10; n++ {
+			members := make([]string, n)
+			for i := range members {
+				members[i] = fmt.Sprintf("w%d", i)
+			}
+			var sum float64
+			for _, self := range members {
+				c := snapshot{members: members, self: true}.target(self, limit, rotation("1", GroupOps))
+				sum += float64(rateFor(c, cfg.window()))
+			}
+			if u := sum / float64(limit); u < 0.95 || u >= 1 {
+				t.Errorf("limit %d, %d workers: aggregate rate %.3f/s is %.4f of the limit, want in [0.95, 1)", limit, n, sum, u)
+			}
+		}
+	}
+}
+
+func TestLargerShareWaitsForSettleSmallerAppliesAtOnce(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1000, 0)
+	r := newRegistry("b", 1300*time.Millisecond)
+	r.ttl, r.margin = 10*time.Second, 3*time.Second
+	r.beat(t0)
+	const total = 50
+	rot := uint32(0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+
+	r.put("a", t0)
+	r.put("b", t0)
+	r.record(t0)
+	if got := r.budget(at(time.Second), total, rot); got != 0 {
+		t.Errorf("budget before Settle after joining = %d, want 0", got)
+	}
+	if got, want := r.growsAt(at(time.Second), total, rot), at(1300*time.Millisecond); !got.Equal(want) {
+		t.Errorf("growsAt = %v, want %v", got, want)
+	}
+	if got := r.budget(at(1300*time.Millisecond), total, rot); got != 25 {
+		t.Errorf("budget with 2 workers after Settle = %d, want 25", got)
+	}
+
+	r.put("c", at(2*time.Second))
+	r.record(at(2 * time.Second))
+	three := snapshot{members: []string{"a", "b", "c"}, self: true}.target("b", total, rot)
+	if got := r.budget(at(2*time.Second), total, rot); got != three {
+		t.Errorf("budget right after a third worker joined = %d, want the smaller share %d at once", got, three)
+	}
+
+	r.remove("c")
+	r.record(at(3 * time.Second))
+	if got := r.budget(at(4*time.Second), total, rot); got != three {
+		t.Errorf("budget 1s after the third worker left = %d, want still %d until Settle has passed", got, three)
+	}
+	if got := r.budget(at(4300*time.Millisecond), total, rot); got != 25 {
+		t.Errorf("budget Settle after the third worker left = %d, want 25", got)
+	}
+	if got, want := r.nextWake(at(3*time.Second)), at(3300*time.Millisecond); !got.Equal(want) {
+		t.Errorf("nextWake(3s) = %v, want %v (the 2-worker view leaves the window)", got, want)
+	}
+	if got, want := r.nextWake(at(3300*time.Millisecond)), at(4300*time.Millisecond); !got.Equal(want) {
+		t.Errorf("nextWake(3.3s) = %v, want %v (when the larger share may be taken)", got, want)
+	}
+}
+
+// simWorker is one worker on a virtual timeline: the real Limiter state
+// machine, fed by the simulation instead of NATS.
+type simWorker struct {
+	id                 string
+	l                  *Limiter
+	start, stop, split time.Duration // stop: leaves gracefully; split: partitioned from then on
+	running            bool
+	lastBeat           time.Duration
+}
+
+type delivery struct {
+	at     time.Duration
+	to     string
+	from   string
+	delete bool
+}
+
+// The whole argument of registry.go on a virtual timeline: workers join,
+// leave, and lose their connection while all of them take every token they
+// can, and their calls reach "Meta" with up to Jitter of delay. No window
+// of one second may hold more calls than the limit, and in steady periods
+// the limit must be used at ≥ 95%.
+func TestSharesNeverExceedTheLimitAcrossMembershipChanges(t *testing.T) {
+	t.Parallel()
+	const (
+		phone = "1555000001"
+		tick  = 250 * time.Microsecond
+		ttl   = 2 * time.Second
+		hb    = 500 * time.Millisecond
+		end   = 19 * time.Second
+	)
+	limits := map[Class]float64{Messages: 50, GroupOps: 7, Reads: 1}
+	base := time.Unix(1_700_000_000, 0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	cfg := Config{Defaults: Limits{Messages: limits[Messages], GroupOps: limits[GroupOps], Reads: limits[Reads]}}
+
+	workers := []*simWorker{
+		{id: "a", start: 0, stop: 6 * time.Second},
+		{id: "b", start: 0, split: 9 * time.Second},
+		{id: "c", start: 3 * time.Second},
+		{id: "d", start: 15 * time.Second},
+	}
+	for _, w := range workers {
+		c := cfg
+		c.WorkerID = w.id
+		w.l = newLimiter(c.withDefaults())
+		w.l.reg.ttl, w.l.reg.margin = ttl, hb
+	}
+	var pending []delivery
+	// send delivers a change of w's entry to every other running worker
+	// after a random propagation delay, and to w itself.
+	send := func(now time.Duration, from string, del bool) {
+		for _, o := range workers {
+			if !o.running && o.id != from {
+				continue
+			}
+			pending = append(pending, delivery{at: now + time.Duration(rng.IntN(20))*time.Millisecond, to: o.id, from: from, delete: del})
+		}
+	}
+	partitioned := func(w *simWorker, now time.Duration) bool { return w.split > 0 && now >= w.split }
+	arrivals := map[Class][]time.Time{}
+
+	for now := time.Duration(0); now < end; now += tick {
+		clock := base.Add(now)
+		for _, w := range workers {
+			switch {
+			case !w.running && now == w.start:
+				w.running = true
+				w.l.reg.beat(clock)
+				w.lastBeat = now
+				send(now, w.id, false)
+				// Reading the bucket: everyone registered so far.
+				for _, o := range workers {
+					if o.running && o != w && now-o.lastBeat < ttl {
+						w.l.reg.put(o.id, clock)
+					}
+				}
+			case w.running && w.stop > 0 && now == w.stop:
+				w.running = false
+				w.l.closed = true
+				send(now, w.id, true)
+			case w.running && now-w.lastBeat >= hb && !partitioned(w, now):
+				w.l.reg.beat(clock)
+				w.lastBeat = now
+				send(now, w.id, false)
+			}
+		}
+		keep := pending[:0]
+		for _, d := range pending {
+			if d.at > now {
+				keep = append(keep, d)
+				continue
+			}
+			for _, w := range workers {
+				if w.id != d.to || !w.running || partitioned(w, now) {
+					continue
+				}
+				if d.delete {
+					w.l.reg.remove(d.from)
+				} else {
+					w.l.reg.put(d.from, clock)
+				}
+				if d.to == d.from && !w.l.synced {
+					w.l.synced = true // its own entry came back: bucket read
+				}
+			}
+		}
+		pending = keep
+		for _, w := range workers {
+			if !w.running {
+				continue
+			}
+			w.l.refreshLocked(clock)
+			for class := range numClasses {
+				e := w.l.entryLocked(phone, class, clock)
+				next, _, _, err := w.l.step(e, phone, clock, clock.Add(time.Hour))
+				if err == nil && next.IsZero() {
+					jitter := time.Duration(rng.Int64N(int64(w.l.cfg.Jitter)))
+					arrivals[class] = append(arrivals[class], clock.Add(jitter))
+				}
+			}
+		}
+	}
+
+	for class, limit := range limits {
+		got, at := maxInWindow(arrivals[class], time.Second)
+		if got > int(limit) {
+			t.Errorf("%s: %d calls in the second from %v, want at most %v", class, got, at.Sub(base), limit)
+		}
+		t.Logf("%s: %d calls, busiest second %d (limit %v)", class, len(arrivals[class]), got, limit)
+	}
+	// Steady periods: 2 workers, 3 workers, 2 (a gone), 1 (b cut off), 2 (d joined).
+	for _, p := range []struct{ from, to time.Duration }{
+		{1500 * time.Millisecond, 3 * time.Second},
+		{4500 * time.Millisecond, 6 * time.Second},
+		{7500 * time.Millisecond, 9 * time.Second},
+		{12500 * time.Millisecond, 15 * time.Second},
+		{16500 * time.Millisecond, 19 * time.Second},
+	} {
+		n := 0
+		for _, a := range arrivals[Messages] {
+			if d := a.Sub(base); d >= p.from && d < p.to {
+				n++
+			}
+		}
+		if u := float64(n) / (limits[Messages] * (p.to - p.from).Seconds()); u < 0.95 {
+			t.Errorf("messages in [%v, %v): %d calls, utilisation %.3f, want at least 0.95", p.from, p.to, n, u)
+		}
+	}
+}
