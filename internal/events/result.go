@@ -1,0 +1,130 @@
+package events
+
+import "encoding/json"
+
+// Outcomes of a command; each names its terminal event, "command.<outcome>".
+const (
+	OutcomeSucceeded          = "succeeded"
+	OutcomePartiallySucceeded = "partially_succeeded"
+	OutcomeFailed             = "failed"
+	OutcomeRejected           = "rejected"
+)
+
+// Outcomes of one item (a join request, a participant) of a bulk command.
+const (
+	ItemApproved = "approved"
+	ItemRejected = "rejected"
+	ItemRemoved  = "removed"
+	ItemFailed   = "failed"
+)
+
+// Reasons a command failed (FailureInfo.Reason).
+const (
+	// ReasonPermanentError: Meta refused the call with a permanent error;
+	// Code and Subcode say which.
+	ReasonPermanentError = "permanent_error"
+	// ReasonRetriesExhausted: transient errors until the last allowed
+	// delivery; the command went to the dead-letter queue.
+	ReasonRetriesExhausted = "retries_exhausted"
+	// ReasonExpired: the command's deadline passed before it could be sent.
+	ReasonExpired = "expired"
+	// ReasonWebhookTimeout: Meta accepted the call but its completion
+	// webhook never came.
+	ReasonWebhookTimeout = "webhook_timeout"
+	// ReasonOutcomeUnknown: a call that is not safe to repeat may or may not
+	// have reached Meta, and the command asked not to guess (on_ambiguous
+	// "fail").
+	ReasonOutcomeUnknown = "outcome_unknown"
+	// ReasonCancelled: the campaign the command belonged to was cancelled.
+	ReasonCancelled = "cancelled"
+)
+
+// CommandResult is the data of the terminal events command.succeeded,
+// command.partially_succeeded, command.failed and command.rejected. Exactly
+// one is published per command id, with id TerminalEventID(CommandID).
+type CommandResult struct {
+	CommandID     string `json:"command_id"`
+	CommandType   string `json:"command_type"`
+	PhoneNumberID string `json:"phone_number_id"`
+	GroupID       string `json:"group_id,omitempty"`
+	// Outcome is one of the Outcome constants.
+	Outcome string `json:"outcome"`
+	// Result is the typed answer of a succeeded command: CreateGroupResult,
+	// InviteLinkResult, EnsureInviteTemplateResult, SendGroupInviteResult or
+	// CampaignResult, by command type; absent for the others.
+	Result json.RawMessage `json:"result,omitempty"`
+	// Items are the per-item outcomes of bulk commands (join requests,
+	// participants).
+	Items []ItemOutcome `json:"items,omitempty"`
+	// Error says why the command failed (outcome "failed").
+	Error *FailureInfo `json:"error,omitempty"`
+	// Attempts is how many times the command was delivered to a worker.
+	Attempts int `json:"attempts"`
+	// ValidationErrors say why the command was rejected (outcome "rejected").
+	ValidationErrors []FieldError `json:"validation_errors,omitempty"`
+}
+
+// EventType is the terminal event type for r's outcome, e.g.
+// "command.succeeded".
+func (r CommandResult) EventType() string { return "command." + r.Outcome }
+
+// ItemOutcome is the outcome for one item of a bulk command.
+type ItemOutcome struct {
+	// ID is the join request id or participant the outcome is about.
+	ID string `json:"id"`
+	// Outcome is one of the Item constants.
+	Outcome string `json:"outcome"`
+	// Code is Meta's error code when Outcome is "failed".
+	Code int `json:"code,omitempty"`
+	// Reason is Meta's explanation when Outcome is "failed".
+	Reason string `json:"reason,omitempty"`
+}
+
+// FailureInfo says why a command failed.
+type FailureInfo struct {
+	// Reason is one of the Reason constants.
+	Reason string `json:"reason"`
+	// Code and Subcode are Meta's, when Meta gave the error.
+	Code    int `json:"code,omitempty"`
+	Subcode int `json:"subcode,omitempty"`
+	// Message is for people; branch on Reason and Code.
+	Message string `json:"message,omitempty"`
+}
+
+// CreateGroupResult is the Result of a succeeded create_group.
+type CreateGroupResult struct {
+	GroupID    string `json:"group_id"`
+	InviteLink string `json:"invite_link,omitempty"`
+	RequestID  string `json:"request_id"`
+}
+
+// InviteLinkResult is the Result of get_invite_link and reset_invite_link.
+type InviteLinkResult struct {
+	InviteLink string `json:"invite_link"`
+}
+
+// EnsureInviteTemplateResult is the Result of ensure_invite_template.
+type EnsureInviteTemplateResult struct {
+	TemplateID string `json:"template_id"`
+	Name       string `json:"name"`
+	Language   string `json:"language"`
+	// Status is Meta's review status (APPROVED, PENDING, …); a new template
+	// can take up to 24 hours to be approved.
+	Status string `json:"status"`
+	// Created is true when this command added the template, false when it
+	// was already there.
+	Created bool `json:"created"`
+}
+
+// SendGroupInviteResult is the Result of send_group_invite.
+type SendGroupInviteResult struct {
+	MessageID string `json:"message_id"`
+	WAID      string `json:"wa_id,omitempty"`
+}
+
+// CampaignResult is the Result of start_invite_campaign (when every invite is
+// terminal) and cancel_campaign.
+type CampaignResult struct {
+	CampaignID string         `json:"campaign_id"`
+	Counts     CampaignCounts `json:"counts"`
+}
