@@ -1,0 +1,39 @@
+// Package telemetry is groupflow's observability foundation: OpenTelemetry
+// tracing and metrics set up from the standard OTEL_* variables, W3C trace
+// context carried in NATS headers, messaging and HTTP spans, the metric
+// instruments every component records into, and a log/slog handler that adds
+// trace ids and masks secrets.
+//
+// One trace runs from a caller through groupflow and back out: the ingest's
+// HTTP span ([Telemetry.HTTPHandler]), the command publish ([PublishMsg]), the
+// worker's processing ([StartProcess]), each Graph HTTP call
+// ([Telemetry.HTTPTransport]) and the result event publish. The trace context
+// travels in NATS headers written with lowercase keys (traceparent, tracestate,
+// baggage) because clients in other languages look them up that way; reads
+// are case-insensitive so a publisher that wrote "Traceparent" is still
+// continued ([HeaderCarrier]).
+//
+// Tracing is off — a no-op provider costing a few nanoseconds a span — unless
+// an exporter is configured (OTEL_TRACES_EXPORTER=otlp, or an
+// OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT). Even when off, an incoming
+// traceparent is passed through unchanged, so a caller's trace still reaches
+// the result event. Metrics are always served in Prometheus form by
+// [Telemetry.MetricsHandler] from a registry of their own, and are also pushed
+// over OTLP when an endpoint is configured.
+//
+// Messaging spans follow the OpenTelemetry semantic conventions (semconv
+// v1.43.0, the version otel v1.47 ships): messaging.system=nats,
+// messaging.destination.name (the subject), messaging.operation.type
+// send/process, messaging.message.id (Nats-Msg-Id) and
+// messaging.consumer.group.name (the durable consumer the workers share).
+// NATS has no registered attributes of its own, so three are added under the
+// messaging.nats namespace: messaging.nats.message.delivery_count (JetStream's
+// NumDelivered, 1 on first delivery), messaging.nats.message.stream_sequence
+// and messaging.nats.stream.name.
+//
+// Secrets (access token, app secret, API tokens) must never reach a span, a
+// metric or a log line. The HTTP transport masks token-bearing query
+// parameters in url.full and never records headers; the log handler masks
+// the values of keys such as token, secret, authorization and password, and
+// bearer credentials inside any string.
+package telemetry

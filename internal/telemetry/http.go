@@ -1,0 +1,199 @@
+package telemetry
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// AttrEndpoint names the remote operation an HTTP client span is for
+// ("create_group"), as set by WithEndpoint.
+const AttrEndpoint = attribute.Key("groupflow.endpoint")
+
+type endpointKey struct{}
+
+// WithEndpoint names the operation of the HTTP calls made with ctx. The
+// Graph client sets it per method so each call's span is named
+// "<METHOD> <endpoint>" ("POST create_group") instead of a URL full of ids.
+func WithEndpoint(ctx context.Context, endpoint string) context.Context {
+	return context.WithValue(ctx, endpointKey{}, endpoint)
+}
+
+// EndpointFromContext returns the name set by WithEndpoint, or "".
+func EndpointFromContext(ctx context.Context) string {
+	s, _ := ctx.Value(endpointKey{}).(string)
+	return s
+}
+
+// HTTPTransport wraps base (http.DefaultTransport when nil) so every request
+// is a client span ("<METHOD> <endpoint>", see WithEndpoint) with the HTTP
+// semantic-convention attributes, and is counted in the
+// http.client.request.duration histogram. Each attempt is its own span, so
+// retries show as siblings.
+//
+// Nothing secret is recorded: otelhttp records no headers (Authorization
+// stays out), url.full has user info removed and the values of sensitive
+// query parameters (access_token, appsecret_proof, …) masked, and an error
+// whose text would expose them is masked too. Only the W3C traceparent is
+// sent on: baggage from a caller is theirs, not Meta's.
+func (t *Telemetry) HTTPTransport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return otelhttp.NewTransport(redactingTransport{base},
+		otelhttp.WithTracerProvider(t.tracerProvider),
+		otelhttp.WithMeterProvider(t.meterProvider),
+		otelhttp.WithPropagators(propagation.TraceContext{}),
+		otelhttp.WithSpanNameFormatter(clientSpanName),
+	)
+}
+
+func clientSpanName(_ string, r *http.Request) string {
+	if ep := EndpointFromContext(r.Context()); ep != "" {
+		return r.Method + " " + ep
+	}
+	return r.Method
+}
+
+// redactingTransport runs inside otelhttp's span: it overwrites the url.full
+// otelhttp recorded when the query holds a secret, names the endpoint, and
+// masks secrets in transport errors before otelhttp copies their text into
+// the span status.
+type redactingTransport struct{ base http.RoundTripper }
+
+func (rt redactingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	span := trace.SpanFromContext(r.Context())
+	if span.IsRecording() {
+		if u, changed := redactURL(r.URL); changed {
+			span.SetAttributes(semconv.URLFull(u)) // last write wins
+		}
+		if ep := EndpointFromContext(r.Context()); ep != "" {
+			span.SetAttributes(AttrEndpoint.String(ep))
+		}
+	}
+	resp, err := rt.base.RoundTrip(r)
+	if err != nil {
+		err = maskRequestSecrets(err, r)
+	}
+	return resp, err
+}
+
+// maskRequestSecrets returns err unchanged unless its text contains one of
+// the request's credentials (Authorization value, sensitive query values),
+// in which case the text is masked and the error still unwraps to err.
+func maskRequestSecrets(err error, r *http.Request) error {
+	msg := err.Error()
+	var secrets []string
+	if a := r.Header.Get("Authorization"); a != "" {
+		secrets = append(secrets, a)
+		if _, cred, ok := strings.Cut(a, " "); ok && cred != "" {
+			secrets = append(secrets, cred)
+		}
+	}
+	for k, vs := range r.URL.Query() {
+		if IsSensitiveKey(k) {
+			secrets = append(secrets, vs...)
+		}
+	}
+	masked := msg
+	for _, s := range secrets {
+		if s != "" {
+			masked = strings.ReplaceAll(masked, s, Redacted)
+		}
+	}
+	if masked == msg {
+		return err
+	}
+	return &maskedError{msg: RedactString(masked), err: err}
+}
+
+// maskedError keeps net.Error behaviour (http.Client reports timeouts by it)
+// while hiding the wrapped error's text.
+type maskedError struct {
+	msg string
+	err error
+}
+
+func (e *maskedError) Error() string { return e.msg }
+func (e *maskedError) Unwrap() error { return e.err }
+func (e *maskedError) Timeout() bool {
+	ne, ok := e.err.(net.Error)
+	return ok && ne.Timeout()
+}
+func (e *maskedError) Temporary() bool { return false }
+
+var _ net.Error = (*maskedError)(nil)
+
+// HTTPHandler wraps h so every request is a server span continuing the
+// caller's traceparent, and is counted in http.server.request.duration. The
+// span is named after the ServeMux pattern that matched ("POST /v1/commands",
+// also recorded as http.route) when h is a mux, else after operation.
+// Request headers and the query string are not recorded.
+func (t *Telemetry) HTTPHandler(h http.Handler, operation string) http.Handler {
+	return t.httpHandler(h, operation, false)
+}
+
+// PublicHTTPHandler is HTTPHandler for endpoints the internet calls (Meta's
+// webhooks): a traceparent sent by the caller is not trusted as the parent
+// (it would graft groupflow's spans onto someone else's trace) but kept as a
+// link, and the span starts a new trace.
+func (t *Telemetry) PublicHTTPHandler(h http.Handler, operation string) http.Handler {
+	return t.httpHandler(h, operation, true)
+}
+
+func (t *Telemetry) httpHandler(h http.Handler, operation string, public bool) http.Handler {
+	opts := []otelhttp.Option{
+		otelhttp.WithTracerProvider(t.tracerProvider),
+		otelhttp.WithMeterProvider(t.meterProvider),
+		otelhttp.WithPropagators(propagator),
+		otelhttp.WithSpanNameFormatter(serverSpanName),
+	}
+	if public {
+		opts = append(opts, otelhttp.WithPublicEndpointFn(func(*http.Request) bool { return true }))
+	}
+	routed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		// A ServeMux sets r.Pattern on this very request while routing.
+		if route := patternRoute(r.Pattern); route != "" {
+			if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+				span.SetAttributes(semconv.HTTPRoute(route))
+			}
+		}
+	})
+	return otelhttp.NewHandler(routed, operation, opts...)
+}
+
+// serverSpanName is "<METHOD> <route>" once a mux has matched, else the
+// operation given to HTTPHandler (otelhttp renames the span after the
+// handler returns if r.Pattern was set).
+func serverSpanName(operation string, r *http.Request) string {
+	if route := patternRoute(r.Pattern); route != "" {
+		return r.Method + " " + route
+	}
+	if operation != "" {
+		return operation
+	}
+	return r.Method
+}
+
+// patternRoute drops the method and host from a ServeMux pattern
+// ("POST example.com/v1/commands" → "/v1/commands").
+func patternRoute(pattern string) string {
+	if pattern == "" {
+		return ""
+	}
+	if _, rest, ok := strings.Cut(pattern, " "); ok {
+		pattern = strings.TrimSpace(rest)
+	}
+	if i := strings.IndexByte(pattern, '/'); i > 0 {
+		pattern = pattern[i:]
+	}
+	return pattern
+}

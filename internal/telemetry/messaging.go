@@ -1,0 +1,198 @@
+package telemetry
+
+import (
+	"context"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Attributes for what NATS has and the messaging conventions do not name
+// (they have no NATS-specific attributes yet). They follow the pattern of the
+// registered ones (messaging.gcp_pubsub.message.delivery_attempt,
+// messaging.servicebus.message.delivery_count).
+const (
+	// AttrDeliveryCount is JetStream's NumDelivered: 1 on first delivery,
+	// more on redelivery.
+	AttrDeliveryCount = attribute.Key("messaging.nats.message.delivery_count")
+	// AttrStreamSequence is the message's sequence in its stream.
+	AttrStreamSequence = attribute.Key("messaging.nats.message.stream_sequence")
+	// AttrStream is the JetStream stream that stored the message.
+	AttrStream = attribute.Key("messaging.nats.stream.name")
+	// AttrDuplicate is set on a publish JetStream acknowledged as a duplicate
+	// of a message with the same Nats-Msg-Id.
+	AttrDuplicate = attribute.Key("messaging.nats.message.duplicate")
+)
+
+var systemNATS = semconv.MessagingSystemKey.String("nats")
+
+// SubjectTemplate is the low-cardinality form of a subject used in span
+// names: tokens made only of digits (phone number ids) become "*", so
+// "groups.cmd.106540352242922.create_group" names the span
+// "send groups.cmd.*.create_group". The full subject stays in
+// messaging.destination.name.
+func SubjectTemplate(subject string) string {
+	if !strings.ContainsAny(subject, "0123456789") {
+		return subject
+	}
+	tokens := strings.Split(subject, ".")
+	for i, tok := range tokens {
+		if tok != "" && strings.Trim(tok, "0123456789") == "" {
+			tokens[i] = "*"
+		}
+	}
+	return strings.Join(tokens, ".")
+}
+
+// StartPublish starts a producer span ("send <subject template>") for
+// publishing to subject; msgID is the Nats-Msg-Id, "" when there is none.
+// Inject the returned context into the message's headers, publish, and end
+// the span. PublishMsg does all of that.
+func StartPublish(ctx context.Context, tracer trace.Tracer, subject, msgID string) (context.Context, trace.Span) {
+	ctx, span := tracer.Start(ctx, "send "+SubjectTemplate(subject), trace.WithSpanKind(trace.SpanKindProducer))
+	if span.IsRecording() { // attributes cost allocations a no-op span would throw away
+		span.SetAttributes(
+			systemNATS,
+			semconv.MessagingOperationTypeSend,
+			semconv.MessagingOperationName("send"),
+			semconv.MessagingDestinationName(subject),
+		)
+		if msgID != "" {
+			span.SetAttributes(semconv.MessagingMessageID(msgID))
+		}
+	}
+	return ctx, span
+}
+
+// Publisher is what PublishMsg needs of JetStream; jetstream.JetStream has it.
+type Publisher interface {
+	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+}
+
+var _ Publisher = jetstream.JetStream(nil)
+
+// PublishMsg publishes msg to JetStream inside a producer span: it starts
+// the span, writes its trace context into msg.Header (allocating it if nil),
+// publishes and records the outcome. Set the Nats-Msg-Id header rather than
+// jetstream.WithMsgID so the span can carry messaging.message.id.
+func PublishMsg(ctx context.Context, tracer trace.Tracer, js Publisher, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if msg.Header == nil {
+		msg.Header = nats.Header{}
+	}
+	ctx, span := StartPublish(ctx, tracer, msg.Subject, msg.Header.Get(jetstream.MsgIDHeader))
+	defer span.End()
+	Inject(ctx, msg.Header)
+	ack, err := js.PublishMsg(ctx, msg, opts...)
+	if err != nil {
+		RecordError(span, err)
+		return ack, err
+	}
+	if span.IsRecording() {
+		span.SetAttributes(AttrStream.String(ack.Stream), AttrStreamSequence.Int64(int64(ack.Sequence)))
+		if ack.Duplicate {
+			span.SetAttributes(AttrDuplicate.Bool(true))
+		}
+	}
+	return ack, nil
+}
+
+// Delivery describes a received message for StartDelivery, for callers that
+// do not hold a jetstream.Msg (a core NATS subscription, a replay).
+type Delivery struct {
+	Subject string
+	Header  nats.Header
+	// MsgID is messaging.message.id. Defaults to the Nats-Msg-Id header.
+	MsgID string
+	// Stream is the JetStream stream the message came from, if any.
+	Stream string
+	// Consumer is the durable consumer name, which all workers share: it is
+	// the consumer group (messaging.consumer.group.name).
+	Consumer string
+	// NumDelivered counts deliveries, 1 the first time.
+	NumDelivered uint64
+	// StreamSequence is the message's sequence in Stream.
+	StreamSequence uint64
+}
+
+// DeliveryOf describes a JetStream message. Metadata it cannot parse is left
+// zero: a span with fewer attributes beats failing the message.
+func DeliveryOf(msg jetstream.Msg) Delivery {
+	d := Delivery{Subject: msg.Subject(), Header: msg.Headers()}
+	if md, err := msg.Metadata(); err == nil {
+		d.Stream = md.Stream
+		d.Consumer = md.Consumer
+		d.NumDelivered = md.NumDelivered
+		d.StreamSequence = md.Sequence.Stream
+	}
+	return d
+}
+
+// StartProcess starts the consumer span ("process <subject template>") for
+// handling a JetStream message. See StartDelivery.
+func StartProcess(ctx context.Context, tracer trace.Tracer, msg jetstream.Msg) (context.Context, trace.Span) {
+	return StartDelivery(ctx, tracer, DeliveryOf(msg))
+}
+
+// StartDelivery starts the consumer span for handling d. When d's headers
+// carry a trace context, the span continues that trace (its parent is the
+// producer span, so the trace reads caller → publish → process) and also
+// links to it, the messaging conventions' "creation context". Without one
+// the span starts a new trace, never a child of whatever span ctx holds (a
+// long-lived fetch loop must not parent every message). Baggage in the
+// headers is carried into the returned context.
+func StartDelivery(ctx context.Context, tracer trace.Tracer, d Delivery) (context.Context, trace.Span) {
+	prev := trace.SpanContextFromContext(ctx)
+	ctx = Extract(ctx, d.Header)
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+	if creation := trace.SpanContextFromContext(ctx); creation.IsValid() && !creation.Equal(prev) {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: creation}))
+	} else {
+		opts = append(opts, trace.WithNewRoot())
+	}
+	ctx, span := tracer.Start(ctx, "process "+SubjectTemplate(d.Subject), opts...)
+	if span.IsRecording() {
+		msgID := d.MsgID
+		if msgID == "" {
+			msgID = d.Header.Get(jetstream.MsgIDHeader)
+		}
+		span.SetAttributes(
+			systemNATS,
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingOperationName("process"),
+			semconv.MessagingDestinationName(d.Subject),
+		)
+		if msgID != "" {
+			span.SetAttributes(semconv.MessagingMessageID(msgID))
+		}
+		if d.Consumer != "" {
+			span.SetAttributes(semconv.MessagingConsumerGroupName(d.Consumer))
+		}
+		if d.Stream != "" {
+			span.SetAttributes(AttrStream.String(d.Stream))
+		}
+		if d.NumDelivered > 0 {
+			span.SetAttributes(AttrDeliveryCount.Int64(int64(d.NumDelivered)))
+		}
+		if d.StreamSequence > 0 {
+			span.SetAttributes(AttrStreamSequence.Int64(int64(d.StreamSequence)))
+		}
+	}
+	return ctx, span
+}
+
+// RecordError marks span failed with err: an exception event, error status
+// and error.type (the error's Go type). The caller must make sure err's text
+// holds no secret; groupflow's errors never carry one.
+func RecordError(span trace.Span, err error) {
+	if err == nil || !span.IsRecording() {
+		return
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	span.SetAttributes(semconv.ErrorType(err))
+}

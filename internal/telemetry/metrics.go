@@ -1,0 +1,238 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Metric names (OpenTelemetry form). The Prometheus exporter renders them
+// with dots as underscores, a unit suffix for seconds and _total for
+// counters: groupflow.commands → groupflow_commands_total,
+// groupflow.command.duration → groupflow_command_duration_seconds_{bucket,sum,count}.
+// deploy/grafana and deploy/prometheus use the rendered names; a test checks
+// they exist.
+const (
+	MetricCommands          = "groupflow.commands"                   // counter {command}: command_type, outcome
+	MetricCommandDuration   = "groupflow.command.duration"           // histogram s: command_type, outcome
+	MetricGraphCalls        = "groupflow.graph.calls"                // counter {call}: endpoint, status, code
+	MetricGraphCallDuration = "groupflow.graph.call.duration"        // histogram s: endpoint, status
+	MetricRateLimitWait     = "groupflow.ratelimit.wait.duration"    // histogram s: class, outcome
+	MetricThrottles         = "groupflow.throttles"                  // counter {throttle}: code, scope
+	MetricWebhooks          = "groupflow.webhooks"                   // counter {webhook}: field, result
+	MetricSignatureFailures = "groupflow.webhook.signature_failures" // counter {failure}: reason
+	MetricCampaignInvites   = "groupflow.campaign.invites"           // counter {invite}: outcome
+	MetricDLQMessages       = "groupflow.dlq.messages"               // gauge {message}: stream
+	MetricConsumerLag       = "groupflow.consumer.lag"               // gauge {message}: stream, consumer
+	MetricConsumerAckPend   = "groupflow.consumer.ack_pending"       // gauge {message}: stream, consumer
+)
+
+// Metric attribute keys: plain snake_case so they are also the Prometheus
+// label names.
+const (
+	KeyCommandType = attribute.Key("command_type")
+	KeyOutcome     = attribute.Key("outcome")
+	KeyEndpoint    = attribute.Key("endpoint")
+	KeyStatus      = attribute.Key("status")
+	KeyCode        = attribute.Key("code")
+	KeyClass       = attribute.Key("class")
+	KeyScope       = attribute.Key("scope")
+	KeyField       = attribute.Key("field")
+	KeyResult      = attribute.Key("result")
+	KeyReason      = attribute.Key("reason")
+	KeyStream      = attribute.Key("stream")
+	KeyConsumer    = attribute.Key("consumer")
+)
+
+// durationBuckets (seconds) span a fast Graph call to a command that waited
+// out a throttle; the SDK's default buckets assume milliseconds.
+var durationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+// Metrics are groupflow's metric instruments, created once per process from
+// a meter (Telemetry.Metrics) and recorded through the methods below so that
+// names, units and label keys stay in one place. A nil *Metrics records
+// nothing, so components can take one optionally.
+type Metrics struct {
+	meter             metric.Meter
+	commands          metric.Int64Counter
+	commandDuration   metric.Float64Histogram
+	graphCalls        metric.Int64Counter
+	graphCallDuration metric.Float64Histogram
+	rateLimitWait     metric.Float64Histogram
+	throttles         metric.Int64Counter
+	webhooks          metric.Int64Counter
+	signatureFailures metric.Int64Counter
+	campaignInvites   metric.Int64Counter
+	dlqMessages       metric.Int64ObservableGauge
+	consumerLag       metric.Int64ObservableGauge
+	consumerAckPend   metric.Int64ObservableGauge
+}
+
+// NewMetrics creates the instruments on meter.
+func NewMetrics(meter metric.Meter) (*Metrics, error) {
+	m := &Metrics{meter: meter}
+	var errs []error
+	counter := func(name, unit, desc string) metric.Int64Counter {
+		c, err := meter.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return c
+	}
+	histogram := func(name, desc string) metric.Float64Histogram {
+		h, err := meter.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+			metric.WithExplicitBucketBoundaries(durationBuckets...))
+		errs = append(errs, err)
+		return h
+	}
+	gauge := func(name, desc string) metric.Int64ObservableGauge {
+		g, err := meter.Int64ObservableGauge(name, metric.WithUnit("{message}"), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return g
+	}
+	m.commands = counter(MetricCommands, "{command}", "Commands finished, by type and outcome.")
+	m.commandDuration = histogram(MetricCommandDuration, "Time from a command's first delivery to its outcome.")
+	m.graphCalls = counter(MetricGraphCalls, "{call}", "Graph API calls, by endpoint, HTTP status and Graph error code (0 on success).")
+	m.graphCallDuration = histogram(MetricGraphCallDuration, "Graph API call latency, by endpoint and HTTP status.")
+	m.rateLimitWait = histogram(MetricRateLimitWait, "Time spent waiting for a rate-limit token, by class and outcome.")
+	m.throttles = counter(MetricThrottles, "{throttle}", "Throttling answers from the Graph API, by error code and scope.")
+	m.webhooks = counter(MetricWebhooks, "{webhook}", "Webhook changes received, by field and result.")
+	m.signatureFailures = counter(MetricSignatureFailures, "{failure}", "Webhook deliveries rejected for a missing or wrong X-Hub-Signature-256.")
+	m.campaignInvites = counter(MetricCampaignInvites, "{invite}", "Campaign invites finished, by outcome.")
+	m.dlqMessages = gauge(MetricDLQMessages, "Messages in the dead-letter stream.")
+	m.consumerLag = gauge(MetricConsumerLag, "Messages not yet delivered to a durable consumer (JetStream num_pending).")
+	m.consumerAckPend = gauge(MetricConsumerAckPend, "Messages delivered to a durable consumer and not yet acknowledged.")
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("create metric instruments: %w", err)
+	}
+	return m, nil
+}
+
+// CommandDone counts a command that reached an outcome ("succeeded",
+// "partially_succeeded", "failed", "rejected", "dead_lettered") and records
+// how long it took.
+func (m *Metrics) CommandDone(ctx context.Context, commandType, outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	attrs := metric.WithAttributes(KeyCommandType.String(commandType), KeyOutcome.String(outcome))
+	m.commands.Add(ctx, 1, attrs)
+	m.commandDuration.Record(ctx, d.Seconds(), attrs)
+}
+
+// GraphCall counts one Graph API HTTP call: endpoint is the client's stable
+// name ("create_group"), status the HTTP status (0 when no response came),
+// code the Graph error code (0 on success).
+func (m *Metrics) GraphCall(ctx context.Context, endpoint string, status, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.graphCalls.Add(ctx, 1, metric.WithAttributes(
+		KeyEndpoint.String(endpoint), KeyStatus.Int(status), KeyCode.Int(code)))
+	m.graphCallDuration.Record(ctx, d.Seconds(), metric.WithAttributes(
+		KeyEndpoint.String(endpoint), KeyStatus.Int(status)))
+}
+
+// RateLimitWait records how long a call waited for a token of class
+// ("messages", "group_ops", "reads") and how the wait ended ("acquired",
+// "throttled", "cancelled").
+func (m *Metrics) RateLimitWait(ctx context.Context, class, outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.rateLimitWait.Record(ctx, d.Seconds(), metric.WithAttributes(
+		KeyClass.String(class), KeyOutcome.String(outcome)))
+}
+
+// Throttle counts a throttling answer: the Graph error code (130429, 131056,
+// 131208, 4, 80007, 131048) and the scope it pauses ("number", "recipient",
+// "app", "account", "campaign").
+func (m *Metrics) Throttle(ctx context.Context, code int, scope string) {
+	if m == nil {
+		return
+	}
+	m.throttles.Add(ctx, 1, metric.WithAttributes(KeyCode.Int(code), KeyScope.String(scope)))
+}
+
+// Webhook counts one webhook change of field ("group_lifecycle_update", …)
+// and what became of it ("published", "duplicate", "invalid", "completed",
+// "uncorrelated").
+func (m *Metrics) Webhook(ctx context.Context, field, result string) {
+	if m == nil {
+		return
+	}
+	m.webhooks.Add(ctx, 1, metric.WithAttributes(KeyField.String(field), KeyResult.String(result)))
+}
+
+// SignatureFailure counts a webhook delivery rejected by the signature
+// check; reason is "missing", "malformed" or "mismatch".
+func (m *Metrics) SignatureFailure(ctx context.Context, reason string) {
+	if m == nil {
+		return
+	}
+	m.signatureFailures.Add(ctx, 1, metric.WithAttributes(KeyReason.String(reason)))
+}
+
+// CampaignInvite counts a campaign invite that finished with outcome
+// ("sent", "failed", "skipped", "cancelled").
+func (m *Metrics) CampaignInvite(ctx context.Context, outcome string) {
+	if m == nil {
+		return
+	}
+	m.campaignInvites.Add(ctx, 1, metric.WithAttributes(KeyOutcome.String(outcome)))
+}
+
+// StreamDepth is the message count of one stream, for ObserveDLQ.
+type StreamDepth struct {
+	Stream   string
+	Messages int64
+}
+
+// ConsumerLag is one durable consumer's backlog, for ObserveConsumers.
+type ConsumerLag struct {
+	Stream, Consumer string
+	// Pending is JetStream's num_pending: matching messages not yet delivered.
+	Pending int64
+	// AckPending is delivered and not yet acknowledged.
+	AckPending int64
+}
+
+// ObserveDLQ registers fn to report the dead-letter stream's depth each time
+// metrics are collected (every scrape, every OTLP export). fn does I/O
+// (StreamInfo) with the collector's ctx; its error drops that observation
+// and is reported through the otel error handler. Unregister on shutdown.
+func (m *Metrics) ObserveDLQ(fn func(ctx context.Context) ([]StreamDepth, error)) (metric.Registration, error) {
+	if m == nil {
+		return noRegistration{}, nil
+	}
+	return m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		depths, err := fn(ctx)
+		for _, d := range depths {
+			o.ObserveInt64(m.dlqMessages, d.Messages, metric.WithAttributes(KeyStream.String(d.Stream)))
+		}
+		return err
+	}, m.dlqMessages)
+}
+
+// ObserveConsumers registers fn to report the backlog of the durable
+// consumers (ConsumerInfo) each time metrics are collected. As ObserveDLQ.
+func (m *Metrics) ObserveConsumers(fn func(ctx context.Context) ([]ConsumerLag, error)) (metric.Registration, error) {
+	if m == nil {
+		return noRegistration{}, nil
+	}
+	return m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		lags, err := fn(ctx)
+		for _, l := range lags {
+			attrs := metric.WithAttributes(KeyStream.String(l.Stream), KeyConsumer.String(l.Consumer))
+			o.ObserveInt64(m.consumerLag, l.Pending, attrs)
+			o.ObserveInt64(m.consumerAckPend, l.AckPending, attrs)
+		}
+		return err
+	}, m.consumerLag, m.consumerAckPend)
+}
+
+type noRegistration struct{ metric.Registration }
+
+func (noRegistration) Unregister() error { return nil }
