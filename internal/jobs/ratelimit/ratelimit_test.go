@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph/sim"
 	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
 	"github.com/groupflow/groupflow/internal/natsembed"
 )
@@ -165,30 +166,38 @@ type aggregateRun struct {
 	calls       int
 	maxWindow   int     // most calls that arrived in any one-second window
 	utilisation float64 // mean arrival rate over the run / limit
+	refused     int     // calls the simulator did not answer 200 (130429 above its limit)
 }
 
 // runAggregate starts workers Limiters with a limit of messages per second
 // for one number and drives a backlog of calls through them concurrently,
-// each call a real HTTP request to a server that records its arrival.
+// each call a real HTTP request to the Graph simulator, which records when
+// it arrived and enforces the same limit (130429 above it).
 func runAggregate(tb testing.TB, workers int, limit float64, calls int) aggregateRun {
 	tb.Helper()
-	var (
-		mu       sync.Mutex
-		arrivals []time.Time
-	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		at := time.Now()
-		mu.Lock()
-		arrivals = append(arrivals, at)
-		mu.Unlock()
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"messaging_product":"whatsapp","messages":[{"id":"wamid.x"}]}`)
-	}))
+	graph := sim.New(sim.Config{MPS: int(limit), WebhookDelay: time.Millisecond})
+	tb.Cleanup(graph.Close)
+	srv := httptest.NewServer(graph)
 	tb.Cleanup(srv.Close)
 	transport := &http.Transport{MaxIdleConnsPerHost: 64}
 	tb.Cleanup(transport.CloseIdleConnections)
 	client := &http.Client{Transport: transport}
+	send := func(i int) error {
+		// 1:1 texts to distinct users: no group to set up, no pair limit.
+		body := fmt.Sprintf(`{"messaging_product":"whatsapp","to":"4915%07d","type":"text","text":{"body":"hi"}}`, i)
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/v23.0/"+phone+"/messages", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer dev-token")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
 
 	b := setup(tb, 0)
 	ws := make([]*worker, workers)
@@ -200,6 +209,7 @@ func runAggregate(tb testing.TB, workers int, limit float64, calls int) aggregat
 	}
 	settled(tb, phone, ratelimit.Messages, ws...)
 
+	var run aggregateRun
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	backlog := make(chan int, calls)
@@ -213,7 +223,7 @@ func runAggregate(tb testing.TB, workers int, limit float64, calls int) aggregat
 	for _, w := range ws {
 		for range perWorker {
 			wg.Go(func() {
-				for range backlog {
+				for i := range backlog {
 					for {
 						err := w.Wait(ctx, phone, ratelimit.Messages)
 						var te *ratelimit.ThrottledError
@@ -227,14 +237,10 @@ func runAggregate(tb testing.TB, workers int, limit float64, calls int) aggregat
 						}
 						break
 					}
-					resp, err := client.Post(srv.URL+"/v23.0/"+phone+"/messages", "application/json",
-						strings.NewReader(`{"messaging_product":"whatsapp","recipient_type":"group","to":"g","type":"text","text":{"body":"hi"}}`))
-					if err != nil {
+					if err := send(i); err != nil {
 						errs <- err
 						return
 					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
 				}
 			})
 		}
@@ -245,10 +251,18 @@ func runAggregate(tb testing.TB, workers int, limit float64, calls int) aggregat
 		tb.Fatalf("driving the backlog: %v", err)
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
+	var arrivals []time.Time
+	for _, c := range graph.Calls() {
+		if c.Endpoint != sim.EndpointSendMessage {
+			continue
+		}
+		arrivals = append(arrivals, c.Time)
+		if c.Status != http.StatusOK {
+			run.refused++
+		}
+	}
 	slices.SortFunc(arrivals, func(a, b time.Time) int { return a.Compare(b) })
-	run := aggregateRun{calls: len(arrivals)}
+	run.calls = len(arrivals)
 	j := 0
 	for i := range arrivals {
 		for j < len(arrivals) && arrivals[j].Sub(arrivals[i]) < time.Second {
@@ -272,8 +286,8 @@ func runAggregate(tb testing.TB, workers int, limit float64, calls int) aggregat
 func TestAggregateStaysWithinTheLimitAcrossWorkers(t *testing.T) {
 	const limit, calls = 50, 500
 	run := runAggregate(t, 3, limit, calls)
-	if run.calls != calls {
-		t.Errorf("server saw %d calls, want %d", run.calls, calls)
+	if run.calls != calls || run.refused != 0 {
+		t.Errorf("simulator saw %d calls and refused %d, want %d calls and none refused", run.calls, run.refused, calls)
 	}
 	if run.maxWindow > limit {
 		t.Errorf("busiest one-second window held %d calls, want at most %d", run.maxWindow, limit)

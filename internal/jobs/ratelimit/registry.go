@@ -86,7 +86,7 @@ func newRegistry(self string, settle time.Duration) registry {
 }
 
 func (r *registry) put(id string, now time.Time) { r.seen[id] = now }
-func (r *registry) remove(id string)              { delete(r.seen, id) }
+func (r *registry) remove(id string)             { delete(r.seen, id) }
 
 // beat records a successful heartbeat sent at sent.
 func (r *registry) beat(sent time.Time) {
