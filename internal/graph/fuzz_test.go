@@ -81,6 +81,6 @@ func FuzzDecodeResponse(f *testing.F) {
 		}
 		_ = hasErrorObject(body)
 		_ = parseUsage(http.Header{"X-Business-Use-Case-Usage": {string(body)}, "X-App-Usage": {string(body)}})
-		_ = gp.Paging.hasNext(len(gp.Data.Groups))
+		_ = gp.Paging.hasNext()
 	})
 }

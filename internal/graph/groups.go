@@ -133,7 +133,7 @@ func (c *Client) ListGroups(ctx context.Context, phoneID string, opts PageOption
 		Groups:  make([]GroupSummary, 0, len(out.Data.Groups)),
 		After:   out.Paging.Cursors.After,
 		Before:  out.Paging.Cursors.Before,
-		HasNext: out.Paging.hasNext(len(out.Data.Groups)),
+		HasNext: out.Paging.hasNext(),
 	}
 	for _, g := range out.Data.Groups {
 		page.Groups = append(page.Groups, GroupSummary{ID: string(g.ID), Subject: g.Subject, CreatedAt: g.CreatedAt.Time()})

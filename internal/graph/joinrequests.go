@@ -2,6 +2,8 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"iter"
 	"time"
 )
@@ -103,7 +105,7 @@ func (c *Client) ListJoinRequests(ctx context.Context, groupID string, opts Page
 		Requests: make([]JoinRequest, 0, len(out.Data)),
 		After:    out.Paging.Cursors.After,
 		Before:   out.Paging.Cursors.Before,
-		HasNext:  out.Paging.hasNext(len(out.Data)),
+		HasNext:  out.Paging.hasNext(),
 	}
 	for _, r := range out.Data {
 		id := r.JoinRequestID
@@ -140,7 +142,8 @@ type wireJoinRequestsResult struct {
 // ApproveJoinRequests approves join requests in one call. Per-item outcomes
 // are in the result, including on a partial (HTTP 206, code 131201) answer,
 // which is not an error. An error is returned when Graph refused the whole
-// request.
+// request; when it refused every item, Failed still lists each item's
+// reasons.
 func (c *Client) ApproveJoinRequests(ctx context.Context, groupID string, ids []string) (JoinRequestsResult, error) {
 	return c.joinRequests(ctx, EndpointApproveJoinRequests, "POST", groupID, ids)
 }
@@ -166,11 +169,16 @@ func (c *Client) joinRequests(ctx context.Context, ep, method, groupID string, i
 		JoinRequests     []string `json:"join_requests"`
 	}{messagingProduct, ids}
 	resp, err := c.send(ctx, request{endpoint: ep, method: method, path: []string{groupID, "join_requests"}, json: body})
-	if err != nil {
+	var graphErr *Error
+	if err != nil && !errors.As(err, &graphErr) {
 		return JoinRequestsResult{}, err
 	}
 	var out wireJoinRequestsResult
-	if err := c.decodeBody(ep, resp, &out); err != nil {
+	if graphErr != nil {
+		// When every item failed, Graph answers an error status and still
+		// lists each item's reasons beside the error object.
+		_ = json.Unmarshal(resp.body, &out)
+	} else if err := c.decodeBody(ep, resp, &out); err != nil {
 		return JoinRequestsResult{}, err
 	}
 	res := JoinRequestsResult{Errors: c.itemErrors(out.Errors)}
@@ -179,6 +187,9 @@ func (c *Client) joinRequests(ctx context.Context, ep, method, groupID string, i
 	}
 	for _, f := range out.Failed {
 		res.Failed = append(res.Failed, ItemFailure{ID: string(f.JoinRequestID), Errors: c.itemErrors(f.Errors)})
+	}
+	if graphErr != nil {
+		return res, graphErr
 	}
 	if len(res.Succeeded) > 0 || len(res.Failed) > 0 {
 		return res, nil

@@ -44,21 +44,13 @@ type wirePaging struct {
 		After  string `json:"after"`
 		Before string `json:"before"`
 	} `json:"cursors"`
-	Next     *string `json:"next"`
-	Previous *string `json:"previous"`
+	Next *string `json:"next"`
 }
 
-// hasNext reports whether a page after this one exists. Graph omits "next"
-// on the last page; a server that sends no links at all is followed while
-// it returns items and an after cursor.
-func (p wirePaging) hasNext(items int) bool {
-	if p.Next != nil {
-		return *p.Next != ""
-	}
-	if p.Previous != nil {
-		return false // links are sent, and "next" is not: last page
-	}
-	return items > 0 && p.Cursors.After != ""
+// hasNext reports whether a page after this one exists: Graph sends a
+// "next" link unless this is the last page.
+func (p wirePaging) hasNext() bool {
+	return p.Next != nil && *p.Next != ""
 }
 
 // maxPages stops an iterator on a server whose cursors never end.

@@ -39,7 +39,7 @@ type wireRemoveResult struct {
 
 // RemoveParticipants removes participants (phone numbers or WhatsApp ids;
 // business-scoped ids starting with "US." are sent as user_id) from a
-// group. Duplicates are dropped (Graph refuses them with 131202) and the
+// group. Duplicates are dropped (Graph refuses them with 131202), and the
 // rest is sent in chunks of MaxParticipantsPerRemove, one call per chunk,
 // in order. It stops at the first failed call and returns the results of
 // the calls before it: participants in no result were not sent.
@@ -113,15 +113,23 @@ func cmpFlex(vs ...flexString) string {
 	return ""
 }
 
-// dedupe returns ids without repeats, first occurrence first.
+// dedupe returns ids without repeats, first spelling first. Phone numbers
+// are compared without formatting ("+1 555-0100" and "15550100" are one
+// user to Graph, which refuses the pair with 131202).
 func dedupe(ids []string) []string {
 	seen := make(map[string]bool, len(ids))
 	out := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
+		key := id
+		if !strings.HasPrefix(id, "US.") {
+			key = phoneFormatting.Replace(id)
+		}
+		if !seen[key] {
+			seen[key] = true
 			out = append(out, id)
 		}
 	}
 	return out
 }
+
+var phoneFormatting = strings.NewReplacer("+", "", " ", "", "-", "", "(", "", ")", "")

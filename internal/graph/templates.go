@@ -72,7 +72,7 @@ func (c *Client) TemplateLibrary(ctx context.Context, q LibraryQuery) ([]Library
 		var page wireList[wireLibraryTemplate]
 		_, err := c.call(ctx, request{endpoint: ep, method: "GET", path: []string{"message_template_library"},
 			query: PageOptions{After: after}.query(q.values())}, &page)
-		return page.Data, page.Paging.Cursors.After, page.Paging.hasNext(len(page.Data)), err
+		return page.Data, page.Paging.Cursors.After, page.Paging.hasNext(), err
 	}) {
 		if err != nil {
 			return out, err
@@ -120,7 +120,7 @@ func (c *Client) AccountTemplates(ctx context.Context, wabaID, name string) ([]A
 		var page wireList[wireAccountTemplate]
 		_, err := c.call(ctx, request{endpoint: ep, method: "GET", path: []string{wabaID, "message_templates"},
 			query: PageOptions{After: after}.query(cloneValues(q))}, &page)
-		return page.Data, page.Paging.Cursors.After, page.Paging.hasNext(len(page.Data)), err
+		return page.Data, page.Paging.Cursors.After, page.Paging.hasNext(), err
 	}) {
 		if err != nil {
 			return out, err
