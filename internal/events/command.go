@@ -3,6 +3,7 @@ package events
 import (
 	"cmp"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -167,6 +168,7 @@ func DecodeCommand(subject string, data []byte) (Command, error) {
 	if subject != "" {
 		checkSubject(subject, cmd, &errs)
 	}
+	sortErrors(errs)
 	return cmd, errs.err()
 }
 
@@ -276,12 +278,36 @@ func checkSubject(subject string, c Command, errs *errorList) {
 		errs.add("subject", "%q is not a command subject <prefix>.cmd.<phone_number_id>.<type>", subject)
 		return
 	}
+	var diffs []string
 	if phone != c.PhoneNumberID {
-		errs.add("subject", "phone number id %q in the subject does not match phone_number_id %q", phone, c.PhoneNumberID)
+		diffs = append(diffs, fmt.Sprintf("phone number id %q in the subject does not match phone_number_id %q", phone, c.PhoneNumberID))
 	}
 	if cmdType != c.Type {
-		errs.add("subject", "command type %q in the subject does not match type %q", cmdType, c.Type)
+		diffs = append(diffs, fmt.Sprintf("command type %q in the subject does not match type %q", cmdType, c.Type))
 	}
+	if len(diffs) > 0 {
+		errs.add("subject", "%s", strings.Join(diffs, "; "))
+	}
+}
+
+// sortErrors orders errors as a reader meets the fields: the body, the
+// envelope in its documented order (params with their own errors in
+// order), unknown fields, then the subject.
+func sortErrors(errs errorList) {
+	order := []string{"", "id", "type", "phone_number_id", "group_id", "params", "deadline"}
+	rank := func(fe FieldError) int {
+		top, _, _ := strings.Cut(fe.Field, ".")
+		top, _, _ = strings.Cut(top, "[")
+		switch i := slices.Index(order, top); {
+		case fe.Field == "subject":
+			return len(order) + 1
+		case i < 0:
+			return len(order)
+		default:
+			return i
+		}
+	}
+	slices.SortStableFunc(errs, func(a, b FieldError) int { return rank(a) - rank(b) })
 }
 
 func hasError(errs errorList, field string) bool {
