@@ -94,7 +94,12 @@ func New(cfg Config) (*Client, error) {
 	cfg.Timeout = cmp.Or(cfg.Timeout, 30*time.Second)
 	cfg.UserAgent = cmp.Or(cfg.UserAgent, "groupflow")
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		cfg.HTTPClient = &http.Client{}
+		if tr, ok := http.DefaultTransport.(*http.Transport); ok {
+			// A clone, so that other users of the default transport do not
+			// share (or close) this client's connections.
+			cfg.HTTPClient.Transport = tr.Clone()
+		}
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err

@@ -495,7 +495,7 @@ func describeBody(status int, body []byte) string {
 	if msg == "" {
 		msg = "status " + strconv.Itoa(status)
 	}
-	const max = 120
+	const maxLen = 120
 	snippet := strings.Map(func(r rune) rune {
 		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
 			return ' '
@@ -503,8 +503,8 @@ func describeBody(status int, body []byte) string {
 		return r
 	}, string(bytes.TrimSpace(body)))
 	snippet = strings.Join(strings.Fields(snippet), " ")
-	if len(snippet) > max {
-		snippet = snippet[:max] + "…"
+	if r := []rune(snippet); len(r) > maxLen {
+		snippet = string(r[:maxLen]) + "…"
 	}
 	if snippet == "" {
 		return msg
