@@ -140,3 +140,21 @@ func checkHTTPURL(path, s string, errs *errorList) {
 		errs.add(path, "must be an absolute http or https URL")
 	}
 }
+
+// ValidCommandID reports whether id is a valid command (or campaign) id:
+// 1–128 of A-Z a-z 0-9 _ - . :
+func ValidCommandID(id string) bool {
+	var errs errorList
+	checkCommandID("", id, &errs)
+	return len(errs) == 0
+}
+
+// kvKeyReplacer maps the id characters NATS KV keys cannot hold (':') or
+// cannot hold everywhere ('.' at either end or twice in a row) to characters
+// ids never hold.
+var kvKeyReplacer = strings.NewReplacer(":", "=", ".", "/")
+
+// KVKey turns a valid command or campaign id into a NATS KV key (the ledger
+// and campaign buckets). Distinct ids give distinct keys, and the key has
+// no dots, so it is one subject token.
+func KVKey(id string) string { return kvKeyReplacer.Replace(id) }
