@@ -260,6 +260,12 @@ func (r *receiver) setRespond(f func(n int) int) {
 	r.mu.Unlock()
 }
 
+func (r *receiver) badSignatures() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.badSig
+}
+
 func (r *receiver) all() []hook {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -345,12 +345,11 @@ func (s *Server) scheduleStatuses(d delivery, now time.Time, pin bool) {
 	if d.group {
 		base.RecipientType = "group"
 	}
+	convID := s.ids.conversationID()
 	conv := func(o *statusObject) {
 		if d.version > 0 && d.version <= 23 && d.pricing != nil {
-			o.Conversation = &conversation{ID: s.ids.conversationID(), Origin: conversationOrigin{Type: d.convType}}
-			if !d.group {
-				o.Conversation.ExpirationTimestamp = unixString(now.Add(24 * time.Hour))
-			}
+			o.Conversation = &conversation{ID: convID, Origin: conversationOrigin{Type: d.convType},
+				ExpirationTimestamp: unixString(now.Add(24 * time.Hour))}
 		}
 	}
 	emit := func(items []statusObject, contacts []contact, after time.Duration) {
