@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -124,15 +125,16 @@ type maskedError struct {
 func (e *maskedError) Error() string { return e.msg }
 func (e *maskedError) Unwrap() error { return e.err }
 func (e *maskedError) Timeout() bool {
-	ne, ok := e.err.(net.Error)
-	return ok && ne.Timeout()
+	var ne net.Error
+	return errors.As(e.err, &ne) && ne.Timeout()
 }
 func (e *maskedError) Temporary() bool { return false }
 
 var _ net.Error = (*maskedError)(nil)
 
 // HTTPHandler wraps h so every request is a server span continuing the
-// caller's traceparent, and is counted in http.server.request.duration. The
+// caller's traceparent, and is counted in http.server.request.duration
+// (labelled with http_route when a mux matched). The
 // span is named after the ServeMux pattern that matched ("POST /v1/commands",
 // also recorded as http.route) when h is a mux, else after operation.
 // Request headers and the query string are not recorded.
@@ -154,6 +156,14 @@ func (t *Telemetry) httpHandler(h http.Handler, operation string, public bool) h
 		otelhttp.WithMeterProvider(t.meterProvider),
 		otelhttp.WithPropagators(propagator),
 		otelhttp.WithSpanNameFormatter(serverSpanName),
+		// Called after the handler, when a mux has set r.Pattern: latency
+		// per route, with no unbounded path in the labels.
+		otelhttp.WithMetricAttributesFn(func(r *http.Request) []attribute.KeyValue {
+			if route := patternRoute(r.Pattern); route != "" {
+				return []attribute.KeyValue{semconv.HTTPRoute(route)}
+			}
+			return nil
+		}),
 	}
 	if public {
 		opts = append(opts, otelhttp.WithPublicEndpointFn(func(*http.Request) bool { return true }))

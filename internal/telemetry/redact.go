@@ -31,8 +31,10 @@ func IsSensitiveKey(key string) bool {
 }
 
 var (
-	// "Bearer EAAB…" / "Basic dXNlcjpw…" anywhere in a string.
-	authSchemeRE = regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*`)
+	// "Bearer EAAB…" / "Basic dXNlcjpw…" anywhere in a string, up to the
+	// next delimiter (not just the token68 alphabet, which would leave the
+	// tail of "Bearer abc=def" behind).
+	authSchemeRE = regexp.MustCompile(`(?i)\b(bearer|basic)\s+[^\s&"',;#]+`)
 	// key=value pairs (query strings, "k=v" text) with a sensitive key.
 	pairRE = regexp.MustCompile(`(?i)([A-Za-z0-9_.\-]*(?:token|secret|password|passwd|api_key|apikey|api-key|credential|private_key)[A-Za-z0-9_.\-]*)=([^&\s"',;#]+)`)
 	// "key": "value" in JSON with a sensitive key.
