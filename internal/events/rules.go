@@ -148,13 +148,3 @@ func ValidCommandID(id string) bool {
 	checkCommandID("", id, &errs)
 	return len(errs) == 0
 }
-
-// kvKeyReplacer maps the id characters NATS KV keys cannot hold (':') or
-// cannot hold everywhere ('.' at either end or twice in a row) to characters
-// ids never hold.
-var kvKeyReplacer = strings.NewReplacer(":", "=", ".", "/")
-
-// KVKey turns a valid command or campaign id into a NATS KV key (the ledger
-// and campaign buckets). Distinct ids give distinct keys, and the key has
-// no dots, so it is one subject token.
-func KVKey(id string) string { return kvKeyReplacer.Replace(id) }
