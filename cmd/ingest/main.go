@@ -1,0 +1,138 @@
+// Command ingest receives Meta's webhooks and callers' commands over HTTP and
+// publishes them to NATS JetStream, answering only once JetStream has them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/run"
+
+	"github.com/groupflow/groupflow/internal/config"
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/ingest"
+	"github.com/groupflow/groupflow/internal/webhook"
+)
+
+func main() {
+	if err := runMain(context.Background(), os.Args[1:], os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "ingest:", err)
+		os.Exit(1)
+	}
+}
+
+type settings struct {
+	nats          config.NATS
+	addr          string
+	appSecret     string
+	verifyToken   string
+	apiTokens     []string
+	maxBody       int64
+	shutdownGrace time.Duration
+	logLevel      string
+}
+
+func load(getenv func(string) string) (settings, *config.Env) {
+	e := config.NewEnv(getenv)
+	s := settings{
+		nats:          config.LoadNATS(e),
+		addr:          e.String("INGEST_ADDR", ":8080", "address the ingest listens on"),
+		appSecret:     e.Secret("WHATSAPP_APP_SECRET", "Meta app secret that signs webhooks"),
+		verifyToken:   e.Secret("WHATSAPP_VERIFY_TOKEN", "token Meta echoes in the webhook verification handshake"),
+		apiTokens:     e.SecretList("INGEST_API_TOKENS", "bearer tokens accepted by POST /v1/commands, comma separated"),
+		maxBody:       int64(e.Int("INGEST_MAX_BODY_BYTES", 4<<20, 1024, "largest webhook body accepted (Meta sends ≤ 3 MB)")),
+		shutdownGrace: e.Duration("INGEST_SHUTDOWN_GRACE", 15*time.Second, "time in-flight requests get to finish on SIGTERM"),
+		logLevel:      e.String("LOG_LEVEL", "info", "debug, info, warn or error"),
+	}
+	e.Require("WHATSAPP_APP_SECRET", s.appSecret, "webhooks cannot be verified without it")
+	e.Require("WHATSAPP_VERIFY_TOKEN", s.verifyToken, "Meta's verification handshake needs it")
+	return s, e
+}
+
+func runMain(ctx context.Context, _ []string, getenv func(string) string) error {
+	s, e := load(getenv)
+	if err := e.Err(); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s.logLevel)); err != nil {
+		return fmt.Errorf("invalid configuration: LOG_LEVEL: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if len(s.apiTokens) == 0 {
+		log.Warn("INGEST_API_TOKENS is empty: the command API refuses every request")
+	}
+
+	nc, err := s.nats.Connect("groupflow-ingest",
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", slog.Any("error", err)) }),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(10*time.Second))
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	names := events.Names{Prefix: s.nats.Prefix}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = events.Ensure(setupCtx, js, events.TopologyConfig{Names: names, Replicas: s.nats.Replicas})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("set up JetStream (is NATS at %s running with JetStream?): %w", config.RedactURL(s.nats.URL), err)
+	}
+
+	handler, err := ingest.New(ingest.Config{
+		Conn:      nc,
+		JS:        js,
+		Names:     names,
+		APITokens: s.apiTokens,
+		Logger:    log,
+		Webhook: &webhook.Handler{
+			AppSecret:   []byte(s.appSecret),
+			VerifyToken: s.verifyToken,
+			MaxBody:     s.maxBody,
+			Publisher:   &webhook.JetStreamPublisher{JS: js, Names: names},
+			Logger:      log,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("listen on INGEST_ADDR %s: %w", s.addr, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+
+	var g run.Group
+	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+	g.Add(func() error {
+		log.Info("ingest listening", slog.String("addr", ln.Addr().String()), slog.String("nats", config.RedactURL(s.nats.URL)))
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, func(error) {
+		// Finish in-flight requests: each answers only after JetStream acked.
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), s.shutdownGrace)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	})
+	err = g.Run()
+	var sig run.SignalError
+	if errors.As(err, &sig) {
+		log.Info("ingest stopped", slog.String("signal", sig.Signal.String()))
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,5 @@
+// Package ingest is groupflow's HTTP front door: Meta's webhook endpoint, the
+// command API other services POST to, and health probes. It answers only
+// after JetStream has acknowledged what it was given, so an answer of 2xx
+// means nothing can be lost.
+package ingest

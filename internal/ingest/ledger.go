@@ -1,0 +1,24 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+
+	"github.com/groupflow/groupflow/internal/jobs"
+)
+
+// JobsLedger adapts the worker's ledger to what the ingest reads of it.
+func JobsLedger(l *jobs.Ledger) Ledger { return jobsLedger{l} }
+
+type jobsLedger struct{ l *jobs.Ledger }
+
+func (j jobsLedger) Lookup(ctx context.Context, commandID string) (any, bool, error) {
+	e, _, err := j.l.Get(ctx, commandID)
+	switch {
+	case errors.Is(err, jobs.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	return e, true, nil
+}

@@ -1,0 +1,231 @@
+package ingest
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
+)
+
+// Config wires the ingest's HTTP handler.
+type Config struct {
+	// Conn is the NATS connection, used for readiness.
+	Conn *nats.Conn
+	// JS publishes commands and reads the ledger.
+	JS jetstream.JetStream
+	// Names of subjects, streams and buckets. Defaults to the "groups" prefix.
+	Names events.Names
+	// Webhook serves GET and POST /webhook (webhook.Handler).
+	Webhook http.Handler
+	// APITokens are the bearer tokens accepted by the command API. With
+	// none, the command API refuses every request.
+	APITokens []string
+	// Ledger answers GET /v1/commands/{id} and recognises re-sent command
+	// ids after the stream's duplicate window. Without it, the status
+	// endpoint answers 404 and duplicates are found by the stream alone.
+	Ledger Ledger
+	// MaxCommandBytes caps a command body. Defaults to 1 MiB.
+	MaxCommandBytes int64
+	// PublishTimeout bounds one JetStream publish. Defaults to 5 seconds.
+	PublishTimeout time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Ledger is what the ingest reads of the worker's command ledger.
+type Ledger interface {
+	// Lookup returns the command's ledger entry as a JSON-encodable value,
+	// or found = false when the ledger does not know the id.
+	Lookup(ctx context.Context, commandID string) (entry any, found bool, err error)
+}
+
+// Server is the ingest's HTTP handler.
+type Server struct {
+	cfg    Config
+	mux    *http.ServeMux
+	tokens [][sha256.Size]byte
+
+	readyMu    sync.Mutex
+	readyUntil time.Time
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns the ingest handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.JS == nil || cfg.Conn == nil {
+		return nil, errors.New("ingest: Conn and JS are required")
+	}
+	if cfg.Webhook == nil {
+		return nil, errors.New("ingest: Webhook handler is required")
+	}
+	cfg.MaxCommandBytes = cmp.Or(cfg.MaxCommandBytes, 1<<20)
+	cfg.PublishTimeout = cmp.Or(cfg.PublishTimeout, 5*time.Second)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	for _, t := range cfg.APITokens {
+		// Hashing first makes the comparison constant-time whatever the
+		// lengths of the presented and the configured token.
+		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
+	}
+	s.mux.Handle("/webhook", cfg.Webhook)
+	s.mux.HandleFunc("POST /v1/commands", s.auth(s.postCommand))
+	s.mux.HandleFunc("GET /v1/commands/{id}", s.auth(s.getCommand))
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	return s, nil
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !s.validToken(token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="groupflow"`)
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "missing or invalid bearer token"})
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (s *Server) validToken(token string) bool {
+	sum := sha256.Sum256([]byte(token))
+	match := 0
+	for _, t := range s.tokens {
+		match |= subtle.ConstantTimeCompare(sum[:], t[:])
+	}
+	return match == 1 && token != ""
+}
+
+type errorBody struct {
+	Error  string              `json:"error"`
+	Errors []events.FieldError `json:"errors,omitempty"`
+}
+
+type acceptedBody struct {
+	ID     string `json:"id"`
+	Status string `json:"status"` // "accepted" or "duplicate"
+}
+
+func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxCommandBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("command larger than %d bytes", s.cfg.MaxCommandBytes)})
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "cannot read body"})
+		return
+	}
+	cmd, err := events.DecodeCommand("", body)
+	if err != nil {
+		var verr *events.ValidationError
+		if errors.As(err, &verr) {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid command", Errors: verr.Errors})
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid command: " + err.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
+	defer cancel()
+
+	// A command the ledger already knows is a duplicate for as long as the
+	// ledger remembers it, not only within the stream's duplicate window.
+	if s.cfg.Ledger != nil {
+		if _, known, err := s.cfg.Ledger.Lookup(ctx, cmd.ID); err == nil && known {
+			writeJSON(w, http.StatusOK, acceptedBody{ID: cmd.ID, Status: "duplicate"})
+			return
+		}
+	}
+	msg := nats.NewMsg(s.cfg.Names.Command(cmd.PhoneNumberID, cmd.Type))
+	msg.Data = body
+	msg.Header.Set(jetstream.MsgIDHeader, cmd.ID)
+	ack, err := s.cfg.JS.PublishMsg(ctx, msg)
+	if err != nil {
+		s.cfg.Logger.WarnContext(ctx, "publish command failed", slog.String("command_id", cmd.ID), slog.Any("error", err))
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "message broker unavailable, retry"})
+		return
+	}
+	if ack.Duplicate {
+		writeJSON(w, http.StatusOK, acceptedBody{ID: cmd.ID, Status: "duplicate"})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, acceptedBody{ID: cmd.ID, Status: "accepted"})
+}
+
+func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if s.cfg.Ledger == nil {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "command status is not available"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
+	defer cancel()
+	entry, found, err := s.cfg.Ledger.Lookup(ctx, id)
+	switch {
+	case err != nil:
+		s.cfg.Logger.WarnContext(ctx, "ledger lookup failed", slog.String("command_id", id), slog.Any("error", err))
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "ledger unavailable, retry"})
+	case !found:
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "unknown command id (not received yet, or forgotten after the ledger's retention)"})
+	default:
+		writeJSON(w, http.StatusOK, entry)
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 when NATS is connected and the streams the ingest
+// publishes to exist. A success is cached for a second so probes stay cheap.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	s.readyMu.Lock()
+	fresh := time.Now().Before(s.readyUntil)
+	s.readyMu.Unlock()
+	if fresh {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return
+	}
+	if !s.cfg.Conn.IsConnected() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "nats disconnected"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	for _, name := range []string{s.cfg.Names.CommandStream(), s.cfg.Names.WebhookStream()} {
+		if _, err := s.cfg.JS.Stream(ctx, name); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stream " + name + " unavailable"})
+			return
+		}
+	}
+	s.readyMu.Lock()
+	s.readyUntil = time.Now().Add(time.Second)
+	s.readyMu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,307 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/ingest"
+	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/natsembed"
+	"github.com/groupflow/groupflow/internal/webhook"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"),
+		goleak.IgnoreTopFunction("time.Sleep"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+const (
+	apiToken  = "caller-token-1"
+	appSecret = "app-secret-for-tests"
+)
+
+type bundle struct {
+	ledger *jobs.Ledger
+	url    string
+	js     jetstream.JetStream
+	nats   *natsembed.Server
+}
+
+func setup(t testing.TB) bundle {
+	t.Helper()
+	ns := natsembed.RunTest(t)
+	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Ensure(context.Background(), js, events.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), "groups_ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger := jobs.NewLedger(kv, nil)
+	h, err := ingest.New(ingest.Config{
+		Ledger:         ingest.JobsLedger(ledger),
+		Conn:           nc,
+		JS:             js,
+		APITokens:      []string{"other-token", apiToken},
+		PublishTimeout: 2 * time.Second,
+		Webhook: &webhook.Handler{
+			AppSecret:   []byte(appSecret),
+			VerifyToken: "verify-me",
+			Publisher:   &webhook.JetStreamPublisher{JS: js},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return bundle{ledger: ledger, url: srv.URL, js: js, nats: ns}
+}
+
+func (b bundle) post(t *testing.T, path, token string, body []byte) (*http.Response, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, b.url+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return do(t, req)
+}
+
+func do(t *testing.T, req *http.Request) (*http.Response, map[string]any) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return resp, out
+}
+
+func (b bundle) streamMsgs(t *testing.T, stream string) uint64 {
+	t.Helper()
+	s, err := b.js.Stream(context.Background(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+const validCommand = `{"id":"order-4711-approve","type":"approve_join_requests",
+ "phone_number_id":"106540352242922","group_id":"Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD",
+ "params":{"join_request_ids":["MTY0NjcwNDM1OTU6MTIwMzYzNDA0Njk0MjMzODIw"]}}`
+
+func TestCommandIsPublishedOnceWithItsID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+
+	resp, body := b.post(t, "/v1/commands", apiToken, []byte(validCommand))
+	if resp.StatusCode != http.StatusAccepted || body["id"] != "order-4711-approve" {
+		t.Fatalf("first POST = %d %v, want 202 with the id", resp.StatusCode, body)
+	}
+	resp, body = b.post(t, "/v1/commands", apiToken, []byte(validCommand))
+	if resp.StatusCode != http.StatusOK || body["status"] != "duplicate" {
+		t.Fatalf("second POST = %d %v, want 200 duplicate", resp.StatusCode, body)
+	}
+	if n := b.streamMsgs(t, "GROUPS_COMMANDS"); n != 1 {
+		t.Fatalf("command stream holds %d messages, want 1", n)
+	}
+	s, _ := b.js.Stream(context.Background(), "GROUPS_COMMANDS")
+	msg, err := s.GetMsg(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "groups.cmd.106540352242922.approve_join_requests"; msg.Subject != want {
+		t.Errorf("published to %s, want %s", msg.Subject, want)
+	}
+	if got := msg.Header.Get(jetstream.MsgIDHeader); got != "order-4711-approve" {
+		t.Errorf("Nats-Msg-Id = %q, want the command id", got)
+	}
+}
+
+func TestCommandKnownToTheLedgerIsADuplicate(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// Outside the stream's 2-minute duplicate window only the ledger knows.
+	if _, err := b.ledger.FinishNew(context.Background(), jobs.Entry{CommandID: "order-4711-approve", State: jobs.StateSucceeded}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := b.post(t, "/v1/commands", apiToken, []byte(validCommand))
+	if resp.StatusCode != http.StatusOK || body["status"] != "duplicate" {
+		t.Fatalf("POST of a finished command = %d %v, want 200 duplicate", resp.StatusCode, body)
+	}
+	if n := b.streamMsgs(t, "GROUPS_COMMANDS"); n != 0 {
+		t.Fatalf("command stream holds %d messages, want 0", n)
+	}
+}
+
+func TestInvalidCommandIsRefusedWithFieldErrors(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cases := map[string]string{
+		"Not JSON":     `{"id":`,
+		"Unknown type": `{"id":"a1","type":"launch_rocket","phone_number_id":"1065"}`,
+		"Missing id":   `{"type":"delete_group","phone_number_id":"1065","group_id":"g1"}`,
+		"Bad id":       `{"id":"has space","type":"delete_group","phone_number_id":"1065","group_id":"g1"}`,
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			resp, out := b.post(t, "/v1/commands", apiToken, []byte(body))
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("POST %s = %d %v, want 400", body, resp.StatusCode, out)
+			}
+			if out["error"] == nil {
+				t.Errorf("400 answer has no error message: %v", out)
+			}
+		})
+	}
+	resp, out := b.post(t, "/v1/commands", apiToken, []byte(`{"id":"x1","type":"create_group","phone_number_id":"1065","params":{}}`))
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("create_group without subject = %d, want 400", resp.StatusCode)
+	}
+	if errs, _ := out["errors"].([]any); len(errs) == 0 {
+		t.Errorf("400 answer lists no field errors: %v", out)
+	}
+	if n := b.streamMsgs(t, "GROUPS_COMMANDS"); n != 0 {
+		t.Fatalf("invalid commands published %d messages, want 0", n)
+	}
+}
+
+func TestCommandAPIRequiresAValidToken(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, token := range []string{"", "wrong", apiToken + "x", "Bearer"} {
+		resp, _ := b.post(t, "/v1/commands", token, []byte(validCommand))
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("token %q: status %d, want 401", token, resp.StatusCode)
+		}
+	}
+	if n := b.streamMsgs(t, "GROUPS_COMMANDS"); n != 0 {
+		t.Fatalf("unauthorised requests published %d messages", n)
+	}
+}
+
+func TestOversizedCommandIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	big := `{"id":"big","type":"create_group","phone_number_id":"1065","params":{"subject":"` + strings.Repeat("x", 2<<20) + `"}}`
+	resp, _ := b.post(t, "/v1/commands", apiToken, []byte(big))
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("2 MiB command: status %d, want 413", resp.StatusCode)
+	}
+}
+
+func TestCommandStatusComesFromTheLedger(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	req, _ := http.NewRequest(http.MethodGet, b.url+"/v1/commands/c-1", nil)
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	if resp, _ := do(t, req); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown command: status %d, want 404", resp.StatusCode)
+	}
+	if _, err := b.ledger.FinishNew(context.Background(), jobs.Entry{CommandID: "c-1", State: jobs.StateRejected}); err != nil {
+		t.Fatal(err)
+	}
+	resp, out := do(t, req.Clone(context.Background()))
+	if resp.StatusCode != http.StatusOK || out["state"] != "rejected" {
+		t.Fatalf("known command: %d %v, want 200 with its ledger state", resp.StatusCode, out)
+	}
+}
+
+func TestReadinessFollowsNATS(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	get := func(path string) int {
+		resp, err := http.Get(b.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get("/readyz"); got != http.StatusOK {
+		t.Fatalf("/readyz with NATS up = %d, want 200", got)
+	}
+	b.nats.Shutdown()
+	deadline := time.Now().Add(5 * time.Second)
+	for get("/readyz") != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz still 200 five seconds after NATS went away")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := get("/healthz"); got != http.StatusOK {
+		t.Errorf("/healthz = %d, want 200 (the process itself is fine)", got)
+	}
+}
+
+func sign(body []byte) string {
+	mac := hmac.New(sha256.New, []byte(appSecret))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+func TestWebhookThroughTheIngest(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body, err := os.ReadFile("../webhook/testdata/meta-examples/groups.webhooks__group_create_succeed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, b.url+"/webhook", bytes.NewReader(body))
+	req.Header.Set("X-Hub-Signature-256", sign(body))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, _ := do(t, req); resp.StatusCode != http.StatusOK {
+		t.Fatalf("signed webhook: status %d, want 200", resp.StatusCode)
+	}
+	if n := b.streamMsgs(t, "GROUPS_WEBHOOKS"); n == 0 {
+		t.Fatal("signed webhook published nothing")
+	}
+
+	forged, _ := http.NewRequest(http.MethodPost, b.url+"/webhook", bytes.NewReader(append(body, ' ')))
+	forged.Header.Set("X-Hub-Signature-256", sign(body))
+	before := b.streamMsgs(t, "GROUPS_WEBHOOKS")
+	if resp, _ := do(t, forged); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("forged webhook: status %d, want 403", resp.StatusCode)
+	}
+	if after := b.streamMsgs(t, "GROUPS_WEBHOOKS"); after != before {
+		t.Fatalf("forged webhook published %d messages", after-before)
+	}
+}
