@@ -145,3 +145,24 @@ func (c *Correlations) update(ctx context.Context, key string, cur correlation, 
 	}
 	return true, nil
 }
+
+func messageKey(wamid string) string { return "msg." + escapeKey(wamid) }
+
+// RememberMessage records that the message wamid was sent by commandID, so
+// its status events can name the command.
+func (c *Correlations) RememberMessage(ctx context.Context, wamid, commandID string) error {
+	_, err := c.kv.Put(ctx, messageKey(wamid), []byte(commandID))
+	return err
+}
+
+// MessageCommand returns the command that sent wamid, or "".
+func (c *Correlations) MessageCommand(ctx context.Context, wamid string) (string, error) {
+	e, err := c.kv.Get(ctx, messageKey(wamid))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(e.Value()), nil
+}

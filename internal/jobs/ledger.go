@@ -570,3 +570,23 @@ func (l *Ledger) Unindex(ctx context.Context, commandID string) error {
 	}
 	return err
 }
+
+// Forget deletes the entry of a terminal command so that its id can be
+// executed again: `groupctl dlq replay` calls it before re-publishing a
+// dead command. A command that is not terminal is left alone.
+func (l *Ledger) Forget(ctx context.Context, commandID string) error {
+	e, rev, err := l.Get(ctx, commandID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !e.State.Terminal() {
+		return fmt.Errorf("ledger: forget %s: command is %s, not terminal", commandID, e.State)
+	}
+	if err := l.kv.Delete(ctx, LedgerKey(commandID), jetstream.LastRevision(rev)); err != nil {
+		return fmt.Errorf("ledger: forget %s: %w", commandID, err)
+	}
+	return nil
+}

@@ -30,7 +30,7 @@ type natsBundle struct {
 	names events.Names
 }
 
-func setupNATS(t testing.TB) natsBundle {
+func setupNATS(t testing.TB, cfgs ...events.TopologyConfig) natsBundle {
 	t.Helper()
 	srv := natsembed.RunTest(t)
 	nc, err := nats.Connect(srv.ClientURL())
@@ -43,7 +43,12 @@ func setupNATS(t testing.TB) natsBundle {
 		t.Fatal(err)
 	}
 	names := events.Names{}
-	if err := events.Ensure(context.Background(), js, events.TopologyConfig{Names: names, MaxDeliver: 4}); err != nil {
+	cfg := events.TopologyConfig{MaxDeliver: 4}
+	if len(cfgs) > 0 {
+		cfg = cfgs[0]
+	}
+	cfg.Names = names
+	if err := events.Ensure(context.Background(), js, cfg); err != nil {
 		t.Fatalf("ensure topology: %v", err)
 	}
 	return natsBundle{url: srv.ClientURL(), nc: nc, js: js, names: names}

@@ -1,0 +1,331 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/webhook"
+)
+
+// Asynchronous commands (create, delete, settings, remove) end when the
+// webhook of every request they made has arrived. The webhook consumer and
+// the worker that made the call meet through Correlations; whichever
+// applies the last webhook makes the command terminal, by a
+// compare-and-set on the ledger entry, so duplicates and reordering change
+// nothing and exactly one terminal result exists.
+
+// linkPending links every pending request of an awaiting command to it
+// and applies webhooks that arrived before the link.
+func (w *Worker) linkPending(ctx context.Context, e Entry) error {
+	for _, p := range e.Pending {
+		if p.Done {
+			continue
+		}
+		early, err := w.corr.Link(ctx, p.RequestID, e.CommandID)
+		if err != nil {
+			return err
+		}
+		for _, raw := range early {
+			if err := w.applyWebhook(ctx, e.CommandID, raw); err != nil {
+				return err
+			}
+		}
+	}
+	// Every request may be done already (all webhooks were early, or the
+	// handler found nothing to wait for).
+	return w.completeIfDone(ctx, e.CommandID)
+}
+
+// applyWebhook records the webhook item raw (a webhook.Item as published
+// to the webhook stream) against the pending request it answers, and
+// completes the command when it was the last one.
+func (w *Worker) applyWebhook(ctx context.Context, commandID string, raw json.RawMessage) error {
+	var it webhook.Item
+	if err := json.Unmarshal(raw, &it); err != nil {
+		return nil // not an item: nothing to apply (and retrying will not help)
+	}
+	p, err := webhook.Decode(it)
+	if err != nil || p.Group == nil || p.Group.RequestID == "" {
+		return nil
+	}
+	ge, _ := json.Marshal(p.Group)
+	return w.settle(ctx, commandID, func(e *Entry) error {
+		i := slices.IndexFunc(e.Pending, func(pd Pending) bool { return pd.RequestID == p.Group.RequestID })
+		if i < 0 || e.Pending[i].Done {
+			return errNoChange // not ours, or a duplicate
+		}
+		e.Pending[i].Done, e.Pending[i].Result = true, ge
+		return nil
+	})
+}
+
+// completeIfDone completes an awaiting command whose requests are all done.
+func (w *Worker) completeIfDone(ctx context.Context, commandID string) error {
+	return w.settle(ctx, commandID, func(*Entry) error { return nil })
+}
+
+// settle applies mark to an awaiting command's entry and, when no request
+// is pending any more, makes it terminal in the same compare-and-set; then
+// publishes the terminal event.
+func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry) error) error {
+	changed := false
+	e, err := w.ledger.Update(ctx, commandID, func(e *Entry) error {
+		if e.State.Terminal() {
+			return ErrTerminal
+		}
+		markErr := mark(e)
+		if markErr != nil && !errors.Is(markErr, errNoChange) {
+			return markErr
+		}
+		if e.State != StateAwaitingWebhook || slices.ContainsFunc(e.Pending, func(p Pending) bool { return !p.Done }) {
+			if markErr != nil {
+				return markErr
+			}
+			changed = true
+			return nil // recorded; more to come (or the owner will await)
+		}
+		if err := w.makeTerminal(e, false); err != nil {
+			return err
+		}
+		changed = true
+		return nil
+	})
+	switch {
+	case errors.Is(err, ErrTerminal):
+		// Completed before: publish only if that never got through.
+		return w.publishTerminal(ctx, e, false)
+	case errors.Is(err, errNoChange), errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	if changed && e.State.Terminal() {
+		w.log.InfoContext(ctx, "command completed by webhook", slog.String("command_id", commandID), slog.String("state", string(e.State)))
+		return w.publishTerminal(ctx, e, false)
+	}
+	return nil
+}
+
+// makeTerminal sets e's terminal state and result from its pending
+// requests' webhooks (or their absence, when timedOut).
+func (w *Worker) makeTerminal(e *Entry, timedOut bool) error {
+	var cmd events.Command
+	if err := json.Unmarshal(e.Command, &cmd); err != nil {
+		return fmt.Errorf("decode stored command: %w", err)
+	}
+	res := w.completion(cmd, *e, timedOut)
+	r := w.commandResult(cmd, res, deliveries(*e))
+	t, err := w.terminal(r)
+	if err != nil {
+		return err
+	}
+	t.At = w.now()
+	e.State, e.Result, e.Owner = stateOf(r.Outcome), &t, ""
+	return nil
+}
+
+// deliveries is how many times the command was delivered, per its history.
+func deliveries(e Entry) int {
+	n := 0
+	for _, a := range e.Attempts {
+		n = max(n, int(a.Delivery))
+	}
+	return max(n, 1)
+}
+
+// completion computes an asynchronous command's result from the webhooks
+// of its requests. With timedOut, requests without a webhook count as
+// failed with reason webhook_timeout.
+func (w *Worker) completion(cmd events.Command, e Entry, timedOut bool) Result {
+	var done []webhook.GroupEvent
+	undone := 0
+	for _, p := range e.Pending {
+		if !p.Done {
+			undone++
+			continue
+		}
+		var ge webhook.GroupEvent
+		_ = json.Unmarshal(p.Result, &ge)
+		done = append(done, ge)
+	}
+	timeout := &events.FailureInfo{Reason: events.ReasonWebhookTimeout, Message: "Meta accepted the request but its webhook never came"}
+	switch cmd.Type {
+	case events.RemoveParticipants:
+		return removeCompletion(cmd, e)
+	case events.UpdateGroupSettings:
+		return settingsCompletion(e)
+	}
+	if len(done) == 0 {
+		if timedOut || undone > 0 {
+			return Result{Outcome: events.OutcomeFailed, Failure: timeout}
+		}
+		return Result{}
+	}
+	ge := done[0]
+	if len(ge.Errors) > 0 {
+		return Result{Outcome: events.OutcomeFailed, GroupID: ge.GroupID, Failure: webhookFailure(ge.Errors)}
+	}
+	if cmd.Type == events.CreateGroup {
+		return Result{GroupID: ge.GroupID, Data: events.CreateGroupResult{GroupID: ge.GroupID, InviteLink: ge.InviteLink, RequestID: ge.RequestID}}
+	}
+	return Result{}
+}
+
+func webhookFailure(errs []webhook.Error) *events.FailureInfo {
+	e := errs[0]
+	msg := e.Message
+	if msg == "" {
+		msg = e.Title
+	}
+	if e.ErrorData.Details != "" {
+		msg += ": " + e.ErrorData.Details
+	}
+	return &events.FailureInfo{Reason: events.ReasonPermanentError, Code: e.Code, Message: truncate(msg, 500)}
+}
+
+func webhookItem(id string, errs []webhook.Error, fallback string) events.ItemOutcome {
+	it := events.ItemOutcome{ID: id, Outcome: events.ItemFailed, Reason: fallback}
+	if len(errs) > 0 {
+		it.Code = errs[0].Code
+		it.Reason = cmpStr(errs[0].Message, errs[0].Title, fallback)
+	}
+	return it
+}
+
+func cmpStr(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// settingsCompletion reports each setting the command changed: the
+// pending requests' Items name the settings each request carried.
+func settingsCompletion(e Entry) Result {
+	var items []events.ItemOutcome
+	ok := 0
+	for _, p := range e.Pending {
+		var ge webhook.GroupEvent
+		if p.Done {
+			_ = json.Unmarshal(p.Result, &ge)
+		}
+		for _, field := range p.Items {
+			if !p.Done {
+				items = append(items, events.ItemOutcome{ID: field, Outcome: events.ItemFailed, Reason: "webhook never came"})
+				continue
+			}
+			var succeeded bool
+			var errs []webhook.Error
+			switch field {
+			case settingSubject:
+				if ge.GroupSubject != nil {
+					succeeded, errs = ge.GroupSubject.UpdateSuccessful, ge.GroupSubject.Errors
+				} else {
+					succeeded = len(ge.Errors) == 0
+				}
+			case settingDescription:
+				if ge.GroupDescription != nil {
+					succeeded, errs = ge.GroupDescription.UpdateSuccessful, ge.GroupDescription.Errors
+				} else {
+					succeeded = len(ge.Errors) == 0
+				}
+			case settingPicture:
+				if ge.ProfilePicture != nil {
+					succeeded, errs = ge.ProfilePicture.UpdateSuccessful, ge.ProfilePicture.Errors
+				} else {
+					succeeded = len(ge.Errors) == 0
+				}
+			}
+			if succeeded {
+				ok++
+				continue
+			}
+			items = append(items, webhookItem(field, append(errs, ge.Errors...), "update failed"))
+		}
+	}
+	switch {
+	case len(items) == 0:
+		return Result{}
+	case ok == 0:
+		fi := &events.FailureInfo{Reason: events.ReasonPermanentError, Code: items[0].Code, Message: items[0].Reason}
+		if items[0].Code == 0 && items[0].Reason == "webhook never came" {
+			fi = &events.FailureInfo{Reason: events.ReasonWebhookTimeout, Message: "Meta accepted the update but its webhook never came"}
+		}
+		return Result{Outcome: events.OutcomeFailed, Items: items, Failure: fi}
+	}
+	return Result{Outcome: events.OutcomePartiallySucceeded, Items: items}
+}
+
+// removeCompletion reports each participant of a remove_participants.
+func removeCompletion(cmd events.Command, e Entry) Result {
+	var p events.RemoveParticipantsParams
+	_ = json.Unmarshal(cmd.Params, &p)
+	var prog removeProgress
+	if len(e.Progress) > 0 {
+		_ = json.Unmarshal(e.Progress, &prog)
+	}
+	outcome := map[string]events.ItemOutcome{}
+	for _, id := range prog.Removed {
+		outcome[id] = events.ItemOutcome{ID: id, Outcome: events.ItemRemoved}
+	}
+	for _, f := range prog.Failed {
+		outcome[f.ID] = f
+	}
+	timedOut := false
+	for _, pd := range e.Pending {
+		if !pd.Done {
+			for _, id := range pd.Items {
+				outcome[id] = events.ItemOutcome{ID: id, Outcome: events.ItemFailed, Reason: "webhook never came"}
+				timedOut = true
+			}
+			continue
+		}
+		var ge webhook.GroupEvent
+		_ = json.Unmarshal(pd.Result, &ge)
+		removed, failed := map[string]bool{}, map[string][]webhook.Error{}
+		for _, r := range ge.RemovedParticipants {
+			for _, k := range []string{r.Input, r.WAID, r.UserID} {
+				if k != "" {
+					removed[k] = true
+				}
+			}
+		}
+		for _, f := range ge.FailedParticipants {
+			for _, k := range []string{f.Input, f.WAID, f.UserID} {
+				if k != "" {
+					failed[k] = f.Errors
+				}
+			}
+		}
+		for _, id := range pd.Items {
+			switch errs, isFailed := failed[id]; {
+			case isFailed:
+				outcome[id] = webhookItem(id, append(errs, ge.Errors...), "removal failed")
+			case removed[id] || len(ge.Errors) == 0:
+				outcome[id] = events.ItemOutcome{ID: id, Outcome: events.ItemRemoved}
+			default:
+				outcome[id] = webhookItem(id, ge.Errors, "removal failed")
+			}
+		}
+	}
+	items := make([]events.ItemOutcome, 0, len(p.Participants))
+	for _, id := range dedupe(p.Participants) {
+		it, ok := outcome[id]
+		if !ok {
+			it = events.ItemOutcome{ID: id, Outcome: events.ItemFailed, Reason: "not sent"}
+		}
+		items = append(items, it)
+	}
+	res := bulkResult(items)
+	if res.Outcome == events.OutcomeFailed && timedOut && res.Failure.Code == 0 {
+		res.Failure = &events.FailureInfo{Reason: events.ReasonWebhookTimeout, Message: "Meta accepted the removal but its webhook never came"}
+	}
+	return res
+}

@@ -1,0 +1,359 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
+)
+
+// processCommand runs one delivery of a command: decode, claim, execute or
+// answer from the ledger, then ack, nak or term.
+func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
+	if w.shuttingDown() {
+		_ = msg.Nak() // another worker takes it at once
+		return
+	}
+	md, err := msg.Metadata()
+	if err != nil {
+		_ = msg.Term()
+		return
+	}
+	cmd, err := events.DecodeCommand(msg.Subject(), msg.Data())
+	if err != nil {
+		w.reject(ctx, msg, md, cmd, err)
+		return
+	}
+	log := w.log.With(slog.String("command_id", cmd.ID), slog.String("command_type", cmd.Type),
+		slog.String("phone_number_id", cmd.PhoneNumberID), slog.Uint64("delivery", md.NumDelivered))
+	token := fmt.Sprintf("%s/%d/%d", w.id, md.Sequence.Stream, md.NumDelivered)
+	status, entry, err := w.ledger.Claim(ctx, ClaimRequest{
+		CommandID: cmd.ID, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
+		Subject: msg.Subject(), Command: json.RawMessage(msg.Data()),
+		Token: token, Lease: w.lease(), Traceparent: headerTraceparent(msg.Headers()),
+	})
+	if err != nil {
+		log.WarnContext(ctx, "claim failed", slog.Any("error", err))
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	switch status {
+	case AlreadyTerminal:
+		// A re-sent id: answer with the stored result, call nothing.
+		log.InfoContext(ctx, "command already done; re-publishing its result", slog.String("state", string(entry.State)))
+		if err := w.publishTerminal(ctx, entry, true); err != nil {
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		_ = msg.Ack()
+	case Awaiting:
+		// The call was made; its webhook completes the command. Make sure
+		// the correlations exist (a crash may have come between).
+		if err := w.linkPending(ctx, entry); err != nil {
+			log.WarnContext(ctx, "link pending requests", slog.Any("error", err))
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		_ = msg.Ack()
+	case HeldElsewhere:
+		_ = msg.NakWithDelay(max(entry.LeaseUntil.Sub(w.now()), 500*time.Millisecond))
+	case Claimed:
+		w.execute(ctx, log, msg, md, cmd, entry, token)
+	}
+}
+
+func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command, entry Entry, token string) {
+	job := &Job{Command: cmd, Entry: entry, Delivery: md.NumDelivered, w: w, token: token}
+	stop := w.heartbeat(ctx, msg, cmd.ID, token)
+	res, herr := w.handler.Handle(ctx, job)
+	stop()
+
+	cctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	at := Attempt{At: w.now(), Worker: w.id, Delivery: md.NumDelivered}
+	if herr == nil {
+		if len(res.Await) > 0 {
+			w.await(cctx, log, msg, job, res, at)
+			return
+		}
+		at.Outcome = cmp.Or(res.Outcome, events.OutcomeSucceeded)
+		w.finishClaimed(cctx, log, msg, job, res, at)
+		return
+	}
+
+	at.Outcome, at.Error = attemptOutcome(herr), truncate(herr.Error(), 500)
+	at.Code, _ = graphCode(herr)
+	var pe *panicError
+	switch {
+	case ctx.Err() != nil:
+		// Shutting down and out of time: give the command back.
+		at.Outcome = "cancelled"
+		log.InfoContext(cctx, "shutdown interrupted the command; returning it", slog.Any("error", herr))
+		_ = w.ledger.Release(cctx, cmd.ID, token, at)
+		_ = msg.Nak()
+		return
+	case errors.As(herr, &pe):
+		// A bug, not the command: keep it for a replay once fixed.
+		log.ErrorContext(cctx, "handler panicked", slog.Any("panic", pe.value), slog.String("stack", pe.stack))
+		w.deadLetter(cctx, log, msg, md, job, at, herr, events.ReasonPermanentError)
+		return
+	}
+	kind, delay := classify(herr)
+	if kind == kindPermanent {
+		log.InfoContext(cctx, "command failed", slog.Any("error", herr))
+		w.finishClaimed(cctx, log, msg, job, Result{Outcome: events.OutcomeFailed, Failure: failure(events.ReasonPermanentError, herr)}, at)
+		return
+	}
+	if w.maxDeliver > 0 && md.NumDelivered >= uint64(w.maxDeliver) {
+		log.WarnContext(cctx, "last delivery failed; dead-lettering", slog.Any("error", herr))
+		w.deadLetter(cctx, log, msg, md, job, at, herr, events.ReasonRetriesExhausted)
+		return
+	}
+	if kind == kindTransient {
+		delay = w.cfg.NakDelay(md.NumDelivered)
+	}
+	delay = max(delay, 100*time.Millisecond)
+	log.InfoContext(cctx, "command will be retried", slog.String("outcome", at.Outcome), slog.Duration("delay", delay), slog.Any("error", herr))
+	if err := w.ledger.Release(cctx, cmd.ID, token, at); err != nil {
+		log.WarnContext(cctx, "release claim", slog.Any("error", err))
+	}
+	_ = msg.NakWithDelay(delay)
+}
+
+// finishClaimed makes a claimed command terminal with res, publishes the
+// terminal event and acks (a failure: terms) the message.
+func (w *Worker) finishClaimed(ctx context.Context, log *slog.Logger, msg jetstream.Msg, job *Job, res Result, at Attempt) {
+	r := w.commandResult(job.Command, res, int(job.Delivery))
+	t, err := w.terminal(r)
+	if err != nil {
+		log.ErrorContext(ctx, "build terminal event", slog.Any("error", err))
+		_ = w.ledger.Release(ctx, job.Command.ID, job.token, at)
+		_ = msg.NakWithDelay(w.cfg.NakDelay(job.Delivery))
+		return
+	}
+	entry, err := w.ledger.Finish(ctx, job.Command.ID, job.token, stateOf(r.Outcome), t, &at, nil)
+	switch {
+	case errors.Is(err, ErrTerminal):
+		// Finished by someone else meanwhile: theirs is the one result.
+	case errors.Is(err, ErrNotOwner):
+		// Our claim expired and another worker owns the command now.
+		_ = msg.NakWithDelay(w.lease())
+		return
+	case err != nil:
+		log.WarnContext(ctx, "record result", slog.Any("error", err))
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if err := w.publishTerminal(ctx, entry, false); err != nil {
+		log.WarnContext(ctx, "publish result", slog.Any("error", err))
+		_ = msg.NakWithDelay(time.Second) // the redelivery re-publishes it
+		return
+	}
+	log.InfoContext(ctx, "command finished", slog.String("outcome", r.Outcome))
+	if r.Outcome == events.OutcomeFailed {
+		_ = msg.Term()
+		return
+	}
+	_ = msg.Ack()
+}
+
+// await leaves a command awaiting its webhooks and links their request
+// ids, applying any webhook that arrived first.
+func (w *Worker) await(ctx context.Context, log *slog.Logger, msg jetstream.Msg, job *Job, res Result, at Attempt) {
+	at.Outcome = string(StateAwaitingWebhook)
+	entry, err := w.ledger.Await(ctx, job.Command.ID, job.token, res.Await, w.now().Add(w.cfg.WebhookTimeout), at)
+	switch {
+	case errors.Is(err, ErrTerminal):
+		_ = msg.Ack()
+		return
+	case errors.Is(err, ErrNotOwner):
+		_ = msg.NakWithDelay(w.lease())
+		return
+	case err != nil:
+		// The request ids are lost with this write only if the ledger is
+		// down; the redelivery reconciles through the intent.
+		log.WarnContext(ctx, "record awaiting", slog.Any("error", err))
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if err := w.linkPending(ctx, entry); err != nil {
+		log.WarnContext(ctx, "link pending requests", slog.Any("error", err))
+		_ = msg.NakWithDelay(time.Second) // the redelivery links again
+		return
+	}
+	log.InfoContext(ctx, "command awaits its webhook", slog.Int("requests", len(entry.Pending)))
+	_ = msg.Ack()
+}
+
+// commandResult builds the terminal result data of cmd.
+func (w *Worker) commandResult(cmd events.Command, res Result, attempts int) events.CommandResult {
+	r := events.CommandResult{
+		CommandID: cmd.ID, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
+		GroupID: cmp.Or(res.GroupID, cmd.GroupID), Outcome: cmp.Or(res.Outcome, events.OutcomeSucceeded),
+		Items: res.Items, Attempts: max(attempts, 1),
+	}
+	if res.Data != nil && r.Outcome != events.OutcomeFailed {
+		r.Result, _ = json.Marshal(res.Data)
+	}
+	if r.Outcome == events.OutcomeFailed {
+		r.Error = cmp.Or(res.Failure, &events.FailureInfo{Reason: events.ReasonPermanentError})
+	}
+	return r
+}
+
+// terminal encodes r as the command's one terminal event.
+func (w *Worker) terminal(r events.CommandResult) (Terminal, error) {
+	ev, err := events.NewTerminalEvent(events.SourceWorker, r)
+	if err != nil {
+		return Terminal{}, err
+	}
+	b, err := events.Marshal(ev)
+	if err != nil {
+		return Terminal{}, err
+	}
+	return Terminal{
+		Type: r.EventType(), Subject: w.names.Event(r.PhoneNumberID, r.EventType()),
+		MsgID: events.TerminalEventID(r.CommandID), Event: b,
+	}, nil
+}
+
+// publishTerminal publishes the stored terminal event of e with its
+// deterministic Nats-Msg-Id. Unless always is set, an event already
+// acknowledged is not published again.
+func (w *Worker) publishTerminal(ctx context.Context, e Entry, always bool) error {
+	t := e.Result
+	if t == nil || (t.Published && !always) {
+		return nil
+	}
+	m := &nats.Msg{Subject: t.Subject, Data: t.Event, Header: nats.Header{}}
+	if e.Traceparent != "" {
+		m.Header.Set("traceparent", e.Traceparent)
+	}
+	if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID(t.MsgID)); err != nil {
+		return fmt.Errorf("publish %s of %s: %w", t.Type, e.CommandID, err)
+	}
+	if !t.Published {
+		if err := w.ledger.MarkPublished(ctx, e.CommandID); err != nil {
+			w.log.WarnContext(ctx, "mark result published", slog.String("command_id", e.CommandID), slog.Any("error", err))
+		}
+	}
+	return nil
+}
+
+// reject answers an invalid command with command.rejected. It is never
+// retried. A valid id goes through the ledger, so a re-sent invalid command
+// re-publishes the same rejection.
+func (w *Worker) reject(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command, cause error) {
+	var ve *events.ValidationError
+	var fields []events.FieldError
+	if errors.As(cause, &ve) {
+		fields = ve.Errors
+	}
+	if len(fields) == 0 {
+		fields = []events.FieldError{{Message: cause.Error()}}
+	}
+	phone := cmd.PhoneNumberID
+	if !events.ValidToken(phone) {
+		phone, _, _ = events.ParseCommandSubject(w.names, msg.Subject())
+	}
+	if !events.ValidToken(phone) {
+		phone = "unknown"
+	}
+	r := events.CommandResult{
+		CommandID: cmd.ID, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
+		Outcome: events.OutcomeRejected, Attempts: max(int(md.NumDelivered), 1), ValidationErrors: fields,
+	}
+	log := w.log.With(slog.String("command_id", cmd.ID), slog.Uint64("stream_seq", md.Sequence.Stream))
+	log.InfoContext(ctx, "command rejected", slog.Any("error", cause))
+
+	id := cmd.ID
+	if !validCommandID(id) {
+		// No usable idempotency key: the stream position stands in for it.
+		id = fmt.Sprintf("invalid-%d", md.Sequence.Stream)
+	}
+	ev, err := events.NewEvent(events.EventCommandRejected, events.TerminalEventID(id), events.SourceWorker, phone, r)
+	if err == nil {
+		var b []byte
+		if b, err = events.Marshal(ev); err == nil {
+			t := Terminal{Type: events.EventCommandRejected, Subject: w.names.Event(phone, events.EventCommandRejected),
+				MsgID: events.TerminalEventID(id), Event: b}
+			e := Entry{CommandID: id, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
+				Subject: msg.Subject(), Command: json.RawMessage(msg.Data()), State: StateRejected, Result: &t,
+				Traceparent: headerTraceparent(msg.Headers())}
+			if validCommandID(cmd.ID) {
+				e, err = w.ledger.FinishNew(ctx, e)
+				switch {
+				case errors.Is(err, ErrExists):
+					// The id belongs to a valid command in progress; its
+					// result is the one terminal event for the id.
+					log.WarnContext(ctx, "invalid command reuses the id of a running command; dropped")
+					_ = msg.Term()
+					return
+				case errors.Is(err, ErrTerminal):
+					err = nil
+				}
+			}
+			if err == nil {
+				err = w.publishTerminal(ctx, e, true)
+			}
+		}
+	}
+	if err != nil {
+		log.WarnContext(ctx, "publish rejection", slog.Any("error", err))
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	_ = msg.Term()
+}
+
+// failure describes err as a FailureInfo with reason.
+func failure(reason string, err error) *events.FailureInfo {
+	fi := &events.FailureInfo{Reason: reason}
+	if err != nil {
+		fi.Code, fi.Subcode = graphCode(err)
+		fi.Message = truncate(err.Error(), 500)
+	}
+	return fi
+}
+
+func stateOf(outcome string) State {
+	switch outcome {
+	case events.OutcomePartiallySucceeded:
+		return StatePartiallySucceeded
+	case events.OutcomeFailed:
+		return StateFailed
+	case events.OutcomeRejected:
+		return StateRejected
+	}
+	return StateSucceeded
+}
+
+func validCommandID(id string) bool {
+	if len(id) < 1 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-', c == '.', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

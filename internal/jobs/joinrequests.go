@@ -1,0 +1,237 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
+	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
+)
+
+// joinRequestChunk is how many join request ids go in one approve or
+// reject call.
+const joinRequestChunk = 100
+
+// joinProgress remembers, across deliveries, whom each join request was
+// for: once a request is handled it disappears from the pending list, and
+// only this tells whether a 131213 means "already done by us".
+type joinProgress struct {
+	Requesters map[string]requester `json:"requesters,omitempty"`
+}
+
+type requester struct {
+	WAID   string `json:"wa_id,omitempty"`
+	UserID string `json:"user_id,omitempty"`
+}
+
+func (w *Worker) approveJoinRequests(ctx context.Context, job *Job) (Result, error) {
+	return w.joinRequests(ctx, job, true)
+}
+
+func (w *Worker) rejectJoinRequests(ctx context.Context, job *Job) (Result, error) {
+	return w.joinRequests(ctx, job, false)
+}
+
+// joinRequests approves or rejects join requests: it lists the pending
+// requests first (all of them for all_pending; otherwise to learn who is
+// behind each id), then acts in bulk and reports each item. Both calls
+// are naturally idempotent and simply retried; 131213 ("no such request")
+// after an earlier delivery counts as done when the requester's state
+// shows it: a participant after an approval, neither pending nor a
+// participant after a rejection.
+func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Result, error) {
+	p, err := params[events.JoinRequestsParams](job)
+	if err != nil {
+		return Result{}, err
+	}
+	groupID := job.Command.GroupID
+	var prog joinProgress
+	job.Progress(&prog)
+	if prog.Requesters == nil {
+		prog.Requesters = map[string]requester{}
+	}
+	pending := map[string]bool{}
+	var order []string
+	err = w.call(ctx, job, ratelimit.Reads, Safe, func(ctx context.Context) error {
+		clear(pending)
+		order = order[:0]
+		for r, err := range w.graph.JoinRequests(ctx, groupID) {
+			if err != nil {
+				return err
+			}
+			pending[r.ID] = true
+			order = append(order, r.ID)
+			prog.Requesters[r.ID] = requester{WAID: r.WAID, UserID: r.UserID}
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	if len(order) > 0 {
+		if err := job.SetProgress(ctx, prog); err != nil {
+			return Result{}, err
+		}
+	}
+	ids := dedupe(p.JoinRequestIDs)
+	if p.AllPending {
+		ids = order
+	}
+	if len(ids) == 0 {
+		return Result{}, nil // nothing pending: all_pending is trivially done
+	}
+
+	done, call := events.ItemRejected, w.graph.RejectJoinRequests
+	if approve {
+		done, call = events.ItemApproved, w.graph.ApproveJoinRequests
+	}
+	items := make(map[string]events.ItemOutcome, len(ids))
+	var unknown []string // 131213 for these
+	for chunk := range chunks(ids, joinRequestChunk) {
+		var res graph.JoinRequestsResult
+		err := w.call(ctx, job, ratelimit.GroupOps, Safe, func(ctx context.Context) (err error) {
+			res, err = call(ctx, groupID, chunk)
+			return err
+		})
+		if codeOf(err) == graph.CodeJoinRequestUnknown {
+			// The whole request refused as unknown: judge each item.
+			unknown = append(unknown, chunk...)
+			continue
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		for _, id := range res.Succeeded {
+			items[id] = events.ItemOutcome{ID: id, Outcome: done}
+		}
+		for _, f := range res.Failed {
+			code, reason := firstItemError(f.Errors)
+			if code == graph.CodeJoinRequestUnknown {
+				unknown = append(unknown, f.ID)
+				continue
+			}
+			items[f.ID] = events.ItemOutcome{ID: f.ID, Outcome: events.ItemFailed, Code: code, Reason: reason}
+		}
+	}
+	if len(unknown) > 0 {
+		if err := w.judgeUnknown(ctx, job, approve, unknown, pending, prog, items, done); err != nil {
+			return Result{}, err
+		}
+	}
+	out := make([]events.ItemOutcome, 0, len(ids))
+	for _, id := range ids {
+		it, ok := items[id]
+		if !ok {
+			it = events.ItemOutcome{ID: id, Outcome: events.ItemFailed, Reason: "Graph did not report on this join request"}
+		}
+		out = append(out, it)
+	}
+	return bulkResult(out), nil
+}
+
+// judgeUnknown decides the items Graph called unknown (131213): done by an
+// earlier delivery of this command, or really unknown.
+func (w *Worker) judgeUnknown(ctx context.Context, job *Job, approve bool, ids []string, pending map[string]bool, prog joinProgress, items map[string]events.ItemOutcome, done string) error {
+	earlier := job.Delivery > 1 || len(job.Entry.Attempts) > 0
+	var members map[string]bool
+	if earlier {
+		err := w.call(ctx, job, ratelimit.Reads, Safe, func(ctx context.Context) error {
+			info, err := w.graph.GroupInfo(ctx, job.Command.GroupID, graph.FieldParticipants)
+			if err != nil {
+				return err
+			}
+			members = map[string]bool{}
+			for _, p := range info.Participants {
+				if p.WAID != "" {
+					members[p.WAID] = true
+				}
+				if p.UserID != "" {
+					members[p.UserID] = true
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, id := range ids {
+		r, known := prog.Requesters[id]
+		member := known && (members[r.WAID] && r.WAID != "" || members[r.UserID] && r.UserID != "")
+		switch {
+		case earlier && known && approve && member:
+			items[id] = events.ItemOutcome{ID: id, Outcome: done}
+		case earlier && known && !approve && !member && !pending[id]:
+			items[id] = events.ItemOutcome{ID: id, Outcome: done}
+		default:
+			items[id] = events.ItemOutcome{ID: id, Outcome: events.ItemFailed, Code: graph.CodeJoinRequestUnknown,
+				Reason: "join request does not exist (already handled or revoked)"}
+		}
+	}
+	return nil
+}
+
+// bulkResult sums per-item outcomes up: all done → succeeded, none →
+// failed (with the first item's code), otherwise partially_succeeded.
+func bulkResult(items []events.ItemOutcome) Result {
+	failed := 0
+	var first *events.ItemOutcome
+	for i := range items {
+		if items[i].Outcome == events.ItemFailed {
+			failed++
+			if first == nil {
+				first = &items[i]
+			}
+		}
+	}
+	switch {
+	case failed == 0:
+		return Result{Items: items}
+	case failed == len(items):
+		return Result{Outcome: events.OutcomeFailed, Items: items, Failure: &events.FailureInfo{
+			Reason: events.ReasonPermanentError, Code: first.Code, Message: first.Reason,
+		}}
+	}
+	return Result{Outcome: events.OutcomePartiallySucceeded, Items: items}
+}
+
+func firstItemError(errs []graph.ItemError) (int, string) {
+	if len(errs) == 0 {
+		return 0, "failed without a reason"
+	}
+	e := errs[0]
+	reason := e.Title
+	if e.Message != "" {
+		reason = e.Message
+	}
+	if reason == "" {
+		reason = fmt.Sprintf("error %d", e.Code)
+	}
+	return e.Code, reason
+}
+
+func dedupe(in []string) []string {
+	seen := make(map[string]bool, len(in))
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// chunks yields consecutive slices of at most n elements.
+func chunks[T any](s []T, n int) func(func([]T) bool) {
+	return func(yield func([]T) bool) {
+		for len(s) > 0 {
+			k := min(n, len(s))
+			if !yield(s[:k:k]) {
+				return
+			}
+			s = s[k:]
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package jobs
+
+import (
+	"context"
+	"slices"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
+	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
+)
+
+// removeProgress is what remove_participants learnt without a webhook:
+// participants refused at once, and participants removed by a call whose
+// answer was lost (a repeat then says "not in group", 131212).
+type removeProgress struct {
+	Failed  []events.ItemOutcome `json:"failed,omitempty"`
+	Removed []string             `json:"removed,omitempty"`
+}
+
+// removeParticipants removes participants in chunks of at most eight, one
+// call per chunk. Each chunk's request id is recorded as soon as it is
+// known, so a redelivery sends only the chunks not sent yet; the command
+// completes when every chunk's group_participants_remove webhook came.
+func (w *Worker) removeParticipants(ctx context.Context, job *Job) (Result, error) {
+	p, err := params[events.RemoveParticipantsParams](job)
+	if err != nil {
+		return Result{}, err
+	}
+	groupID := job.Command.GroupID
+	all := dedupe(p.Participants)
+	var prog removeProgress
+	job.Progress(&prog)
+	ambiguous := hadAmbiguous(job)
+	for chunk := range chunks(all, graph.MaxParticipantsPerRemove) {
+		if allHandled(chunk, job.Entry.Pending, prog) {
+			continue
+		}
+		var rr []graph.RemoveResult
+		err := w.call(ctx, job, ratelimit.GroupOps, Safe, func(ctx context.Context) (err error) {
+			rr, err = w.graph.RemoveParticipants(ctx, groupID, chunk)
+			if err != nil && graph.IsAmbiguous(err) {
+				ambiguous = true
+			}
+			return err
+		})
+		switch {
+		case err == nil:
+		case ambiguous && codeOf(err) == graph.CodeParticipantNotInGroup:
+			prog.Removed = append(prog.Removed, chunk...)
+		case graph.ClassOf(err) == graph.ClassPermanent:
+			code, _ := graphCode(err)
+			for _, id := range chunk {
+				prog.Failed = append(prog.Failed, events.ItemOutcome{ID: id, Outcome: events.ItemFailed, Code: code, Reason: truncate(err.Error(), 200)})
+			}
+		default:
+			_ = job.SetProgress(ctx, prog)
+			return Result{}, err
+		}
+		for _, r := range rr {
+			failed := map[string]bool{}
+			for _, f := range r.Failed {
+				code, reason := firstItemError(f.Errors)
+				prog.Failed = append(prog.Failed, events.ItemOutcome{ID: f.ID, Outcome: events.ItemFailed, Code: code, Reason: reason})
+				failed[f.ID] = true
+			}
+			var rest []string
+			for _, id := range r.Participants {
+				if !failed[id] {
+					rest = append(rest, id)
+				}
+			}
+			switch {
+			case len(rest) == 0:
+			case r.RequestID == "":
+				prog.Removed = append(prog.Removed, rest...) // nothing to wait for
+			default:
+				if err := job.AddPending(ctx, Pending{RequestID: r.RequestID, Items: rest}); err != nil {
+					return Result{}, err
+				}
+			}
+		}
+		if err := job.SetProgress(ctx, prog); err != nil {
+			return Result{}, err
+		}
+	}
+	var waiting []Pending
+	for _, pd := range job.Entry.Pending {
+		if !pd.Done {
+			waiting = append(waiting, pd)
+		}
+	}
+	if len(waiting) == 0 {
+		return w.completion(job.Command, job.Entry, false), nil
+	}
+	return Result{Await: waiting}, nil
+}
+
+func allHandled(chunk []string, pending []Pending, prog removeProgress) bool {
+	for _, id := range chunk {
+		handled := slices.Contains(prog.Removed, id) || slices.ContainsFunc(prog.Failed, func(o events.ItemOutcome) bool { return o.ID == id }) ||
+			slices.ContainsFunc(pending, func(p Pending) bool { return slices.Contains(p.Items, id) })
+		if !handled {
+			return false
+		}
+	}
+	return true
+}

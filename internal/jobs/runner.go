@@ -1,0 +1,87 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// consume pulls from a shared durable consumer and runs fn on up to n
+// messages at once. It pulls at most n messages ahead, so one worker never
+// hoards work that others could do. When ctx is done it stops pulling,
+// hands the messages already buffered to fn (which naks them at once during
+// shutdown), waits for every fn to return, and returns nil.
+func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, n int, name string, fn func(jetstream.Msg)) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(n))
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, it.Drain)
+	defer stop()
+
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				msg, err := it.Next()
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				if err != nil {
+					// Missed heartbeats and the like: the iterator
+					// recovers by itself; do not spin while it does.
+					if ctx.Err() == nil {
+						w.log.Warn("pull failed", slog.String("consumer", name), slog.Any("error", err))
+						select {
+						case <-ctx.Done():
+						case <-time.After(250 * time.Millisecond):
+						}
+					}
+					continue
+				}
+				fn(msg)
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+// heartbeat keeps a slow delivery alive: every AckWait/3 it tells the
+// server the message is in progress (so it is not redelivered to another
+// worker) and renews the ledger claim (so a redelivery, should one happen,
+// sees the claim held). It stops when the returned function is called.
+func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg, commandID, token string) func() {
+	if w.ackWait <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(w.ackWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+				if commandID != "" {
+					if err := w.ledger.Renew(ctx, commandID, token, w.lease()); err != nil && !errors.Is(err, context.Canceled) {
+						w.log.WarnContext(ctx, "renew claim", slog.String("command_id", commandID), slog.Any("error", err))
+					}
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// lease is how long a claim lasts without renewal: the message's ack
+// wait, renewed with it. A worker that died stops renewing both, so the
+// redelivery finds the claim expired and takes it over.
+func (w *Worker) lease() time.Duration { return w.ackWait }

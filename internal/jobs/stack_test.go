@@ -1,0 +1,280 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
+	"github.com/groupflow/groupflow/internal/graph/sim"
+	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/webhook"
+)
+
+const phone = "106540352242922"
+
+// stack is the real path a command takes: JetStream, a worker, the
+// simulator over HTTP, and the simulator's webhooks coming back through
+// the webhook handler into the webhook stream.
+type stack struct {
+	natsBundle
+	sim    *sim.Server
+	simURL string
+	graph  *graph.Client
+	events *eventLog
+}
+
+type stackOpts struct {
+	sim      sim.Config
+	ackWait  time.Duration
+	maxDeliv int
+}
+
+func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
+	t.Helper()
+	o := stackOpts{
+		sim: sim.Config{WebhookDelay: 5 * time.Millisecond, GroupOpsPerSecond: -1, MPS: -1, PairInterval: -1,
+			WebhookRetryBackoff: 10 * time.Millisecond},
+		ackWait:  5 * time.Second,
+		maxDeliv: 4,
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	b := setupNATSWith(t, events.TopologyConfig{AckWait: o.ackWait, MaxDeliver: o.maxDeliv, Storage: jetstream.MemoryStorage})
+
+	hooks := httptest.NewServer(&webhook.Handler{
+		AppSecret: []byte(sim.DefaultAppSecret),
+		Publisher: webhook.JetStreamPublisher{JS: b.js, Names: b.names},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	t.Cleanup(hooks.Close)
+	o.sim.WebhookURL = hooks.URL
+	s := sim.New(o.sim)
+	srv := httptest.NewServer(s)
+	t.Cleanup(func() { srv.Close(); s.Close() })
+	gc, err := graph.New(graph.Config{BaseURL: srv.URL, AccessToken: sim.DefaultAccessToken, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &stack{natsBundle: b, sim: s, simURL: srv.URL, graph: gc}
+	st.events = watchEvents(t, b)
+	return st
+}
+
+func setupNATSWith(t testing.TB, cfg events.TopologyConfig) natsBundle {
+	t.Helper()
+	return setupNATS(t, cfg)
+}
+
+// startWorker runs a worker until the test ends (or stop is called) and
+// fails the test if Run returns an error.
+func (s *stack) startWorker(t testing.TB, mutate ...func(*jobs.Config)) (w *jobs.Worker, stop func()) {
+	t.Helper()
+	cfg := jobs.Config{
+		JS: s.js, Names: s.names, Graph: s.graph, Concurrency: 4,
+		WebhookTimeout: time.Minute, ShutdownTimeout: 2 * time.Second,
+		NakDelay: func(uint64) time.Duration { return 50 * time.Millisecond },
+		Logger:   testLogger(t),
+	}
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	w, err := jobs.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("new worker: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("worker Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return w, stop
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// publish sends a command the way callers do: to its subject with
+// Nats-Msg-Id set to its id.
+func (s *stack) publish(t testing.TB, c events.Command) {
+	t.Helper()
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.publishRaw(t, s.names.Command(c.PhoneNumberID, c.Type), c.ID, b)
+}
+
+func (s *stack) publishRaw(t testing.TB, subject, msgID string, body []byte) {
+	t.Helper()
+	m := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	if _, err := s.js.PublishMsg(context.Background(), m, opts...); err != nil {
+		t.Fatalf("publish command: %v", err)
+	}
+}
+
+func command(id, typ, group string, params any) events.Command {
+	c := events.Command{ID: id, Type: typ, PhoneNumberID: phone, GroupID: group}
+	if params != nil {
+		c.Params, _ = json.Marshal(params)
+	}
+	return c
+}
+
+// eventLog collects every event published to the event stream.
+type eventLog struct {
+	mu   sync.Mutex
+	all  []recorded
+	wake chan struct{}
+}
+
+type recorded struct {
+	Subject string
+	Type    string
+	ID      string
+	Data    json.RawMessage
+	Seq     uint64
+}
+
+func watchEvents(t testing.TB, b natsBundle) *eventLog {
+	t.Helper()
+	l := &eventLog{wake: make(chan struct{})}
+	cons, err := b.js.OrderedConsumer(context.Background(), b.names.EventStream(), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		ev, err := events.Unmarshal(m.Data())
+		if err != nil {
+			t.Errorf("event on %s is not a CloudEvent: %v", m.Subject(), err)
+			return
+		}
+		md, _ := m.Metadata()
+		l.mu.Lock()
+		l.all = append(l.all, recorded{Subject: m.Subject(), Type: ev.Type(), ID: ev.ID(), Data: ev.Data(), Seq: md.Sequence.Stream})
+		close(l.wake)
+		l.wake = make(chan struct{})
+		l.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	return l
+}
+
+// filter returns the events matching keep.
+func (l *eventLog) filter(keep func(recorded) bool) []recorded {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []recorded
+	for _, r := range l.all {
+		if keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// terminals returns the terminal events of a command.
+func (l *eventLog) terminals(commandID string) []events.CommandResult {
+	var out []events.CommandResult
+	for _, r := range l.filter(func(r recorded) bool { return events.IsTerminal(r.Type) }) {
+		var cr events.CommandResult
+		if err := json.Unmarshal(r.Data, &cr); err == nil && cr.CommandID == commandID {
+			out = append(out, cr)
+		}
+	}
+	return out
+}
+
+// waitFor waits until cond holds, failing the test after a generous
+// bound. It is a guard against hangs, not a timing assertion.
+func (l *eventLog) waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(15 * time.Second)
+	for {
+		l.mu.Lock()
+		wake := l.wake
+		l.mu.Unlock()
+		if cond() {
+			return
+		}
+		select {
+		case <-wake:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// terminal waits for the command's terminal event and returns it.
+func (s *stack) terminal(t testing.TB, commandID string) events.CommandResult {
+	t.Helper()
+	var got []events.CommandResult
+	s.events.waitFor(t, "terminal event of "+commandID, func() bool {
+		got = s.events.terminals(commandID)
+		return len(got) > 0
+	})
+	return got[0]
+}
+
+// calls counts the simulator's calls to endpoint.
+func (s *stack) calls(endpoint string) int {
+	n := 0
+	for _, c := range s.sim.Calls() {
+		if c.Endpoint == endpoint {
+			n++
+		}
+	}
+	return n
+}
+
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+var _ = fmt.Sprint

@@ -1,0 +1,213 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/webhook"
+)
+
+// processWebhook turns one webhook item into domain events and, when it
+// answers a request of ours, completes the command that made it.
+//
+// Every event id derives from the item's MsgID (itself derived from the
+// item's content), and is the event's Nats-Msg-Id: a redelivered item,
+// or the same webhook delivered twice by Meta, publishes nothing new.
+func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
+	if w.shuttingDown() {
+		_ = msg.Nak()
+		return
+	}
+	var it webhook.Item
+	if err := json.Unmarshal(msg.Data(), &it); err != nil {
+		w.log.WarnContext(ctx, "webhook item is not JSON; dropped", slog.String("subject", msg.Subject()), slog.Any("error", err))
+		_ = msg.Term()
+		return
+	}
+	log := w.log.With(slog.String("webhook_item", it.MsgID), slog.String("field", it.Field), slog.String("type", it.Type))
+	p, err := webhook.Decode(it)
+	if err != nil {
+		log.WarnContext(ctx, "webhook item undecodable; dropped", slog.Any("error", err))
+		_ = msg.Term()
+		return
+	}
+	var commandID string
+	if g := p.Group; g != nil && g.RequestID != "" {
+		// Meet the worker that made the request (see Correlations).
+		if commandID, err = w.corr.Arrive(ctx, g.RequestID, json.RawMessage(msg.Data())); err != nil {
+			log.WarnContext(ctx, "correlate webhook", slog.Any("error", err))
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+	}
+	if p.Status != nil && p.Status.ID != "" {
+		commandID, _ = w.corr.MessageCommand(ctx, p.Status.ID)
+	}
+	for _, ev := range w.domainEvents(it, p, commandID) {
+		if err := w.publishEvent(ctx, ev, msg.Headers()); err != nil {
+			log.WarnContext(ctx, "publish domain event", slog.String("event_type", ev.typ), slog.Any("error", err))
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+	}
+	if commandID != "" && p.Group != nil {
+		if err := w.applyWebhook(ctx, commandID, json.RawMessage(msg.Data())); err != nil {
+			log.WarnContext(ctx, "complete command from webhook", slog.String("command_id", commandID), slog.Any("error", err))
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+	}
+	_ = msg.Ack()
+}
+
+// domainEvent is one event derived from a webhook item.
+type domainEvent struct {
+	typ, id, phone string
+	data           any
+	at             time.Time
+}
+
+func (w *Worker) publishEvent(ctx context.Context, ev domainEvent, h nats.Header) error {
+	var opts []events.EventOption
+	if !ev.at.IsZero() && ev.at.Unix() > 0 {
+		opts = append(opts, events.WithTime(ev.at))
+	}
+	e, err := events.NewEvent(ev.typ, ev.id, events.SourceWorker, ev.phone, ev.data, opts...)
+	if err != nil {
+		return err
+	}
+	b, err := events.Marshal(e)
+	if err != nil {
+		return err
+	}
+	m := &nats.Msg{Subject: w.names.Event(ev.phone, ev.typ), Data: b, Header: nats.Header{}}
+	if tp := headerTraceparent(h); tp != "" {
+		m.Header.Set("traceparent", tp)
+	}
+	_, err = w.js.PublishMsg(ctx, m, jetstream.WithMsgID(ev.id))
+	return err
+}
+
+// domainEvents normalises a webhook item into the events of DESIGN §4.
+func (w *Worker) domainEvents(it webhook.Item, p webhook.Payload, commandID string) []domainEvent {
+	phone := cmpStr(it.PhoneNumberID, p.Metadata.PhoneNumberID)
+	if !events.ValidToken(phone) {
+		return nil // account-level change: no number to publish under
+	}
+	var out []domainEvent
+	add := func(typ string, at time.Time, data any) {
+		out = append(out, domainEvent{typ: typ, id: events.EventID(it.MsgID, strconv.Itoa(len(out))), phone: phone, data: data, at: at})
+	}
+	switch {
+	case p.Group != nil:
+		g := p.Group
+		at := g.Time()
+		switch g.Type {
+		case webhook.TypeGroupCreate:
+			if len(g.Errors) > 0 {
+				add(events.EventGroupCreateFailed, at, events.GroupCreateFailed{RequestID: g.RequestID, CommandID: commandID,
+					GroupID: g.GroupID, Subject: g.Subject, Description: g.Description, Errors: graphErrors(g.Errors)})
+			} else {
+				add(events.EventGroupCreated, at, events.GroupCreated{GroupID: g.GroupID, RequestID: g.RequestID, CommandID: commandID,
+					Subject: g.Subject, Description: g.Description, InviteLink: g.InviteLink, JoinApprovalMode: g.JoinApprovalMode})
+			}
+		case webhook.TypeGroupDelete:
+			if len(g.Errors) == 0 {
+				add(events.EventGroupDeleted, at, events.GroupDeleted{GroupID: g.GroupID, RequestID: g.RequestID, CommandID: commandID})
+			}
+		case webhook.TypeGroupSettingsUpdate:
+			d := events.GroupSettingsUpdated{GroupID: g.GroupID, RequestID: g.RequestID, CommandID: commandID, Errors: graphErrors(g.Errors)}
+			if s := g.GroupSubject; s != nil {
+				d.Subject = &events.SettingUpdate{Text: s.Text, Updated: s.UpdateSuccessful, Errors: graphErrors(s.Errors)}
+			}
+			if s := g.GroupDescription; s != nil {
+				d.Description = &events.SettingUpdate{Text: s.Text, Updated: s.UpdateSuccessful, Errors: graphErrors(s.Errors)}
+			}
+			if s := g.ProfilePicture; s != nil {
+				d.ProfilePicture = &events.PictureUpdate{MimeType: s.MimeType, SHA256: s.SHA256, Updated: s.UpdateSuccessful, Errors: graphErrors(s.Errors)}
+			}
+			add(events.EventGroupSettingsUpdated, at, d)
+		case webhook.TypeParticipantsAdd:
+			add(events.EventGroupParticipantsJoined, at, events.ParticipantsJoined{GroupID: g.GroupID, Reason: g.Reason,
+				Participants: participantRefs(g.AddedParticipants)})
+		case webhook.TypeParticipantsRemove:
+			if g.InitiatedBy == webhook.InitiatedByParticipant || (g.InitiatedBy == "" && g.RequestID == "") {
+				for _, pt := range g.RemovedParticipants {
+					add(events.EventGroupParticipantLeft, at, events.ParticipantLeft{GroupID: g.GroupID, Participant: participantRef(pt)})
+				}
+				break
+			}
+			d := events.ParticipantsRemoved{GroupID: g.GroupID, RequestID: g.RequestID, CommandID: commandID,
+				InitiatedBy: cmpStr(g.InitiatedBy, events.InitiatedByBusiness), Removed: participantRefs(g.RemovedParticipants),
+				Errors: graphErrors(g.Errors)}
+			for _, f := range g.FailedParticipants {
+				d.Failed = append(d.Failed, events.ParticipantFailure{Participant: participantRef(f), Errors: graphErrors(f.Errors)})
+			}
+			add(events.EventGroupParticipantsRemoved, at, d)
+		case webhook.TypeJoinRequestCreated:
+			add(events.EventGroupJoinRequestCreated, at, events.JoinRequestCreated{GroupID: g.GroupID, JoinRequestID: g.JoinRequestID,
+				Participant: events.ParticipantRef{WAID: g.WAID, UserID: g.UserID, ParentUserID: g.ParentUserID, Username: g.Username}})
+		case webhook.TypeJoinRequestRevoked:
+			add(events.EventGroupJoinRequestRevoked, at, events.JoinRequestRevoked{GroupID: g.GroupID, JoinRequestID: g.JoinRequestID,
+				Participant: events.ParticipantRef{WAID: g.WAID, UserID: g.UserID, ParentUserID: g.ParentUserID, Username: g.Username}})
+		case webhook.TypeGroupSuspend:
+			add(events.EventGroupSuspended, at, events.GroupSuspended{GroupID: g.GroupID})
+		case webhook.TypeGroupSuspendCleared:
+			add(events.EventGroupSuspensionCleared, at, events.GroupSuspensionCleared{GroupID: g.GroupID})
+		}
+	case p.Status != nil:
+		s := p.Status
+		d := events.MessageStatus{MessageID: s.ID, Status: s.Status, RecipientID: s.RecipientID, RecipientType: s.RecipientType,
+			ParticipantID: s.RecipientParticipantID, ParticipantUserID: s.RecipientParticipantUserID,
+			ParticipantParentUserID: s.RecipientParticipantParentUserID, Errors: graphErrors(s.Errors), CommandID: commandID}
+		if s.RecipientType == webhook.RecipientTypeGroup {
+			d.GroupID = s.RecipientID
+		}
+		if pr := s.Pricing; pr != nil {
+			d.Pricing = &events.Pricing{Billable: pr.Billable, PricingModel: pr.PricingModel, Type: pr.Type, Category: pr.Category}
+		}
+		add(events.EventMessageStatus, s.Time(), d)
+	}
+	return out
+}
+
+func graphErrors(errs []webhook.Error) []events.GraphError {
+	if len(errs) == 0 {
+		return nil
+	}
+	out := make([]events.GraphError, len(errs))
+	for i, e := range errs {
+		out[i] = events.GraphError{Code: e.Code, Title: e.Title, Message: e.Message, Details: e.ErrorData.Details}
+	}
+	return out
+}
+
+func participantRef(p webhook.Participant) events.ParticipantRef {
+	return events.ParticipantRef{Input: p.Input, WAID: p.WAID, UserID: p.UserID, ParentUserID: p.ParentUserID, Username: p.Username}
+}
+
+func participantRefs(ps []webhook.Participant) []events.ParticipantRef {
+	out := make([]events.ParticipantRef, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, participantRef(p))
+	}
+	return out
+}
+
+// rememberMessage links a sent message to its command for status events.
+func (w *Worker) rememberMessage(ctx context.Context, wamid, commandID string) {
+	if wamid == "" {
+		return
+	}
+	if err := w.corr.RememberMessage(ctx, wamid, commandID); err != nil {
+		w.log.WarnContext(ctx, "remember sent message", slog.String("command_id", commandID), slog.Any("error", fmt.Errorf("%w", err)))
+	}
+}

@@ -1,0 +1,288 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
+)
+
+// Config configures a Worker.
+type Config struct {
+	// JS is the JetStream handle. The topology (events.Ensure) must exist.
+	// Required.
+	JS jetstream.JetStream
+	// Names builds subjects, streams and buckets. Defaults to the "groups"
+	// prefix.
+	Names events.Names
+	// Graph makes the Graph API calls. Required.
+	Graph Graph
+	// Limiter paces calls per phone number and shares throttles between
+	// workers. Nil: calls are not paced (tests, benchmarks).
+	Limiter Limiter
+	// WorkerID names this worker in ledger claims and logs; unique among
+	// running workers. Defaults to host name, process id and a random suffix.
+	WorkerID string
+	// Concurrency is how many commands one worker executes at once, and
+	// how many messages it pulls ahead. Defaults to 16.
+	Concurrency int
+	// WebhookConcurrency is how many webhook items one worker processes at
+	// once. Defaults to Concurrency.
+	WebhookConcurrency int
+	// WebhookTimeout is how long an asynchronous command (create, delete,
+	// settings, remove) waits for its webhook before it fails with
+	// webhook_timeout. Defaults to 10 minutes.
+	WebhookTimeout time.Duration
+	// SweepInterval is how often the worker looks for commands whose
+	// webhook is overdue. Defaults to WebhookTimeout/10, between 1 s and 1 min.
+	SweepInterval time.Duration
+	// HandlerTimeout bounds one execution attempt. Defaults to 2 minutes.
+	HandlerTimeout time.Duration
+	// ShutdownTimeout bounds how long in-flight commands may run on after
+	// Run's context is cancelled; what has not finished by then is nak'ed
+	// and its claim released. Defaults to 10 seconds.
+	ShutdownTimeout time.Duration
+	// RetryMaxElapsed bounds the short in-process retries of a transient
+	// error on a call that is safe to repeat. Defaults to 2 seconds.
+	RetryMaxElapsed time.Duration
+	// ReconcileGrace is how long after an ambiguous create_group a worker
+	// keeps looking for the group it may have created before it concludes
+	// the call never took effect. Defaults to 30 seconds.
+	ReconcileGrace time.Duration
+	// NakDelay is the delay before a transient failure is retried on
+	// delivery n (1-based). Defaults to 500ms·2^(n-1), capped at 1 minute.
+	NakDelay func(delivery uint64) time.Duration
+	// HTTPClient fetches profile pictures given by URL. Defaults to a
+	// client with a 30 second timeout.
+	HTTPClient *http.Client
+	// Handlers adds or replaces handlers by command type (campaign
+	// fan-out plugs in here).
+	Handlers map[string]Handler
+	// Middleware wraps every handler, outermost first, inside the
+	// built-in recovery, expiry and timeout middleware.
+	Middleware []Middleware
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Clock tells the time. Defaults to time.Now.
+	Clock func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	c.Concurrency = cmp.Or(c.Concurrency, 16)
+	c.WebhookConcurrency = cmp.Or(c.WebhookConcurrency, c.Concurrency)
+	c.WebhookTimeout = cmp.Or(c.WebhookTimeout, 10*time.Minute)
+	if c.SweepInterval == 0 {
+		c.SweepInterval = min(max(c.WebhookTimeout/10, time.Second), time.Minute)
+	}
+	c.HandlerTimeout = cmp.Or(c.HandlerTimeout, 2*time.Minute)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 10*time.Second)
+	c.RetryMaxElapsed = cmp.Or(c.RetryMaxElapsed, 2*time.Second)
+	c.ReconcileGrace = cmp.Or(c.ReconcileGrace, 30*time.Second)
+	if c.NakDelay == nil {
+		c.NakDelay = defaultNakDelay
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.WorkerID == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		c.WorkerID = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "worker"), os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.JS == nil:
+		return errors.New("jobs: Config.JS is required")
+	case c.Graph == nil:
+		return errors.New("jobs: Config.Graph is required")
+	case c.Concurrency < 1 || c.WebhookConcurrency < 1:
+		return errors.New("jobs: concurrency must be at least 1")
+	}
+	return nil
+}
+
+func defaultNakDelay(delivery uint64) time.Duration {
+	d := 500 * time.Millisecond
+	for i := uint64(1); i < delivery && d < time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, time.Minute)
+}
+
+// Worker executes commands from the shared command consumer and turns
+// webhook items into events. Run any number of workers side by side.
+type Worker struct {
+	cfg      Config
+	names    events.Names
+	js       jetstream.JetStream
+	graph    Graph
+	limiter  Limiter
+	log      *slog.Logger
+	id       string
+	now      func() time.Time
+	ledger   *Ledger
+	corr     *Correlations
+	handlers map[string]Handler
+	handler  Handler // dispatch wrapped in middleware
+
+	// Filled by Run from the consumers' configuration.
+	maxDeliver int
+	ackWait    time.Duration
+
+	// shutdown is closed when Run's context is done: in-flight work may
+	// finish (within ShutdownTimeout), new work is nak'ed at once.
+	shutdown     chan struct{}
+	shutdownOnce sync.Once
+}
+
+// New checks cfg and returns a worker. It opens the ledger and
+// correlation buckets, which must exist.
+func New(ctx context.Context, cfg Config) (*Worker, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ledgerKV, err := cfg.JS.KeyValue(ctx, cfg.Names.LedgerBucket())
+	if err != nil {
+		return nil, fmt.Errorf("jobs: open ledger bucket: %w", err)
+	}
+	corrKV, err := cfg.JS.KeyValue(ctx, cfg.Names.CorrelationBucket())
+	if err != nil {
+		return nil, fmt.Errorf("jobs: open correlation bucket: %w", err)
+	}
+	w := &Worker{
+		cfg: cfg, names: cfg.Names, js: cfg.JS, graph: cfg.Graph, limiter: cfg.Limiter,
+		log: cfg.Logger.With(slog.String("worker_id", cfg.WorkerID)), id: cfg.WorkerID, now: cfg.Clock,
+		ledger: NewLedger(ledgerKV, cfg.Clock), corr: NewCorrelations(corrKV),
+		shutdown: make(chan struct{}),
+	}
+	w.handlers = w.builtinHandlers()
+	for t, h := range cfg.Handlers {
+		w.handlers[t] = h
+	}
+	var h Handler = HandlerFunc(w.dispatch)
+	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
+		h = cfg.Middleware[i](h)
+	}
+	h = Timeout(cfg.HandlerTimeout)(h)
+	h = Expiry(cfg.Clock)(h)
+	h = Recover()(h)
+	w.handler = h
+	return w, nil
+}
+
+// ID is the worker's id.
+func (w *Worker) ID() string { return w.id }
+
+// Ledger is the worker's ledger (for status queries).
+func (w *Worker) Ledger() *Ledger { return w.ledger }
+
+func (w *Worker) dispatch(ctx context.Context, job *Job) (Result, error) {
+	h, ok := w.handlers[job.Command.Type]
+	if !ok {
+		return Result{}, Permanent(fmt.Errorf("no handler for command type %q", job.Command.Type))
+	}
+	return h.Handle(ctx, job)
+}
+
+// Run consumes commands and webhooks, sweeps overdue commands and
+// dead-letters commands the server gave up on, until ctx is cancelled.
+// Then it stops pulling, lets in-flight work finish within
+// ShutdownTimeout, naks the rest (releasing its claims) and returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	cmdCons, err := w.js.Consumer(ctx, w.names.CommandStream(), w.names.CommandConsumer())
+	if err != nil {
+		return fmt.Errorf("jobs: command consumer: %w", err)
+	}
+	hookCons, err := w.js.Consumer(ctx, w.names.WebhookStream(), w.names.WebhookConsumer())
+	if err != nil {
+		return fmt.Errorf("jobs: webhook consumer: %w", err)
+	}
+	ci := cmdCons.CachedInfo().Config
+	w.maxDeliver, w.ackWait = ci.MaxDeliver, cmp.Or(ci.AckWait, 30*time.Second)
+
+	// work outlives ctx by ShutdownTimeout so in-flight calls can finish.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	go func() {
+		<-ctx.Done()
+		w.shutdownOnce.Do(func() { close(w.shutdown) })
+		t := time.NewTimer(w.cfg.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelWork()
+		case <-work.Done():
+		}
+	}()
+
+	adv, err := w.subscribeAdvisories(work)
+	if err != nil {
+		return err
+	}
+	defer adv.Unsubscribe()
+
+	errs := make(chan error, 3)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		errs <- w.consume(ctx, cmdCons, w.cfg.Concurrency, "commands", func(m jetstream.Msg) { w.processCommand(work, m) })
+	})
+	wg.Go(func() {
+		errs <- w.consume(ctx, hookCons, w.cfg.WebhookConcurrency, "webhooks", func(m jetstream.Msg) { w.processWebhook(work, m) })
+	})
+	wg.Go(func() { w.sweep(ctx) })
+	wg.Wait()
+	cancelWork()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// shuttingDown reports whether Run's context is done.
+func (w *Worker) shuttingDown() bool {
+	select {
+	case <-w.shutdown:
+		return true
+	default:
+		return false
+	}
+}
+
+// cleanupCtx is for the ledger writes and acks that end a delivery: they
+// must happen even when the work context was just cancelled.
+func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+}
+
+// headerTraceparent reads the W3C trace context from NATS headers.
+func headerTraceparent(h nats.Header) string {
+	if h == nil {
+		return ""
+	}
+	return cmp.Or(h.Get("traceparent"), h.Get("Traceparent"))
+}
