@@ -37,8 +37,9 @@ wait_port() { # host:port name
 if [ -z "${WHATSAPP_ACCESS_TOKEN:-}" ]; then
   export WHATSAPP_ACCESS_TOKEN=dev-access-token
   export GRAPH_API_BASE_URL=http://$SIM_ADDR
-  "$BIN/graphsim" --addr "$SIM_ADDR" --access-token "$WHATSAPP_ACCESS_TOKEN" \
-    --app-secret "$WHATSAPP_APP_SECRET" --webhook-url "http://$INGEST_ADDR/webhook" \
+  # Secrets go through the environment, not argv, so ps does not show them.
+  GRAPHSIM_ACCESS_TOKEN=$WHATSAPP_ACCESS_TOKEN GRAPHSIM_APP_SECRET=$WHATSAPP_APP_SECRET \
+    "$BIN/graphsim" --addr "$SIM_ADDR" --webhook-url "http://$INGEST_ADDR/webhook" \
     >"$DATA/graphsim.log" 2>&1 &
   pids+=($!)
   wait_port "$SIM_ADDR" graphsim

@@ -189,7 +189,7 @@ func TestAdminAPI(t *testing.T) {
 		}
 	})
 	t.Run("Bad JSON is 400", func(t *testing.T) {
-		req, _ := http.NewRequest("POST", b.srv.URL+"/_sim/users/1/join", bytes.NewReader([]byte("{")))
+		req, _ := http.NewRequest(http.MethodPost, b.srv.URL+"/_sim/users/1/join", bytes.NewReader([]byte("{")))
 		resp, err := b.client.Do(req)
 		if err != nil {
 			t.Fatal(err)

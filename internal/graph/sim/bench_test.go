@@ -22,7 +22,7 @@ func BenchmarkInviteLink(b *testing.B) {
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
 
-	req, _ := http.NewRequest("POST", srv.URL+"/v23.0/106540352242922/groups", strings.NewReader(`{"messaging_product":"whatsapp","subject":"Bench"}`))
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v23.0/106540352242922/groups", strings.NewReader(`{"messaging_product":"whatsapp","subject":"Bench"}`))
 	req.Header.Set("Authorization", "Bearer dev-token")
 	resp, err := client.Do(req)
 	if err != nil {
@@ -35,7 +35,7 @@ func BenchmarkInviteLink(b *testing.B) {
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req, _ := http.NewRequest("GET", url, nil)
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
 			req.Header.Set("Authorization", "Bearer dev-token")
 			resp, err := client.Do(req)
 			if err != nil {
@@ -58,14 +58,14 @@ func BenchmarkServeHTTP(b *testing.B) {
 	s := sim.New(sim.Config{WebhookDelay: time.Hour, GroupOpsPerSecond: -1})
 	defer s.Close()
 	rec := httptest.NewRecorder()
-	s.ServeHTTP(rec, authed(httptest.NewRequest("POST", "/v23.0/106540352242922/groups", strings.NewReader(`{"messaging_product":"whatsapp","subject":"Bench"}`))))
+	s.ServeHTTP(rec, authed(httptest.NewRequest(http.MethodPost, "/v23.0/106540352242922/groups", strings.NewReader(`{"messaging_product":"whatsapp","subject":"Bench"}`))))
 	path := "/v23.0/" + s.State().Numbers[0].Groups[0].ID + "/invite_link"
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			w := httptest.NewRecorder()
-			s.ServeHTTP(w, authed(httptest.NewRequest("GET", path, nil)))
+			s.ServeHTTP(w, authed(httptest.NewRequest(http.MethodGet, path, nil)))
 			if w.Code != 200 {
 				b.Errorf("status %d", w.Code)
 				return

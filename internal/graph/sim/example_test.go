@@ -19,7 +19,7 @@ func Example() {
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
 
-	req, _ := http.NewRequest("POST", srv.URL+"/v23.0/106540352242922/groups",
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v23.0/106540352242922/groups",
 		strings.NewReader(`{"messaging_product":"whatsapp","subject":"Lucky Shrub VIPs"}`))
 	req.Header.Set("Authorization", "Bearer "+sim.DefaultAccessToken)
 	resp, err := client.Do(req)

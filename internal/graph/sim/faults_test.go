@@ -105,7 +105,7 @@ func TestTimeoutHangsWithoutEffect(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "POST", b.srv.URL+"/"+phone+"/groups",
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, b.srv.URL+"/"+phone+"/groups",
 		strings.NewReader(`{"messaging_product":"whatsapp","subject":"never"}`))
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := b.client.Do(req)
@@ -129,7 +129,7 @@ func TestLostResponsePerformsTheOperation(t *testing.T) {
 	b := setup(t, func(c *sim.Config) {
 		c.Faults = sim.Faults{LostResponse: 1, Limit: 1, Endpoints: []string{sim.EndpointCreateGroup}}
 	})
-	req, _ := http.NewRequest("POST", b.srv.URL+"/"+phone+"/groups", strings.NewReader(`{"messaging_product":"whatsapp","subject":"ghost"}`))
+	req, _ := http.NewRequest(http.MethodPost, b.srv.URL+"/"+phone+"/groups", strings.NewReader(`{"messaging_product":"whatsapp","subject":"ghost"}`))
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := b.client.Do(req)
 	if err == nil {

@@ -3,6 +3,7 @@ package sim_test
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -114,7 +115,7 @@ func TestCreateGroup(t *testing.T) {
 		expectError(t, b.call(t, "POST", "/v23.0/abc/groups", map[string]any{"messaging_product": "whatsapp", "subject": "x"}), 400, 100)
 	})
 	t.Run("Form-encoded bodies are accepted", func(t *testing.T) {
-		req, _ := http.NewRequest("POST", b.srv.URL+"/v23.0/"+phone+"/groups", strings.NewReader("messaging_product=whatsapp&subject=Form+group"))
+		req, _ := http.NewRequest(http.MethodPost, b.srv.URL+"/v23.0/"+phone+"/groups", strings.NewReader("messaging_product=whatsapp&subject=Form+group"))
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		expectOK(t, b.do(t, req), 200)
@@ -209,7 +210,7 @@ func TestListGroups(t *testing.T) {
 		var seen []string
 		url := b.srv.URL + "/v23.0/" + phone + "/groups?limit=1"
 		for url != "" {
-			req, _ := http.NewRequest("GET", url, nil)
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
 			req.Header.Set("Authorization", "Bearer "+token)
 			a := b.do(t, req)
 			seen = append(seen, subjects(a)...)
@@ -304,7 +305,7 @@ func (b *bundle) postPicture(t *testing.T, groupID string, data []byte) answer {
 	fw, _ := mw.CreateFormFile("file", "pic.jpg")
 	_, _ = fw.Write(data)
 	_ = mw.Close()
-	req, _ := http.NewRequest("POST", b.srv.URL+"/v23.0/"+groupID, &body)
+	req, _ := http.NewRequest(http.MethodPost, b.srv.URL+"/v23.0/"+groupID, &body)
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 	return b.do(t, req)
@@ -399,7 +400,7 @@ func TestDeleteGroup(t *testing.T) {
 	}
 	expectError(t, b.call(t, "GET", "/v23.0/"+id+"?fields=subject", nil), 400, 131041)
 	expectError(t, b.call(t, "DELETE", "/v23.0/"+id, nil), 400, 131041)
-	if _, err := b.sim.Join("16505551234", link); err != sim.ErrInvalidLink {
+	if _, err := b.sim.Join("16505551234", link); !errors.Is(err, sim.ErrInvalidLink) {
 		t.Fatalf("joining a deleted group: err = %v, want ErrInvalidLink", err)
 	}
 	if g, ok := b.sim.Group(id); !ok || !g.Deleted {
@@ -424,7 +425,7 @@ func TestInviteLink(t *testing.T) {
 		if !linkRE.MatchString(fresh) || fresh == created {
 			t.Fatalf("reset = %s", r.Raw)
 		}
-		if _, err := b.sim.Join("16505550001", created); err != sim.ErrInvalidLink {
+		if _, err := b.sim.Join("16505550001", created); !errors.Is(err, sim.ErrInvalidLink) {
 			t.Fatalf("join by old link: err = %v, want ErrInvalidLink", err)
 		}
 		if res := b.join(t, "16505550001", fresh); !res.Joined || res.GroupID != id {
@@ -444,7 +445,7 @@ func TestInviteLink(t *testing.T) {
 		if d.Body["success"] != "true" {
 			t.Fatalf("delete = %s, want success \"true\"", d.Raw)
 		}
-		if _, err := b.sim.Join("16505550002", old); err != sim.ErrInvalidLink {
+		if _, err := b.sim.Join("16505550002", old); !errors.Is(err, sim.ErrInvalidLink) {
 			t.Fatalf("join by deleted link: err = %v", err)
 		}
 		if n := b.call(t, "GET", "/v23.0/"+id+"/invite_link", nil).str("invite_link"); n == old || !linkRE.MatchString(n) {

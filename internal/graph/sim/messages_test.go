@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -125,7 +126,7 @@ func TestSendToGroup(t *testing.T) {
 		}
 		b.hooks.waitFor(t, "suspend", groupEvent("group_suspend", "group_id", id))
 		expectError(t, b.call(t, "POST", "/v23.0/"+phone+"/messages", groupText(id, "x")), 403, 131207)
-		if _, err := b.sim.Join("16505554009", link); err != sim.ErrSuspended {
+		if _, err := b.sim.Join("16505554009", link); !errors.Is(err, sim.ErrSuspended) {
 			t.Fatalf("join while suspended: err = %v", err)
 		}
 		_ = b.sim.Unsuspend(id)

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -317,7 +318,8 @@ func (d *dispatcher) post(ctx context.Context, target string, body []byte) (int,
 // scrubURLError drops the URL (it may carry credentials in its query) from
 // transport errors before they are logged or recorded.
 func scrubURLError(err error) error {
-	if ue, ok := err.(*url.Error); ok {
+	var ue *url.Error
+	if errors.As(err, &ue) {
 		return ue.Err
 	}
 	return err

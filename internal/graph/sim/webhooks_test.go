@@ -87,7 +87,7 @@ func TestWebhookRetries(t *testing.T) {
 		if _, err := s.Join("16505551234", "nope"); err == nil {
 			t.Fatal("join by a bad link succeeded")
 		}
-		req, _ := http.NewRequest("POST", srv.URL+"/"+phone+"/groups", strings.NewReader(`{"messaging_product":"whatsapp","subject":"x"}`))
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/"+phone+"/groups", strings.NewReader(`{"messaging_product":"whatsapp","subject":"x"}`))
 		req.Header.Set("Authorization", "Bearer "+sim.DefaultAccessToken)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -108,7 +108,7 @@ func TestWebhookRetries(t *testing.T) {
 		}
 		srv := httptest.NewServer(s)
 		defer srv.Close()
-		req, _ := http.NewRequest("POST", srv.URL+"/"+phone+"/groups", strings.NewReader(`{"messaging_product":"whatsapp","subject":"x"}`))
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/"+phone+"/groups", strings.NewReader(`{"messaging_product":"whatsapp","subject":"x"}`))
 		req.Header.Set("Authorization", "Bearer dev-token")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

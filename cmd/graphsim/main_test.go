@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestParseEnvMirrorsAndFlagsWin(t *testing.T) {
+	t.Parallel()
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parse([]string{"--mps", "5", "--webhook-delay=1s"}, envOf(map[string]string{
+		"GRAPHSIM_ADDR":            "127.0.0.1:9999",
+		"GRAPHSIM_MPS":             "7",
+		"GRAPHSIM_ACCESS_TOKEN":    "env-token",
+		"GRAPHSIM_APP_SECRET_FILE": secretFile,
+		"GRAPHSIM_SEED":            "42",
+		"GRAPHSIM_PAIR_INTERVAL":   "-1s",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.addr != "127.0.0.1:9999" || o.mps != 5 || o.accessToken != "env-token" || o.appSecret != "from-file" ||
+		o.seed != 42 || o.webhookDelay != time.Second || o.pairInterval != -time.Second {
+		t.Fatalf("options = %+v", o)
+	}
+	d, err := parse(nil, envOf(nil))
+	if err != nil || d.addr != "127.0.0.1:8090" || d.accessToken != "dev-token" || d.mps != 80 {
+		t.Fatalf("defaults = %+v, %v", d, err)
+	}
+}
+
+func TestParseErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	_, err := parse(nil, envOf(map[string]string{"GRAPHSIM_MPS": "lots", "GRAPHSIM_ACCESS_TOKEN": "s3cr3t"}))
+	if err == nil || !strings.Contains(err.Error(), "GRAPHSIM_MPS") || strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("err = %v, want GRAPHSIM_MPS named and no secret", err)
+	}
+	if _, err := parse([]string{"--nope"}, envOf(nil)); err == nil {
+		t.Fatal("unknown flag accepted")
+	}
+	if err := runMain(context.Background(), []string{"--webhook-url", "ftp://x"}, envOf(nil)); err == nil {
+		t.Fatal("ftp webhook URL accepted")
+	}
+	if err := runMain(context.Background(), []string{"--webhook-delay", "-1s"}, envOf(nil)); err == nil {
+		t.Fatal("negative webhook delay accepted")
+	}
+}
+
+func TestRunServesAndStopsOnCancel(t *testing.T) {
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runMain(ctx, []string{"--addr", addr, "--log-level", "warn"}, envOf(map[string]string{"GRAPHSIM_ACCESS_TOKEN": "abc"}))
+	}()
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	base := "http://" + addr
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := client.Get(base + "/_sim/health")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("graphsim never answered: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	get := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, base+"/v23.0/106540352242922/groups", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get("abc"); got != 200 {
+		t.Fatalf("with the configured token: %d", got)
+	}
+	if got := get("dev-token"); got != 401 {
+		t.Fatalf("with another token: %d, want 401", got)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("graphsim did not stop")
+	}
+}
