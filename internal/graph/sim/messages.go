@@ -159,6 +159,9 @@ func (s *Server) sendMessage(rq *request) response {
 			return s.fail(e)
 		}
 		category = strings.ToLower(tpl.Category)
+		if d.group && category == "authentication" {
+			return s.fail(errInvalid("Authentication templates cannot be sent to groups."))
+		}
 	case "pin":
 		raw, ok := p["pin"]
 		if !ok {
@@ -256,6 +259,9 @@ func (s *Server) sendMessage(rq *request) response {
 	d.wamid = s.ids.wamid(wamidKey(d, g))
 	if d.group {
 		g.mu.Lock()
+		if len(g.sent) >= 10000 {
+			clear(g.sent) // bound memory; pins name recent messages
+		}
 		g.sent[d.wamid] = true
 		switch pin.Type {
 		case "pin":

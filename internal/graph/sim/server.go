@@ -151,7 +151,7 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 		if !s.sleep(r, d) {
 			call.Fault = "latency_abandoned"
 			s.record(call, start)
-			return
+			panic(http.ErrAbortHandler) // the client left or the simulator closed
 		}
 	}
 
@@ -276,9 +276,8 @@ func (s *Server) fail(e *graphError) response {
 		h[k] = v
 	}
 	h.Set("X-Fb-Trace-Id", trace)
-	h.Set("Www-Authenticate", `OAuth "Facebook Platform" "invalid_request" "`+e.Message+`"`)
-	if e.Code != 190 {
-		h.Del("Www-Authenticate")
+	if e.Code == 190 {
+		h.Set("Www-Authenticate", `OAuth "Facebook Platform" "invalid_token" "`+e.Message+`"`)
 	}
 	return response{status: e.HTTPStatus, body: b, header: h, code: e.Code}
 }
