@@ -1,38 +1,583 @@
 package jobs_test
 
 import (
+	"bytes"
+	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/graph/sim"
+	"github.com/groupflow/groupflow/internal/jobs"
 )
 
-func TestCreateGroupCompletesThroughItsWebhook(t *testing.T) {
+// newGroup creates a group in the simulator directly and returns its
+// state (id, invite link).
+func (s *stack) newGroup(t testing.TB, subject, mode string) sim.GroupState {
+	t.Helper()
+	if _, err := s.graph.CreateGroup(context.Background(), phone, graph.CreateGroupRequest{Subject: subject, JoinApprovalMode: mode}); err != nil {
+		t.Fatalf("create group: %v", err)
+	}
+	for _, n := range s.sim.State().Numbers {
+		for _, g := range n.Groups {
+			if g.Subject == subject && !g.Deleted {
+				return g
+			}
+		}
+	}
+	t.Fatalf("group %q not in the simulator", subject)
+	return sim.GroupState{}
+}
+
+// joinRequests has n users ask to join an approval_required group.
+func (s *stack) joinRequests(t testing.TB, g sim.GroupState, waIDs ...string) []string {
+	t.Helper()
+	var ids []string
+	for _, wa := range waIDs {
+		r, err := s.sim.Join(wa, g.InviteLink)
+		if err != nil {
+			t.Fatalf("join %s: %v", wa, err)
+		}
+		ids = append(ids, r.JoinRequestID)
+	}
+	return ids
+}
+
+func (s *stack) members(t testing.TB, g sim.GroupState, waIDs ...string) {
+	t.Helper()
+	for _, wa := range waIDs {
+		if _, err := s.sim.Join(wa, g.InviteLink); err != nil {
+			t.Fatalf("join %s: %v", wa, err)
+		}
+	}
+}
+
+func wantOutcome(t testing.TB, r events.CommandResult, want string) {
+	t.Helper()
+	if r.Outcome != want {
+		t.Fatalf("command %s: outcome %s (error %+v, items %+v), want %s", r.CommandID, r.Outcome, r.Error, r.Items, want)
+	}
+}
+
+func TestCreateGroup(t *testing.T) {
+	t.Parallel()
+
+	t.Run("completes through its webhook", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		s.startWorker(t)
+		s.publish(t, command("create-1", events.CreateGroup, "", events.CreateGroupParams{Subject: "Watch club"}))
+		r := s.terminal(t, "create-1")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		var res events.CreateGroupResult
+		if err := json.Unmarshal(r.Result, &res); err != nil || res.GroupID == "" || res.InviteLink == "" || res.RequestID == "" {
+			t.Fatalf("result = %s, want group id, invite link and request id", r.Result)
+		}
+		if g, ok := s.sim.Group(res.GroupID); !ok || g.Subject != "Watch club" {
+			t.Fatalf("simulator group %s = %+v, %v; want subject Watch club", res.GroupID, g, ok)
+		}
+		s.events.waitFor(t, "group.created", func() bool {
+			return len(s.events.filter(func(r recorded) bool { return r.Type == events.EventGroupCreated })) == 1
+		})
+	})
+
+	t.Run("fails with the webhook's error", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) { o.sim.Faults = sim.Faults{AsyncFailure: 1} })
+		s.startWorker(t)
+		s.publish(t, command("create-2", events.CreateGroup, "", events.CreateGroupParams{Subject: "Doomed"}))
+		r := s.terminal(t, "create-2")
+		wantOutcome(t, r, events.OutcomeFailed)
+		if r.Error.Reason != events.ReasonPermanentError || r.Error.Code != 131000 {
+			t.Fatalf("error = %+v, want permanent_error 131000", r.Error)
+		}
+		s.events.waitFor(t, "group.create_failed", func() bool {
+			return len(s.events.filter(func(r recorded) bool { return r.Type == events.EventGroupCreateFailed })) == 1
+		})
+	})
+
+	t.Run("permanent error from the call", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		if err := s.sim.SetNumber(phone, sim.NumberSettings{Ineligible: true}); err != nil {
+			t.Fatal(err)
+		}
+		s.startWorker(t)
+		s.publish(t, command("create-3", events.CreateGroup, "", events.CreateGroupParams{Subject: "Nope"}))
+		r := s.terminal(t, "create-3")
+		wantOutcome(t, r, events.OutcomeFailed)
+		if r.Error.Code != 131215 || r.Error.Reason != events.ReasonPermanentError {
+			t.Fatalf("error = %+v, want permanent_error 131215", r.Error)
+		}
+		if n := s.calls(sim.EndpointCreateGroup); n != 1 {
+			t.Fatalf("%d create calls, want 1 (permanent errors are not retried)", n)
+		}
+	})
+
+	t.Run("5xx is not repeated blindly yet creates exactly one group", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{Status5xx: 1, Limit: 1, Endpoints: []string{sim.EndpointCreateGroup}}
+		})
+		s.startWorker(t, func(c *jobs.Config) { c.ReconcileGrace = 300 * time.Millisecond })
+		s.publish(t, command("create-4", events.CreateGroup, "", events.CreateGroupParams{Subject: "Second try"}))
+		r := s.terminal(t, "create-4")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		if n := s.groupsWithSubject("Second try"); n != 1 {
+			t.Fatalf("%d groups with the subject, want 1", n)
+		}
+		if r.Attempts < 2 {
+			t.Fatalf("attempts = %d, want at least 2", r.Attempts)
+		}
+	})
+
+	t.Run("lost answer is reconciled by finding the group", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{LostResponse: 1, Limit: 1, Endpoints: []string{sim.EndpointCreateGroup}}
+		})
+		s.startWorker(t)
+		s.publish(t, command("create-5", events.CreateGroup, "", events.CreateGroupParams{Subject: "Lost answer"}))
+		r := s.terminal(t, "create-5")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		if n := s.calls(sim.EndpointCreateGroup); n != 1 {
+			t.Fatalf("%d create calls, want 1: the lost create must be found, not repeated", n)
+		}
+		if n := s.groupsWithSubject("Lost answer"); n != 1 {
+			t.Fatalf("%d groups with the subject, want 1", n)
+		}
+		if r.GroupID == "" {
+			t.Fatal("no group id in the adopted result")
+		}
+	})
+}
+
+func (s *stack) groupsWithSubject(subject string) int {
+	n := 0
+	for _, num := range s.sim.State().Numbers {
+		for _, g := range num.Groups {
+			if g.Subject == subject && !g.Deleted {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func TestDeleteGroup(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	s.startWorker(t)
+	g := s.newGroup(t, "To delete", "")
+	s.publish(t, command("del-1", events.DeleteGroup, g.ID, nil))
+	wantOutcome(t, s.terminal(t, "del-1"), events.OutcomeSucceeded)
+	if st, _ := s.sim.Group(g.ID); !st.Deleted {
+		t.Fatal("group not deleted in the simulator")
+	}
+	s.events.waitFor(t, "group.deleted", func() bool {
+		return len(s.events.filter(func(r recorded) bool { return r.Type == events.EventGroupDeleted })) == 1
+	})
 
-	s.publish(t, command("create-1", events.CreateGroup, "", events.CreateGroupParams{Subject: "Watch club"}))
-	r := s.terminal(t, "create-1")
-	if r.Outcome != events.OutcomeSucceeded {
-		t.Fatalf("outcome = %s (%+v), want succeeded", r.Outcome, r.Error)
+	s.publish(t, command("del-2", events.DeleteGroup, g.ID, nil))
+	r := s.terminal(t, "del-2")
+	wantOutcome(t, r, events.OutcomeFailed)
+	if r.Error.Code != graph.CodeGroupUnknown {
+		t.Fatalf("deleting a deleted group: error %+v, want code 131041", r.Error)
 	}
-	var res events.CreateGroupResult
-	if err := json.Unmarshal(r.Result, &res); err != nil || res.GroupID == "" || res.InviteLink == "" || res.RequestID == "" {
-		t.Fatalf("result = %s, want group id, invite link and request id", r.Result)
+}
+
+func squareJPEG(t testing.TB, side int) string {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, side, side))
+	for i := range side {
+		img.Set(i, i, color.RGBA{R: 200, A: 255})
 	}
-	if g, ok := s.sim.Group(res.GroupID); !ok || g.Subject != "Watch club" {
-		t.Fatalf("simulator group %s = %+v, %v; want subject Watch club", res.GroupID, g, ok)
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, nil); err != nil {
+		t.Fatal(err)
 	}
-	created := s.events.filter(func(r recorded) bool { return r.Type == events.EventGroupCreated })
-	if len(created) != 1 {
-		t.Fatalf("%d group.created events, want 1", len(created))
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+func TestUpdateGroupSettings(t *testing.T) {
+	t.Parallel()
+
+	t.Run("subject, description and picture", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		s.startWorker(t)
+		g := s.newGroup(t, "Old subject", "")
+		s.publish(t, command("set-1", events.UpdateGroupSettings, g.ID, events.UpdateGroupSettingsParams{
+			Subject: ptr("New subject"), Description: ptr("About watches"),
+			ProfilePicture: &events.Picture{MediaBase64: squareJPEG(t, 200)},
+		}))
+		wantOutcome(t, s.terminal(t, "set-1"), events.OutcomeSucceeded)
+		st, _ := s.sim.Group(g.ID)
+		if st.Subject != "New subject" || st.Description != "About watches" || st.PictureSHA256 == "" {
+			t.Fatalf("simulator group = %+v, want the new subject, description and a picture", st)
+		}
+	})
+
+	t.Run("a refused picture is a partial success", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		s.startWorker(t)
+		g := s.newGroup(t, "Pictures", "")
+		s.publish(t, command("set-2", events.UpdateGroupSettings, g.ID, events.UpdateGroupSettingsParams{
+			Subject: ptr("Renamed"), ProfilePicture: &events.Picture{MediaBase64: squareJPEG(t, 100)},
+		}))
+		r := s.terminal(t, "set-2")
+		wantOutcome(t, r, events.OutcomePartiallySucceeded)
+		if len(r.Items) != 1 || r.Items[0].ID != "profile_picture" || r.Items[0].Outcome != events.ItemFailed || r.Items[0].Code != 131210 {
+			t.Fatalf("items = %+v, want the picture failed with 131210", r.Items)
+		}
+		if st, _ := s.sim.Group(g.ID); st.Subject != "Renamed" {
+			t.Fatalf("subject = %q, want Renamed", st.Subject)
+		}
+	})
+}
+
+func TestInviteLinks(t *testing.T) {
+	t.Parallel()
+
+	t.Run("get and reset", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		s.startWorker(t)
+		g := s.newGroup(t, "Links", "")
+		s.publish(t, command("link-1", events.GetInviteLink, g.ID, nil))
+		var got events.InviteLinkResult
+		r := s.terminal(t, "link-1")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		_ = json.Unmarshal(r.Result, &got)
+		if got.InviteLink != g.InviteLink {
+			t.Fatalf("link = %q, want %q", got.InviteLink, g.InviteLink)
+		}
+		s.publish(t, command("link-2", events.ResetInviteLink, g.ID, nil))
+		r = s.terminal(t, "link-2")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		_ = json.Unmarshal(r.Result, &got)
+		if st, _ := s.sim.Group(g.ID); got.InviteLink == g.InviteLink || got.InviteLink != st.InviteLink {
+			t.Fatalf("reset link = %q; old %q, current %q", got.InviteLink, g.InviteLink, st.InviteLink)
+		}
+	})
+
+	t.Run("transient errors are retried in process on reads", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{Code2: 1, Limit: 2, Endpoints: []string{sim.EndpointGetInviteLink}}
+		})
+		s.startWorker(t)
+		g := s.newGroup(t, "Flaky", "")
+		s.publish(t, command("link-3", events.GetInviteLink, g.ID, nil))
+		r := s.terminal(t, "link-3")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		if r.Attempts != 1 || s.calls(sim.EndpointGetInviteLink) != 3 {
+			t.Fatalf("attempts %d, calls %d; want 1 delivery and 3 calls", r.Attempts, s.calls(sim.EndpointGetInviteLink))
+		}
+	})
+
+	t.Run("a lost reset is answered by reading the link", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{LostResponse: 1, Limit: 1, Endpoints: []string{sim.EndpointResetInviteLink}}
+		})
+		s.startWorker(t)
+		g := s.newGroup(t, "Lost reset", "")
+		s.publish(t, command("link-4", events.ResetInviteLink, g.ID, nil))
+		r := s.terminal(t, "link-4")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		var got events.InviteLinkResult
+		_ = json.Unmarshal(r.Result, &got)
+		st, _ := s.sim.Group(g.ID)
+		if got.InviteLink != st.InviteLink || got.InviteLink == g.InviteLink {
+			t.Fatalf("link %q, current %q, original %q: want the link the lost reset made", got.InviteLink, st.InviteLink, g.InviteLink)
+		}
+		if n := s.calls(sim.EndpointResetInviteLink); n != 1 {
+			t.Fatalf("%d resets, want 1", n)
+		}
+	})
+
+	t.Run("permanent error", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		s.startWorker(t)
+		s.publish(t, command("link-5", events.GetInviteLink, "Y2FwaV9ncm91cDpub3RoZXJl", nil))
+		r := s.terminal(t, "link-5")
+		wantOutcome(t, r, events.OutcomeFailed)
+		if r.Error.Reason != events.ReasonPermanentError || r.Error.Code == 0 {
+			t.Fatalf("error = %+v, want a permanent Graph error", r.Error)
+		}
+	})
+}
+
+func TestJoinRequests(t *testing.T) {
+	t.Parallel()
+
+	t.Run("approve by id", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		s.startWorker(t)
+		g := s.newGroup(t, "Approvals", graph.JoinApprovalRequired)
+		ids := s.joinRequests(t, g, "15550000001", "15550000002")
+		s.publish(t, command("appr-1", events.ApproveJoinRequests, g.ID, events.JoinRequestsParams{JoinRequestIDs: ids}))
+		r := s.terminal(t, "appr-1")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		if len(r.Items) != 2 || r.Items[0].Outcome != events.ItemApproved || r.Items[1].Outcome != events.ItemApproved {
+			t.Fatalf("items = %+v, want both approved", r.Items)
+		}
+		if st, _ := s.sim.Group(g.ID); len(st.Participants) != 2 {
+			t.Fatalf("participants = %v, want 2", st.Participants)
+		}
+	})
+
+	t.Run("partial success reports each item", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		s.startWorker(t)
+		g := s.newGroup(t, "Partial", graph.JoinApprovalRequired)
+		ids := s.joinRequests(t, g, "15550000011", "15550000012")
+		if err := s.sim.SetTOS("15550000012", false); err != nil {
+			t.Fatal(err)
+		}
+		s.publish(t, command("appr-2", events.ApproveJoinRequests, g.ID, events.JoinRequestsParams{AllPending: true}))
+		r := s.terminal(t, "appr-2")
+		wantOutcome(t, r, events.OutcomePartiallySucceeded)
+		byID := map[string]events.ItemOutcome{}
+		for _, it := range r.Items {
+			byID[it.ID] = it
+		}
+		if byID[ids[0]].Outcome != events.ItemApproved || byID[ids[1]].Outcome != events.ItemFailed || byID[ids[1]].Code != graph.CodeTermsNotAccepted {
+			t.Fatalf("items = %+v, want %s approved and %s failed with 131203", r.Items, ids[0], ids[1])
+		}
+	})
+
+	t.Run("reject all pending", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		s.startWorker(t)
+		g := s.newGroup(t, "Rejections", graph.JoinApprovalRequired)
+		s.joinRequests(t, g, "15550000021", "15550000022", "15550000023")
+		s.publish(t, command("rej-1", events.RejectJoinRequests, g.ID, events.JoinRequestsParams{AllPending: true}))
+		r := s.terminal(t, "rej-1")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		if len(r.Items) != 3 {
+			t.Fatalf("items = %+v, want 3 rejected", r.Items)
+		}
+		if st, _ := s.sim.Group(g.ID); len(st.JoinRequests) != 0 || len(st.Participants) != 0 {
+			t.Fatalf("group = %+v, want no requests and no participants", st)
+		}
+	})
+
+	t.Run("throttled, then retried after the suggested delay", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{Throttle: 1, Limit: 1, ThrottleCode: graph.CodeGroupRateLimit,
+				ThrottleRetryAfter: 200 * time.Millisecond, Endpoints: []string{sim.EndpointApproveJoin}}
+		})
+		s.startWorker(t)
+		g := s.newGroup(t, "Throttled", graph.JoinApprovalRequired)
+		ids := s.joinRequests(t, g, "15550000031")
+		s.publish(t, command("appr-3", events.ApproveJoinRequests, g.ID, events.JoinRequestsParams{JoinRequestIDs: ids}))
+		r := s.terminal(t, "appr-3")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		if r.Attempts != 2 {
+			t.Fatalf("attempts = %d, want 2 (one throttled delivery, one success)", r.Attempts)
+		}
+	})
+
+	t.Run("lost approval counts as done when the user is a participant", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{LostResponse: 1, Limit: 1, Endpoints: []string{sim.EndpointApproveJoin}}
+		})
+		s.startWorker(t)
+		g := s.newGroup(t, "Lost approval", graph.JoinApprovalRequired)
+		ids := s.joinRequests(t, g, "15550000041")
+		s.publish(t, command("appr-4", events.ApproveJoinRequests, g.ID, events.JoinRequestsParams{JoinRequestIDs: ids}))
+		r := s.terminal(t, "appr-4")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		if r.Items[0].Outcome != events.ItemApproved {
+			t.Fatalf("items = %+v, want approved", r.Items)
+		}
+	})
+}
+
+func TestRemoveParticipants(t *testing.T) {
+	t.Parallel()
+
+	t.Run("in chunks, completed by every chunk's webhook", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) { o.sim.Faults = sim.Faults{WebhookDuplicate: 1, WebhookReorder: 0.5} })
+		s.startWorker(t)
+		g := s.newGroup(t, "Crowd", "")
+		var members []string
+		for i := range 8 {
+			members = append(members, fmt.Sprintf("1555000010%d", i))
+		}
+		s.members(t, g, members...)
+		// Ten names, two of them strangers: two chunks (8 + 2).
+		names := append(slices.Clone(members[:6]), "15559999901", "15559999902", members[6], members[7])
+		s.publish(t, command("rm-1", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: names}))
+		r := s.terminal(t, "rm-1")
+		wantOutcome(t, r, events.OutcomePartiallySucceeded)
+		got := map[string]events.ItemOutcome{}
+		for _, it := range r.Items {
+			got[it.ID] = it
+		}
+		for _, m := range members {
+			if got[m].Outcome != events.ItemRemoved {
+				t.Errorf("%s: %+v, want removed", m, got[m])
+			}
+		}
+		for _, x := range []string{"15559999901", "15559999902"} {
+			if got[x].Outcome != events.ItemFailed || got[x].Code != graph.CodeParticipantNotInGroup {
+				t.Errorf("%s: %+v, want failed with 131212", x, got[x])
+			}
+		}
+		if n := s.calls(sim.EndpointRemoveParticipant); n != 2 {
+			t.Errorf("%d removal calls, want 2 chunks", n)
+		}
+		// Duplicated webhooks: still exactly one terminal event.
+		time.Sleep(100 * time.Millisecond)
+		if n := len(s.events.terminals("rm-1")); n != 1 {
+			t.Fatalf("%d terminal events, want 1", n)
+		}
+	})
+
+	t.Run("a removal whose webhook never comes times out", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		s.startWorker(t, func(c *jobs.Config) { c.WebhookTimeout, c.SweepInterval = 300*time.Millisecond, 50*time.Millisecond })
+		g := s.newGroup(t, "Silent", "")
+		s.members(t, g, "15550000201")
+		s.sim.SetWebhookURL("")
+		s.publish(t, command("rm-2", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: []string{"15550000201"}}))
+		r := s.terminal(t, "rm-2")
+		wantOutcome(t, r, events.OutcomeFailed)
+		if r.Error.Reason != events.ReasonWebhookTimeout {
+			t.Fatalf("error = %+v, want webhook_timeout", r.Error)
+		}
+	})
+}
+
+func TestEnsureInviteTemplate(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	s.startWorker(t)
+	p := events.EnsureInviteTemplateParams{WABAID: sim.DefaultWABAID, Name: "my_group_invite", Language: "en"}
+	s.publish(t, command("tpl-1", events.EnsureInviteTemplate, "", p))
+	r := s.terminal(t, "tpl-1")
+	wantOutcome(t, r, events.OutcomeSucceeded)
+	var res events.EnsureInviteTemplateResult
+	_ = json.Unmarshal(r.Result, &res)
+	if !res.Created || res.Name != p.Name || res.Status == "" || res.TemplateID == "" {
+		t.Fatalf("first result = %+v, want created", res)
 	}
-	var gc events.GroupCreated
-	_ = json.Unmarshal(created[0].Data, &gc)
-	if gc.CommandID != "create-1" && gc.CommandID != "" {
-		t.Errorf("group.created names command %q", gc.CommandID)
+	s.publish(t, command("tpl-2", events.EnsureInviteTemplate, "", p))
+	r = s.terminal(t, "tpl-2")
+	wantOutcome(t, r, events.OutcomeSucceeded)
+	var again events.EnsureInviteTemplateResult
+	_ = json.Unmarshal(r.Result, &again)
+	if again.Created || again.TemplateID != res.TemplateID {
+		t.Fatalf("second result = %+v, want the same template, not created", again)
 	}
-	_ = sim.DefaultWABAID
+	if n := s.calls(sim.EndpointCreateTemplate); n != 1 {
+		t.Fatalf("%d template creations, want 1", n)
+	}
+}
+
+func TestSendGroupInvite(t *testing.T) {
+	t.Parallel()
+	invite := func(s *stack, g sim.GroupState, to, onAmbiguous string) events.SendGroupInviteParams {
+		return events.SendGroupInviteParams{To: to, GroupID: g.ID, OnAmbiguous: onAmbiguous,
+			Template: events.TemplateRef{Name: "my_group_invite", Language: "en"}}
+	}
+	withTemplate := func(t *testing.T, s *stack) {
+		_, err := s.graph.AddLibraryTemplate(context.Background(), sim.DefaultWABAID, graph.AddTemplateRequest{
+			Name: "my_group_invite", Category: "UTILITY", Language: "en", LibraryTemplateName: "group_invite_upon_request"})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("sends once", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		withTemplate(t, s)
+		s.startWorker(t)
+		g := s.newGroup(t, "Invites", "")
+		s.publish(t, command("inv-1", events.SendGroupInvite, "", invite(s, g, "15550000301", "")))
+		r := s.terminal(t, "inv-1")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		var res events.SendGroupInviteResult
+		if _ = json.Unmarshal(r.Result, &res); res.MessageID == "" {
+			t.Fatalf("result %s, want a message id", r.Result)
+		}
+		s.events.waitFor(t, "a status of the invite naming the command", func() bool {
+			return len(s.events.filter(func(e recorded) bool {
+				var ms events.MessageStatus
+				return e.Type == events.EventMessageStatus && json.Unmarshal(e.Data, &ms) == nil && ms.MessageID == res.MessageID && ms.CommandID == "inv-1"
+			})) > 0
+		})
+	})
+
+	t.Run("an ambiguous send fails as outcome_unknown by default", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{LostResponse: 1, Limit: 1, Endpoints: []string{sim.EndpointSendMessage}}
+		})
+		withTemplate(t, s)
+		s.startWorker(t)
+		g := s.newGroup(t, "Ambiguous", "")
+		s.publish(t, command("inv-2", events.SendGroupInvite, "", invite(s, g, "15550000302", "")))
+		r := s.terminal(t, "inv-2")
+		wantOutcome(t, r, events.OutcomeFailed)
+		if r.Error.Reason != events.ReasonOutcomeUnknown {
+			t.Fatalf("error = %+v, want outcome_unknown", r.Error)
+		}
+		if n := s.calls(sim.EndpointSendMessage); n != 1 {
+			t.Fatalf("%d sends, want 1 (at most once)", n)
+		}
+	})
+
+	t.Run("an ambiguous send is repeated with resend", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{LostResponse: 1, Limit: 1, Endpoints: []string{sim.EndpointSendMessage}}
+		})
+		withTemplate(t, s)
+		s.startWorker(t)
+		g := s.newGroup(t, "Resend", "")
+		s.publish(t, command("inv-3", events.SendGroupInvite, "", invite(s, g, "15550000303", events.OnAmbiguousResend)))
+		wantOutcome(t, s.terminal(t, "inv-3"), events.OutcomeSucceeded)
+		if n := s.calls(sim.EndpointSendMessage); n != 2 {
+			t.Fatalf("%d sends, want 2 (at least once)", n)
+		}
+	})
+
+	t.Run("a recipient's pair limit delays only that command", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{Throttle: 1, Limit: 1, ThrottleCode: graph.CodePairRateLimit,
+				ThrottleRetryAfter: 300 * time.Millisecond, Endpoints: []string{sim.EndpointSendMessage}}
+		})
+		withTemplate(t, s)
+		s.startWorker(t)
+		g := s.newGroup(t, "Pairs", "")
+		s.publish(t, command("inv-4", events.SendGroupInvite, "", invite(s, g, "15550000304", "")))
+		r := s.terminal(t, "inv-4")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		if r.Attempts != 2 {
+			t.Fatalf("attempts = %d, want 2", r.Attempts)
+		}
+	})
 }

@@ -88,18 +88,30 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 	}
 	items := make(map[string]events.ItemOutcome, len(ids))
 	var unknown []string // 131213 for these
+	// An earlier attempt, in an earlier delivery or retried in process,
+	// may have handled a request without our seeing the answer.
+	earlier := job.Delivery > 1 || len(job.Entry.Attempts) > 0
 	for chunk := range chunks(ids, joinRequestChunk) {
 		var res graph.JoinRequestsResult
 		err := w.call(ctx, job, ratelimit.GroupOps, Safe, func(ctx context.Context) (err error) {
 			res, err = call(ctx, groupID, chunk)
+			if err != nil && graph.IsAmbiguous(err) {
+				earlier = true
+			}
 			return err
 		})
-		if codeOf(err) == graph.CodeJoinRequestUnknown {
+		switch {
+		case codeOf(err) == graph.CodeJoinRequestUnknown:
 			// The whole request refused as unknown: judge each item.
 			unknown = append(unknown, chunk...)
 			continue
-		}
-		if err != nil {
+		case err != nil && graph.ClassOf(err) == graph.ClassPermanent && codeOf(err) != 0:
+			// Refused as a whole (every item failed alike): report it per item.
+			for _, id := range chunk {
+				items[id] = events.ItemOutcome{ID: id, Outcome: events.ItemFailed, Code: codeOf(err), Reason: truncate(err.Error(), 200)}
+			}
+			continue
+		case err != nil:
 			return Result{}, err
 		}
 		for _, id := range res.Succeeded {
@@ -115,7 +127,7 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 		}
 	}
 	if len(unknown) > 0 {
-		if err := w.judgeUnknown(ctx, job, approve, unknown, pending, prog, items, done); err != nil {
+		if err := w.judgeUnknown(ctx, job, earlier, approve, unknown, pending, prog, items, done); err != nil {
 			return Result{}, err
 		}
 	}
@@ -132,8 +144,7 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 
 // judgeUnknown decides the items Graph called unknown (131213): done by an
 // earlier delivery of this command, or really unknown.
-func (w *Worker) judgeUnknown(ctx context.Context, job *Job, approve bool, ids []string, pending map[string]bool, prog joinProgress, items map[string]events.ItemOutcome, done string) error {
-	earlier := job.Delivery > 1 || len(job.Entry.Attempts) > 0
+func (w *Worker) judgeUnknown(ctx context.Context, job *Job, earlier, approve bool, ids []string, pending map[string]bool, prog joinProgress, items map[string]events.ItemOutcome, done string) error {
 	var members map[string]bool
 	if earlier {
 		err := w.call(ctx, job, ratelimit.Reads, Safe, func(ctx context.Context) error {

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
+	"github.com/groupflow/groupflow/internal/webhook"
 )
 
 // Settings named in a settings request's Pending.Items and in the items
@@ -51,27 +53,20 @@ func (w *Worker) updateGroupSettings(ctx context.Context, job *Job) (Result, err
 			res, err = w.graph.UpdateGroupSettings(ctx, groupID, graph.UpdateSettingsRequest{Subject: p.Subject, Description: p.Description})
 			return err
 		})
-		if err != nil {
-			return Result{}, err
-		}
-		if err := w.pendSettings(ctx, job, res.RequestID, fields); err != nil {
+		if err := w.pendSettings(ctx, job, res.RequestID, fields, err); err != nil {
 			return Result{}, err
 		}
 	}
 	if p.ProfilePicture != nil && !sent(settingPicture) {
 		jpeg, err := w.picture(ctx, *p.ProfilePicture)
-		if err != nil {
-			return Result{}, err
-		}
 		var res graph.AsyncResult
-		err = w.call(ctx, job, ratelimit.GroupOps, Safe, func(ctx context.Context) (err error) {
-			res, err = w.graph.UpdateGroupPicture(ctx, groupID, jpeg)
-			return err
-		})
-		if err != nil {
-			return Result{}, err
+		if err == nil {
+			err = w.call(ctx, job, ratelimit.GroupOps, Safe, func(ctx context.Context) (err error) {
+				res, err = w.graph.UpdateGroupPicture(ctx, groupID, jpeg)
+				return err
+			})
 		}
-		if err := w.pendSettings(ctx, job, res.RequestID, []string{settingPicture}); err != nil {
+		if err := w.pendSettings(ctx, job, res.RequestID, []string{settingPicture}, err); err != nil {
 			return Result{}, err
 		}
 	}
@@ -87,10 +82,22 @@ func (w *Worker) updateGroupSettings(ctx context.Context, job *Job) (Result, err
 	return Result{Await: waiting}, nil
 }
 
-// pendSettings records a settings request. Without a request id there is
-// no webhook to wait for, so the answer counts as the outcome.
-func (w *Worker) pendSettings(ctx context.Context, job *Job, requestID string, fields []string) error {
+// pendSettings records the outcome of a settings request: awaiting its
+// webhook, or settled at once when Graph gave no request id (the answer is
+// all there is) or refused the settings for good (callErr is permanent;
+// the other settings of the command go ahead). Any other error is returned
+// for a retry.
+func (w *Worker) pendSettings(ctx context.Context, job *Job, requestID string, fields []string, callErr error) error {
 	p := Pending{RequestID: requestID, Items: fields}
+	if callErr != nil {
+		if k, _ := classify(callErr); k != kindPermanent {
+			return callErr
+		}
+		code, _ := graphCode(callErr)
+		ge := webhook.GroupEvent{Errors: []webhook.Error{{Code: code, Message: truncate(callErr.Error(), 300)}}}
+		p.Result, _ = json.Marshal(ge)
+		requestID = ""
+	}
 	if requestID == "" {
 		p.RequestID, p.Done = "sync-"+fields[0], true
 	}
