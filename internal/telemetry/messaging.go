@@ -36,17 +36,39 @@ var systemNATS = semconv.MessagingSystemKey.String("nats")
 // "groups.cmd.106540352242922.create_group" names the span
 // "send groups.cmd.*.create_group". The full subject stays in
 // messaging.destination.name.
-func SubjectTemplate(subject string) string {
+func SubjectTemplate(subject string) string { return spanName("", subject) }
+
+// spanName returns op + " " + the subject's template (just the template when
+// op is ""), in one allocation: it runs for every message, traced or not.
+func spanName(op, subject string) string {
 	if !strings.ContainsAny(subject, "0123456789") {
-		return subject
+		if op == "" {
+			return subject
+		}
+		return op + " " + subject
 	}
-	tokens := strings.Split(subject, ".")
-	for i, tok := range tokens {
+	b := make([]byte, 0, len(op)+1+len(subject))
+	if op != "" {
+		b = append(b, op...)
+		b = append(b, ' ')
+	}
+	for i := 0; i <= len(subject); {
+		j := strings.IndexByte(subject[i:], '.')
+		if j < 0 {
+			j = len(subject) - i
+		}
+		tok := subject[i : i+j]
 		if tok != "" && strings.Trim(tok, "0123456789") == "" {
-			tokens[i] = "*"
+			b = append(b, '*')
+		} else {
+			b = append(b, tok...)
+		}
+		i += j + 1
+		if i <= len(subject) {
+			b = append(b, '.')
 		}
 	}
-	return strings.Join(tokens, ".")
+	return string(b)
 }
 
 // StartPublish starts a producer span ("send <subject template>") for
@@ -54,7 +76,7 @@ func SubjectTemplate(subject string) string {
 // Inject the returned context into the message's headers, publish, and end
 // the span. PublishMsg does all of that.
 func StartPublish(ctx context.Context, tracer trace.Tracer, subject, msgID string) (context.Context, trace.Span) {
-	ctx, span := tracer.Start(ctx, "send "+SubjectTemplate(subject), trace.WithSpanKind(trace.SpanKindProducer))
+	ctx, span := tracer.Start(ctx, spanName("send", subject), trace.WithSpanKind(trace.SpanKindProducer))
 	if span.IsRecording() { // attributes cost allocations a no-op span would throw away
 		span.SetAttributes(
 			systemNATS,
@@ -154,7 +176,7 @@ func StartDelivery(ctx context.Context, tracer trace.Tracer, d Delivery) (contex
 	} else {
 		opts = append(opts, trace.WithNewRoot())
 	}
-	ctx, span := tracer.Start(ctx, "process "+SubjectTemplate(d.Subject), opts...)
+	ctx, span := tracer.Start(ctx, spanName("process", d.Subject), opts...)
 	if span.IsRecording() {
 		msgID := d.MsgID
 		if msgID == "" {

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,9 +176,35 @@ func TestSubjectTemplate(t *testing.T) {
 		{"groups.cmd.>", "groups.cmd.>"},
 		{"v2.things", "v2.things"},
 		{"", ""},
+		{"a..1.", "a..*."},
+		{"1", "*"},
+		{".1a.22", ".1a.*"},
 	} {
 		if got := SubjectTemplate(tc.in); got != tc.want {
 			t.Errorf("SubjectTemplate(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+// FuzzSubjectTemplate checks the one-allocation span namer against the
+// obvious split-and-join.
+func FuzzSubjectTemplate(f *testing.F) {
+	for _, s := range []string{"groups.cmd.106540352242922.create_group", "a..1.", "", "1", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, subject string) {
+		tokens := strings.Split(subject, ".")
+		for i, tok := range tokens {
+			if tok != "" && strings.Trim(tok, "0123456789") == "" {
+				tokens[i] = "*"
+			}
+		}
+		want := strings.Join(tokens, ".")
+		if got := SubjectTemplate(subject); got != want {
+			t.Errorf("SubjectTemplate(%q) = %q, want %q", subject, got, want)
+		}
+		if got := spanName("send", subject); got != "send "+want {
+			t.Errorf("spanName(send, %q) = %q, want %q", subject, got, "send "+want)
+		}
+	})
 }
