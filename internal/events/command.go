@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -106,6 +107,10 @@ type Command struct {
 	Deadline *time.Time `json:"deadline,omitempty"`
 }
 
+// rfc3339RE is the strict RFC 3339 form; time.Parse alone also takes
+// one-digit hours and more than nanosecond precision.
+var rfc3339RE = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`)
+
 // commandWire is the body as read: deadline stays a string so a bad one is
 // reported as a field error rather than a JSON error.
 type commandWire struct {
@@ -159,7 +164,7 @@ func DecodeCommand(subject string, data []byte) (Command, error) {
 		}
 	}
 	if w.Deadline != "" {
-		if t, err := time.Parse(time.RFC3339Nano, w.Deadline); err != nil {
+		if t, err := time.Parse(time.RFC3339Nano, w.Deadline); err != nil || !rfc3339RE.MatchString(w.Deadline) {
 			errs.add("deadline", "must be an RFC 3339 date-time such as 2026-11-24T18:00:00Z")
 		} else {
 			cmd.Deadline = &t

@@ -204,6 +204,9 @@ func TestDecodeCommand(t *testing.T) {
 		{"Deadline with an offset", "", body(GetInviteLink, map[string]any{"deadline": "2026-11-24T18:00:00.123+01:00"}), nil},
 		{"Deadline without a zone", "", body(GetInviteLink, map[string]any{"deadline": "2026-11-24T18:00:00"}), map[string]string{"deadline": "RFC 3339"}},
 		{"Deadline as unix seconds", "", body(GetInviteLink, map[string]any{"deadline": 1795975200}), map[string]string{"deadline": "must be a string"}},
+		{"Deadline with a one-digit hour", "", body(GetInviteLink, map[string]any{"deadline": "2026-11-24T8:00:00Z"}), map[string]string{"deadline": "RFC 3339"}},
+		{"Deadline with a lower-case zone", "", body(GetInviteLink, map[string]any{"deadline": "2026-11-24T18:00:00z"}), map[string]string{"deadline": "RFC 3339"}},
+		{"Deadline finer than nanoseconds", "", body(GetInviteLink, map[string]any{"deadline": "2026-11-24T18:00:00.1234567891Z"}), map[string]string{"deadline": "RFC 3339"}},
 		{"Deadline empty", "", body(GetInviteLink, map[string]any{"deadline": ""}), map[string]string{"deadline": "must not be empty"}},
 
 		// Every error at once, each field once.
