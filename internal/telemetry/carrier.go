@@ -110,3 +110,16 @@ func LinkFromTraceParent(tp string) (trace.Link, bool) {
 	}
 	return trace.Link{SpanContext: sc}, true
 }
+
+// ContextWithTraceParent returns ctx carrying the remote span context a
+// stored traceparent names, so spans started from it join that trace: the
+// worker uses it when a webhook completes an async command, to publish the
+// terminal event in the command's trace. ctx is returned unchanged when tp
+// is empty or malformed.
+func ContextWithTraceParent(ctx context.Context, tp string) context.Context {
+	sc, ok := ParseTraceParent(tp)
+	if !ok {
+		return ctx
+	}
+	return trace.ContextWithRemoteSpanContext(ctx, sc)
+}

@@ -119,6 +119,12 @@ func TestTraceParent(t *testing.T) {
 			t.Errorf("LinkFromTraceParent(%q) ok, want not ok", bad)
 		}
 	}
+	if got := trace.SpanContextFromContext(ContextWithTraceParent(context.Background(), tp)); got.SpanID() != span.SpanContext().SpanID() || !got.IsRemote() {
+		t.Errorf("ContextWithTraceParent(%q) carries %v, want the remote span %v", tp, got, span.SpanContext())
+	}
+	if got := ContextWithTraceParent(ctx, "garbage"); got != ctx {
+		t.Errorf("ContextWithTraceParent with a malformed value changed the context")
+	}
 	if got := TraceParent(context.Background()); got != "" {
 		t.Errorf("TraceParent without a span = %q, want empty", got)
 	}
