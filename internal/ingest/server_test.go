@@ -231,12 +231,12 @@ func TestOversizedCommandIsRefused(t *testing.T) {
 func TestCommandStatusComesFromTheLedger(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	req, _ := http.NewRequest(http.MethodGet, b.url+"/v1/commands/c-1", nil)
+	req, _ := http.NewRequest(http.MethodGet, b.url+"/v1/commands/camp-1:7", nil)
 	req.Header.Set("Authorization", "Bearer "+apiToken)
 	if resp, _ := do(t, req); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("unknown command: status %d, want 404", resp.StatusCode)
 	}
-	if _, err := b.ledger.FinishNew(context.Background(), jobs.Entry{CommandID: "c-1", State: jobs.StateRejected}); err != nil {
+	if _, err := b.ledger.FinishNew(context.Background(), jobs.Entry{CommandID: "camp-1:7", State: jobs.StateRejected}); err != nil {
 		t.Fatal(err)
 	}
 	resp, out := do(t, req.Clone(context.Background()))
