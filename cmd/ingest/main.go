@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/groupflow/groupflow/internal/config"
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/ingest"
+	"github.com/groupflow/groupflow/internal/telemetry"
 	"github.com/groupflow/groupflow/internal/webhook"
 )
 
@@ -58,6 +60,14 @@ func load(getenv func(string) string) (settings, *config.Env) {
 	return s, e
 }
 
+// version is the module version the binary was built from.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
 func runMain(ctx context.Context, _ []string, getenv func(string) string) error {
 	s, e := load(getenv)
 	if err := e.Err(); err != nil {
@@ -67,7 +77,17 @@ func runMain(ctx context.Context, _ []string, getenv func(string) string) error 
 	if err := level.UnmarshalText([]byte(s.logLevel)); err != nil {
 		return fmt.Errorf("invalid configuration: LOG_LEVEL: %w", err)
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(telemetry.NewLogHandler(os.Stderr, level))
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "groupflow-ingest", ServiceVersion: version(), Getenv: getenv})
+	if err != nil {
+		return err
+	}
+	tel.InstallGlobal(func(err error) { log.Warn("telemetry", slog.Any("error", err)) })
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(flushCtx)
+	}()
 	if len(s.apiTokens) == 0 {
 		log.Warn("INGEST_API_TOKENS is empty: the command API refuses every request")
 	}
@@ -97,12 +117,14 @@ func runMain(ctx context.Context, _ []string, getenv func(string) string) error 
 		Names:     names,
 		APITokens: s.apiTokens,
 		Logger:    log,
+		Telemetry: tel,
 		Webhook: &webhook.Handler{
 			AppSecret:   []byte(s.appSecret),
 			VerifyToken: s.verifyToken,
 			MaxBody:     s.maxBody,
-			Publisher:   &webhook.JetStreamPublisher{JS: js, Names: names},
+			Publisher:   &webhook.JetStreamPublisher{JS: js, Names: names, Tracer: tel.Tracer("github.com/groupflow/groupflow/internal/webhook")},
 			Logger:      log,
+			Metrics:     tel.Metrics(),
 		},
 	})
 	if err != nil {

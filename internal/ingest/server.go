@@ -18,7 +18,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/telemetry"
 )
 
 // Config wires the ingest's HTTP handler.
@@ -44,6 +48,9 @@ type Config struct {
 	PublishTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Telemetry traces requests and publishes and serves GET /metrics.
+	// Optional: without it nothing is traced and /metrics is absent.
+	Telemetry *telemetry.Telemetry
 }
 
 // Ledger is what the ingest reads of the worker's command ledger.
@@ -57,6 +64,7 @@ type Ledger interface {
 type Server struct {
 	cfg    Config
 	mux    *http.ServeMux
+	tracer trace.Tracer
 	tokens [][sha256.Size]byte
 
 	readyMu    sync.Mutex
@@ -76,15 +84,27 @@ func New(cfg Config) (*Server, error) {
 	cfg.MaxCommandBytes = cmp.Or(cfg.MaxCommandBytes, 1<<20)
 	cfg.PublishTimeout = cmp.Or(cfg.PublishTimeout, 5*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), tracer: noop.NewTracerProvider().Tracer("")}
 	for _, t := range cfg.APITokens {
 		// Hashing first makes the comparison constant-time whatever the
 		// lengths of the presented and the configured token.
 		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
 	}
-	s.mux.Handle("/webhook", cfg.Webhook)
-	s.mux.HandleFunc("POST /v1/commands", s.auth(s.postCommand))
-	s.mux.HandleFunc("GET /v1/commands/{id}", s.auth(s.getCommand))
+	webhookRoute := cfg.Webhook
+	var postCommand, getCommand http.Handler = s.auth(s.postCommand), s.auth(s.getCommand)
+	if tel := cfg.Telemetry; tel != nil {
+		s.tracer = tel.Tracer("github.com/groupflow/groupflow/internal/ingest")
+		// Meta's trace context is not ours to continue: the webhook route
+		// starts a new trace (linked to any incoming one); callers of the
+		// command API are continued so their trace runs through groupflow.
+		webhookRoute = tel.PublicHTTPHandler(webhookRoute, "webhook")
+		postCommand = tel.HTTPHandler(postCommand, "POST /v1/commands")
+		getCommand = tel.HTTPHandler(getCommand, "GET /v1/commands/{id}")
+		s.mux.Handle("GET /metrics", tel.MetricsHandler())
+	}
+	s.mux.Handle("/webhook", webhookRoute)
+	s.mux.Handle("POST /v1/commands", postCommand)
+	s.mux.Handle("GET /v1/commands/{id}", getCommand)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	return s, nil
@@ -158,7 +178,7 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
 	msg := nats.NewMsg(s.cfg.Names.Command(cmd.PhoneNumberID, cmd.Type))
 	msg.Data = body
 	msg.Header.Set(jetstream.MsgIDHeader, cmd.ID)
-	ack, err := s.cfg.JS.PublishMsg(ctx, msg)
+	ack, err := telemetry.PublishMsg(ctx, s.tracer, s.cfg.JS, msg)
 	if err != nil {
 		s.cfg.Logger.WarnContext(ctx, "publish command failed", slog.String("command_id", cmd.ID), slog.Any("error", err))
 		w.Header().Set("Retry-After", "1")

@@ -23,6 +23,7 @@ import (
 	"github.com/groupflow/groupflow/internal/ingest"
 	"github.com/groupflow/groupflow/internal/jobs"
 	"github.com/groupflow/groupflow/internal/natsembed"
+	"github.com/groupflow/groupflow/internal/telemetry"
 	"github.com/groupflow/groupflow/internal/webhook"
 )
 
@@ -48,6 +49,11 @@ type bundle struct {
 
 func setup(t testing.TB) bundle {
 	t.Helper()
+	return setupWith(t, nil)
+}
+
+func setupWith(t testing.TB, tel *telemetry.Telemetry) bundle {
+	t.Helper()
 	ns := natsembed.RunTest(t)
 	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	if err != nil {
@@ -72,10 +78,12 @@ func setup(t testing.TB) bundle {
 		JS:             js,
 		APITokens:      []string{"other-token", apiToken},
 		PublishTimeout: 2 * time.Second,
+		Telemetry:      tel,
 		Webhook: &webhook.Handler{
 			AppSecret:   []byte(appSecret),
 			VerifyToken: "verify-me",
-			Publisher:   &webhook.JetStreamPublisher{JS: js},
+			Publisher:   &webhook.JetStreamPublisher{JS: js, Tracer: tracerOf(tel)},
+			Metrics:     metricsOf(tel),
 		},
 	})
 	if err != nil {

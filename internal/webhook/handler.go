@@ -44,6 +44,35 @@ type Handler struct {
 	// Logger receives one line per refused or failed delivery. Defaults to
 	// slog.Default().
 	Logger *slog.Logger
+	// Metrics counts deliveries by field and result and signature failures
+	// by reason. Optional; *telemetry.Metrics satisfies it.
+	Metrics Metrics
+}
+
+// Metrics is what the handler reports; results are "published",
+// "unavailable", "malformed", "too_large" and "signature_invalid".
+type Metrics interface {
+	Webhook(ctx context.Context, field, result string)
+	SignatureFailure(ctx context.Context, reason string)
+}
+
+func (h *Handler) count(ctx context.Context, field, result string) {
+	if h.Metrics != nil {
+		h.Metrics.Webhook(ctx, field, result)
+	}
+}
+
+func (h *Handler) countItems(ctx context.Context, items []Item, result string) {
+	for i := range items {
+		h.count(ctx, items[i].Field, result)
+	}
+}
+
+func (h *Handler) signatureFailure(ctx context.Context, reason string) {
+	if h.Metrics != nil {
+		h.Metrics.SignatureFailure(ctx, reason)
+	}
+	h.count(ctx, "unknown", "signature_invalid")
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -72,6 +101,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	limit := cmp.Or(h.MaxBody, DefaultMaxBody)
 	if r.ContentLength > limit {
 		log.WarnContext(ctx, "webhook refused: body too large", slog.Int64("bytes", r.ContentLength), slog.Int64("limit", limit))
+		h.count(ctx, "unknown", "too_large")
 		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
@@ -79,6 +109,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			log.WarnContext(ctx, "webhook refused: body too large", slog.Int64("limit", limit))
+			h.count(ctx, "unknown", "too_large")
 			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
@@ -91,10 +122,12 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	switch err := Verify(h.AppSecret, body, r.Header.Get(SignatureHeader)); {
 	case errors.Is(err, ErrSignatureMissing):
 		log.WarnContext(ctx, "webhook refused: signature missing", slog.Int("bytes", len(body)))
+		h.signatureFailure(ctx, "missing")
 		http.Error(w, "signature missing", http.StatusUnauthorized)
 		return
 	case err != nil:
 		log.WarnContext(ctx, "webhook refused: signature invalid", slog.Int("bytes", len(body)))
+		h.signatureFailure(ctx, "mismatch")
 		http.Error(w, "signature invalid", http.StatusForbidden)
 		return
 	}
@@ -102,6 +135,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	items, err := Parse(body)
 	if err != nil {
 		log.WarnContext(ctx, "webhook refused: malformed", slog.String("err", err.Error()))
+		h.count(ctx, "unknown", "malformed")
 		http.Error(w, "malformed webhook", http.StatusBadRequest)
 		return
 	}
@@ -111,9 +145,11 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		cancel()
 		if err != nil {
 			log.ErrorContext(ctx, "webhook not stored; Meta will retry", slog.Int("items", len(items)), slog.String("err", err.Error()))
+			h.countItems(ctx, items, "unavailable")
 			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 			return
 		}
 	}
+	h.countItems(ctx, items, "published")
 	w.WriteHeader(http.StatusOK)
 }

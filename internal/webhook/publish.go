@@ -11,7 +11,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/telemetry"
 )
 
 // Publisher hands webhook items to durable storage. Publish returns nil only
@@ -41,6 +45,10 @@ type JetStreamPublisher struct {
 	JS jetstream.JetStream
 	// Names builds the subjects. The zero value uses the "groups" prefix.
 	Names events.Names
+	// Tracer makes one producer span per item, child of the request's span,
+	// and writes its trace context into the message headers. Defaults to a
+	// no-op tracer.
+	Tracer trace.Tracer
 }
 
 var _ Publisher = JetStreamPublisher{}
@@ -56,7 +64,17 @@ func (p JetStreamPublisher) Publish(ctx context.Context, items []Item) error {
 	if dl, ok := ctx.Deadline(); ok {
 		stall = max(time.Until(dl), time.Millisecond)
 	}
+	tracer := p.Tracer
+	if tracer == nil {
+		tracer = noop.NewTracerProvider().Tracer("")
+	}
 	futures := make([]jetstream.PubAckFuture, 0, len(items))
+	spans := make([]trace.Span, 0, len(items))
+	defer func() {
+		for _, span := range spans {
+			span.End()
+		}
+	}()
 	for i := range items {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("webhook: publish items: %w", err)
@@ -67,8 +85,12 @@ func (p JetStreamPublisher) Publish(ctx context.Context, items []Item) error {
 			return fmt.Errorf("webhook: encode item %s: %w", it.MsgID, err)
 		}
 		msg := &nats.Msg{Subject: p.subject(it), Data: data, Header: nats.Header{}}
+		sctx, span := telemetry.StartPublish(ctx, tracer, msg.Subject, it.MsgID)
+		spans = append(spans, span)
+		telemetry.Inject(sctx, msg.Header)
 		f, err := p.JS.PublishMsgAsync(msg, jetstream.WithMsgID(it.MsgID), jetstream.WithStallWait(stall))
 		if err != nil {
+			telemetry.RecordError(span, err)
 			return fmt.Errorf("webhook: publish item %s: %w", it.MsgID, err)
 		}
 		futures = append(futures, f)
@@ -77,6 +99,7 @@ func (p JetStreamPublisher) Publish(ctx context.Context, items []Item) error {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
+			telemetry.RecordError(spans[i], err)
 			return fmt.Errorf("webhook: publish item %s: %w", items[i].MsgID, err)
 		case <-ctx.Done():
 			return fmt.Errorf("webhook: wait for acks: %w", ctx.Err())
