@@ -46,7 +46,7 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 	o := stackOpts{
 		sim: sim.Config{WebhookDelay: 5 * time.Millisecond, GroupOpsPerSecond: -1, MPS: -1, PairInterval: -1,
 			WebhookRetryBackoff: 10 * time.Millisecond},
-		ackWait:  5 * time.Second,
+		ackWait:  2 * time.Second,
 		maxDeliv: 4,
 	}
 	for _, f := range opts {
