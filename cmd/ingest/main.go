@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"slices"
 	"syscall"
 	"time"
 
@@ -68,8 +69,11 @@ func version() string {
 	return "devel"
 }
 
-func runMain(ctx context.Context, _ []string, getenv func(string) string) error {
+func runMain(ctx context.Context, args []string, getenv func(string) string) error {
 	s, e := load(getenv)
+	if slices.Contains(args, "--print-config") {
+		return config.PrintVars(os.Stdout, e.Vars())
+	}
 	if err := e.Err(); err != nil {
 		return err
 	}

@@ -23,3 +23,17 @@ func TestInvalidConfigurationStopsStartUpWithOneLine(t *testing.T) {
 		t.Errorf("error is not one secret-free line: %q", msg)
 	}
 }
+
+func TestPrintConfigListsEveryVariable(t *testing.T) {
+	t.Parallel()
+	_, e := load(func(string) string { return "" })
+	names := map[string]bool{}
+	for _, v := range e.Vars() {
+		names[v.Name] = true
+	}
+	for _, want := range []string{"NATS_URL", "WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "INGEST_ADDR", "INGEST_API_TOKENS"} {
+		if !names[want] {
+			t.Errorf("the ingest does not declare %s", want)
+		}
+	}
+}

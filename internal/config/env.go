@@ -1,8 +1,10 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -11,10 +13,10 @@ import (
 
 // Var describes one environment variable a program reads.
 type Var struct {
-	Name    string
-	Default string
-	Secret  bool
-	Usage   string
+	Name    string `json:"name"`
+	Default string `json:"default,omitempty"`
+	Secret  bool   `json:"secret,omitempty"`
+	Usage   string `json:"usage"`
 }
 
 // Env reads variables through a getenv function and records every problem.
@@ -165,6 +167,19 @@ func (e *Env) Err() error {
 		return nil
 	}
 	return errors.New("invalid configuration: " + strings.Join(e.errs, "; "))
+}
+
+// PrintVars writes vars as JSON, one object per line, for `--print-config`:
+// the deploy manifests and the README's configuration table are checked
+// against it.
+func PrintVars(w io.Writer, vars []Var) error {
+	enc := json.NewEncoder(w)
+	for _, v := range vars {
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func splitList(s string) []string {
