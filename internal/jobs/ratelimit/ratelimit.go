@@ -482,10 +482,13 @@ func (l *Limiter) step(e *entry, phone string, now, deadline time.Time) (next ti
 	closed, synced := l.closed, l.synced
 	wake, changed = l.wake, e.changed
 	until, scope := l.pausedLocked(phone, now)
-	budget := e.budget
-	if l.reg.fenced(now) {
-		budget = 0 // the heartbeat has failed: the others may have dropped us
+	if l.budgetLocked(e, now) != e.budget {
+		// A share grew or the fence fell (heartbeats failing) before Run
+		// got round to it: apply it now rather than spin or overspend.
+		l.applyLocked(now)
+		wake, changed = l.wake, e.changed
 	}
+	budget := e.budget
 	var grows time.Time
 	if budget == 0 && synced {
 		grows = l.reg.growsAt(now, e.total, e.rot)
