@@ -436,7 +436,16 @@ func (l *Limiter) Wait(ctx context.Context, phone string, class Class) error {
 
 	l.mu.Lock()
 	e := l.entryLocked(phone, class, now)
+	closed := l.closed
+	until, scope := l.pausedLocked(phone, now)
 	l.mu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case until.After(deadline):
+		// Paused for long: say so without queueing behind the others.
+		return &ThrottledError{Until: until, Scope: scope.String()}
+	}
 
 	// Those already queued go first: if they alone take longer than
 	// MaxWait, say so now instead of queueing.

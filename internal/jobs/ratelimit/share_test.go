@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -178,7 +179,10 @@ func TestSharesNeverExceedTheLimitAcrossMembershipChanges(t *testing.T) {
 	limits := map[Class]float64{Messages: 50, GroupOps: 7, Reads: 1}
 	base := time.Unix(1_700_000_000, 0)
 	rng := rand.New(rand.NewPCG(1, 2))
-	cfg := Config{Defaults: Limits{Messages: limits[Messages], GroupOps: limits[GroupOps], Reads: limits[Reads]}}
+	cfg := Config{
+		Defaults: Limits{Messages: limits[Messages], GroupOps: limits[GroupOps], Reads: limits[Reads]},
+		Logger:   slog.New(slog.DiscardHandler),
+	}
 
 	workers := []*simWorker{
 		{id: "a", start: 0, stop: 6 * time.Second},
