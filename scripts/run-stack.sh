@@ -49,7 +49,8 @@ else
 fi
 
 if [ -x "$BIN/worker" ]; then
-  WORKER_EMBEDDED_NATS=true NATS_DATA_DIR="$DATA/nats" "$BIN/worker" >"$DATA/worker.log" 2>&1 &
+  WORKER_EMBEDDED_NATS_ADDR=127.0.0.1:$NATS_PORT WORKER_EMBEDDED_NATS_DIR="$DATA/nats" \
+    "$BIN/worker" --embedded-nats >"$DATA/worker.log" 2>&1 &
   pids+=($!)
   wait_port "127.0.0.1:$NATS_PORT" "worker's embedded NATS"
 fi

@@ -1,0 +1,298 @@
+// Command worker executes groupflow commands: it pull-consumes the command
+// and webhook streams, calls the Graph API within each number's rate limits,
+// keeps the ledger and publishes events. Run any number of copies.
+//
+// With --embedded-nats (or WORKER_EMBEDDED_NATS=true) it first starts an
+// in-process JetStream server, data under ./data, listening on
+// 127.0.0.1:4222, so a laptop stack needs no separate NATS.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/run"
+
+	"github.com/groupflow/groupflow/internal/config"
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
+	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
+	"github.com/groupflow/groupflow/internal/natsembed"
+	"github.com/groupflow/groupflow/internal/telemetry"
+)
+
+func main() {
+	if err := runMain(context.Background(), os.Args[1:], os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+type settings struct {
+	nats           config.NATS
+	embedded       bool
+	embeddedAddr   string
+	embeddedDir    string
+	graphURL       string
+	graphVersion   string
+	accessToken    string
+	concurrency    int
+	addr           string
+	webhookTimeout time.Duration
+	shutdownGrace  time.Duration
+	limits         ratelimit.Limits
+	overrides      map[string]ratelimit.Limits
+	workerID       string
+	logLevel       string
+}
+
+func load(args []string, getenv func(string) string) (settings, error) {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(new(strings.Builder)) // errors are returned, as one line
+	embeddedFlag := fs.Bool("embedded-nats", false, "start an in-process JetStream server (mirrors WORKER_EMBEDDED_NATS)")
+	if err := fs.Parse(args); err != nil {
+		return settings{}, fmt.Errorf("invalid arguments: %w", err)
+	}
+	e := config.NewEnv(getenv)
+	s := settings{
+		nats:           config.LoadNATS(e),
+		embedded:       e.Bool("WORKER_EMBEDDED_NATS", false, "start an in-process JetStream server others can connect to"),
+		embeddedAddr:   e.String("WORKER_EMBEDDED_NATS_ADDR", "127.0.0.1:4222", "host:port the embedded NATS server listens on"),
+		embeddedDir:    e.String("WORKER_EMBEDDED_NATS_DIR", "./data", "directory of the embedded server's JetStream store"),
+		graphURL:       e.String("GRAPH_API_BASE_URL", "https://graph.facebook.com", "Graph API root (the simulator's URL on a laptop)"),
+		graphVersion:   e.String("GRAPH_API_VERSION", "v23.0", "Graph API version"),
+		accessToken:    e.Secret("WHATSAPP_ACCESS_TOKEN", "system-user access token for the Graph API"),
+		concurrency:    e.Int("WORKER_CONCURRENCY", 16, 1, "commands one worker executes at once"),
+		addr:           e.String("WORKER_ADDR", ":8081", "address of /healthz and /metrics"),
+		webhookTimeout: e.Duration("WEBHOOK_TIMEOUT", 10*time.Minute, "how long an async command waits for its webhook"),
+		shutdownGrace:  e.Duration("WORKER_SHUTDOWN_GRACE", 10*time.Second, "time in-flight commands get to finish on SIGTERM"),
+		limits: ratelimit.Limits{
+			Messages: e.Float("RATE_LIMIT_MESSAGES", ratelimit.DefaultMessages, "messages per second per phone number, all workers together"),
+			GroupOps: e.Float("RATE_LIMIT_GROUP_OPS", ratelimit.DefaultGroupOps, "group operations per second per phone number, all workers together"),
+			Reads:    e.Float("RATE_LIMIT_READS", ratelimit.DefaultReads, "reads per second per phone number, all workers together"),
+		},
+		workerID: e.String("WORKER_ID", "", "unique name of this worker (default: host, pid and a random suffix)"),
+		logLevel: e.String("LOG_LEVEL", "info", "debug, info, warn or error"),
+	}
+	s.embedded = s.embedded || *embeddedFlag
+	overrides := e.List("RATE_LIMIT_OVERRIDES", "per-number limits: <phone_number_id>:<messages>/<group_ops>/<reads>, comma separated; empty parts keep the default")
+	var err error
+	s.overrides, err = parseOverrides(overrides)
+	e.Check(err == nil, "RATE_LIMIT_OVERRIDES", "%v", err)
+	e.Require("WHATSAPP_ACCESS_TOKEN", s.accessToken, "the Graph API refuses calls without it")
+	u, uerr := url.Parse(s.graphURL)
+	e.Check(uerr == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "GRAPH_API_BASE_URL", "want an http(s) URL, got %q", s.graphURL)
+	if s.embedded {
+		_, port, perr := net.SplitHostPort(s.embeddedAddr)
+		_, aerr := strconv.Atoi(port)
+		e.Check(perr == nil && aerr == nil, "WORKER_EMBEDDED_NATS_ADDR", "want host:port, got %q", s.embeddedAddr)
+	}
+	if err := e.Err(); err != nil {
+		return settings{}, err
+	}
+	return s, nil
+}
+
+// parseOverrides reads "<phone>:<messages>/<group_ops>/<reads>" entries.
+func parseOverrides(entries []string) (map[string]ratelimit.Limits, error) {
+	out := map[string]ratelimit.Limits{}
+	for _, ent := range entries {
+		phone, spec, ok := strings.Cut(ent, ":")
+		if !ok || !events.ValidToken(phone) {
+			return nil, fmt.Errorf("want <phone_number_id>:<messages>/<group_ops>/<reads>, got %q", ent)
+		}
+		parts := strings.Split(spec, "/")
+		if len(parts) > 3 {
+			return nil, fmt.Errorf("want at most three limits in %q", ent)
+		}
+		var vals [3]float64
+		for i, p := range parts {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			v, err := strconv.ParseFloat(p, 64)
+			if err != nil || v < 1 {
+				return nil, fmt.Errorf("limit %q in %q is not a number ≥ 1", p, ent)
+			}
+			vals[i] = v
+		}
+		out[phone] = ratelimit.Limits{Messages: vals[0], GroupOps: vals[1], Reads: vals[2]}
+	}
+	return out, nil
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+func runMain(ctx context.Context, args []string, getenv func(string) string) error {
+	s, err := load(args, getenv)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s.logLevel)); err != nil {
+		return fmt.Errorf("invalid configuration: LOG_LEVEL: %w", err)
+	}
+	log := slog.New(telemetry.NewLogHandler(os.Stderr, level))
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "groupflow-worker", ServiceVersion: version(), Getenv: getenv})
+	if err != nil {
+		return err
+	}
+	tel.InstallGlobal(func(err error) { log.Warn("telemetry", slog.Any("error", err)) })
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(flushCtx)
+	}()
+
+	if s.embedded {
+		host, port, _ := net.SplitHostPort(s.embeddedAddr)
+		p, _ := strconv.Atoi(port)
+		srv, err := natsembed.Start(natsembed.Options{Dir: s.embeddedDir, Host: host, Port: p, ServerName: "groupflow"})
+		if err != nil {
+			return fmt.Errorf("start embedded NATS on %s: %w", s.embeddedAddr, err)
+		}
+		defer srv.Shutdown() // last: everything below still needs it while stopping
+		s.nats.URL = srv.ClientURL()
+		log.Info("embedded NATS started", slog.String("url", s.nats.URL), slog.String("dir", s.embeddedDir))
+	}
+
+	nc, err := s.nats.Connect("groupflow-worker",
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: our own Close
+				log.Warn("nats disconnected", slog.Any("error", err))
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	defer func() { _ = nc.Flush() }() // events published during shutdown leave before the close
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	names := events.Names{Prefix: s.nats.Prefix}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = events.Ensure(setupCtx, js, events.TopologyConfig{Names: names, Replicas: s.nats.Replicas})
+	var workersKV, throttleKV jetstream.KeyValue
+	if err == nil {
+		workersKV, err = js.KeyValue(setupCtx, names.WorkersBucket())
+	}
+	if err == nil {
+		throttleKV, err = js.KeyValue(setupCtx, names.ThrottleBucket())
+	}
+	cancel()
+	if err != nil {
+		return fmt.Errorf("set up JetStream (is NATS at %s running with JetStream?): %w", config.RedactURL(s.nats.URL), err)
+	}
+
+	metrics := tel.Metrics()
+	gc, err := graph.New(graph.Config{
+		BaseURL: s.graphURL, Version: s.graphVersion, AccessToken: s.accessToken,
+		HTTPClient: &http.Client{Transport: tel.HTTPTransport(http.DefaultTransport.(*http.Transport).Clone())},
+		OnResponse: func(endpoint string, status, code int, d time.Duration) {
+			metrics.GraphCall(context.Background(), endpoint, status, code, d)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	workerID := s.workerID
+	if workerID == "" {
+		workerID = jobs.NewWorkerID()
+	}
+	limiter, err := ratelimit.New(ratelimit.Config{
+		Workers: workersKV, Throttle: throttleKV, WorkerID: workerID,
+		Defaults: s.limits, Overrides: s.overrides, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	worker, err := jobs.New(ctx, jobs.Config{
+		JS: js, Names: names, Graph: gc, Limiter: limiter, WorkerID: workerID,
+		Concurrency: s.concurrency, WebhookTimeout: s.webhookTimeout, ShutdownTimeout: s.shutdownGrace,
+		Tracer: tel.Tracer("github.com/groupflow/groupflow/internal/jobs"), Metrics: metrics, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("listen on WORKER_ADDR %s: %w", s.addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !nc.IsConnected() {
+			http.Error(w, "nats disconnected", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", tel.MetricsHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	var g run.Group
+	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+
+	// The worker stops first (it naks and releases what it cannot finish);
+	// the limiter keeps pacing its last calls until then.
+	workerCtx, stopWorker := context.WithCancel(ctx)
+	workerDone := make(chan struct{})
+	g.Add(func() error {
+		defer close(workerDone)
+		log.Info("worker running", slog.String("worker_id", workerID), slog.Int("concurrency", s.concurrency),
+			slog.String("nats", config.RedactURL(s.nats.URL)), slog.String("graph", s.graphURL))
+		return worker.Run(workerCtx)
+	}, func(error) { stopWorker() })
+
+	limiterCtx, stopLimiter := context.WithCancel(context.WithoutCancel(ctx))
+	g.Add(func() error { return limiter.Run(limiterCtx) }, func(error) {
+		stopWorker()
+		<-workerDone
+		stopLimiter()
+	})
+
+	g.Add(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, func(error) {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	})
+
+	err = g.Run()
+	var sig *run.SignalError // run returns a pointer; As into a value matches with a nil Signal
+	switch {
+	case errors.As(err, &sig) && sig != nil:
+		log.Info("worker stopped", slog.String("signal", sig.Signal.String()))
+		return nil
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		log.Info("worker stopped")
+		return nil
+	}
+	return err
+}

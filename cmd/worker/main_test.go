@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
+	"github.com/groupflow/groupflow/internal/graph/sim"
+)
+
+func TestInvalidConfigurationStopsStartUpWithOneLine(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"WORKER_CONCURRENCY":   "0",
+		"GRAPH_API_BASE_URL":   "graph.example",
+		"RATE_LIMIT_OVERRIDES": "123:80/x",
+		"NATS_PASSWORD":        "sekr1t-value",
+	}
+	err := runMain(context.Background(), nil, func(k string) string { return env[k] })
+	if err == nil {
+		t.Fatal("runMain started with an invalid configuration")
+	}
+	msg := err.Error()
+	for _, want := range []string{"WHATSAPP_ACCESS_TOKEN", "WORKER_CONCURRENCY", "GRAPH_API_BASE_URL", "RATE_LIMIT_OVERRIDES"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not name %s", msg, want)
+		}
+	}
+	if strings.Contains(msg, "\n") || strings.Contains(msg, "sekr1t") {
+		t.Errorf("error is not one secret-free line: %q", msg)
+	}
+}
+
+func TestUnknownFlagIsAnError(t *testing.T) {
+	t.Parallel()
+	if err := runMain(context.Background(), []string{"--bogus"}, func(string) string { return "" }); err == nil || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err = %v, want one line", err)
+	}
+}
+
+func TestParseOverrides(t *testing.T) {
+	t.Parallel()
+	got, err := parseOverrides([]string{"111:200/20/", "222://5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["111"].Messages != 200 || got["111"].GroupOps != 20 || got["111"].Reads != 0 || got["222"].Reads != 5 {
+		t.Fatalf("overrides = %+v", got)
+	}
+	for _, bad := range []string{"111", "a.b:1", "111:0", "111:1/2/3/4"} {
+		if _, err := parseOverrides([]string{bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// The whole binary: embedded JetStream, topology, worker, health endpoint;
+// a command goes in, its result comes out, and SIGTERM (ctx) stops it.
+func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
+	t.Parallel()
+	s := sim.New(sim.Config{})
+	simSrv := httptest.NewServer(s)
+	t.Cleanup(func() { simSrv.Close(); s.Close() })
+	natsPort, httpPort := freePort(t), freePort(t)
+	env := map[string]string{
+		"WHATSAPP_ACCESS_TOKEN":     sim.DefaultAccessToken,
+		"GRAPH_API_BASE_URL":        simSrv.URL,
+		"WORKER_EMBEDDED_NATS_ADDR": fmt.Sprintf("127.0.0.1:%d", natsPort),
+		"WORKER_EMBEDDED_NATS_DIR":  t.TempDir(),
+		"WORKER_ADDR":               fmt.Sprintf("127.0.0.1:%d", httpPort),
+		"WORKER_SHUTDOWN_GRACE":     "1s",
+		"LOG_LEVEL":                 "warn",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runMain(ctx, []string{"--embedded-nats"}, func(k string) string { return env[k] }) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("runMain: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("runMain did not return after cancellation")
+		}
+	})
+
+	// Wait for the health endpoint: NATS, topology and worker are up.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker not healthy: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+
+	gc, _ := graph.New(graph.Config{BaseURL: simSrv.URL, AccessToken: sim.DefaultAccessToken})
+	const phone = "106540352242922"
+	if _, err := gc.CreateGroup(ctx, phone, graph.CreateGroupRequest{Subject: "From the binary"}); err != nil {
+		t.Fatal(err)
+	}
+	groupID := s.State().Numbers[0].Groups[0].ID
+
+	names := events.Names{}
+	cons, err := js.OrderedConsumer(ctx, names.EventStream(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{names.Event(phone, events.EventCommandSucceeded)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(events.Command{ID: "bin-1", Type: events.GetInviteLink, PhoneNumberID: phone, GroupID: groupID})
+	if _, err := js.Publish(ctx, names.Command(phone, events.GetInviteLink), body, jetstream.WithMsgID("bin-1")); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(15 * time.Second))
+	if err != nil {
+		t.Fatalf("no command.succeeded: %v", err)
+	}
+	ev, err := events.Unmarshal(msg.Data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r events.CommandResult
+	_ = json.Unmarshal(ev.Data(), &r)
+	if r.CommandID != "bin-1" || !strings.Contains(string(r.Result), "chat.whatsapp.com") {
+		t.Fatalf("result = %+v", r)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %s", resp.Status)
+	}
+}
