@@ -1,0 +1,119 @@
+package jobs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
+	"github.com/groupflow/groupflow/internal/graph/sim"
+	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
+)
+
+// startLimitedWorkers starts n workers, each with its own rate limiter
+// sharing the workers and throttle buckets, and waits until every limiter
+// sees all n.
+func (s *stack) startLimitedWorkers(t testing.TB, n int, limits ratelimit.Limits) []*ratelimit.Limiter {
+	t.Helper()
+	var lims []*ratelimit.Limiter
+	for i := range n {
+		id := fmt.Sprint("limited-", i)
+		lim, err := ratelimit.New(ratelimit.Config{
+			Workers: s.kv(t, s.names.WorkersBucket()), Throttle: s.kv(t, s.names.ThrottleBucket()),
+			WorkerID: id, Defaults: limits, Logger: testLogger(t),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- lim.Run(ctx) }()
+		lims = append(lims, lim)
+		// Stop the worker (registered below, so cleaned up first), then
+		// its limiter.
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("limiter %s: %v", id, err)
+			}
+		})
+		s.startWorker(t, func(c *jobs.Config) { c.WorkerID, c.Limiter, c.Concurrency = id, lim, 16 })
+	}
+	s.events.waitFor(t, "every limiter to see every worker", func() bool {
+		for _, l := range lims {
+			if l.LiveWorkers() != n {
+				return false
+			}
+		}
+		return true
+	})
+	return lims
+}
+
+func TestRateLimitHoldsAcrossWorkersAndThrottlesPauseThemAll(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 10-second backlog")
+	}
+	t.Parallel()
+	const limit, backlog = 50, 500
+	s := setup(t)
+	g := s.newGroup(t, "Busy", graph.JoinApprovalRequired)
+	lims := s.startLimitedWorkers(t, 3, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80})
+
+	var ids []string
+	for i := range backlog {
+		id := fmt.Sprint("busy-", i)
+		ids = append(ids, id)
+		// Requests nobody made: each command still lists and approves.
+		s.publish(t, command(id, events.ApproveJoinRequests, g.ID, events.JoinRequestsParams{JoinRequestIDs: []string{fmt.Sprint("nope-", i)}}))
+	}
+	for _, id := range ids {
+		s.terminal(t, id)
+	}
+
+	var at []time.Time
+	for _, c := range s.sim.Calls() {
+		if c.Endpoint == sim.EndpointApproveJoin {
+			at = append(at, c.Time)
+		}
+	}
+	if len(at) != backlog {
+		t.Fatalf("%d approve calls, want %d", len(at), backlog)
+	}
+	sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
+	worst, j := 0, 0
+	for i := range at { // the window [at[i], at[i]+1s)
+		for j < len(at) && at[j].Sub(at[i]) < time.Second {
+			j++
+		}
+		worst = max(worst, j-i)
+	}
+	if worst > limit {
+		t.Fatalf("%d approve calls in one second, limit %d", worst, limit)
+	}
+	t.Logf("busiest second: %d calls of %d allowed; backlog drained in %s", worst, limit, at[len(at)-1].Sub(at[0]).Round(time.Millisecond))
+
+	// A throttling answer pauses the number on all three workers.
+	if err := s.sim.SetFaults(sim.Faults{Throttle: 1, Limit: 1, ThrottleCode: graph.CodeThroughput,
+		ThrottleRetryAfter: 30 * time.Second, Endpoints: []string{sim.EndpointApproveJoin}}); err != nil {
+		t.Fatal(err)
+	}
+	s.publish(t, command("busy-throttled", events.ApproveJoinRequests, g.ID, events.JoinRequestsParams{JoinRequestIDs: []string{"nope"}}))
+	s.events.waitFor(t, "every worker to see the pause", func() bool {
+		for _, l := range lims {
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			err := l.Wait(ctx, phone, ratelimit.GroupOps)
+			cancel()
+			var te *ratelimit.ThrottledError
+			if !errors.As(err, &te) || te.Scope != ratelimit.NumberScope(phone).String() {
+				return false
+			}
+		}
+		return true
+	})
+}
