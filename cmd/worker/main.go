@@ -208,9 +208,13 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	}
 
 	metrics := tel.Metrics()
+	// One idle connection per concurrent call: the default (two per host)
+	// would close and redial connections to Graph under load.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = max(s.concurrency, tr.MaxIdleConnsPerHost)
 	gc, err := graph.New(graph.Config{
 		BaseURL: s.graphURL, Version: s.graphVersion, AccessToken: s.accessToken,
-		HTTPClient: &http.Client{Transport: tel.HTTPTransport(http.DefaultTransport.(*http.Transport).Clone())},
+		HTTPClient: &http.Client{Transport: tel.HTTPTransport(tr)},
 		OnResponse: func(endpoint string, status, code int, d time.Duration) {
 			metrics.GraphCall(context.Background(), endpoint, status, code, d)
 		},
