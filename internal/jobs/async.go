@@ -106,6 +106,7 @@ func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry)
 	}
 	if changed && e.State.Terminal() {
 		w.log.InfoContext(ctx, "command completed by webhook", slog.String("command_id", commandID), slog.String("state", string(e.State)))
+		w.metrics.CommandDone(ctx, e.CommandType, string(e.State), w.now().Sub(e.CreatedAt))
 		return w.publishTerminal(ctx, e, false)
 	}
 	return nil

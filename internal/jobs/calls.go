@@ -87,6 +87,7 @@ func (w *Worker) throttled(ctx context.Context, phone string, err error) error {
 	}
 	delay := max(ge.RetryAfter, time.Second)
 	until := w.now().Add(delay)
+	w.metrics.Throttle(ctx, ge.Code, string(ge.Scope()))
 	var scope *ratelimit.Scope
 	switch ge.Scope() {
 	case graph.ScopeRecipient:

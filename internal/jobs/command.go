@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/telemetry"
 )
 
 // processCommand runs one delivery of a command: decode, claim, execute or
@@ -22,6 +23,8 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak() // another worker takes it at once
 		return
 	}
+	ctx, span := telemetry.StartProcess(ctx, w.tracer, msg)
+	defer span.End()
 	md, err := msg.Metadata()
 	if err != nil {
 		_ = msg.Term()
@@ -109,7 +112,11 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 	kind, delay := classify(herr)
 	if kind == kindPermanent {
 		log.InfoContext(cctx, "command failed", slog.Any("error", herr))
-		w.finishClaimed(cctx, log, msg, job, Result{Outcome: events.OutcomeFailed, Failure: failure(events.ReasonPermanentError, herr)}, at)
+		reason := events.ReasonPermanentError
+		if errors.Is(herr, errExpired) {
+			reason = events.ReasonExpired
+		}
+		w.finishClaimed(cctx, log, msg, job, Result{Outcome: events.OutcomeFailed, Failure: failure(reason, herr)}, at)
 		return
 	}
 	if w.maxDeliver > 0 && md.NumDelivered >= uint64(w.maxDeliver) {
@@ -139,6 +146,10 @@ func (w *Worker) finishClaimed(ctx context.Context, log *slog.Logger, msg jetstr
 		_ = msg.NakWithDelay(w.cfg.NakDelay(job.Delivery))
 		return
 	}
+	// Marked published up front: should the publish below fail, this
+	// message is redelivered and re-publishes the stored result anyway.
+	// That saves the ledger write that would otherwise follow the publish.
+	t.Published = true
 	entry, err := w.ledger.Finish(ctx, job.Command.ID, job.token, stateOf(r.Outcome), t, &at, nil)
 	switch {
 	case errors.Is(err, ErrTerminal):
@@ -152,12 +163,13 @@ func (w *Worker) finishClaimed(ctx context.Context, log *slog.Logger, msg jetstr
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	if err := w.publishTerminal(ctx, entry, false); err != nil {
+	if err := w.publishTerminal(ctx, entry, true); err != nil {
 		log.WarnContext(ctx, "publish result", slog.Any("error", err))
 		_ = msg.NakWithDelay(time.Second) // the redelivery re-publishes it
 		return
 	}
 	log.InfoContext(ctx, "command finished", slog.String("outcome", r.Outcome))
+	w.metrics.CommandDone(ctx, r.CommandType, r.Outcome, w.now().Sub(entry.CreatedAt))
 	if r.Outcome == events.OutcomeFailed {
 		_ = msg.Term()
 		return
@@ -273,6 +285,7 @@ func (w *Worker) reject(ctx context.Context, msg jetstream.Msg, md *jetstream.Ms
 	}
 	log := w.log.With(slog.String("command_id", cmd.ID), slog.Uint64("stream_seq", md.Sequence.Stream))
 	log.InfoContext(ctx, "command rejected", slog.Any("error", cause))
+	w.metrics.CommandDone(ctx, cmd.Type, events.OutcomeRejected, 0)
 
 	id := cmd.ID
 	if !validCommandID(id) {

@@ -139,6 +139,26 @@ func TestCreateGroup(t *testing.T) {
 		}
 	})
 
+	t.Run("no second attempt after the deadline", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{Status5xx: 1, Limit: 1, Endpoints: []string{sim.EndpointCreateGroup}}
+		})
+		s.startWorker(t, func(c *jobs.Config) { c.ReconcileGrace = 300 * time.Millisecond })
+		c := command("create-6", events.CreateGroup, "", events.CreateGroupParams{Subject: "Deadline"})
+		dl := time.Now().Add(200 * time.Millisecond)
+		c.Deadline = &dl
+		s.publish(t, c)
+		r := s.terminal(t, "create-6")
+		wantOutcome(t, r, events.OutcomeFailed)
+		if r.Error.Reason != events.ReasonExpired {
+			t.Fatalf("error = %+v, want expired", r.Error)
+		}
+		if n := s.calls(sim.EndpointCreateGroup); n != 1 {
+			t.Fatalf("%d create calls, want only the first", n)
+		}
+	})
+
 	t.Run("lost answer is reconciled by finding the group", func(t *testing.T) {
 		t.Parallel()
 		s := setup(t, func(o *stackOpts) {

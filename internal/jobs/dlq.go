@@ -105,6 +105,8 @@ func (w *Worker) bury(ctx context.Context, e Entry, seq uint64, reason string, c
 	})
 	if errors.Is(err, ErrTerminal) {
 		err = nil
+	} else if err == nil {
+		w.metrics.CommandDone(ctx, e.CommandType, "dead_lettered", w.now().Sub(e.CreatedAt))
 	}
 	if err != nil {
 		return err
@@ -175,6 +177,12 @@ func (w *Worker) handleMaxDeliveries(ctx context.Context, seq uint64) error {
 		}
 	case err != nil:
 		return err
+	}
+	if e.State.Terminal() {
+		// Finished, but its last delivery may have failed to publish.
+		if err := w.publishTerminal(ctx, e, true); err != nil {
+			return err
+		}
 	}
 	if !e.State.Terminal() && e.State != StateAwaitingWebhook {
 		fi := &events.FailureInfo{Reason: events.ReasonRetriesExhausted, Message: "every allowed delivery failed"}

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/groupflow/groupflow/internal/events"
@@ -24,3 +25,6 @@ func Expiry(now func() time.Time) Middleware {
 		})
 	}
 }
+
+// errExpired fails a command as expired from inside a handler.
+var errExpired = Permanent(errors.New("the command's deadline passed before it could be sent"))

@@ -63,7 +63,14 @@ func (j *Job) Reconciling() bool { return j.Entry.Intent != nil && !j.Entry.Inte
 
 // RecordIntent records that op, which is not safe to repeat, is about to
 // be called. It must succeed before the call is made.
+//
+// Past the command's deadline it refuses with an error that fails the
+// command as expired: a reconciliation that found nothing must not send
+// after the deadline either.
 func (j *Job) RecordIntent(ctx context.Context, op string) error {
+	if dl := j.Command.Deadline; dl != nil && j.w.now().After(*dl) {
+		return errExpired
+	}
 	if err := j.w.ledger.RecordIntent(ctx, j.Command.ID, j.token, op); err != nil {
 		return err
 	}

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -131,8 +133,9 @@ var (
 // KV bucket. Every change is a compare-and-set on the entry's revision, so
 // any number of workers can share it.
 type Ledger struct {
-	kv  jetstream.KeyValue
-	now func() time.Time
+	kv    jetstream.KeyValue
+	now   func() time.Time
+	cache sync.Map // command id → cached, for claims held by this process
 }
 
 // NewLedger returns a ledger over kv (the bucket named by
@@ -257,27 +260,37 @@ type ClaimRequest struct {
 // the status says which, and the entry what is known.
 func (l *Ledger) Claim(ctx context.Context, r ClaimRequest) (ClaimStatus, Entry, error) {
 	key := LedgerKey(r.CommandID)
+	// Most commands are new: try to create the entry first (one round
+	// trip), and read only when it exists.
+	tryCreate := true
 	for {
 		now := l.now()
-		e, rev, err := l.Get(ctx, r.CommandID)
-		if errors.Is(err, ErrNotFound) {
-			e = Entry{
+		if tryCreate {
+			e := Entry{
 				CommandID: r.CommandID, CommandType: r.CommandType, PhoneNumberID: r.PhoneNumberID,
 				Subject: r.Subject, Command: r.Command, State: StateRunning,
 				Owner: r.Token, LeaseUntil: now.Add(r.Lease), Traceparent: r.Traceparent,
 				CreatedAt: now, UpdatedAt: now,
 			}
 			b, _ := json.Marshal(e)
-			if _, err := l.kv.Create(ctx, key, b); errors.Is(err, jetstream.ErrKeyExists) {
-				continue // lost the race: look at the winner's entry
-			} else if err != nil {
+			rev, err := l.kv.Create(ctx, key, b)
+			switch {
+			case err == nil:
+				l.remember(e, rev)
+				return Claimed, e, nil
+			case !errors.Is(err, jetstream.ErrKeyExists):
 				return 0, Entry{}, fmt.Errorf("ledger: create %s: %w", r.CommandID, err)
 			}
-			return Claimed, e, nil
+		}
+		e, rev, err := l.Get(ctx, r.CommandID)
+		if errors.Is(err, ErrNotFound) {
+			tryCreate = true // deleted meanwhile (Forget)
+			continue
 		}
 		if err != nil {
 			return 0, Entry{}, err
 		}
+		tryCreate = false
 		switch {
 		case e.State.Terminal():
 			return AlreadyTerminal, e, nil
@@ -290,19 +303,68 @@ func (l *Ledger) Claim(ctx context.Context, r ClaimRequest) (ClaimStatus, Entry,
 		if e.Traceparent == "" {
 			e.Traceparent = r.Traceparent
 		}
-		if ok, err := l.put(ctx, key, e, rev); err != nil {
+		if rev, ok, err := l.put(ctx, key, e, rev); err != nil {
 			return 0, Entry{}, err
-		} else if !ok {
-			continue
+		} else if ok {
+			l.remember(e, rev)
+			return Claimed, e, nil
 		}
-		return Claimed, e, nil
 	}
+}
+
+// cached is the entry of a command this process holds a claim on, as it
+// last wrote it: updates under the claim start from it instead of reading
+// the entry again. A stale copy only costs a failed compare-and-set and
+// the usual read.
+type cached struct {
+	e   Entry
+	rev uint64
+}
+
+// remember caches e while this process owns it, and forgets it otherwise.
+func (l *Ledger) remember(e Entry, rev uint64) {
+	if e.Owner == "" || e.State != StateRunning {
+		l.cache.Delete(e.CommandID)
+		return
+	}
+	l.cache.Store(e.CommandID, cached{e: e, rev: rev})
+}
+
+func cloneEntry(e Entry) Entry {
+	e.Attempts = slices.Clone(e.Attempts)
+	e.Pending = slices.Clone(e.Pending)
+	if e.Intent != nil {
+		in := *e.Intent
+		e.Intent = &in
+	}
+	if e.Result != nil {
+		t := *e.Result
+		e.Result = &t
+	}
+	return e
 }
 
 // Update applies fn to the entry and stores it by compare-and-set, retrying
 // on conflicts with a fresh read. fn may return an error to abort.
 func (l *Ledger) Update(ctx context.Context, commandID string, fn func(*Entry) error) (Entry, error) {
 	key := LedgerKey(commandID)
+	if v, ok := l.cache.Load(commandID); ok {
+		c := v.(cached)
+		e := cloneEntry(c.e)
+		if fn(&e) == nil {
+			e.UpdatedAt = l.now()
+			rev, ok, err := l.put(ctx, key, e, c.rev)
+			if err != nil {
+				return Entry{}, err
+			}
+			if ok {
+				l.remember(e, rev)
+				return e, nil
+			}
+		}
+		// Stale, or fn refused the cached copy: decide on a fresh read.
+		l.cache.Delete(commandID)
+	}
 	for {
 		e, rev, err := l.Get(ctx, commandID)
 		if err != nil {
@@ -312,9 +374,11 @@ func (l *Ledger) Update(ctx context.Context, commandID string, fn func(*Entry) e
 			return e, err
 		}
 		e.UpdatedAt = l.now()
-		if ok, err := l.put(ctx, key, e, rev); err != nil {
+		rev, ok, err := l.put(ctx, key, e, rev)
+		if err != nil {
 			return Entry{}, err
 		} else if ok {
+			l.remember(e, rev)
 			return e, nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -338,24 +402,24 @@ func (l *Ledger) UpdateOwned(ctx context.Context, commandID, token string, fn fu
 	})
 }
 
-// put stores e at key if its revision is still rev. It reports false on a
-// conflict.
-func (l *Ledger) put(ctx context.Context, key string, e Entry, rev uint64) (bool, error) {
+// put stores e at key if its revision is still rev, and returns the new
+// revision. It reports false on a conflict.
+func (l *Ledger) put(ctx context.Context, key string, e Entry, rev uint64) (uint64, bool, error) {
 	if len(e.Attempts) > maxAttempts {
 		e.Attempts = e.Attempts[len(e.Attempts)-maxAttempts:]
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
-		return false, fmt.Errorf("ledger: encode %s: %w", e.CommandID, err)
+		return 0, false, fmt.Errorf("ledger: encode %s: %w", e.CommandID, err)
 	}
-	_, err = l.kv.Update(ctx, key, b, rev)
+	rev, err = l.kv.Update(ctx, key, b, rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return false, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("ledger: update %s: %w", e.CommandID, err)
+		return 0, false, fmt.Errorf("ledger: update %s: %w", e.CommandID, err)
 	}
-	return true, nil
+	return rev, true, nil
 }
 
 // Renew extends the lease of the claim token by lease.

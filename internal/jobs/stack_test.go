@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -36,6 +37,8 @@ type stack struct {
 }
 
 type stackOpts struct {
+	// noWatch skips decoding every event in the test (benchmarks).
+	noWatch  bool
 	sim      sim.Config
 	ackWait  time.Duration
 	maxDeliv int
@@ -64,12 +67,21 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 	s := sim.New(o.sim)
 	srv := httptest.NewServer(s)
 	t.Cleanup(func() { srv.Close(); s.Close() })
-	gc, err := graph.New(graph.Config{BaseURL: srv.URL, AccessToken: sim.DefaultAccessToken, Timeout: 2 * time.Second})
+	// Keep as many idle connections as workers make calls at once, as
+	// cmd/worker does; the default two would redial under concurrency.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	gc, err := graph.New(graph.Config{BaseURL: srv.URL, AccessToken: sim.DefaultAccessToken, Timeout: 2 * time.Second,
+		HTTPClient: &http.Client{Transport: tr}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := &stack{natsBundle: b, sim: s, simURL: srv.URL, graph: gc}
-	st.events = watchEvents(t, b)
+	if o.noWatch {
+		st.events = &eventLog{wake: make(chan struct{})}
+	} else {
+		st.events = watchEvents(t, b)
+	}
 	return st
 }
 
@@ -115,7 +127,7 @@ func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	return slog.New(slog.DiscardHandler)
 }
 
 type testWriter struct{ t testing.TB }

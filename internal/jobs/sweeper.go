@@ -72,6 +72,7 @@ func (w *Worker) SweepOnce(ctx context.Context) (int, error) {
 		}
 		w.log.InfoContext(ctx, "webhook never came; command finished", slog.String("command_id", id), slog.String("state", string(e.State)))
 		n++
+		w.metrics.CommandDone(ctx, e.CommandType, string(e.State), w.now().Sub(e.CreatedAt))
 		errs = append(errs, w.publishTerminal(ctx, e, false))
 	}
 	return n, errors.Join(errs...)

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/telemetry"
 	"github.com/groupflow/groupflow/internal/webhook"
 )
 
@@ -26,6 +27,8 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak()
 		return
 	}
+	ctx, span := telemetry.StartProcess(ctx, w.tracer, msg)
+	defer span.End()
 	var it webhook.Item
 	if err := json.Unmarshal(msg.Data(), &it); err != nil {
 		w.log.WarnContext(ctx, "webhook item is not JSON; dropped", slog.String("subject", msg.Subject()), slog.Any("error", err))
@@ -58,13 +61,18 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 	}
+	result := "published"
 	if commandID != "" && p.Group != nil {
 		if err := w.applyWebhook(ctx, commandID, json.RawMessage(msg.Data())); err != nil {
 			log.WarnContext(ctx, "complete command from webhook", slog.String("command_id", commandID), slog.Any("error", err))
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
+		result = "completed"
+	} else if p.Group != nil && p.Group.RequestID != "" {
+		result = "uncorrelated" // kept until the worker that made the call links it
 	}
+	w.metrics.Webhook(ctx, it.Field, result)
 	_ = msg.Ack()
 }
 

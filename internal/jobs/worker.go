@@ -10,13 +10,18 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/telemetry"
 )
 
 // Config configures a Worker.
@@ -73,6 +78,13 @@ type Config struct {
 	// Middleware wraps every handler, outermost first, inside the
 	// built-in recovery, expiry and timeout middleware.
 	Middleware []Middleware
+	// Tracer starts a consumer span per message, continuing the trace in
+	// its headers; Graph calls made under it are its children when the
+	// Graph client's transport is traced. Defaults to a no-op tracer.
+	Tracer trace.Tracer
+	// Metrics records commands, throttles and webhooks. Nil records
+	// nothing.
+	Metrics *telemetry.Metrics
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Clock tells the time. Defaults to time.Now.
@@ -93,6 +105,9 @@ func (c Config) withDefaults() Config {
 	if c.NakDelay == nil {
 		c.NakDelay = defaultNakDelay
 	}
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider().Tracer("")
+	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -102,12 +117,7 @@ func (c Config) withDefaults() Config {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
-	if c.WorkerID == "" {
-		host, _ := os.Hostname()
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		c.WorkerID = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "worker"), os.Getpid(), hex.EncodeToString(b[:]))
-	}
+	c.WorkerID = cmp.Or(c.WorkerID, NewWorkerID())
 	return c
 }
 
@@ -121,6 +131,21 @@ func (c Config) validate() error {
 		return errors.New("jobs: concurrency must be at least 1")
 	}
 	return nil
+}
+
+// NewWorkerID returns a worker id unique among running workers: host
+// name, process id and a random suffix, in characters valid in a KV key.
+func NewWorkerID() string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if r < 128 && (r == '-' || r == '_' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
+			return r
+		}
+		return '-'
+	}, cmp.Or(host, "worker"))
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 func defaultNakDelay(delivery uint64) time.Duration {
@@ -146,6 +171,8 @@ type Worker struct {
 	corr     *Correlations
 	handlers map[string]Handler
 	handler  Handler // dispatch wrapped in middleware
+	tracer   trace.Tracer
+	metrics  *telemetry.Metrics
 
 	// Filled by Run from the consumers' configuration.
 	maxDeliver int
@@ -176,7 +203,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		cfg: cfg, names: cfg.Names, js: cfg.JS, graph: cfg.Graph, limiter: cfg.Limiter,
 		log: cfg.Logger.With(slog.String("worker_id", cfg.WorkerID)), id: cfg.WorkerID, now: cfg.Clock,
 		ledger: NewLedger(ledgerKV, cfg.Clock), corr: NewCorrelations(corrKV),
-		shutdown: make(chan struct{}),
+		shutdown: make(chan struct{}), tracer: cfg.Tracer, metrics: cfg.Metrics,
 	}
 	w.handlers = w.builtinHandlers()
 	for t, h := range cfg.Handlers {

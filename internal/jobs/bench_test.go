@@ -1,0 +1,155 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
+	"github.com/groupflow/groupflow/internal/graph/sim"
+	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
+)
+
+// terminalCounter counts terminal events as core NATS delivers them.
+func terminalCounter(b testing.TB, s *stack) (*atomic.Int64, chan time.Time) {
+	var n atomic.Int64
+	arrivals := make(chan time.Time, 1<<16)
+	sub, err := s.nc.Subscribe(s.names.Event(phone, "command.*"), func(*nats.Msg) {
+		n.Add(1)
+		select {
+		case arrivals <- time.Now():
+		default:
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = sub.Unsubscribe() })
+	_ = s.nc.Flush()
+	return &n, arrivals
+}
+
+// BenchmarkWorkerVsPlainLoop compares the worker's commands/s with a plain
+// loop making the same Graph call (get invite link) with the same client,
+// against the simulator at zero latency. ratio = worker / loop: the queue
+// machinery (ledger claim, result record, event publish, ack) against the
+// call itself. Goal ≥ 0.5.
+func BenchmarkWorkerVsPlainLoop(b *testing.B) {
+	s := setup(b, func(o *stackOpts) { o.noWatch = true })
+	g := s.newGroup(b, "Bench", "")
+	ctx := context.Background()
+
+	// Plain loop.
+	start := time.Now()
+	for range b.N {
+		if _, err := s.graph.InviteLink(ctx, g.ID); err != nil {
+			b.Fatal(err)
+		}
+	}
+	loop := time.Since(start)
+
+	// The worker, with the same client.
+	done, _ := terminalCounter(b, s)
+	s.startWorker(b, func(c *jobs.Config) { c.Concurrency = benchConcurrency })
+	b.ResetTimer()
+	start = time.Now()
+	for i := range b.N {
+		// Asynchronously, as a busy caller would: the publisher's round
+		// trips are not the worker's.
+		c := command(fmt.Sprintf("bench-%d-%d", b.N, i), events.GetInviteLink, g.ID, nil)
+		body, _ := json.Marshal(c)
+		if _, err := s.js.PublishAsync(s.names.Command(phone, c.Type), body, jetstream.WithMsgID(c.ID)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-s.js.PublishAsyncComplete()
+	for done.Load() < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	worker := time.Since(start)
+	b.StopTimer()
+
+	loopRate, workerRate := float64(b.N)/loop.Seconds(), float64(b.N)/worker.Seconds()
+	b.ReportMetric(loopRate, "loop_calls/s")
+	b.ReportMetric(workerRate, "worker_cmds/s")
+	b.ReportMetric(workerRate/loopRate, "ratio")
+}
+
+// BenchmarkPublishToTerminalLatency measures publish → terminal event at
+// light load: one command at a time.
+func BenchmarkPublishToTerminalLatency(b *testing.B) {
+	s := setup(b, func(o *stackOpts) { o.noWatch = true })
+	g := s.newGroup(b, "Latency", "")
+	_, arrivals := terminalCounter(b, s)
+	s.startWorker(b)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		sent := time.Now()
+		s.publish(b, command(fmt.Sprintf("lat-%d-%d", b.N, i), events.GetInviteLink, g.ID, nil))
+		select {
+		case at := <-arrivals:
+			lat = append(lat, at.Sub(sent))
+		case <-time.After(10 * time.Second):
+			b.Fatal("no terminal event")
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(pct(0.5), "p50_ms")
+	b.ReportMetric(pct(0.99), "p99_ms")
+}
+
+// BenchmarkRateLimitUtilisation runs a backlog of approvals through three
+// rate-limited workers (50 group operations/s for one number) and reports
+// the share of the limit used and the busiest one-second window. Goal:
+// utilisation ≥ 0.95, busiest window ≤ the limit.
+func BenchmarkRateLimitUtilisation(b *testing.B) {
+	const limit, backlog = 50, 250
+	for range b.N {
+		s := setup(b)
+		g := s.newGroup(b, "Utilisation", graph.JoinApprovalRequired)
+		s.startLimitedWorkers(b, 3, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80})
+		done, _ := terminalCounter(b, s)
+		for i := range backlog {
+			s.publish(b, command(fmt.Sprint("util-", i), events.ApproveJoinRequests, g.ID,
+				events.JoinRequestsParams{JoinRequestIDs: []string{fmt.Sprint("nope-", i)}}))
+		}
+		for done.Load() < backlog {
+			time.Sleep(5 * time.Millisecond)
+		}
+		var at []time.Time
+		for _, c := range s.sim.Calls() {
+			if c.Endpoint == sim.EndpointApproveJoin {
+				at = append(at, c.Time)
+			}
+		}
+		sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
+		worst, j := 0, 0
+		for i := range at {
+			for j < len(at) && at[j].Sub(at[i]) < time.Second {
+				j++
+			}
+			worst = max(worst, j-i)
+		}
+		// Calls after the first, over the time they took: the steady rate.
+		span := at[len(at)-1].Sub(at[0]).Seconds()
+		b.ReportMetric(float64(len(at)-1)/span/limit, "utilisation")
+		b.ReportMetric(float64(worst), "busiest_window")
+	}
+}
+
+// benchConcurrency is the worker's concurrency in the throughput
+// benchmark: enough calls in flight to hide round-trip latency.
+var benchConcurrency = 64
