@@ -22,6 +22,7 @@ import (
 	"github.com/groupflow/groupflow/internal/config"
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/ingest"
+	"github.com/groupflow/groupflow/internal/jobs"
 	"github.com/groupflow/groupflow/internal/telemetry"
 	"github.com/groupflow/groupflow/internal/webhook"
 )
@@ -115,6 +116,10 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return fmt.Errorf("set up JetStream (is NATS at %s running with JetStream?): %w", config.RedactURL(s.nats.URL), err)
 	}
 
+	ledgerKV, err := js.KeyValue(ctx, names.LedgerBucket())
+	if err != nil {
+		return fmt.Errorf("open the ledger bucket: %w", err)
+	}
 	handler, err := ingest.New(ingest.Config{
 		Conn:      nc,
 		JS:        js,
@@ -122,6 +127,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		APITokens: s.apiTokens,
 		Logger:    log,
 		Telemetry: tel,
+		Ledger:    ingest.JobsLedger(jobs.NewLedger(ledgerKV, nil)),
 		Webhook: &webhook.Handler{
 			AppSecret:   []byte(s.appSecret),
 			VerifyToken: s.verifyToken,
@@ -155,9 +161,13 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		_ = srv.Shutdown(shutdownCtx)
 	})
 	err = g.Run()
-	var sig run.SignalError
-	if errors.As(err, &sig) {
+	var sig *run.SignalError // run returns a pointer; As into a value matches with a nil Signal
+	switch {
+	case errors.As(err, &sig):
 		log.Info("ingest stopped", slog.String("signal", sig.Signal.String()))
+		return nil
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		log.Info("ingest stopped")
 		return nil
 	}
 	return err

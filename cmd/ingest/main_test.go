@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/groupflow/groupflow/internal/natsembed"
 )
 
 func TestInvalidConfigurationStopsStartUpWithOneLine(t *testing.T) {
@@ -35,5 +40,84 @@ func TestPrintConfigListsEveryVariable(t *testing.T) {
 		if !names[want] {
 			t.Errorf("the ingest does not declare %s", want)
 		}
+	}
+}
+
+// The whole binary against a real NATS: topology, command API with the
+// ledger behind GET /v1/commands/{id}, and a clean stop when ctx ends.
+func TestIngestRunsAgainstNATS(t *testing.T) {
+	t.Parallel()
+	ns := natsembed.RunTest(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	env := map[string]string{
+		"NATS_URL":              ns.ClientURL(),
+		"INGEST_ADDR":           addr,
+		"WHATSAPP_APP_SECRET":   "s",
+		"WHATSAPP_VERIFY_TOKEN": "v",
+		"INGEST_API_TOKENS":     "t1,t2",
+		"LOG_LEVEL":             "error",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runMain(ctx, nil, func(k string) string { return env[k] }) }()
+
+	base := "http://" + addr
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ingest not ready after 10 s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/commands", strings.NewReader(
+		`{"id":"e2e-1","type":"delete_group","phone_number_id":"106540352242922","group_id":"Y2FwaV9ncm91cDoxZD"}`))
+	req.Header.Set("Authorization", "Bearer t2")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /v1/commands = %d, want 202", resp.StatusCode)
+	}
+	req, _ = http.NewRequest(http.MethodGet, base+"/v1/commands/e2e-1", nil)
+	req.Header.Set("Authorization", "Bearer t1")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("status of a command no worker has seen = %d, want 404", resp.StatusCode)
+	}
+	metrics, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics.Body.Close()
+	if metrics.StatusCode != http.StatusOK {
+		t.Errorf("/metrics = %d, want 200", metrics.StatusCode)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("runMain after stop = %v, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("ingest did not stop within 20 s")
 	}
 }
