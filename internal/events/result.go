@@ -95,7 +95,9 @@ type FailureInfo struct {
 type CreateGroupResult struct {
 	GroupID    string `json:"group_id"`
 	InviteLink string `json:"invite_link,omitempty"`
-	RequestID  string `json:"request_id"`
+	// RequestID is Graph's request id; empty when the group was adopted
+	// after a lost answer (found by reconciliation, not by its webhook).
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // InviteLinkResult is the Result of get_invite_link and reset_invite_link.
