@@ -59,12 +59,15 @@ type settings struct {
 	overrides      map[string]ratelimit.Limits
 	workerID       string
 	logLevel       string
+	// printConfig is set by --print-config: print it and exit.
+	printConfig []config.Var
 }
 
 func load(args []string, getenv func(string) string) (settings, error) {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(new(strings.Builder)) // errors are returned, as one line
 	embeddedFlag := fs.Bool("embedded-nats", false, "start an in-process JetStream server (mirrors WORKER_EMBEDDED_NATS)")
+	printConfig := fs.Bool("print-config", false, "print the environment variables the worker reads, as JSON lines, and exit")
 	if err := fs.Parse(args); err != nil {
 		return settings{}, fmt.Errorf("invalid arguments: %w", err)
 	}
@@ -101,6 +104,9 @@ func load(args []string, getenv func(string) string) (settings, error) {
 		_, port, perr := net.SplitHostPort(s.embeddedAddr)
 		_, aerr := strconv.Atoi(port)
 		e.Check(perr == nil && aerr == nil, "WORKER_EMBEDDED_NATS_ADDR", "want host:port, got %q", s.embeddedAddr)
+	}
+	if *printConfig {
+		return settings{printConfig: e.Vars()}, nil
 	}
 	if err := e.Err(); err != nil {
 		return settings{}, err
@@ -147,6 +153,9 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	s, err := load(args, getenv)
 	if err != nil {
 		return err
+	}
+	if s.printConfig != nil {
+		return config.PrintVars(os.Stdout, s.printConfig)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(s.logLevel)); err != nil {

@@ -169,3 +169,20 @@ func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
 		t.Fatalf("/metrics: %s", resp.Status)
 	}
 }
+
+func TestPrintConfigNeedsNoConfiguration(t *testing.T) {
+	t.Parallel()
+	s, err := load([]string{"--print-config"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("--print-config with no environment: %v", err)
+	}
+	names := map[string]bool{}
+	for _, v := range s.printConfig {
+		names[v.Name] = true
+	}
+	for _, want := range []string{"NATS_URL", "WHATSAPP_ACCESS_TOKEN", "WORKER_CONCURRENCY", "RATE_LIMIT_MESSAGES", "WORKER_ADDR"} {
+		if !names[want] {
+			t.Errorf("--print-config does not list %s", want)
+		}
+	}
+}
