@@ -3,14 +3,20 @@ package query_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph/sim"
 	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
 	"github.com/groupflow/groupflow/internal/query"
 )
+
+// The simulator answers in microseconds; Meta takes a network round trip.
+// -graph-latency adds one to every Graph call for a realistic uncached rate.
+var graphLatency = flag.Duration("graph-latency", 0, "latency the simulator adds to every Graph call in benchmarks")
 
 // BenchmarkGroupInfo measures group_info over NATS against the simulator,
 // cached and uncached in one run: each iteration makes one cached read and
@@ -18,7 +24,7 @@ import (
 // limiter and stores its answer). Only the reads are timed; reads/s is
 // one client's sequential rate (1 / mean latency), ns/op covers both reads.
 //
-//	go test -run '^$' -bench GroupInfo -benchtime 2000x ./internal/query/
+//	go test -run '^$' -bench GroupInfo -benchtime 2000x ./internal/query/ [-args -graph-latency 20ms]
 func BenchmarkGroupInfo(b *testing.B) {
 	bb := setup(b, func(o *options) { o.limits = ratelimit.Limits{Reads: 1e6} })
 	g := bb.createGroup(b, "Bench", "Benchmark group", events.JoinAutoApprove)
@@ -39,6 +45,9 @@ func BenchmarkGroupInfo(b *testing.B) {
 			b.Fatalf("cache %q, want %q (%s)", got, want, msg.Data)
 		}
 		return d
+	}
+	if err := bb.sim.SetFaults(sim.Faults{Latency: *graphLatency}); err != nil {
+		b.Fatal(err)
 	}
 	ask("miss")
 	cached := make([]time.Duration, 0, b.N)
