@@ -136,6 +136,12 @@ type Config struct {
 	Clock Clock
 	// Logger receives membership changes and pauses. Defaults to slog.Default().
 	Logger *slog.Logger
+	// OnWait, when set, is told how every Wait ended and how long it
+	// blocked: outcome is "acquired", "throttled" (a *ThrottledError),
+	// "cancelled" (ctx done, or the limiter stopped) or "error". The worker
+	// turns it into the rate-limit wait histogram. It is called on the
+	// waiting goroutine and must be safe for concurrent use.
+	OnWait func(ctx context.Context, class Class, outcome string, waited time.Duration)
 }
 
 // window is the length of the sliding window a share is sized for: one
@@ -424,6 +430,29 @@ func (l *Limiter) wakeLocked() {
 // beyond MaxWait or its share cannot serve the call within MaxWait, and
 // ErrClosed once Run has returned.
 func (l *Limiter) Wait(ctx context.Context, phone string, class Class) error {
+	if l.cfg.OnWait == nil {
+		return l.wait(ctx, phone, class)
+	}
+	start := l.cfg.Clock.Now()
+	err := l.wait(ctx, phone, class)
+	l.cfg.OnWait(ctx, class, waitOutcome(err), l.cfg.Clock.Now().Sub(start))
+	return err
+}
+
+// waitOutcome names how a Wait ended, for Config.OnWait.
+func waitOutcome(err error) string {
+	switch {
+	case err == nil:
+		return "acquired"
+	case errors.Is(err, ErrThrottled):
+		return "throttled"
+	case errors.Is(err, ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "cancelled"
+	}
+	return "error"
+}
+
+func (l *Limiter) wait(ctx context.Context, phone string, class Class) error {
 	if class < 0 || class >= numClasses {
 		return fmt.Errorf("ratelimit: unknown class %d", int(class))
 	}
