@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/groupflow/groupflow/internal/telemetry"
 )
 
 // Stable endpoint names, passed to Config.OnResponse and set in
@@ -185,6 +187,10 @@ func (c *Client) send(ctx context.Context, r request) (response, error) {
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
+
+	// A traced transport names the call's span after the endpoint
+	// ("POST create_group"), not after a URL full of ids.
+	ctx = telemetry.WithEndpoint(ctx, r.endpoint)
 
 	// The trace tells a failure before sending (nothing reached Meta) from
 	// one after the request was written (Meta may have executed it).
