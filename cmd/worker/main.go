@@ -33,6 +33,7 @@ import (
 	"github.com/groupflow/groupflow/internal/jobs"
 	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
 	"github.com/groupflow/groupflow/internal/natsembed"
+	"github.com/groupflow/groupflow/internal/query"
 	"github.com/groupflow/groupflow/internal/telemetry"
 )
 
@@ -59,6 +60,7 @@ type settings struct {
 	overrides      map[string]ratelimit.Limits
 	workerID       string
 	logLevel       string
+	queryCacheTTL  time.Duration
 	// printConfig is set by --print-config: print it and exit.
 	printConfig []config.Var
 }
@@ -89,8 +91,9 @@ func load(args []string, getenv func(string) string) (settings, error) {
 			GroupOps: e.Float("RATE_LIMIT_GROUP_OPS", ratelimit.DefaultGroupOps, "group operations per second per phone number, all workers together"),
 			Reads:    e.Float("RATE_LIMIT_READS", ratelimit.DefaultReads, "reads per second per phone number, all workers together"),
 		},
-		workerID: e.String("WORKER_ID", "", "unique name of this worker (default: host, pid and a random suffix)"),
-		logLevel: e.String("LOG_LEVEL", "info", "debug, info, warn or error"),
+		queryCacheTTL: e.Duration("QUERY_CACHE_TTL", 30*time.Second, "how long a read answer (group info, lists, invite link) is served from the shared cache; at most the reads bucket's TTL"),
+		workerID:      e.String("WORKER_ID", "", "unique name of this worker (default: host, pid and a random suffix)"),
+		logLevel:      e.String("LOG_LEVEL", "info", "debug, info, warn or error"),
 	}
 	s.embedded = s.embedded || *embeddedFlag
 	overrides := e.List("RATE_LIMIT_OVERRIDES", "per-number limits: <phone_number_id>:<messages>/<group_ops>/<reads>, comma separated; empty parts keep the default")
@@ -250,6 +253,18 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	if err != nil {
 		return err
 	}
+	ledgerKV, err := js.KeyValue(ctx, names.LedgerBucket())
+	if err != nil {
+		return fmt.Errorf("open the ledger bucket: %w", err)
+	}
+	reads, err := query.New(query.Config{
+		Conn: nc, JS: js, Names: names, Graph: gc, Limiter: limiter,
+		Ledger: jobs.NewLedger(ledgerKV, nil), CacheTTL: s.queryCacheTTL,
+		Logger: log, Tracer: tel.Tracer("github.com/groupflow/groupflow/internal/query"),
+	})
+	if err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("listen on WORKER_ADDR %s: %w", s.addr, err)
@@ -278,6 +293,10 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 			slog.String("nats", config.RedactURL(s.nats.URL)), slog.String("graph", s.graphURL))
 		return worker.Run(workerCtx)
 	}, func(error) { stopWorker() })
+
+	// Reads are answered by every worker as one queue group (nats micro).
+	readsCtx, stopReads := context.WithCancel(ctx)
+	g.Add(func() error { return reads.Run(readsCtx, s.shutdownGrace) }, func(error) { stopReads() })
 
 	limiterCtx, stopLimiter := context.WithCancel(context.WithoutCancel(ctx))
 	g.Add(func() error { return limiter.Run(limiterCtx) }, func(error) {

@@ -160,6 +160,14 @@ func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
 	if r.CommandID != "bin-1" || !strings.Contains(string(r.Result), "chat.whatsapp.com") {
 		t.Fatalf("result = %+v", r)
 	}
+	// The worker also answers reads over NATS request-reply.
+	reply, err := nc.Request(names.Query(phone, "command_status"), []byte(`{"command_id":"bin-1"}`), 5*time.Second)
+	if err != nil {
+		t.Fatalf("command_status query: %v", err)
+	}
+	if code := reply.Header.Get("Nats-Service-Error-Code"); code != "" || !strings.Contains(string(reply.Data), `"succeeded"`) {
+		t.Fatalf("command_status reply = %s (error code %q), want the succeeded ledger entry", reply.Data, code)
+	}
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
 	if err != nil {
 		t.Fatal(err)
