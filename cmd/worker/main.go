@@ -241,6 +241,9 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	limiter, err := ratelimit.New(ratelimit.Config{
 		Workers: workersKV, Throttle: throttleKV, WorkerID: workerID,
 		Defaults: s.limits, Overrides: s.overrides, Logger: log,
+		OnWait: func(ctx context.Context, class ratelimit.Class, outcome string, d time.Duration) {
+			metrics.RateLimitWait(ctx, class.String(), outcome, d)
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
@@ -265,6 +268,18 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	if err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
+	// DLQ depth and consumer lag are read from JetStream at each scrape
+	// (or OTLP export); unregistered before the connection closes.
+	dlqObs, err := metrics.ObserveDLQ(jobs.DLQDepth(js, names))
+	if err != nil {
+		return fmt.Errorf("observe the DLQ: %w", err)
+	}
+	defer func() { _ = dlqObs.Unregister() }()
+	lagObs, err := metrics.ObserveConsumers(jobs.ConsumerLag(js, names))
+	if err != nil {
+		return fmt.Errorf("observe consumer lag: %w", err)
+	}
+	defer func() { _ = lagObs.Unregister() }()
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("listen on WORKER_ADDR %s: %w", s.addr, err)

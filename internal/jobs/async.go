@@ -98,16 +98,28 @@ func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry)
 	switch {
 	case errors.Is(err, ErrTerminal):
 		// Completed before: publish only if that never got through.
-		return w.publishTerminal(ctx, e, false)
+		if e.Result == nil || e.Result.Published {
+			return nil
+		}
+		cctx, end := w.commandTrace(ctx, "complete "+e.CommandType, e)
+		defer end()
+		return w.publishTerminal(cctx, e, false)
 	case errors.Is(err, errNoChange), errors.Is(err, ErrNotFound):
 		return nil
 	case err != nil:
 		return err
 	}
 	if changed && e.State.Terminal() {
-		w.log.InfoContext(ctx, "command completed by webhook", slog.String("command_id", commandID), slog.String("state", string(e.State)))
-		w.metrics.CommandDone(ctx, e.CommandType, string(e.State), w.now().Sub(e.CreatedAt))
-		return w.publishTerminal(ctx, e, false)
+		// In the command's trace: its log line and terminal event belong
+		// with the call that started it, not with the webhook delivery.
+		cctx, end := w.commandTrace(ctx, "complete "+e.CommandType, e)
+		defer end()
+		w.log.InfoContext(cctx, "command completed by webhook", slog.String("command_id", commandID), slog.String("state", string(e.State)))
+		w.metrics.CommandDone(cctx, e.CommandType, string(e.State), w.now().Sub(e.CreatedAt))
+		return w.publishTerminal(cctx, e, false)
+	}
+	if changed {
+		linkCommand(ctx, e)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/telemetry"
@@ -31,6 +32,9 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	cmd, err := events.DecodeCommand(msg.Subject(), msg.Data())
+	if span.IsRecording() && cmd.ID != "" {
+		span.SetAttributes(attrCommandID.String(cmd.ID), attrCommandType.String(cmd.Type))
+	}
 	if err != nil {
 		w.reject(ctx, msg, md, cmd, err)
 		return
@@ -41,7 +45,10 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 	status, entry, err := w.ledger.Claim(ctx, ClaimRequest{
 		CommandID: cmd.ID, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
 		Subject: msg.Subject(), Command: json.RawMessage(msg.Data()),
-		Token: token, Lease: w.lease(), Traceparent: headerTraceparent(msg.Headers()),
+		// The consumer span's context, not the publisher's: it is in the
+		// command's trace either way, and exists even when the publisher
+		// sent none, so a completing webhook can always link to it.
+		Token: token, Lease: w.lease(), Traceparent: cmp.Or(telemetry.TraceParent(ctx), headerTraceparent(msg.Headers())),
 	})
 	if err != nil {
 		log.WarnContext(ctx, "claim failed", slog.Any("error", err))
@@ -92,6 +99,7 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 		return
 	}
 
+	telemetry.RecordError(trace.SpanFromContext(ctx), herr)
 	at.Outcome, at.Error = attemptOutcome(herr), truncate(herr.Error(), 500)
 	at.Code, _ = graphCode(herr)
 	var pe *panicError
@@ -245,11 +253,8 @@ func (w *Worker) publishTerminal(ctx context.Context, e Entry, always bool) erro
 	if t == nil || (t.Published && !always) {
 		return nil
 	}
-	m := &nats.Msg{Subject: t.Subject, Data: t.Event, Header: nats.Header{}}
-	if e.Traceparent != "" {
-		m.Header.Set("traceparent", e.Traceparent)
-	}
-	if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID(t.MsgID)); err != nil {
+	m := &nats.Msg{Subject: t.Subject, Data: t.Event}
+	if _, err := w.publishMsg(traceCtx(ctx, e.Traceparent), m, t.MsgID); err != nil {
 		return fmt.Errorf("publish %s of %s: %w", t.Type, e.CommandID, err)
 	}
 	if !t.Published {
@@ -300,7 +305,7 @@ func (w *Worker) reject(ctx context.Context, msg jetstream.Msg, md *jetstream.Ms
 				MsgID: events.TerminalEventID(id), Event: b}
 			e := Entry{CommandID: id, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
 				Subject: msg.Subject(), Command: json.RawMessage(msg.Data()), State: StateRejected, Result: &t,
-				Traceparent: headerTraceparent(msg.Headers())}
+				Traceparent: cmp.Or(telemetry.TraceParent(ctx), headerTraceparent(msg.Headers()))}
 			if validCommandID(cmd.ID) {
 				e, err = w.ledger.FinishNew(ctx, e)
 				switch {

@@ -83,11 +83,8 @@ func (w *Worker) bury(ctx context.Context, e Entry, seq uint64, reason string, c
 	if err != nil {
 		return err
 	}
-	m := &nats.Msg{Subject: w.names.DLQ(e.PhoneNumberID, e.CommandType), Data: b, Header: nats.Header{}}
-	if e.Traceparent != "" {
-		m.Header.Set("traceparent", e.Traceparent)
-	}
-	if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID(e.CommandID+":dlq:"+strconv.FormatUint(seq, 10))); err != nil {
+	m := &nats.Msg{Subject: w.names.DLQ(e.PhoneNumberID, e.CommandType), Data: b}
+	if _, err := w.publishMsg(traceCtx(ctx, e.Traceparent), m, e.CommandID+":dlq:"+strconv.FormatUint(seq, 10)); err != nil {
 		return fmt.Errorf("publish dead letter: %w", err)
 	}
 	var cmd events.Command

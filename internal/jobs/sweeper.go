@@ -70,10 +70,11 @@ func (w *Worker) SweepOnce(ctx context.Context) (int, error) {
 			errs = append(errs, err)
 			continue
 		}
-		w.log.InfoContext(ctx, "webhook never came; command finished", slog.String("command_id", id), slog.String("state", string(e.State)))
+		ectx := traceCtx(ctx, e.Traceparent) // log and publish in the command's trace
+		w.log.InfoContext(ectx, "webhook never came; command finished", slog.String("command_id", id), slog.String("state", string(e.State)))
 		n++
-		w.metrics.CommandDone(ctx, e.CommandType, string(e.State), w.now().Sub(e.CreatedAt))
-		errs = append(errs, w.publishTerminal(ctx, e, false))
+		w.metrics.CommandDone(ectx, e.CommandType, string(e.State), w.now().Sub(e.CreatedAt))
+		errs = append(errs, w.publishTerminal(ectx, e, false))
 	}
 	return n, errors.Join(errs...)
 }

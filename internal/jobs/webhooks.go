@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/telemetry"
@@ -32,6 +33,7 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 	var it webhook.Item
 	if err := json.Unmarshal(msg.Data(), &it); err != nil {
 		w.log.WarnContext(ctx, "webhook item is not JSON; dropped", slog.String("subject", msg.Subject()), slog.Any("error", err))
+		w.metrics.Webhook(ctx, "unknown", "invalid")
 		_ = msg.Term()
 		return
 	}
@@ -39,6 +41,7 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 	p, err := webhook.Decode(it)
 	if err != nil {
 		log.WarnContext(ctx, "webhook item undecodable; dropped", slog.Any("error", err))
+		w.metrics.Webhook(ctx, it.Field, "invalid")
 		_ = msg.Term()
 		return
 	}
@@ -96,11 +99,11 @@ func (w *Worker) publishEvent(ctx context.Context, ev domainEvent, h nats.Header
 	if err != nil {
 		return err
 	}
-	m := &nats.Msg{Subject: w.names.Event(ev.phone, ev.typ), Data: b, Header: nats.Header{}}
-	if tp := headerTraceparent(h); tp != "" {
-		m.Header.Set("traceparent", tp)
+	m := &nats.Msg{Subject: w.names.Event(ev.phone, ev.typ), Data: b}
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = telemetry.Extract(ctx, h) // no delivery span: carry the item's trace on
 	}
-	_, err = w.js.PublishMsg(ctx, m, jetstream.WithMsgID(ev.id))
+	_, err = w.publishMsg(ctx, m, ev.id)
 	return err
 }
 

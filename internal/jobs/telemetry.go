@@ -1,0 +1,135 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/telemetry"
+)
+
+// Tracing in the worker. A command's trace runs caller → publish → the
+// worker's consumer span (processCommand) → each Graph call → the result
+// publish. The consumer span's traceparent is kept in the ledger entry
+// (Entry.Traceparent), so work done later for the command — the webhook
+// that completes it, the sweeper that times it out, a dead letter after
+// the server gave up on it — publishes in the command's trace, and the
+// webhook's own span links to it.
+
+// Span attributes naming the command a span works for.
+const (
+	attrCommandID   = attribute.Key("groupflow.command.id")
+	attrCommandType = attribute.Key("groupflow.command.type")
+)
+
+// publishMsg publishes m with Nats-Msg-Id msgID inside a producer span,
+// child of ctx's span, whose trace context goes in m's headers. Every
+// publish of the worker goes through it (events, dead letters, commands
+// fanned out by a campaign) so each is a span and carries its trace on.
+func (w *Worker) publishMsg(ctx context.Context, m *nats.Msg, msgID string) (*jetstream.PubAck, error) {
+	if m.Header == nil {
+		m.Header = nats.Header{}
+	}
+	if msgID != "" {
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	return telemetry.PublishMsg(ctx, w.tracer, w.js, m)
+}
+
+// traceCtx returns ctx when it holds a span, else ctx carrying the span
+// a stored traceparent names: work that runs outside any delivery (the
+// sweeper, a max-deliveries advisory) then publishes in the command's trace.
+func traceCtx(ctx context.Context, traceparent string) context.Context {
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx
+	}
+	return telemetry.ContextWithTraceParent(ctx, traceparent)
+}
+
+// commandTrace starts a span in the trace of the command e (its stored
+// traceparent) for work a webhook delivery does for it: the terminal
+// event then carries the command's trace, as if the command's own
+// processing had published it. The span links to ctx's span (the
+// webhook's), and that span links back to the command, so each trace
+// leads to the other. When ctx is already in the command's trace, or the
+// command has no traceparent, ctx is used as is. Call end when done.
+func (w *Worker) commandTrace(ctx context.Context, name string, e Entry) (_ context.Context, end func()) {
+	sc, ok := linkCommand(ctx, e)
+	if !ok {
+		return ctx, func() {}
+	}
+	here := trace.SpanFromContext(ctx)
+	opts := []trace.SpanStartOption{trace.WithAttributes(attrCommandID.String(e.CommandID))}
+	if hsc := here.SpanContext(); hsc.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: hsc}))
+	}
+	cctx, span := w.tracer.Start(trace.ContextWithRemoteSpanContext(ctx, sc), name, opts...)
+	return cctx, func() { span.End() }
+}
+
+// linkCommand links ctx's span (a webhook delivery) to the trace of the
+// command e it applies to. ok is false when there is nothing to link: the
+// command has no traceparent, or ctx is in its trace already.
+func linkCommand(ctx context.Context, e Entry) (sc trace.SpanContext, ok bool) {
+	sc, ok = telemetry.ParseTraceParent(e.Traceparent)
+	here := trace.SpanFromContext(ctx)
+	if !ok || here.SpanContext().TraceID() == sc.TraceID() {
+		return sc, false
+	}
+	if here.IsRecording() {
+		here.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attrCommandID.String(e.CommandID)}})
+	}
+	return sc, true
+}
+
+// DLQDepth returns the function telemetry.Metrics.ObserveDLQ calls at
+// each collection: the dead-letter stream's message count.
+func DLQDepth(js jetstream.JetStream, names events.Names) func(context.Context) ([]telemetry.StreamDepth, error) {
+	return func(ctx context.Context) ([]telemetry.StreamDepth, error) {
+		s, err := js.Stream(ctx, names.DLQStream())
+		if err != nil {
+			return nil, fmt.Errorf("dlq stream: %w", err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("dlq stream info: %w", err)
+		}
+		return []telemetry.StreamDepth{{Stream: info.Config.Name, Messages: int64(info.State.Msgs)}}, nil
+	}
+}
+
+// ConsumerLag returns the function telemetry.Metrics.ObserveConsumers
+// calls at each collection: the backlog of the workers' two durable
+// consumers (commands and webhooks). A consumer it cannot read is left
+// out and its error returned alongside the others.
+func ConsumerLag(js jetstream.JetStream, names events.Names) func(context.Context) ([]telemetry.ConsumerLag, error) {
+	pairs := [][2]string{
+		{names.CommandStream(), names.CommandConsumer()},
+		{names.WebhookStream(), names.WebhookConsumer()},
+	}
+	return func(ctx context.Context) ([]telemetry.ConsumerLag, error) {
+		var out []telemetry.ConsumerLag
+		var errs []error
+		for _, p := range pairs {
+			c, err := js.Consumer(ctx, p[0], p[1])
+			if err != nil {
+				errs = append(errs, fmt.Errorf("consumer %s/%s: %w", p[0], p[1], err))
+				continue
+			}
+			info, err := c.Info(ctx)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("consumer %s/%s info: %w", p[0], p[1], err))
+				continue
+			}
+			out = append(out, telemetry.ConsumerLag{Stream: p[0], Consumer: p[1],
+				Pending: int64(info.NumPending), AckPending: int64(info.NumAckPending)})
+		}
+		return out, errors.Join(errs...)
+	}
+}
