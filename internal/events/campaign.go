@@ -1,5 +1,7 @@
 package events
 
+import "time"
+
 // Campaign states (CampaignCompleted.State).
 const (
 	CampaignStateCompleted = "completed"
@@ -18,7 +20,24 @@ type CampaignCounts struct {
 	// Unknown invites may or may not have been sent (on_ambiguous "fail").
 	Unknown int `json:"unknown"`
 	Joined  int `json:"joined"`
+	// Queued invites were published as send_group_invite commands and are
+	// not terminal yet (they are part of Pending).
+	Queued int `json:"queued,omitempty"`
+	// FailedByCode splits Failed by Meta's error code ("131026"), or by
+	// reason when Meta gave no code ("retries_exhausted", "expired").
+	FailedByCode map[string]int `json:"failed_by_code,omitempty"`
+	// Delivered and Read count sent invites whose message Meta reported
+	// delivered (or read) and read: with Joined, the campaign's funnel.
+	Delivered int `json:"delivered,omitempty"`
+	Read      int `json:"read,omitempty"`
 }
+
+// Campaign states while a campaign runs (CampaignProgress.State).
+const (
+	CampaignStateRunning    = "running"
+	CampaignStatePaused     = "paused"
+	CampaignStateCancelling = "cancelling"
+)
 
 // CampaignStarted is the data of campaign.started.
 type CampaignStarted struct {
@@ -33,6 +52,13 @@ type CampaignStarted struct {
 type CampaignProgress struct {
 	CampaignID string         `json:"campaign_id"`
 	Counts     CampaignCounts `json:"counts"`
+	// State is CampaignStateRunning, CampaignStatePaused or
+	// CampaignStateCancelling; empty in events of older workers.
+	State string `json:"state,omitempty"`
+	// PausedUntil and Reason say, while State is paused, until when no
+	// invite of the campaign is sent and why (Meta's spam rate limit).
+	PausedUntil *time.Time `json:"paused_until,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
 }
 
 // CampaignCompleted is the data of campaign.completed: every invite is

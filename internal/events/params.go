@@ -228,7 +228,8 @@ func (p *SendGroupInviteParams) validate(path string, errs *errorList) {
 
 // StartInviteCampaignParams are the params of start_invite_campaign: send
 // Template to every invitee, inline in Invites or listed in an object store
-// (InvitesObject, a JSON array of Invite) — exactly one of the two.
+// (InvitesObject: NDJSON, one Invite per line, or a JSON array of Invite) —
+// exactly one of the two.
 type StartInviteCampaignParams struct {
 	CampaignID    string      `json:"campaign_id"`
 	Template      TemplateRef `json:"template"`

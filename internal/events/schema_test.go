@@ -438,8 +438,10 @@ func sampleData() map[string]any {
 			GroupID: testGroup, ParticipantID: "16505551234", ParticipantUserID: "US.1349", ParticipantParentUserID: "US.1",
 			Pricing: &Pricing{Billable: &yes, PricingModel: "PMP", Type: "regular", Category: "group_marketing"}, Errors: errs,
 			CommandID: "c9", CampaignID: "spring"},
-		EventCampaignStarted:   CampaignStarted{CampaignID: "spring", CommandID: "c10", Template: TemplateRef{Name: "t", Language: "en"}, Total: 3},
-		EventCampaignProgress:  CampaignProgress{CampaignID: "spring", Counts: counts},
+		EventCampaignStarted: CampaignStarted{CampaignID: "spring", CommandID: "c10", Template: TemplateRef{Name: "t", Language: "en"}, Total: 3},
+		EventCampaignProgress: CampaignProgress{CampaignID: "spring", Counts: CampaignCounts{Total: 3, Pending: 1, Queued: 1, Sent: 1, Failed: 1,
+			FailedByCode: map[string]int{"131026": 1}, Delivered: 1, Read: 1}, State: CampaignStatePaused,
+			PausedUntil: ptrTime(time.Date(2026, 11, 24, 18, 0, 0, 0, time.UTC)), Reason: "Meta's spam rate limit (131048)"},
 		EventCampaignCompleted: CampaignCompleted{CampaignID: "spring", CommandID: "c10", State: CampaignStateCancelled, Counts: counts},
 		EventCampaignInviteeJoined: CampaignInviteeJoined{CampaignID: "spring", GroupID: testGroup, To: "+16505551234",
 			Participant: who, MessageID: "wamid.1"},
@@ -478,3 +480,5 @@ func TestEventValuesMatchSchemas(t *testing.T) {
 		})
 	}
 }
+
+func ptrTime(t time.Time) *time.Time { return &t }
