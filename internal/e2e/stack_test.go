@@ -71,6 +71,7 @@ type stack struct {
 	t         testing.TB
 	opts      stackOpts
 	nc        *nats.Conn
+	natsURL   string
 	js        jetstream.JetStream
 	names     events.Names
 	spans     *tracetest.InMemoryExporter
@@ -109,7 +110,7 @@ func setup(t testing.TB, mutate ...func(*stackOpts)) *stack {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(nc.Close)
-	s.nc = nc
+	s.nc, s.natsURL = nc, srv.ClientURL()
 	if s.js, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}
@@ -219,21 +220,32 @@ func (s *stack) startWorker(t testing.TB, wo workerOpts) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A connection of its own, as a worker process has: a stopped
+	// worker's pending pulls die with it instead of swallowing messages
+	// meant for the next one.
+	nc, err := nats.Connect(s.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	cfg := jobs.Config{
-		JS: s.js, Names: s.names, Graph: gc, Concurrency: s.opts.concurrency,
+		JS: js, Names: s.names, Graph: gc, Concurrency: s.opts.concurrency,
 		WebhookTimeout: time.Minute, ShutdownTimeout: 2 * time.Second, RetryMaxElapsed: 200 * time.Millisecond,
 		NakDelay: func(uint64) time.Duration { return 20 * time.Millisecond },
 		Tracer:   tel.Tracer("github.com/groupflow/groupflow/internal/jobs"), Metrics: metrics, Logger: s.log,
 	}
 	var limiterStop func()
 	if s.opts.limiter {
-		workersKV, err := s.js.KeyValue(ctx, s.names.WorkersBucket())
+		workersKV, err := js.KeyValue(ctx, s.names.WorkersBucket())
 		if err != nil {
 			t.Fatal(err)
 		}
-		throttleKV, err := s.js.KeyValue(ctx, s.names.ThrottleBucket())
+		throttleKV, err := js.KeyValue(ctx, s.names.ThrottleBucket())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,11 +274,11 @@ func (s *stack) startWorker(t testing.TB, wo workerOpts) (stop func()) {
 	if err != nil {
 		t.Fatalf("new worker: %v", err)
 	}
-	dlqObs, err := metrics.ObserveDLQ(jobs.DLQDepth(s.js, s.names))
+	dlqObs, err := metrics.ObserveDLQ(jobs.DLQDepth(js, s.names))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lagObs, err := metrics.ObserveConsumers(jobs.ConsumerLag(s.js, s.names))
+	lagObs, err := metrics.ObserveConsumers(jobs.ConsumerLag(js, s.names))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,6 +297,8 @@ func (s *stack) startWorker(t testing.TB, wo workerOpts) (stop func()) {
 			wg.Wait()
 			_ = dlqObs.Unregister()
 			_ = lagObs.Unregister()
+			_ = nc.Flush() // events published while stopping leave first
+			nc.Close()
 			tr.CloseIdleConnections()
 		})
 	}
