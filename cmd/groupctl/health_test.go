@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/groupflow/groupflow/internal/natsembed"
+)
+
+func TestHealthNeedsTheTopologyAndALiveWorker(t *testing.T) {
+	t.Parallel()
+
+	t.Run("An empty server is unhealthy", func(t *testing.T) {
+		t.Parallel()
+		b := connect(t, natsembed.RunTest(t).ClientURL())
+		r := b.groupctl(t, "health")
+		wantCode(t, r, 1)
+		wantContains(t, "stdout", r.stdout, "problem: stream GROUPS_COMMANDS is missing", "UNHEALTHY")
+		wantContains(t, "stderr", r.stderr, "groupctl: unhealthy: stream GROUPS_COMMANDS is missing")
+	})
+
+	t.Run("Without workers it is unhealthy, with one healthy", func(t *testing.T) {
+		t.Parallel()
+		b := setupNATS(t)
+		r := b.groupctl(t, "health")
+		wantCode(t, r, 1)
+		wantContains(t, "stdout", r.stdout, "GROUPS_COMMANDS/worker-commands", "GROUPS_WEBHOOKS/worker-webhooks", "workers alive: 0", "problem: no worker is alive")
+
+		startLimiter(t, b, "worker-a")
+		eventually(t, "worker-a's heartbeat", func() bool { return b.groupctl(t, "health").code == 0 })
+		r = b.groupctl(t, "health")
+		wantCode(t, r, 0)
+		wantContains(t, "stdout", r.stdout, "workers alive: 1", "worker-a", "healthy")
+
+		r = b.groupctl(t, "health", "--json")
+		wantCode(t, r, 0)
+		var rep healthReport
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if !rep.Healthy || len(rep.Streams) != 4 || len(rep.Workers) != 1 || len(rep.Consumers) != 2 || len(rep.Buckets) != 6 {
+			t.Fatalf("report %+v, want healthy with 4 streams, 2 consumers, 6 buckets, 1 worker", rep)
+		}
+	})
+}
+
+func TestHealthCountsLagAndWarnsOfDeadLetters(t *testing.T) {
+	t.Parallel()
+	b := setupNATS(t)
+	startLimiter(t, b, "worker-b")
+	// Two commands nobody executes: lag on the command consumer.
+	for _, id := range []string{"lag-1", "lag-2"} {
+		r := b.groupctl(t, "submit", "get_invite_link", "--phone", phone, "--group", "G1", "--id", id)
+		wantCode(t, r, 0)
+	}
+	eventually(t, "worker-b's heartbeat", func() bool { return b.groupctl(t, "health").code == 0 })
+	r := b.groupctl(t, "health", "--max-pending", "1")
+	wantCode(t, r, 1)
+	wantContains(t, "stdout", r.stdout, "problem: consumer worker-commands on GROUPS_COMMANDS lags by 2 messages")
+	r = b.groupctl(t, "health", "--max-pending", "2")
+	wantCode(t, r, 0)
+}
