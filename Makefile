@@ -22,6 +22,10 @@ build: ## Build every binary into ./bin.
 run: build ## Run the whole stack on this machine (embedded JetStream, simulator, ingest, worker). Ctrl-C stops it.
 	@BIN=$(BIN) ./scripts/run-stack.sh
 
+.PHONY: demo
+demo: build ## Walk through groupflow on the stack `make run` started (in another terminal): commands and events, step by step.
+	@$(BIN)/groupctl demo
+
 .PHONY: test
 test: ## Run every test with the race detector (what CI runs).
 	$(GO) vet $(PKGS)

@@ -107,7 +107,8 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 	defer stop()
 
 	d.say("groupflow demo — business number %s, simulator %s, run %s", f.phone, f.simURL, d.tag)
-	d.say("Every command below is a real groupctl command; lines starting with ⇢ are events from %s.", a.names().EventStream())
+	d.say("Every $ line is a command you can run yourself (groupctl is bin/groupctl after `make build`);")
+	d.say("lines starting with ⇢ are the events groupflow published to %s, as they arrive.", a.names().EventStream())
 
 	// 1. The invite template (Meta's "group invite link" library template).
 	d.step("Make sure the WABA has a group invite template")
