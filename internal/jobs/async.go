@@ -172,6 +172,8 @@ func (w *Worker) completion(cmd events.Command, e Entry, timedOut bool) Result {
 		return removeCompletion(cmd, e)
 	case events.UpdateGroupSettings:
 		return settingsCompletion(e)
+	case events.StartInviteCampaign, events.CancelCampaign:
+		return campaignCompletion(e)
 	}
 	if len(done) == 0 {
 		if timedOut || undone > 0 {

@@ -11,8 +11,8 @@ import (
 )
 
 // builtinHandlers is the dispatch table: one handler per command type of
-// DESIGN §3. Campaign fan-out (start_invite_campaign, cancel_campaign) is
-// added through Config.Handlers.
+// DESIGN §3. Sends that are invites of a campaign go through the campaign
+// (cancel, pause, join index) first.
 func (w *Worker) builtinHandlers() map[string]Handler {
 	return map[string]Handler{
 		events.CreateGroup:          HandlerFunc(w.createGroup),
@@ -24,7 +24,9 @@ func (w *Worker) builtinHandlers() map[string]Handler {
 		events.RejectJoinRequests:   HandlerFunc(w.rejectJoinRequests),
 		events.RemoveParticipants:   HandlerFunc(w.removeParticipants),
 		events.EnsureInviteTemplate: HandlerFunc(w.ensureInviteTemplate),
-		events.SendGroupInvite:      HandlerFunc(w.sendGroupInvite),
+		events.SendGroupInvite:      w.campaignInvite(HandlerFunc(w.sendGroupInvite)),
+		events.StartInviteCampaign:  HandlerFunc(w.startInviteCampaign),
+		events.CancelCampaign:       HandlerFunc(w.cancelCampaign),
 	}
 }
 

@@ -56,6 +56,8 @@ func (w *Worker) SweepOnce(ctx context.Context) (int, error) {
 			continue
 		case e.State != StateAwaitingWebhook || w.now().Before(e.AwaitUntil):
 			continue
+		case isCampaignCommand(e.CommandType):
+			continue // ends with its campaign, however long that runs
 		}
 		e, err = w.ledger.Update(ctx, id, func(e *Entry) error {
 			if e.State != StateAwaitingWebhook || w.now().Before(e.AwaitUntil) {

@@ -64,6 +64,11 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 	}
+	if err := w.campaignJoins(ctx, it, p.Group, msg.Headers()); err != nil {
+		log.WarnContext(ctx, "campaign join", slog.Any("error", err))
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
 	result := "published"
 	if commandID != "" && p.Group != nil {
 		if err := w.applyWebhook(ctx, commandID, json.RawMessage(msg.Data())); err != nil {
@@ -178,7 +183,8 @@ func (w *Worker) domainEvents(it webhook.Item, p webhook.Payload, commandID stri
 		s := p.Status
 		d := events.MessageStatus{MessageID: s.ID, Status: s.Status, RecipientID: s.RecipientID, RecipientType: s.RecipientType,
 			ParticipantID: s.RecipientParticipantID, ParticipantUserID: s.RecipientParticipantUserID,
-			ParticipantParentUserID: s.RecipientParticipantParentUserID, Errors: graphErrors(s.Errors), CommandID: commandID}
+			ParticipantParentUserID: s.RecipientParticipantParentUserID, Errors: graphErrors(s.Errors), CommandID: commandID,
+			CampaignID: w.campaigns.campaignOf(commandID)}
 		if s.RecipientType == webhook.RecipientTypeGroup {
 			d.GroupID = s.RecipientID
 		}

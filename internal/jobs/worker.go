@@ -72,9 +72,11 @@ type Config struct {
 	// HTTPClient fetches profile pictures given by URL. Defaults to a
 	// client with a 30 second timeout.
 	HTTPClient *http.Client
-	// Handlers adds or replaces handlers by command type (campaign
-	// fan-out plugs in here).
+	// Handlers adds or replaces handlers by command type.
 	Handlers map[string]Handler
+	// Campaigns tunes invite campaigns (fan-out window, checkpoints,
+	// progress events). Zero fields take their defaults.
+	Campaigns CampaignConfig
 	// Middleware wraps every handler, outermost first, inside the
 	// built-in recovery, expiry and timeout middleware.
 	Middleware []Middleware
@@ -174,6 +176,10 @@ type Worker struct {
 	tracer   trace.Tracer
 	metrics  *telemetry.Metrics
 
+	// campaigns runs invite campaigns: their entries as seen here, and
+	// the fan-outs this worker holds.
+	campaigns *campaigns
+
 	// Filled by Run from the consumers' configuration.
 	maxDeliver int
 	ackWait    time.Duration
@@ -199,12 +205,17 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: open correlation bucket: %w", err)
 	}
+	campaignKV, err := cfg.JS.KeyValue(ctx, cfg.Names.CampaignBucket())
+	if err != nil {
+		return nil, fmt.Errorf("jobs: open campaign bucket: %w", err)
+	}
 	w := &Worker{
 		cfg: cfg, names: cfg.Names, js: cfg.JS, graph: cfg.Graph, limiter: cfg.Limiter,
 		log: cfg.Logger.With(slog.String("worker_id", cfg.WorkerID)), id: cfg.WorkerID, now: cfg.Clock,
 		ledger: NewLedger(ledgerKV, cfg.Clock), corr: NewCorrelations(corrKV),
 		shutdown: make(chan struct{}), tracer: cfg.Tracer, metrics: cfg.Metrics,
 	}
+	w.campaigns = newCampaigns(w, campaignKV, cfg.Campaigns)
 	w.handlers = w.builtinHandlers()
 	for t, h := range cfg.Handlers {
 		w.handlers[t] = h
@@ -280,6 +291,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		errs <- w.consume(ctx, hookCons, w.cfg.WebhookConcurrency, "webhooks", func(m jetstream.Msg) { w.processWebhook(work, m) })
 	})
 	wg.Go(func() { w.sweep(ctx) })
+	wg.Go(func() { w.campaigns.supervise(ctx) })
 	wg.Wait()
 	cancelWork()
 	close(errs)

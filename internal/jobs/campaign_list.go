@@ -1,0 +1,221 @@
+package jobs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
+)
+
+// errEndOfList ends an invite list.
+var errEndOfList = errors.New("end of invite list")
+
+// errListChanged: the object holding a running campaign's invites was
+// replaced; the invites not yet published are not sent.
+var errListChanged = errors.New("the invite list changed while the campaign ran")
+
+// inviteList yields a campaign's invites in order.
+type inviteList interface {
+	// Next returns the next invite, or errEndOfList after the last.
+	Next() (events.Invite, error)
+	// Digest is the object's SHA-256 digest ("" for inline invites).
+	Digest() string
+	Close() error
+}
+
+// openList opens a campaign's invites, positioned at invite skip.
+func (c *campaigns) openList(ctx context.Context, st *campaignState, skip int) (inviteList, error) {
+	if st.Object == nil {
+		e, _, err := c.w.ledger.Get(ctx, st.CommandID)
+		if err != nil {
+			return nil, fmt.Errorf("campaign: read the start command: %w", err)
+		}
+		var cmd events.Command
+		var p events.StartInviteCampaignParams
+		if err := json.Unmarshal(e.Command, &cmd); err != nil {
+			return nil, fmt.Errorf("campaign: decode the start command: %w", err)
+		}
+		if err := cmd.DecodeParams(&p); err != nil {
+			return nil, fmt.Errorf("campaign: decode the start command: %w", err)
+		}
+		return &sliceList{invites: p.Invites[min(skip, len(p.Invites)):]}, nil
+	}
+	l, err := c.openObject(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	if st.ObjectDigest != "" && l.Digest() != st.ObjectDigest {
+		l.Close()
+		return nil, errListChanged
+	}
+	for range skip {
+		if _, err := l.Next(); err != nil {
+			l.Close()
+			if errors.Is(err, errEndOfList) {
+				return nil, errListChanged
+			}
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// openObject opens the object store list of a campaign as a stream.
+func (c *campaigns) openObject(ctx context.Context, st *campaignState) (*streamList, error) {
+	ref := st.Object
+	store, err := c.w.js.ObjectStore(ctx, ref.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, Permanent(fmt.Errorf("invites_object: no object store %q", ref.Bucket))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("invites_object: open %s: %w", ref.Bucket, err)
+	}
+	r, err := store.Get(ctx, ref.Name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, Permanent(fmt.Errorf("invites_object: no object %q in %s", ref.Name, ref.Bucket))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("invites_object: read %s/%s: %w", ref.Bucket, ref.Name, err)
+	}
+	info, err := r.Info()
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("invites_object: read %s/%s: %w", ref.Bucket, ref.Name, err)
+	}
+	return newStreamList(r, info.Digest, ref.Bucket+"/"+ref.Name), nil
+}
+
+type sliceList struct{ invites []events.Invite }
+
+func (l *sliceList) Next() (events.Invite, error) {
+	if len(l.invites) == 0 {
+		return events.Invite{}, errEndOfList
+	}
+	inv := l.invites[0]
+	l.invites = l.invites[1:]
+	return inv, nil
+}
+func (l *sliceList) Digest() string { return "" }
+func (l *sliceList) Close() error   { return nil }
+
+// maxInviteLine bounds one NDJSON line (an invite is well under 1 KiB).
+const maxInviteLine = 64 << 10
+
+// streamList reads invites from a reader as NDJSON (one {"to","group_id"}
+// per line, blank lines skipped) or as one JSON array, whichever the first
+// byte says, one invite at a time: memory stays flat whatever the size.
+type streamList struct {
+	r      io.ReadCloser
+	br     *bufio.Reader
+	digest string
+	name   string
+	array  *json.Decoder // set in array mode
+	begun  bool
+	line   int
+}
+
+func newStreamList(r io.ReadCloser, digest, name string) *streamList {
+	return &streamList{r: r, br: bufio.NewReaderSize(r, maxInviteLine), digest: digest, name: name}
+}
+
+func (l *streamList) Digest() string { return l.digest }
+func (l *streamList) Close() error   { return l.r.Close() }
+
+func (l *streamList) Next() (events.Invite, error) {
+	if !l.begun {
+		l.begun = true
+		if err := l.begin(); err != nil {
+			return events.Invite{}, err
+		}
+	}
+	if l.array != nil {
+		return l.nextInArray()
+	}
+	for {
+		b, err := l.br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return events.Invite{}, Permanent(fmt.Errorf("invites_object %s line %d: longer than %d bytes", l.name, l.line+1, maxInviteLine))
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return events.Invite{}, fmt.Errorf("invites_object %s: %w", l.name, err)
+		}
+		if len(b) == 0 && errors.Is(err, io.EOF) {
+			return events.Invite{}, errEndOfList
+		}
+		l.line++
+		b = bytes.TrimSpace(b)
+		if len(b) == 0 {
+			continue
+		}
+		inv, derr := decodeInvite(b)
+		if derr != nil {
+			return events.Invite{}, Permanent(fmt.Errorf("invites_object %s line %d: %w", l.name, l.line, derr))
+		}
+		return inv, nil
+	}
+}
+
+// begin looks at the first byte that is not white space.
+func (l *streamList) begin() error {
+	for {
+		b, err := l.br.Peek(1)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil // empty: Next ends at once
+			}
+			return fmt.Errorf("invites_object %s: %w", l.name, err)
+		}
+		switch b[0] {
+		case ' ', '\t', '\r', '\n':
+			if b[0] == '\n' {
+				l.line++
+			}
+			_, _ = l.br.ReadByte()
+			continue
+		case '[':
+			l.array = json.NewDecoder(l.br)
+			l.array.DisallowUnknownFields()
+			if _, err := l.array.Token(); err != nil {
+				return Permanent(fmt.Errorf("invites_object %s: %w", l.name, err))
+			}
+		}
+		return nil
+	}
+}
+
+func (l *streamList) nextInArray() (events.Invite, error) {
+	if !l.array.More() {
+		if _, err := l.array.Token(); err != nil {
+			return events.Invite{}, Permanent(fmt.Errorf("invites_object %s: %w", l.name, err))
+		}
+		return events.Invite{}, errEndOfList
+	}
+	l.line++
+	var inv events.Invite
+	if err := l.array.Decode(&inv); err != nil {
+		return events.Invite{}, Permanent(fmt.Errorf("invites_object %s, invite %d: %w", l.name, l.line, err))
+	}
+	return inv, nil
+}
+
+// decodeInvite reads one invite strictly: an object with exactly the known
+// fields, nothing after it.
+func decodeInvite(b []byte) (events.Invite, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var inv events.Invite
+	if err := dec.Decode(&inv); err != nil {
+		return events.Invite{}, err
+	}
+	if dec.More() {
+		return events.Invite{}, errors.New("more than one JSON value on the line")
+	}
+	return inv, nil
+}
