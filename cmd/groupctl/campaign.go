@@ -49,8 +49,9 @@ func (v campaignView) final() bool {
 	return v.State == events.CampaignStateCompleted || v.State == events.CampaignStateCancelled
 }
 
-// campaignRecord is the value of a campaign in the groups_campaigns bucket,
-// read leniently: unknown fields are ignored and any of these may be absent.
+// campaignRecord is the value of a campaign in the groups_campaigns bucket
+// (jobs.CampaignStatus, key "m.<escaped id>"), read leniently: unknown
+// fields are ignored and any of these may be absent.
 type campaignRecord struct {
 	CampaignID    string                 `json:"campaign_id"`
 	CommandID     string                 `json:"command_id"`
@@ -58,21 +59,17 @@ type campaignRecord struct {
 	State         string                 `json:"state"`
 	Template      *events.TemplateRef    `json:"template"`
 	Counts        *events.CampaignCounts `json:"counts"`
+	PausedUntil   time.Time              `json:"paused_until"`
+	PauseReason   string                 `json:"pause_reason"`
 	StartedAt     time.Time              `json:"started_at"`
 	CreatedAt     time.Time              `json:"created_at"`
 	UpdatedAt     time.Time              `json:"updated_at"`
 }
 
-// campaignKeys are the keys a campaign may be stored under: the id as is
-// when it is a valid key, and the ledger's escaped form (ids may hold ':'),
-// with and without a "campaign." prefix.
-func campaignKeys(id string) []string {
-	esc := strings.TrimPrefix(jobs.LedgerKey(id), "cmd.")
-	keys := []string{"campaign." + esc, esc}
-	if esc != id {
-		keys = append(keys, id, "campaign."+id)
-	}
-	return keys
+// campaignKey is where the worker keeps a campaign: its id escaped as the
+// ledger escapes command ids (campaign ids may hold ':').
+func campaignKey(id string) string {
+	return "m." + strings.TrimPrefix(jobs.LedgerKey(id), "cmd.")
 }
 
 func (a *app) campaignCommand() *cobra.Command {
@@ -235,26 +232,23 @@ func (t *campaignTracker) readKV(ctx context.Context, a *app, js jetstream.JetSt
 	if err != nil {
 		return fmt.Errorf("open %s: %w", a.names().CampaignBucket(), err)
 	}
-	for _, key := range campaignKeys(t.id) {
-		e, err := kv.Get(rctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) || errors.Is(err, jetstream.ErrKeyDeleted) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read campaign %s: %w", t.id, err)
-		}
-		var r campaignRecord
-		if err := json.Unmarshal(e.Value(), &r); err != nil || (r.CampaignID != "" && r.CampaignID != t.id) {
-			continue
-		}
-		if r.UpdatedAt.IsZero() {
-			r.UpdatedAt = e.Created()
-		}
-		t.mu.Lock()
-		t.kv = &r
-		t.mu.Unlock()
+	e, err := kv.Get(rctx, campaignKey(t.id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("read campaign %s: %w", t.id, err)
+	}
+	var r campaignRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil || (r.CampaignID != "" && r.CampaignID != t.id) {
+		return nil // not a format this groupctl knows: the events still tell
+	}
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = e.Created()
+	}
+	t.mu.Lock()
+	t.kv = &r
+	t.mu.Unlock()
 	return nil
 }
 
@@ -356,6 +350,10 @@ func (t *campaignTracker) view() (campaignView, bool) {
 		// A completion event is final even if the record lags behind it.
 		if r.State != "" && !v.final() {
 			v.State = r.State
+			v.PausedUntil, v.Reason = time.Time{}, ""
+			if r.PausedUntil.After(time.Now()) {
+				v.State, v.PausedUntil, v.Reason = events.CampaignStatePaused, r.PausedUntil, r.PauseReason
+			}
 		}
 		if v.StartedAt.IsZero() {
 			v.StartedAt = cmp.Or(r.StartedAt, r.CreatedAt)

@@ -50,7 +50,7 @@ func TestCampaignStatusPrefersTheBucket(t *testing.T) {
 	b.publishEvent(t, phone, events.EventCampaignStarted, "k1-start", events.CampaignStarted{CampaignID: "k:1", CommandID: "k1-cmd", Template: events.TemplateRef{Name: "invite", Language: "en"}, Total: 10})
 	rec, _ := json.Marshal(map[string]any{"campaign_id": "k:1", "state": "running", "phone_number_id": phone,
 		"counts": events.CampaignCounts{Total: 10, Pending: 3, Sent: 6, Unknown: 1}})
-	if _, err := b.kv(t, b.names.CampaignBucket()).Put(context.Background(), campaignKeys("k:1")[0], rec); err != nil {
+	if _, err := b.kv(t, b.names.CampaignBucket()).Put(context.Background(), campaignKey("k:1"), rec); err != nil {
 		t.Fatal(err)
 	}
 	r := b.groupctl(t, "campaign", "status", "k:1", "--json")
