@@ -2,8 +2,7 @@ package main
 
 // Campaign progress comes from two places: the campaign.* events, which
 // every groupflow version publishes, and the groups_campaigns KV bucket,
-// which holds the live counters. This file is the only one that knows the
-// bucket's value format, so adjusting to it is a change here.
+// which holds the live counters (read with jobs.ReadCampaign).
 
 import (
 	"cmp"
@@ -47,29 +46,6 @@ const campaignRunning = events.CampaignStateRunning
 
 func (v campaignView) final() bool {
 	return v.State == events.CampaignStateCompleted || v.State == events.CampaignStateCancelled
-}
-
-// campaignRecord is the value of a campaign in the groups_campaigns bucket
-// (jobs.CampaignStatus, key "m.<escaped id>"), read leniently: unknown
-// fields are ignored and any of these may be absent.
-type campaignRecord struct {
-	CampaignID    string                 `json:"campaign_id"`
-	CommandID     string                 `json:"command_id"`
-	PhoneNumberID string                 `json:"phone_number_id"`
-	State         string                 `json:"state"`
-	Template      *events.TemplateRef    `json:"template"`
-	Counts        *events.CampaignCounts `json:"counts"`
-	PausedUntil   time.Time              `json:"paused_until"`
-	PauseReason   string                 `json:"pause_reason"`
-	StartedAt     time.Time              `json:"started_at"`
-	CreatedAt     time.Time              `json:"created_at"`
-	UpdatedAt     time.Time              `json:"updated_at"`
-}
-
-// campaignKey is where the worker keeps a campaign: its id escaped as the
-// ledger escapes command ids (campaign ids may hold ':').
-func campaignKey(id string) string {
-	return "m." + strings.TrimPrefix(jobs.LedgerKey(id), "cmd.")
 }
 
 func (a *app) campaignCommand() *cobra.Command {
@@ -205,7 +181,7 @@ type campaignTracker struct {
 
 	// guarded by mu: events arrive on another goroutine while watching.
 	mu        sync.Mutex
-	kv        *campaignRecord
+	kv        *jobs.CampaignStatus
 	started   *events.CampaignStarted
 	startedAt time.Time
 	phone     string
@@ -232,22 +208,15 @@ func (t *campaignTracker) readKV(ctx context.Context, a *app, js jetstream.JetSt
 	if err != nil {
 		return fmt.Errorf("open %s: %w", a.names().CampaignBucket(), err)
 	}
-	e, err := kv.Get(rctx, campaignKey(t.id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	st, err := jobs.ReadCampaign(rctx, kv, t.id)
+	if errors.Is(err, jobs.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read campaign %s: %w", t.id, err)
 	}
-	var r campaignRecord
-	if err := json.Unmarshal(e.Value(), &r); err != nil || (r.CampaignID != "" && r.CampaignID != t.id) {
-		return nil // not a format this groupctl knows: the events still tell
-	}
-	if r.UpdatedAt.IsZero() {
-		r.UpdatedAt = e.Created()
-	}
 	t.mu.Lock()
-	t.kv = &r
+	t.kv = &st
 	t.mu.Unlock()
 	return nil
 }
@@ -339,24 +308,19 @@ func (t *campaignTracker) view() (campaignView, bool) {
 		v.Source = "kv"
 		v.CommandID = cmp.Or(r.CommandID, v.CommandID)
 		v.PhoneNumberID = cmp.Or(r.PhoneNumberID, v.PhoneNumberID)
-		if r.Template != nil {
-			v.Template = *r.Template
-		}
-		if r.Counts != nil {
-			joined := max(r.Counts.Joined, v.Counts.Joined)
-			v.Counts = *r.Counts
-			v.Counts.Joined = joined
-		}
+		joined := max(r.Counts.Joined, v.Counts.Joined)
+		v.Counts = r.Counts
+		v.Counts.Joined = joined
 		// A completion event is final even if the record lags behind it.
 		if r.State != "" && !v.final() {
 			v.State = r.State
 			v.PausedUntil, v.Reason = time.Time{}, ""
-			if r.PausedUntil.After(time.Now()) {
+			if r.Paused {
 				v.State, v.PausedUntil, v.Reason = events.CampaignStatePaused, r.PausedUntil, r.PauseReason
 			}
 		}
 		if v.StartedAt.IsZero() {
-			v.StartedAt = cmp.Or(r.StartedAt, r.CreatedAt)
+			v.StartedAt = r.CreatedAt
 		}
 		if r.UpdatedAt.After(v.UpdatedAt) {
 			v.UpdatedAt = r.UpdatedAt
@@ -382,7 +346,7 @@ func (p *campaignPrinter) print(v campaignView) error {
 	if p.json {
 		return writeJSON(p.w, v)
 	}
-	line := fmt.Sprintf("%s %s", countsLine(v.Counts, 30), v.State)
+	line := fmt.Sprintf("%s — %s", countsLine(v.Counts, 30), v.State)
 	if !v.PausedUntil.IsZero() {
 		line += " until " + stamp(v.PausedUntil)
 	}

@@ -1,12 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"reflect"
 	"testing"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph/sim"
 )
 
 func TestCampaignStatusFromEvents(t *testing.T) {
@@ -21,7 +21,7 @@ func TestCampaignStatusFromEvents(t *testing.T) {
 	r := b.groupctl(t, "campaign", "status", "c1")
 	wantCode(t, r, 0)
 	wantContains(t, "running campaign", r.stdout, "campaign c1 — template invite/en, command c1-cmd",
-		"[###############---------------]  50% 2/4 done: 2 sent, 0 failed, 0 joined running")
+		"[###############---------------]  50% 2/4 done: 2 sent, 0 failed, 0 joined — running")
 
 	b.publishEvent(t, phone, events.EventCampaignInviteeJoined, "c1-j1", events.CampaignInviteeJoined{CampaignID: "c1", GroupID: "G", To: "15550001"})
 	b.publishEvent(t, phone, events.EventCampaignCompleted, "c1-done", events.CampaignCompleted{CampaignID: "c1", CommandID: "c1-cmd",
@@ -44,24 +44,33 @@ func TestCampaignStatusFromEvents(t *testing.T) {
 	wantContains(t, "stderr", r.stderr, "campaign c-unknown is unknown")
 }
 
-func TestCampaignStatusPrefersTheBucket(t *testing.T) {
+func TestCampaignStatusOfARealCampaign(t *testing.T) {
 	t.Parallel()
-	b := setupNATS(t)
-	b.publishEvent(t, phone, events.EventCampaignStarted, "k1-start", events.CampaignStarted{CampaignID: "k:1", CommandID: "k1-cmd", Template: events.TemplateRef{Name: "invite", Language: "en"}, Total: 10})
-	rec, _ := json.Marshal(map[string]any{"campaign_id": "k:1", "state": "running", "phone_number_id": phone,
-		"counts": events.CampaignCounts{Total: 10, Pending: 3, Sent: 6, Unknown: 1}})
-	if _, err := b.kv(t, b.names.CampaignBucket()).Put(context.Background(), campaignKey("k:1"), rec); err != nil {
-		t.Fatal(err)
-	}
-	r := b.groupctl(t, "campaign", "status", "k:1", "--json")
+	s := setupStack(t)
+	g := s.createGroup(t, "k-create", "Campaign group")
+	r := s.groupctl(t, "submit", "ensure_invite_template", "--phone", phone, "--waba", sim.DefaultWABAID, "--name", "invite", "--wait")
 	wantCode(t, r, 0)
+
+	r = s.groupctl(t, "submit", "start_invite_campaign", "--phone", phone, "--id", "k-start", "--campaign-id", "k:1",
+		"--template", "invite", "--invite-group", g.GroupID, "--to", "15550000011,15550000012,15550000013", "--wait")
+	wantCode(t, r, 0)
+	wantContains(t, "campaign result", r.stdout, "start_invite_campaign k-start: campaign k:1")
+
+	s.simJoin(t, "15550000012", g.InviteLink)
 	var v campaignView
-	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
-		t.Fatal(err)
+	eventually(t, "the join to count", func() bool {
+		r = s.groupctl(t, "campaign", "status", "k:1", "--json")
+		v = campaignView{}
+		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &v) == nil && v.Counts.Joined == 1
+	})
+	if v.Source != "kv" || v.State != events.CampaignStateCompleted || v.Counts.Total != 3 || v.Counts.Sent != 3 ||
+		v.CommandID != "k-start" || v.PhoneNumberID != phone || v.Template.Name != "invite" {
+		t.Fatalf("view %+v, want the bucket's completed campaign of 3 sent invites with its start event's template", v)
 	}
-	if v.Source != "kv" || v.Counts.Sent != 6 || v.Counts.Unknown != 1 || v.CommandID != "k1-cmd" || v.PhoneNumberID != phone {
-		t.Fatalf("view %+v, want the bucket's counters with the start event's command", v)
-	}
+	r = s.groupctl(t, "campaign", "status", "k:1")
+	wantCode(t, r, 0)
+	wantContains(t, "campaign status", r.stdout, "campaign k:1 — template invite/en, command k-start, phone "+phone,
+		"[##############################] 100% 3/3 done: 3 sent, 0 failed", "1 joined — completed")
 }
 
 func TestProgressBar(t *testing.T) {
