@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -72,6 +73,9 @@ func TestWorkerMetricsAfterARun(t *testing.T) {
 		t.Fatalf("invalid command: %q, want rejected", r.Outcome)
 	}
 
+	// The terminal event is published before its message is acked: let
+	// the last acks land so the lag gauges read settled values.
+	s.awaitIdle(t)
 	fams := scrape(t, s.workerTel.MetricsHandler())
 	for _, c := range []struct {
 		name   string
@@ -219,4 +223,26 @@ func toLabelSet(l map[string]string) model.LabelSet {
 		out[model.LabelName(k)] = model.LabelValue(v)
 	}
 	return out
+}
+
+// awaitIdle waits until both worker consumers have nothing pending or
+// unacknowledged. A guard against hangs, not a timing assertion.
+func (s *stack) awaitIdle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		lags, err := jobs.ConsumerLag(s.js, s.names)(context.Background())
+		must(t, err)
+		idle := true
+		for _, l := range lags {
+			idle = idle && l.Pending == 0 && l.AckPending == 0
+		}
+		if idle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumers never went idle: %+v", lags)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -60,6 +60,9 @@ type stackOpts struct {
 	spanExporter sdktrace.SpanExporter
 	sim          sim.Config
 	concurrency  int
+	// bench: logs go nowhere (through the same handler) and events are
+	// not collected, so the process does only what a worker does.
+	bench bool
 }
 
 // stack is groupflow as deployed, in one process: the ingest handler
@@ -103,6 +106,9 @@ func setup(t testing.TB, mutate ...func(*stackOpts)) *stack {
 	}
 	s := &stack{t: t, opts: o, logs: &syncBuffer{}, names: events.Names{}}
 	s.log = slog.New(telemetry.NewLogHandler(s.logs, slog.LevelDebug))
+	if o.bench {
+		s.log = slog.New(telemetry.NewLogHandler(io.Discard, slog.LevelInfo))
+	}
 
 	srv := natsembed.RunTest(t)
 	nc, err := nats.Connect(srv.ClientURL())
@@ -171,7 +177,10 @@ func setup(t testing.TB, mutate ...func(*stackOpts)) *stack {
 	s.transport = &http.Transport{}
 	t.Cleanup(s.transport.CloseIdleConnections)
 	s.client = &http.Client{Transport: s.transport, Timeout: 10 * time.Second}
-	s.events = watchEvents(t, s)
+	s.events = &eventLog{wake: make(chan struct{})}
+	if !o.bench {
+		s.events = watchEvents(t, s)
+	}
 	return s
 }
 

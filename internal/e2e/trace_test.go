@@ -47,10 +47,8 @@ func TestOneTracePerCommand(t *testing.T) {
 		}
 		groupID = res.GroupID
 
-		spans := s.waitSpans(t, "the completing webhook's spans", func(all tracetest.SpanStubs) bool {
-			return len(named(all, "complete create_group")) == 1 && len(named(all, "send groups.event.*.command.succeeded")) == 1 &&
-				len(named(all, "process groups.webhook.*.group_lifecycle_update")) == 1
-		})
+		spans := s.waitNamed(t, trace.TraceID{}, "POST /v1/commands", "process groups.cmd.*.create_group", "complete create_group",
+			"POST /webhook", "process groups.webhook.*.group_lifecycle_update")
 		server := one(t, spans, trace.SpanKindServer, "POST /v1/commands")
 		tid := server.SpanContext.TraceID()
 		inTrace := byTrace(spans, tid)
@@ -150,9 +148,7 @@ func TestOneTracePerCommand(t *testing.T) {
 		if res.Outcome != events.OutcomeSucceeded {
 			t.Fatalf("get_invite_link outcome %q (%+v), want succeeded after one retry", res.Outcome, res.Error)
 		}
-		spans := s.waitSpans(t, "the processing span", func(all tracetest.SpanStubs) bool {
-			return len(named(byTrace(all, caller.TraceID()), "process groups.cmd.*.get_invite_link")) == 1
-		})
+		spans := s.waitNamed(t, caller.TraceID(), "POST /v1/commands", "process groups.cmd.*.get_invite_link")
 		inTrace := byTrace(spans, caller.TraceID())
 		server := one(t, inTrace, trace.SpanKindServer, "POST /v1/commands")
 		if server.Parent.SpanID() != caller.SpanID() {
@@ -203,9 +199,7 @@ func TestOneTracePerCommand(t *testing.T) {
 		if res.Outcome != events.OutcomeSucceeded {
 			t.Fatalf("outcome %q (%+v), want succeeded", res.Outcome, res.Error)
 		}
-		spans := s.waitSpans(t, "the processing span", func(all tracetest.SpanStubs) bool {
-			return len(named(byTrace(all, ext.TraceID()), "process groups.cmd.*.get_invite_link")) == 1
-		})
+		spans := s.waitNamed(t, ext.TraceID(), "process groups.cmd.*.get_invite_link")
 		inTrace := byTrace(spans, ext.TraceID())
 		process := one(t, inTrace, trace.SpanKindConsumer, "process groups.cmd.*.get_invite_link")
 		if process.Parent.SpanID() != ext.SpanID() || !process.Parent.IsRemote() {
@@ -262,6 +256,24 @@ func (s *stack) waitSpans(t *testing.T, what string, cond func(tracetest.SpanStu
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// waitNamed waits until a span of each name has been exported — in
+// trace tid unless it is zero — and returns all spans. A span ends only
+// after its children, so naming the outermost ones of a flow suffices.
+func (s *stack) waitNamed(t *testing.T, tid trace.TraceID, names ...string) tracetest.SpanStubs {
+	t.Helper()
+	return s.waitSpans(t, strings.Join(names, ", "), func(all tracetest.SpanStubs) bool {
+		if tid.IsValid() {
+			all = byTrace(all, tid)
+		}
+		for _, n := range names {
+			if len(named(all, n)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func byTrace(spans tracetest.SpanStubs, id trace.TraceID) tracetest.SpanStubs {
