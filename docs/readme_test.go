@@ -15,7 +15,7 @@ import (
 
 // binariesWithConfig are the commands whose environment variables the
 // README documents, each between <!-- config:NAME --> markers.
-var binariesWithConfig = []string{"ingest", "worker"}
+var binariesWithConfig = []string{"ingest", "worker", "groupctl"}
 
 type envVar struct {
 	Name    string `json:"name"`

@@ -16,13 +16,15 @@ export NATS_URL=${NATS_URL:-nats://127.0.0.1:$NATS_PORT}
 mkdir -p "$DATA"
 
 pids=()
-cleanup() {
-  trap - INT TERM EXIT
+stop() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  echo "stack stopped"
 }
-trap cleanup INT TERM EXIT
+# Ctrl-C reaches the components too; the flag tells the end of the script
+# that the stop was asked for, not a crash.
+stopping=
+trap 'stopping=1' INT TERM
+trap 'stop' EXIT
 
 wait_port() { # host:port name
   local host=${1%:*} port=${1##*:}
@@ -73,5 +75,11 @@ Try it — create a group:
   curl -s http://$INGEST_ADDR/v1/commands/hello-1 -H 'Authorization: Bearer $INGEST_API_TOKENS'
 
 TEXT
-wait -n
+wait -n || true
+if [ -n "$stopping" ]; then
+  stop
+  echo "stack stopped"
+  exit 0
+fi
 echo "a component exited; see the logs in $DATA" >&2
+exit 1
