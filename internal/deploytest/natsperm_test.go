@@ -47,6 +47,23 @@ var natsUsers = map[string]string{
 type permServer struct {
 	url       string
 	passwords map[string]string
+	// refused hears of the first permission violation on a component's
+	// connection, so waits for its work fail at once, naming it.
+	refused *refusal
+}
+
+// refusal records the first permission violation of the components.
+type refusal struct {
+	once sync.Once
+	ch   chan struct{}
+	msg  string
+}
+
+func (r *refusal) note(user, msg string) {
+	r.once.Do(func() {
+		r.msg = "the " + user + " user was refused: " + msg
+		close(r.ch)
+	})
 }
 
 // startPermServer parses deploy/nats/accounts.conf exactly as the compose
@@ -54,7 +71,7 @@ type permServer struct {
 // and permissions, and only moves the listener and the store for the test.
 func startPermServer(t *testing.T) permServer {
 	t.Helper()
-	ps := permServer{passwords: map[string]string{}}
+	ps := permServer{passwords: map[string]string{}, refused: &refusal{ch: make(chan struct{})}}
 	for user, env := range natsUsers {
 		ps.passwords[user] = randomSecret(t)
 		t.Setenv(env, ps.passwords[user]) // read by the config parser
@@ -106,9 +123,10 @@ func randomSecret(t testing.TB) string {
 // client is one NATS connection as a deploy user; every permission
 // violation the server reports on it is recorded.
 type client struct {
-	user string
-	nc   *nats.Conn
-	js   jetstream.JetStream
+	user      string
+	component bool // doing its normal work: any refusal is a failure
+	nc        *nats.Conn
+	js        jetstream.JetStream
 
 	mu         sync.Mutex
 	violations []string
@@ -117,7 +135,18 @@ type client struct {
 
 func (ps permServer) connect(t *testing.T, user string) *client {
 	t.Helper()
-	c := &client{user: user, wake: make(chan struct{})}
+	return ps.connectAs(t, user, false)
+}
+
+// component connects as user to do that component's normal work.
+func (ps permServer) component(t *testing.T, user string) *client {
+	t.Helper()
+	return ps.connectAs(t, user, true)
+}
+
+func (ps permServer) connectAs(t *testing.T, user string, component bool) *client {
+	t.Helper()
+	c := &client{user: user, component: component, wake: make(chan struct{})}
 	nc, err := nats.Connect(ps.url,
 		nats.Name("deploytest-"+user),
 		nats.UserInfo(user, ps.passwords[user]),
@@ -125,6 +154,9 @@ func (ps permServer) connect(t *testing.T, user string) *client {
 			if !strings.Contains(err.Error(), nats.PERMISSIONS_ERR) &&
 				!strings.Contains(strings.ToLower(err.Error()), nats.PERMISSIONS_ERR) {
 				return
+			}
+			if c.component {
+				ps.refused.note(user, err.Error())
 			}
 			c.mu.Lock()
 			c.violations = append(c.violations, err.Error())
@@ -204,7 +236,7 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	// The ingest, as cmd/ingest wires it (plus the ledger for GET /v1/commands).
-	in := ps.connect(t, "ingest")
+	in := ps.component(t, "ingest")
 	if err := events.Ensure(ctx, in.js, topology); err != nil {
 		t.Fatalf("ingest: ensure topology: %v", err)
 	}
@@ -237,12 +269,13 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 	t.Cleanup(func() { simSrv.Close(); simulator.Close() })
 
 	// A worker, as cmd/worker wires it: topology, rate limiter, jobs.
-	wk := ps.connect(t, "worker")
+	wk := ps.component(t, "worker")
 	worker := startWorker(ctx, t, wk, names, topology, simSrv.URL, logger)
 
 	// A caller with a durable consumer of its own on the event stream.
-	caller := ps.connect(t, "caller")
+	caller := ps.component(t, "caller")
 	evs := followEvents(ctx, t, caller, names)
+	evs.refused = ps.refused
 
 	var groupID string
 	t.Run("a command published by a caller completes through the webhook", func(t *testing.T) {
@@ -376,9 +409,7 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 			CampaignID: campaignID, Template: tpl,
 			InvitesObject: &events.ObjectRef{Bucket: names.CampaignListStore(), Name: "deploytest-campaign.ndjson"},
 		})
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		done := evs.wait(wctx, t, "campaign.completed", func(e feedEvent) bool {
+		done := evs.wait(ctx, t, "campaign.completed", func(e feedEvent) bool {
 			return e.typ == events.EventCampaignCompleted && strings.Contains(string(e.data), campaignID)
 		})
 		var c events.CampaignCompleted
@@ -535,9 +566,10 @@ func startWorker(ctx context.Context, t *testing.T, c *client, names events.Name
 
 // eventFeed is what a caller reads from its own durable consumer.
 type eventFeed struct {
-	mu   sync.Mutex
-	all  []feedEvent
-	wake chan struct{}
+	refused *refusal
+	mu      sync.Mutex
+	all     []feedEvent
+	wake    chan struct{}
 }
 
 type feedEvent struct {
@@ -578,9 +610,12 @@ func followEvents(ctx context.Context, t *testing.T, c *client, names events.Nam
 	return f
 }
 
-// wait returns the first event for which match is true, waiting for it.
+// wait returns the first event for which match is true, waiting for it
+// (up to 30 s, or until a component is refused a permission).
 func (f *eventFeed) wait(ctx context.Context, t *testing.T, what string, match func(feedEvent) bool) feedEvent {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	for {
 		f.mu.Lock()
 		wake := f.wake
@@ -593,6 +628,8 @@ func (f *eventFeed) wait(ctx context.Context, t *testing.T, what string, match f
 		f.mu.Unlock()
 		select {
 		case <-wake:
+		case <-f.refused.ch:
+			t.Fatalf("no %s: %s", what, f.refused.msg)
 		case <-ctx.Done():
 			t.Fatalf("no %s: %v", what, ctx.Err())
 		}
