@@ -285,12 +285,23 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return fmt.Errorf("listen on WORKER_ADDR %s: %w", s.addr, err)
 	}
 	mux := http.NewServeMux()
+	// Liveness is the process itself: a NATS outage delays work, and a
+	// restart would not bring NATS back. Readiness follows NATS.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !nc.IsConnected() {
 			http.Error(w, "nats disconnected", http.StatusServiceUnavailable)
 			return
 		}
-		_, _ = w.Write([]byte("ok\n"))
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := js.Stream(ctx, names.CommandStream()); err != nil {
+			http.Error(w, "stream "+names.CommandStream()+" unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", tel.MetricsHandler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -107,10 +107,10 @@ func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
 		}
 	})
 
-	// Wait for the health endpoint: NATS, topology and worker are up.
+	// Wait for readiness: NATS, topology and worker are up.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", httpPort))
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
