@@ -90,6 +90,13 @@ func TestOneTracePerCommand(t *testing.T) {
 			"messaging.system": "nats", "messaging.operation.type": "send", "messaging.message.id": id,
 		})
 		wantAttrs(t, call, map[string]string{"groupflow.endpoint": "create_group", "http.response.status_code": "200"})
+		wantAttrs(t, result, map[string]string{
+			"messaging.system": "nats", "messaging.operation.type": "send",
+			"messaging.message.id": events.TerminalEventID(id), "messaging.nats.stream.name": s.names.EventStream(),
+		})
+		if attr(result, "messaging.nats.message.stream_sequence") == "" {
+			t.Errorf("result publish span lacks the acknowledged stream sequence")
+		}
 
 		// The ledger keeps the consumer span's traceparent ...
 		if sc, ok := telemetry.ParseTraceParent(entry.Traceparent); !ok || sc.SpanID() != process.SpanContext.SpanID() || sc.TraceID() != tid {

@@ -30,16 +30,42 @@ const (
 
 // publishMsg publishes m with Nats-Msg-Id msgID inside a producer span,
 // child of ctx's span, whose trace context goes in m's headers. Every
-// publish of the worker goes through it (events, dead letters, commands
-// fanned out by a campaign) so each is a span and carries its trace on.
+// publish of the worker goes through it or startPublish (events, dead
+// letters, commands fanned out by a campaign), so each is a span and
+// carries its trace on.
 func (w *Worker) publishMsg(ctx context.Context, m *nats.Msg, msgID string) (*jetstream.PubAck, error) {
+	end := w.startPublish(ctx, m, msgID)
+	ack, err := w.js.PublishMsg(ctx, m)
+	end(ack, err)
+	return ack, err
+}
+
+// startPublish is publishMsg for a publish made otherwise (PublishMsgAsync
+// in a fan-out): it sets m's Nats-Msg-Id, starts the producer span and
+// writes its trace context into m's headers. Call end with the outcome:
+// the acknowledgement, or the error.
+func (w *Worker) startPublish(ctx context.Context, m *nats.Msg, msgID string) (end func(*jetstream.PubAck, error)) {
 	if m.Header == nil {
 		m.Header = nats.Header{}
 	}
 	if msgID != "" {
 		m.Header.Set(jetstream.MsgIDHeader, msgID)
 	}
-	return telemetry.PublishMsg(ctx, w.tracer, w.js, m)
+	ctx, span := telemetry.StartPublish(ctx, w.tracer, m.Subject, msgID)
+	telemetry.Inject(ctx, m.Header)
+	return func(ack *jetstream.PubAck, err error) {
+		defer span.End()
+		if err != nil {
+			telemetry.RecordError(span, err)
+			return
+		}
+		if ack != nil && span.IsRecording() {
+			span.SetAttributes(telemetry.AttrStream.String(ack.Stream), telemetry.AttrStreamSequence.Int64(int64(ack.Sequence)))
+			if ack.Duplicate {
+				span.SetAttributes(telemetry.AttrDuplicate.Bool(true))
+			}
+		}
+	}
 }
 
 // traceCtx returns ctx when it holds a span, else ctx carrying the span
