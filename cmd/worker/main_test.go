@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -172,9 +173,22 @@ func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exposition, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/metrics: %s", resp.Status)
+	}
+	// The series main wires beyond the jobs package's own: Graph calls
+	// (client hook), limiter waits, DLQ depth and consumer lag (observers).
+	for _, want := range []string{
+		`groupflow_graph_calls_total{code="0",endpoint="get_invite_link",status="200"}`,
+		`groupflow_ratelimit_wait_duration_seconds_count{class="reads",outcome="acquired"}`,
+		`groupflow_dlq_messages{stream="GROUPS_DLQ"} 0`,
+		`groupflow_consumer_lag{consumer="worker-commands",stream="GROUPS_COMMANDS"}`,
+	} {
+		if !strings.Contains(string(exposition), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
 
