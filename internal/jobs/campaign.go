@@ -71,6 +71,10 @@ type CampaignConfig struct {
 	// MaxPublishesInFlight bounds one fan-out's unacknowledged publishes.
 	// Defaults to 256.
 	MaxPublishesInFlight int
+	// FunnelGrace is how long after its end a campaign's message statuses
+	// (delivered, read) are still counted. Joins are counted for as long
+	// as the campaign is kept. Defaults to 2 minutes.
+	FunnelGrace time.Duration
 }
 
 func (c CampaignConfig) withDefaults(ackWait time.Duration) CampaignConfig {
@@ -79,6 +83,7 @@ func (c CampaignConfig) withDefaults(ackWait time.Duration) CampaignConfig {
 	c.ProgressInterval = cmp.Or(c.ProgressInterval, time.Second)
 	c.Lease = cmp.Or(c.Lease, ackWait, 30*time.Second)
 	c.MaxPublishesInFlight = cmp.Or(c.MaxPublishesInFlight, 256)
+	c.FunnelGrace = cmp.Or(c.FunnelGrace, 2*time.Minute)
 	return c
 }
 
@@ -131,8 +136,11 @@ type campaignState struct {
 	// Owner is the worker holding the fan-out until LeaseUntil.
 	Owner      string    `json:"owner,omitempty"`
 	LeaseUntil time.Time `json:"lease_until,omitzero"`
-	// Finished: campaign.completed was published and the waiting commands
+	// Ended: campaign.completed was published and the waiting commands
 	// were completed.
+	Ended bool `json:"ended,omitempty"`
+	// Finished: campaign.completed was published, the waiting commands
+	// were completed and the funnel's grace is over: nobody holds it any more.
 	Finished bool `json:"finished,omitempty"`
 
 	CreatedAt   time.Time `json:"created_at"`

@@ -170,6 +170,10 @@ type fanout struct {
 	lastWrite, lastProgress, lastSwep time.Time
 	lastState                         string
 	stopped                           bool // what was never published is counted (cancel, deadline)
+	sweepAt                           int  // where the sweep for waiting invites goes on
+	window                            int  // invites that may be queued now (adapts to the send rate)
+	rateSince                         time.Time
+	rateDone                          int // f.done at rateSince
 }
 
 type chunkState struct {
@@ -184,8 +188,13 @@ type published struct {
 }
 
 func (f *fanout) run(ctx context.Context) error {
-	if f.st.final() {
-		return f.finish(ctx)
+	if f.st.final() && !f.w.now().Before(f.st.CompletedAt.Add(f.c.cfg.FunnelGrace)) {
+		if !f.st.Ended {
+			if err := f.end(ctx); err != nil {
+				return err
+			}
+		}
+		return f.close(ctx)
 	}
 	if err := f.load(ctx); err != nil {
 		return err
@@ -211,11 +220,24 @@ func (f *fanout) run(ctx context.Context) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if err := f.step(ctx); err != nil {
-			return err
+		if !f.st.final() {
+			if err := f.step(ctx); err != nil {
+				return err
+			}
 		}
-		if f.done >= f.st.Total {
-			return f.finish(ctx)
+		if (!f.st.final() && f.done >= f.st.Total) || (f.st.final() && !f.st.Ended) {
+			if err := f.end(ctx); err != nil {
+				return err
+			}
+		}
+		if f.st.final() {
+			// Ended: statuses and joins still come in for a while.
+			if !f.w.now().Before(f.st.CompletedAt.Add(f.c.cfg.FunnelGrace)) {
+				return f.close(ctx)
+			}
+			if err := f.lingering(ctx); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -555,7 +577,8 @@ func (f *fanout) step(ctx context.Context) error {
 // topUp publishes invites while fewer than Window are queued.
 func (f *fanout) topUp(ctx context.Context) error {
 	cfg := f.c.cfg
-	for f.next < f.st.Total && f.pending < cfg.Window {
+	f.adaptWindow()
+	for f.next < f.st.Total && f.pending < f.window {
 		n := f.next
 		if n >= f.st.Reserved {
 			// Nobody may publish past Reserved without writing it first.
@@ -604,6 +627,27 @@ func (f *fanout) topUp(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// adaptWindow sizes the window to about a second of sends at the rate
+// invites are ending (between 64 and Window). Queued invites are ahead of
+// any other command in the stream, a cancel included: the window is what
+// a cancel waits for, so it is kept no larger than the send rate needs.
+func (f *fanout) adaptWindow() {
+	now := f.w.now()
+	if f.window == 0 {
+		f.window, f.rateSince, f.rateDone = min(64, f.c.cfg.Window), now, f.done
+		return
+	}
+	if el := now.Sub(f.rateSince); el >= time.Second {
+		rate := float64(f.done-f.rateDone) / el.Seconds()
+		f.window = min(max(int(rate), 64, f.window/2), f.c.cfg.Window)
+		// While the window is full, the rate is what limits: let it grow.
+		if f.pending >= f.window {
+			f.window = min(f.window*2, f.c.cfg.Window)
+		}
+		f.rateSince, f.rateDone = now, f.done
+	}
 }
 
 // reap collects acknowledged publishes, in order; with wait it waits for
@@ -708,7 +752,7 @@ func (f *fanout) release(ctx context.Context) {
 	if f.chunks == nil && !f.st.final() {
 		return // never loaded: nothing to write but the lease, which runs out
 	}
-	if f.st.final() && f.st.Finished {
+	if f.st.Finished {
 		return
 	}
 	if err := f.checkpoint(ctx, func(st *campaignState) { st.Owner, st.LeaseUntil = "", time.Time{} }); err != nil && !errors.Is(err, errLostCampaign) {
@@ -767,6 +811,9 @@ func (f *fanout) stop(ctx context.Context) error {
 		kind, code, reason = inviteFailed, events.ReasonExpired, events.ReasonExpired
 		msg = "the campaign's deadline passed before this invite was sent"
 	}
+	// Each pass works for a bounded time, so the holder keeps renewing
+	// its lease however much there is to do.
+	until := f.w.now().Add(f.c.cfg.Lease / 6)
 	if !f.stopped {
 		// Every invite published must exist: a failed publish starts the
 		// holder again from the last acknowledged one.
@@ -781,6 +828,9 @@ func (f *fanout) stop(ctx context.Context) error {
 		// Invites a previous holder may have published: from here on they
 		// count as queued, and each ends either here or in its handler.
 		for n := f.next; n < min(f.st.Reserved, f.st.Total); n++ {
+			if f.w.now().After(until) {
+				return nil
+			}
 			if !f.isDone(n) {
 				f.pending++
 			}
@@ -790,20 +840,25 @@ func (f *fanout) stop(ctx context.Context) error {
 			}
 		}
 		f.stopped = true
+		f.lastSwep = f.w.now()
 		f.log.InfoContext(ctx, "campaign fan-out stopped", slog.String("reason", reason), slog.Int("queued", f.pending))
 	}
 	// Queued invites waiting out a pause or a throttle would only be
-	// cancelled by their handler when they come back: end them now.
-	if cancelled && f.pending > 0 && f.w.now().Sub(f.lastSwep) >= time.Second {
-		f.lastSwep = f.w.now()
-		for n := range f.next {
-			if f.isDone(n) {
+	// cancelled by their handler when they come back: end them now. The
+	// others come through the consumer soon enough, so look seldom.
+	if cancelled && f.pending > 0 && f.w.now().Sub(f.lastSwep) >= 2*time.Second {
+		for ; f.sweepAt < f.next; f.sweepAt++ {
+			if f.w.now().After(until) {
+				return nil
+			}
+			if f.isDone(f.sweepAt) {
 				continue
 			}
-			if err := f.endWaiting(ctx, n, reason, msg); err != nil {
+			if err := f.endWaiting(ctx, f.sweepAt, reason, msg); err != nil {
 				return err
 			}
 		}
+		f.sweepAt, f.lastSwep = 0, f.w.now()
 	}
 	return nil
 }
@@ -905,12 +960,27 @@ func (f *fanout) listChanged(ctx context.Context) error {
 	return nil
 }
 
-// finish ends the campaign, once: the entry becomes final, then
+// lingering keeps counting the funnel of an ended campaign: the entry is
+// written when it changed, and the lease renewed.
+func (f *fanout) lingering(ctx context.Context) error {
+	now := f.w.now()
+	if (f.changed && now.Sub(f.lastWrite) >= f.c.cfg.ProgressInterval) || now.Sub(f.lastWrite) >= f.c.cfg.Lease/3 {
+		return f.checkpoint(ctx, nil)
+	}
+	return nil
+}
+
+// close lets go of an ended campaign for good.
+func (f *fanout) close(ctx context.Context) error {
+	return f.checkpoint(ctx, func(st *campaignState) { st.Finished, st.Owner, st.LeaseUntil = true, "", time.Time{} })
+}
+
+// end ends the campaign, once: the entry becomes final, then
 // campaign.completed is published and the start command and every cancel
 // command waiting for the end complete with the final counts. A holder
 // that dies in between leaves the entry final and not Finished; the next
 // holder does the rest (ids make every step idempotent).
-func (f *fanout) finish(ctx context.Context) error {
+func (f *fanout) end(ctx context.Context) error {
 	if !f.st.final() {
 		state := events.CampaignStateCompleted
 		if f.st.State == campaignCancelling {
@@ -938,7 +1008,5 @@ func (f *fanout) finish(ctx context.Context) error {
 			return fmt.Errorf("campaign: complete %s: %w", id, err)
 		}
 	}
-	return f.checkpoint(ctx, func(st *campaignState) {
-		st.Finished, st.Owner, st.LeaseUntil, st.Counts = true, "", time.Time{}, counts
-	})
+	return f.checkpoint(ctx, func(st *campaignState) { st.Ended, st.Counts = true, counts })
 }

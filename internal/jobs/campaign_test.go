@@ -1,12 +1,18 @@
 package jobs_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
@@ -197,5 +203,543 @@ func TestCampaignSendsEveryInviteOnce(t *testing.T) {
 	}
 	if st.State != events.CampaignStateCompleted || st.Counts.Sent != len(invites) || st.FannedOut != len(invites) {
 		t.Fatalf("stored campaign %+v, want completed with every invite sent", st)
+	}
+}
+
+// startKillableWorker runs a worker on its own NATS connection. kill stops
+// it the hard way: the connection goes first, so nothing it was doing is
+// recorded, acknowledged or published any more (its claims and its
+// campaign lease just run out, as when a process dies), then its context.
+func (s *stack) startKillableWorker(t testing.TB, id string, mutate ...func(*jobs.Config)) (kill func()) {
+	t.Helper()
+	nc, err := nats.Connect(s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := jobs.Config{
+		JS: js, Names: s.names, Graph: s.graph, Concurrency: 16, WorkerID: id,
+		WebhookTimeout: time.Minute, ShutdownTimeout: time.Millisecond,
+		NakDelay: func(uint64) time.Duration { return 50 * time.Millisecond },
+		Logger:   testLogger(t),
+	}
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	w, err := jobs.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	kill = func() {
+		once.Do(func() {
+			nc.Close()
+			cancel()
+			<-done // an error is expected: its connection is gone
+		})
+	}
+	t.Cleanup(kill)
+	return kill
+}
+
+func TestCampaignSurvivesAWorkerKilledMidway(t *testing.T) {
+	t.Parallel()
+	total := 10000
+	if testing.Short() {
+		total = 2000
+	}
+	s, groups := campaignStack(t, 125, func(o *stackOpts) {
+		// 5% transient faults: code 1 (retried in process: nothing was
+		// sent), bare 5xx and lost answers (the send may have happened:
+		// at most once makes those outcome_unknown).
+		o.sim.Faults = sim.Faults{Endpoints: []string{sim.EndpointSendMessage}, Code1: 0.03, Status5xx: 0.015, LostResponse: 0.005}
+	})
+	// Message statuses are not what this test is about: spare the
+	// machine the ~2.7 webhooks per send.
+	s.sim.SetWebhookURL("")
+	killA := s.startKillableWorker(t, "worker-a")
+	invites := invitesFor(total, groups)
+	startCampaign(t, s, "start-big", events.StartInviteCampaignParams{CampaignID: "big", Template: inviteTemplate, Invites: invites})
+
+	// Kill worker A once about 40% of the invites went out.
+	kv := s.kv(t, s.names.CampaignBucket())
+	deadline := time.Now().Add(60 * time.Second)
+	for len(s.sends()) < total*2/5 {
+		if time.Now().After(deadline) {
+			st, _ := jobs.ReadCampaign(context.Background(), kv, "big")
+			t.Fatalf("%d invites sent in a minute; campaign at %+v", len(s.sends()), st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	killA()
+	killedAt := len(s.sends())
+	s.startWorker(t, func(c *jobs.Config) { c.WorkerID, c.Concurrency = "worker-b", 16 })
+
+	done := s.completed(t, "big", 3*time.Minute)
+	t.Logf("worker A killed after %d sends; final counts %+v", killedAt, done.Counts)
+	if done.State != events.CampaignStateCompleted {
+		t.Fatalf("state %s, want completed", done.State)
+	}
+
+	// Every invite has exactly one terminal event, and the counts agree.
+	outcomes := s.inviteOutcomes("big")
+	raw := map[string]int{}
+	for _, r := range s.events.filter(func(r recorded) bool { return events.IsTerminal(r.Type) }) {
+		raw[r.ID]++
+	}
+	for n := range total {
+		id := events.TerminalEventID(fmt.Sprintf("big:%d", n))
+		if len(outcomes[n]) != 1 || raw[id] != 1 {
+			t.Fatalf("invite %d: %d terminal events in the stream, want 1", n, raw[id])
+		}
+	}
+	checkCounts(t, done.Counts, outcomes, total)
+	if done.Counts.Unknown == 0 || done.Counts.Sent < total*9/10 {
+		t.Errorf("counts %+v: want most sent and some outcome_unknown (lost answers, 5xx)", done.Counts)
+	}
+
+	// The simulator received no invite twice, and each outcome matches
+	// what it received.
+	sends := s.sends()
+	for k, calls := range sends {
+		if len(calls) > 1 {
+			t.Fatalf("%d sends to %s for group %s, want at most 1", len(calls), k[0], k[1])
+		}
+	}
+	for n, rs := range outcomes {
+		got := len(sends[[2]string{invites[n].To, invites[n].GroupID}])
+		switch r := rs[0]; {
+		case r.Outcome == events.OutcomeSucceeded && got != 1:
+			t.Fatalf("invite %d succeeded, but the simulator took %d sends", n, got)
+		case r.Outcome == events.OutcomeFailed && r.Error.Reason != events.ReasonOutcomeUnknown && got != 0:
+			t.Fatalf("invite %d failed (%+v), but the simulator took %d sends", n, r.Error, got)
+		}
+	}
+
+	// One end: one campaign.completed, one result of the start command,
+	// and the bucket says the same.
+	if n := len(s.campaignEvents(events.EventCampaignCompleted, "big")); n != 1 {
+		t.Fatalf("%d campaign.completed events, want 1", n)
+	}
+	if n := len(s.events.terminals("start-big")); n != 1 {
+		t.Fatalf("%d terminal events of the start command, want 1", n)
+	}
+	st, err := jobs.ReadCampaign(context.Background(), kv, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Counts.Sent != done.Counts.Sent || st.Counts.Unknown != done.Counts.Unknown || st.Counts.Failed != done.Counts.Failed {
+		t.Fatalf("bucket counts %+v, campaign.completed %+v", st.Counts, done.Counts)
+	}
+	if progress := s.campaignEvents(events.EventCampaignProgress, "big"); len(progress) == 0 {
+		t.Fatal("no campaign.progress events")
+	}
+}
+
+// waitCampaign polls the bucket until cond holds for the campaign.
+func (s *stack) waitCampaign(t testing.TB, campaignID, what string, cond func(jobs.CampaignStatus) bool) jobs.CampaignStatus {
+	t.Helper()
+	kv := s.kv(t, s.names.CampaignBucket())
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := jobs.ReadCampaign(context.Background(), kv, campaignID)
+		if err == nil && cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for campaign %s: %s; it is at %+v (%v)", campaignID, what, st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestCampaignCancel(t *testing.T) {
+	t.Parallel()
+
+	t.Run("half-way: nothing is sent once the cancellation settled, and the counts add up", func(t *testing.T) {
+		t.Parallel()
+		const total = 3000
+		s, groups := campaignStack(t, 40, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{Endpoints: []string{sim.EndpointSendMessage}, Latency: 5 * time.Millisecond}
+		})
+		s.sim.SetWebhookURL("")
+		s.startWorker(t, func(c *jobs.Config) { c.Concurrency = 8 })
+		s.startWorker(t, func(c *jobs.Config) { c.Concurrency = 8 })
+		startCampaign(t, s, "start-c1", events.StartInviteCampaignParams{CampaignID: "c1", Template: inviteTemplate, Invites: invitesFor(total, groups)})
+		for len(s.sends()) < total/2 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancelAt := time.Now()
+		s.publish(t, command("cancel-c1", events.CancelCampaign, "", events.CancelCampaignParams{CampaignID: "c1"}))
+
+		r := s.terminal(t, "cancel-c1")
+		settled := time.Now()
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		done := s.completed(t, "c1", 30*time.Second)
+		if done.State != events.CampaignStateCancelled {
+			t.Fatalf("campaign.completed %+v, want cancelled", done)
+		}
+		var res events.CampaignResult
+		if err := json.Unmarshal(r.Result, &res); err != nil || res.Counts.Cancelled != done.Counts.Cancelled {
+			t.Fatalf("cancel result %s, want the final counts %+v", r.Result, done.Counts)
+		}
+		checkCounts(t, done.Counts, s.inviteOutcomes("c1"), total)
+		if done.Counts.Cancelled == 0 || done.Counts.Sent < total/2 {
+			t.Fatalf("counts %+v: want half sent and the rest cancelled", done.Counts)
+		}
+
+		// Give a straggler every chance to show up, then look.
+		time.Sleep(500 * time.Millisecond)
+		var last time.Time
+		for _, calls := range s.sends() {
+			for _, c := range calls {
+				if c.Time.After(last) {
+					last = c.Time
+				}
+			}
+		}
+		if last.After(settled) {
+			t.Fatalf("a send at %s, after the cancellation settled at %s", last.Format(time.StampMicro), settled.Format(time.StampMicro))
+		}
+		if n := len(s.sends()); n != done.Counts.Sent+done.Counts.Unknown && n != done.Counts.Sent {
+			t.Fatalf("the simulator took %d sends, the counts say %+v", n, done.Counts)
+		}
+		t.Logf("cancelled after %d of %d sends; sending stopped %s after the cancel was published; %+v",
+			total/2, total, last.Sub(cancelAt).Round(time.Millisecond), done.Counts)
+		wantOutcome(t, s.terminal(t, "start-c1"), events.OutcomeSucceeded)
+	})
+
+	t.Run("during a pause: the waiting invites are cancelled at once", func(t *testing.T) {
+		t.Parallel()
+		s, groups := campaignStack(t, 5, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{Endpoints: []string{sim.EndpointSendMessage}, Throttle: 1, Limit: 1,
+				ThrottleCode: graph.CodeSpamRateLimit, ThrottleRetryAfter: time.Hour}
+		})
+		s.startWorker(t)
+		startCampaign(t, s, "start-c2", events.StartInviteCampaignParams{CampaignID: "c2", Template: inviteTemplate, Invites: invitesFor(100, groups)})
+		s.waitCampaign(t, "c2", "paused", func(st jobs.CampaignStatus) bool { return st.Paused })
+		s.publish(t, command("cancel-c2", events.CancelCampaign, "", events.CancelCampaignParams{CampaignID: "c2"}))
+		wantOutcome(t, s.terminal(t, "cancel-c2"), events.OutcomeSucceeded)
+		done := s.completed(t, "c2", 30*time.Second)
+		checkCounts(t, done.Counts, s.inviteOutcomes("c2"), 100)
+		// The pause is an hour long: ending at all means the waiting
+		// invites were cancelled, not left to come back after it.
+		if done.State != events.CampaignStateCancelled || done.Counts.Cancelled == 0 || done.Counts.Sent+done.Counts.Cancelled != 100 {
+			t.Fatalf("campaign.completed %+v, want the invites not sent before the pause cancelled", done)
+		}
+	})
+
+	t.Run("unknown or finished campaigns", func(t *testing.T) {
+		t.Parallel()
+		s, groups := campaignStack(t, 1)
+		s.startWorker(t)
+		s.publish(t, command("cancel-none", events.CancelCampaign, "", events.CancelCampaignParams{CampaignID: "nope"}))
+		wantOutcome(t, s.terminal(t, "cancel-none"), events.OutcomeFailed)
+
+		startCampaign(t, s, "start-c3", events.StartInviteCampaignParams{CampaignID: "c3", Template: inviteTemplate, Invites: invitesFor(3, groups)})
+		s.completed(t, "c3", 30*time.Second)
+		s.publish(t, command("cancel-c3", events.CancelCampaign, "", events.CancelCampaignParams{CampaignID: "c3"}))
+		r := s.terminal(t, "cancel-c3")
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		var res events.CampaignResult
+		if err := json.Unmarshal(r.Result, &res); err != nil || res.Counts.Sent != 3 || res.Counts.Cancelled != 0 {
+			t.Fatalf("cancel of a finished campaign answered %s, want its final counts", r.Result)
+		}
+	})
+}
+
+// putInvites stores invites in the campaign list object store, one JSON
+// object per line, written as a stream.
+func (s *stack) putInvites(t testing.TB, name string, n int, groups []sim.GroupState) events.ObjectRef {
+	t.Helper()
+	store, err := s.js.ObjectStore(context.Background(), s.names.CampaignListStore())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		bw := bufio.NewWriter(pw)
+		for _, inv := range invitesFor(n, groups) {
+			fmt.Fprintf(bw, "{\"to\":%q,\"group_id\":%q}\n", inv.To, inv.GroupID)
+		}
+		_ = bw.Flush()
+		_ = pw.Close()
+	}()
+	if _, err := store.Put(context.Background(), jetstream.ObjectMeta{Name: name}, pr); err != nil {
+		t.Fatal(err)
+	}
+	return events.ObjectRef{Bucket: s.names.CampaignListStore(), Name: name}
+}
+
+func TestCampaignFromAnObjectStoreList(t *testing.T) {
+	t.Parallel()
+
+	t.Run("NDJSON list", func(t *testing.T) {
+		t.Parallel()
+		const total = 3000
+		s, groups := campaignStack(t, 20)
+		s.sim.SetWebhookURL("")
+		s.startWorker(t, func(c *jobs.Config) { c.Concurrency = 16 })
+		ref := s.putInvites(t, "spring.ndjson", total, groups)
+		startCampaign(t, s, "start-obj", events.StartInviteCampaignParams{CampaignID: "obj", Template: inviteTemplate, InvitesObject: &ref})
+		done := s.completed(t, "obj", time.Minute)
+		checkCounts(t, done.Counts, s.inviteOutcomes("obj"), total)
+		if done.Counts.Sent != total {
+			t.Fatalf("counts %+v, want all %d sent", done.Counts, total)
+		}
+		var started events.CampaignStarted
+		_ = json.Unmarshal(s.campaignEvents(events.EventCampaignStarted, "obj")[0].Data, &started)
+		if started.Total != total {
+			t.Fatalf("campaign.started %+v, want total %d", started, total)
+		}
+		for k, calls := range s.sends() {
+			if len(calls) != 1 {
+				t.Fatalf("%d sends to %v, want 1", len(calls), k)
+			}
+		}
+	})
+
+	t.Run("JSON array list", func(t *testing.T) {
+		t.Parallel()
+		s, groups := campaignStack(t, 2)
+		s.startWorker(t)
+		store, err := s.js.ObjectStore(context.Background(), s.names.CampaignListStore())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(invitesFor(10, groups))
+		if _, err := store.PutBytes(context.Background(), "array.json", b); err != nil {
+			t.Fatal(err)
+		}
+		startCampaign(t, s, "start-arr", events.StartInviteCampaignParams{CampaignID: "arr", Template: inviteTemplate,
+			InvitesObject: &events.ObjectRef{Bucket: s.names.CampaignListStore(), Name: "array.json"}})
+		if done := s.completed(t, "arr", 30*time.Second); done.Counts.Sent != 10 {
+			t.Fatalf("counts %+v, want 10 sent", done.Counts)
+		}
+	})
+
+	t.Run("a bad line fails the campaign before anything is sent", func(t *testing.T) {
+		t.Parallel()
+		s, groups := campaignStack(t, 1)
+		s.startWorker(t)
+		store, err := s.js.ObjectStore(context.Background(), s.names.CampaignListStore())
+		if err != nil {
+			t.Fatal(err)
+		}
+		list := fmt.Sprintf("{\"to\":\"15550000001\",\"group_id\":%q}\n{\"to\":\"not a phone\",\"group_id\":%q}\n", groups[0].ID, groups[0].ID)
+		if _, err := store.PutString(context.Background(), "bad.ndjson", list); err != nil {
+			t.Fatal(err)
+		}
+		startCampaign(t, s, "start-bad", events.StartInviteCampaignParams{CampaignID: "bad", Template: inviteTemplate,
+			InvitesObject: &events.ObjectRef{Bucket: s.names.CampaignListStore(), Name: "bad.ndjson"}})
+		r := s.terminal(t, "start-bad")
+		wantOutcome(t, r, events.OutcomeFailed)
+		if !strings.Contains(r.Error.Message, "invite 2") {
+			t.Fatalf("error %+v, want it to name invite 2", r.Error)
+		}
+		if n := s.calls(sim.EndpointSendMessage); n != 0 {
+			t.Fatalf("%d sends, want none", n)
+		}
+	})
+}
+
+func TestCampaignThrottling(t *testing.T) {
+	t.Parallel()
+
+	t.Run("the spam limit (131048) pauses the whole campaign and says so", func(t *testing.T) {
+		t.Parallel()
+		const total, pause = 300, 3 * time.Second
+		s, groups := campaignStack(t, 10, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{Endpoints: []string{sim.EndpointSendMessage}, Latency: 2 * time.Millisecond,
+				Throttle: 1, Limit: 1, ThrottleCode: graph.CodeSpamRateLimit, ThrottleRetryAfter: pause}
+		})
+		s.sim.SetWebhookURL("")
+		s.startWorker(t)
+		startCampaign(t, s, "start-spam", events.StartInviteCampaignParams{CampaignID: "spam", Template: inviteTemplate, Invites: invitesFor(total, groups)})
+		done := s.completed(t, "spam", time.Minute)
+		checkCounts(t, done.Counts, s.inviteOutcomes("spam"), total)
+		if done.Counts.Sent != total {
+			t.Fatalf("counts %+v, want every invite sent after the pause", done.Counts)
+		}
+		var paused *events.CampaignProgress
+		for _, r := range s.campaignEvents(events.EventCampaignProgress, "spam") {
+			var p events.CampaignProgress
+			if json.Unmarshal(r.Data, &p) == nil && p.State == events.CampaignStatePaused {
+				paused = &p
+				break
+			}
+		}
+		if paused == nil || paused.PausedUntil == nil || !strings.Contains(paused.Reason, "131048") {
+			t.Fatalf("no campaign.progress saying the campaign is paused for 131048 (got %+v)", paused)
+		}
+		var throttledAt time.Time
+		for _, c := range s.sim.Calls() {
+			if c.Code == graph.CodeSpamRateLimit {
+				throttledAt = c.Time
+			}
+		}
+		// Sends already under way when the answer came may land just
+		// after it; none may start later until the pause is over.
+		for _, c := range s.sim.Calls() {
+			if c.Endpoint == sim.EndpointSendMessage && c.Time.After(throttledAt.Add(time.Second)) && c.Time.Before(paused.PausedUntil.Add(-50*time.Millisecond)) {
+				t.Fatalf("a send at %s, during the pause (131048 at %s, paused until %s)",
+					c.Time.Format(time.StampMilli), throttledAt.Format(time.StampMilli), paused.PausedUntil.Format(time.StampMilli))
+			}
+		}
+	})
+
+	t.Run("the pair limit (131056) delays only that recipient", func(t *testing.T) {
+		t.Parallel()
+		const total = 200
+		s, groups := campaignStack(t, 4, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{Endpoints: []string{sim.EndpointSendMessage}, Latency: 2 * time.Millisecond,
+				Throttle: 1, Limit: 1, ThrottleCode: graph.CodePairRateLimit, ThrottleRetryAfter: time.Second}
+		})
+		s.sim.SetWebhookURL("")
+		s.startWorker(t)
+		startCampaign(t, s, "start-pair", events.StartInviteCampaignParams{CampaignID: "pair", Template: inviteTemplate, Invites: invitesFor(total, groups)})
+		done := s.completed(t, "pair", time.Minute)
+		checkCounts(t, done.Counts, s.inviteOutcomes("pair"), total)
+		// (A send timing out on a loaded machine is outcome_unknown.)
+		if done.Counts.Sent+done.Counts.Unknown != total || done.Counts.Sent < total-2 {
+			t.Fatalf("counts %+v, want every invite sent", done.Counts)
+		}
+		var throttled sim.Call
+		for _, c := range s.sim.Calls() {
+			if c.Code == graph.CodePairRateLimit {
+				throttled = c
+			}
+		}
+		var to struct {
+			To string `json:"to"`
+		}
+		_ = json.Unmarshal([]byte(throttled.Body), &to)
+		var retried time.Time
+		others := 0
+		for _, c := range s.sim.Calls() {
+			if c.Endpoint != sim.EndpointSendMessage || c.Status != 200 {
+				continue
+			}
+			var b struct {
+				To string `json:"to"`
+			}
+			_ = json.Unmarshal([]byte(c.Body), &b)
+			if b.To == to.To {
+				retried = c.Time
+			} else if c.Time.After(throttled.Time) {
+				others++
+			}
+		}
+		if retried.IsZero() || others == 0 {
+			t.Fatalf("the throttled recipient %s was sent at %v; %d other sends after the throttle", to.To, retried, others)
+		}
+		if st := s.waitCampaign(t, "pair", "ended", func(jobs.CampaignStatus) bool { return true }); !st.PausedUntil.IsZero() {
+			t.Fatalf("the campaign was paused (%+v) for one recipient's pair limit", st)
+		}
+		for _, r := range s.campaignEvents(events.EventCampaignProgress, "pair") {
+			var p events.CampaignProgress
+			if json.Unmarshal(r.Data, &p) == nil && p.State == events.CampaignStatePaused {
+				t.Fatalf("campaign.progress says paused: %+v", p)
+			}
+		}
+	})
+
+	t.Run("undeliverable recipients (131026) fail alone", func(t *testing.T) {
+		t.Parallel()
+		const total = 50
+		s, groups := campaignStack(t, 2)
+		for _, i := range []int{3, 17, 41} {
+			if err := s.sim.SetUndeliverable(recipient(i), sim.UndeliverableSync); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.startWorker(t)
+		startCampaign(t, s, "start-und", events.StartInviteCampaignParams{CampaignID: "und", Template: inviteTemplate, Invites: invitesFor(total, groups)})
+		done := s.completed(t, "und", time.Minute)
+		checkCounts(t, done.Counts, s.inviteOutcomes("und"), total)
+		if done.Counts.Sent != total-3 || done.Counts.Failed != 3 || done.Counts.FailedByCode["131026"] != 3 {
+			t.Fatalf("counts %+v, want 3 failed with 131026 and the rest sent", done.Counts)
+		}
+	})
+}
+
+func TestCampaignInviteeJoined(t *testing.T) {
+	t.Parallel()
+	s, groups := campaignStack(t, 3)
+	s.startWorker(t)
+	invites := invitesFor(12, groups)
+	startCampaign(t, s, "start-join", events.StartInviteCampaignParams{CampaignID: "join", Template: inviteTemplate, Invites: invites})
+	done := s.completed(t, "join", 30*time.Second)
+	if done.Counts.Sent != 12 {
+		t.Fatalf("counts %+v, want 12 sent", done.Counts)
+	}
+
+	// Invite 4 joins the group they were invited to; someone else joins
+	// another group; invite 5 joins, leaves and joins again.
+	link := func(g string) string {
+		gs, _ := s.sim.Group(g)
+		return gs.InviteLink
+	}
+	for _, j := range []struct{ who, group string }{
+		{recipient(4), invites[4].GroupID}, {"15559999999", invites[0].GroupID}, {recipient(5), invites[5].GroupID},
+	} {
+		if _, err := s.sim.Join(j.who, link(j.group)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.sim.Leave(recipient(5), invites[5].GroupID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.sim.Join(recipient(5), link(invites[5].GroupID)); err != nil {
+		t.Fatal(err)
+	}
+
+	st := s.waitCampaign(t, "join", "two joins counted", func(st jobs.CampaignStatus) bool { return st.Counts.Joined == 2 })
+	s.events.waitFor(t, "two campaign.invitee_joined events", func() bool {
+		return len(s.campaignEvents(events.EventCampaignInviteeJoined, "join")) >= 2
+	})
+	s.events.waitFor(t, "the other joiner's group.participants_joined", func() bool {
+		return len(s.events.filter(func(r recorded) bool {
+			return r.Type == events.EventGroupParticipantsJoined && strings.Contains(string(r.Data), "15559999999")
+		})) > 0
+	})
+	time.Sleep(200 * time.Millisecond) // a third, wrong, event would come now
+	joined := s.campaignEvents(events.EventCampaignInviteeJoined, "join")
+	if len(joined) != 2 {
+		t.Fatalf("%d campaign.invitee_joined events, want 2 (the rejoin is the same invitee)", len(joined))
+	}
+	var j events.CampaignInviteeJoined
+	for _, r := range joined {
+		if _ = json.Unmarshal(r.Data, &j); j.To == recipient(4) {
+			break
+		}
+	}
+	if j.To != recipient(4) || j.GroupID != invites[4].GroupID || j.Participant.WAID != recipient(4) || j.MessageID == "" {
+		t.Fatalf("campaign.invitee_joined %+v, want invite 4's recipient, group and message", j)
+	}
+	if st.Counts.Joined != 2 {
+		t.Fatalf("joined %d, want 2", st.Counts.Joined)
+	}
+
+	// The funnel: statuses of the invites are counted (also after the end,
+	// for a while), and carry the campaign.
+	st = s.waitCampaign(t, "join", "delivered and read statuses counted", func(st jobs.CampaignStatus) bool {
+		return st.Counts.Delivered > 0 && st.Counts.Read > 0
+	})
+	if c := st.Counts; c.Read > c.Delivered || c.Delivered > c.Sent || c.Joined > c.Sent {
+		t.Fatalf("funnel sent %d → delivered %d → read %d → joined %d does not narrow", c.Sent, c.Delivered, c.Read, c.Joined)
+	}
+	statuses := s.events.filter(func(r recorded) bool {
+		var ms events.MessageStatus
+		return r.Type == events.EventMessageStatus && json.Unmarshal(r.Data, &ms) == nil && ms.CampaignID == "join"
+	})
+	if len(statuses) == 0 {
+		t.Fatal("no message.status event names the campaign")
 	}
 }
