@@ -47,9 +47,31 @@ lint: ## Run golangci-lint (installed into ./bin on first use).
 fuzz: ## Run every fuzz target for FUZZTIME each (default 20s).
 	@./scripts/fuzz.sh $(FUZZTIME)
 
+# The scenarios run the worker and the ingest as processes.
+.PHONY: bench/bin
+bench/bin:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/worker ./cmd/ingest
+
 .PHONY: bench
-bench: ## Run the benchmarks (see bench/README.md).
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 15m $(PKGS) | tee bench/latest.txt
+bench: bench/bin ## Measure speed and scale into bench/report.json, report.md and charts (≤ 15 min; see bench/README.md).
+	$(GO) run ./bench/cmd/benchreport -size full -bin $(BIN) -out bench
+
+.PHONY: bench/smoke
+bench/smoke: bench/bin ## Run every benchmark scenario at seconds scale into a temp dir (CI keeps them from rotting).
+	@out=$$(mktemp -d) && $(GO) run ./bench/cmd/benchreport -size smoke -bin $(BIN) -out $$out > $$out/stdout.txt || { cat $$out/stdout.txt; exit 1; }; echo "bench/smoke: $$out/report.json"
+
+.PHONY: bench/go
+bench/go: ## Run the packages' go test -bench microbenchmarks.
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 15m $(PKGS)
+
+.PHONY: chaos
+chaos: bench/bin ## Kill leaders and workers, inject faults, stop NATS, send hostile input; writes bench/chaos.json, fails on loss.
+	$(GO) run ./bench/cmd/chaos -size full -bin $(BIN) -out bench
+
+.PHONY: chaos/smoke
+chaos/smoke: bench/bin ## Run every chaos scenario at small size into a temp dir (CI).
+	@out=$$(mktemp -d) && $(GO) run ./bench/cmd/chaos -size smoke -bin $(BIN) -out $$out > $$out/stdout.txt || { cat $$out/stdout.txt; exit 1; }; echo "chaos/smoke: $$out/chaos.json"
 
 .PHONY: clean
 clean: ## Remove build output and the laptop stack's data.

@@ -1,0 +1,230 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph/sim"
+	"github.com/groupflow/groupflow/internal/webhook"
+)
+
+// IngestToken is the bearer token of ingest processes the harness starts.
+const IngestToken = "bench-api-token"
+
+// StartIngest starts a cmd/ingest process against the stack and waits
+// until it is healthy.
+func (s *Stack) StartIngest(ctx context.Context, bin, name string, env ...string) (*Proc, error) {
+	addr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	base := []string{
+		"NATS_URL=" + s.URL,
+		"INGEST_ADDR=" + addr,
+		"WHATSAPP_APP_SECRET=" + sim.DefaultAppSecret,
+		"WHATSAPP_VERIFY_TOKEN=bench-verify",
+		"INGEST_API_TOKENS=" + IngestToken,
+		"LOG_LEVEL=error",
+	}
+	p, err := StartProc(bin, name, s.Dir, addr, append(base, env...))
+	if err != nil {
+		return nil, err
+	}
+	if err := p.WaitHealthy(ctx, "/healthz"); err != nil {
+		p.Kill()
+		return nil, err
+	}
+	return p, nil
+}
+
+// webhookPayload is one realistic webhook (a participant leaving a group),
+// unique per n so the stream's deduplication keeps every item: the payload
+// of internal/ingest's BenchmarkIngestWebhooks.
+func webhookPayload(n int) []byte {
+	return fmt.Appendf(nil, `{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"group_participants_update","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"groups":[{"timestamp":"%d","group_id":"Y2FwaV9ncm91cDoxOTUwNTU1MDA3OToxMjAzNjMzOTQzMjAdOTY0MTUZD","type":"group_participants_remove","removed_participants":[{"wa_id":"1650555%04d"}],"initiated_by":"participant"}]}}]}]}`, 1750101000+n, n%10000)
+}
+
+// runConcurrently calls f(0…n-1) from workers goroutines.
+func runConcurrently(n, workers int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// runIngest measures the JetStream ceiling (publish + consume + ack), raw
+// publishes with the ingest's concurrency, and signed webhooks through the
+// ingest process, all with the same payloads.
+func runIngest(ctx context.Context, e *Env, r *Report) error {
+	dir, err := e.Scratch("ingest")
+	if err != nil {
+		return err
+	}
+	s, err := NewStack(ctx, dir, StackConfig{NoWebhookHandler: true})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ing, err := s.StartIngest(ctx, e.Bins.Ingest, "ingest")
+	if err != nil {
+		return err
+	}
+	defer ing.Stop(10 * time.Second)
+
+	n, clients := e.Size.Webhooks, e.Size.IngestClients
+	payloads := make([][]byte, n)
+	items := make([]webhook.Item, n)
+	for i := range payloads {
+		payloads[i] = webhookPayload(i)
+		parsed, err := webhook.Parse(payloads[i])
+		if err != nil || len(parsed) != 1 {
+			return fmt.Errorf("payload %d parses to %d items: %v", i, len(parsed), err)
+		}
+		items[i] = parsed[0]
+	}
+
+	// Streams shaped like the webhook stream, for the raw baselines.
+	var whCfg jetstream.StreamConfig
+	for _, c := range (events.TopologyConfig{}).Streams() {
+		if c.Name == s.Names.WebhookStream() {
+			whCfg = c
+		}
+	}
+	raw := func(name string) (jetstream.Stream, error) {
+		c := whCfg
+		c.Name, c.Subjects = name, []string{"bench." + name + ".>"}
+		return s.JS.CreateOrUpdateStream(ctx, c)
+	}
+
+	// 1. Ceiling: publish (async, as fast as the client goes) while a pull
+	// consumer consumes and acks each message; done when the last is acked.
+	stream, err := raw("RAWFULL")
+	if err != nil {
+		return err
+	}
+	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4096})
+	if err != nil {
+		return err
+	}
+	var acked atomic.Int64
+	allAcked := make(chan struct{})
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if err := m.Ack(); err == nil && acked.Add(1) == int64(n) {
+			close(allAcked)
+		}
+	}, jetstream.PullMaxMessages(1000))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	for i := range n {
+		msg := nats.NewMsg("bench.RAWFULL.106540352242922.group_participants_update")
+		msg.Data = payloads[i]
+		msg.Header.Set(jetstream.MsgIDHeader, items[i].MsgID)
+		if _, err := s.JS.PublishMsgAsync(msg); err != nil {
+			cc.Stop()
+			return fmt.Errorf("raw publish: %w", err)
+		}
+	}
+	select {
+	case <-allAcked:
+	case <-time.After(5 * time.Minute):
+		cc.Stop()
+		return fmt.Errorf("raw consume: %d of %d acked", acked.Load(), n)
+	}
+	ceiling := float64(n) / time.Since(start).Seconds()
+	cc.Stop()
+
+	// 2. Raw publishes with the ingest's concurrency: one synchronous
+	// publish per item and client, as the ingest does per webhook.
+	if _, err := raw("RAWPUB"); err != nil {
+		return err
+	}
+	var pubErrs atomic.Int64
+	start = time.Now()
+	runConcurrently(n, clients, func(i int) {
+		msg := nats.NewMsg("bench.RAWPUB.106540352242922.group_participants_update")
+		msg.Data = payloads[i]
+		msg.Header.Set(jetstream.MsgIDHeader, items[i].MsgID)
+		if _, err := s.JS.PublishMsg(ctx, msg); err != nil {
+			pubErrs.Add(1)
+		}
+	})
+	pubRate := float64(n) / time.Since(start).Seconds()
+
+	// 3. Signed webhooks through the ingest process.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}, Timeout: 30 * time.Second}
+	sigs := make([]string, n)
+	for i := range payloads {
+		sigs[i] = webhook.Sign([]byte(sim.DefaultAppSecret), payloads[i])
+	}
+	var bad atomic.Int64
+	lat := make([]time.Duration, n)
+	start = time.Now()
+	runConcurrently(n, clients, func(i int) {
+		t0 := time.Now()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+ing.Addr+"/webhook", bytes.NewReader(payloads[i]))
+		req.Header.Set(webhook.SignatureHeader, sigs[i])
+		resp, err := client.Do(req)
+		if err != nil {
+			bad.Add(1)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			bad.Add(1)
+		}
+		lat[i] = time.Since(t0)
+	})
+	ingestRate := float64(n) / time.Since(start).Seconds()
+	if bad.Load() > 0 || pubErrs.Load() > 0 {
+		return fmt.Errorf("%d webhooks not answered 200, %d raw publishes failed", bad.Load(), pubErrs.Load())
+	}
+	st, err := s.JS.Stream(ctx, s.Names.WebhookStream())
+	if err != nil {
+		return err
+	}
+	if got := st.CachedInfo().State.Msgs; got != uint64(n) {
+		return fmt.Errorf("webhook stream holds %d items after %d webhooks", got, n)
+	}
+	sortDurations(lat)
+
+	cmd := cmdFor("ingest")
+	r.Add(Figure{Key: "js_baseline_msgs_per_s", Value: ceiling, Unit: "msgs/s",
+		How:     fmt.Sprintf("%d webhook items published async to a stream shaped like GROUPS_WEBHOOKS while a pull consumer acks each; until the last ack", n),
+		Command: cmd})
+	r.Add(Figure{Key: "js_publish_msgs_per_s", Value: pubRate, Unit: "msgs/s",
+		How:     fmt.Sprintf("the same items, one synchronous publish each from %d goroutines (the ingest's shape)", clients),
+		Command: cmd})
+	r.Add(Figure{Key: "ingest_webhooks_per_s", Value: ingestRate, Unit: "webhooks/s",
+		Baseline: "js_publish_msgs_per_s",
+		How:      fmt.Sprintf("%d signed webhooks POSTed by %d clients to the cmd/ingest process (verify, parse, publish, ack, 200)", n, clients),
+		Command:  cmd})
+	r.Add(Figure{Key: "ingest_ratio_to_js_publish", Value: ingestRate / pubRate, Baseline: "js_publish_msgs_per_s",
+		How: "ingest_webhooks_per_s / js_publish_msgs_per_s", Command: cmd})
+	r.Detail("ingest", map[string]any{
+		"webhooks": n, "clients": clients,
+		"ingest_p50_ms": Ms(Percentile(lat, 0.5)), "ingest_p99_ms": Ms(Percentile(lat, 0.99)),
+		"ratio_to_js_ceiling": ingestRate / ceiling,
+	})
+	return nil
+}

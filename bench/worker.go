@@ -1,0 +1,193 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph/sim"
+)
+
+// Phone is the business number of single-number scenarios.
+const Phone = "106540352242922"
+
+// noLimits lifts the rate limits of worker processes far above anything
+// the machine can reach, so throughput figures measure the pipeline, not
+// the limiter (the ratelimit section measures that).
+var noLimits = []string{"RATE_LIMIT_MESSAGES=1000000", "RATE_LIMIT_GROUP_OPS=1000000", "RATE_LIMIT_READS=1000000"}
+
+// quietSim is a simulator without its own throughput limits and with
+// quick webhooks.
+func quietSim() sim.Config {
+	return sim.Config{WebhookDelay: 5 * time.Millisecond, GroupOpsPerSecond: -1, MPS: -1, PairInterval: -1,
+		WebhookRetryBackoff: 10 * time.Millisecond}
+}
+
+// inviteLinkCommands are n get_invite_link commands for group: one Graph
+// read each, the cheapest complete trip through a worker.
+func inviteLinkCommands(prefix string, n int, phone, group string) ([]events.Command, []string) {
+	cmds := make([]events.Command, n)
+	ids := make([]string, n)
+	for i := range cmds {
+		ids[i] = fmt.Sprintf("%s-%d", prefix, i)
+		cmds[i] = Command(ids[i], events.GetInviteLink, phone, group, nil)
+	}
+	return cmds, ids
+}
+
+// drain publishes cmds and waits for all their terminal events; it
+// returns the completion times, sorted, and when publishing started.
+func drain(ctx context.Context, s *Stack, t *Terminals, cmds []events.Command, ids []string, timeout time.Duration) (time.Time, []time.Time, error) {
+	start := time.Now()
+	if err := s.Publish(ctx, cmds); err != nil {
+		return start, nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := t.WaitIDs(wctx, ids); err != nil {
+		return start, nil, err
+	}
+	return start, t.Times(ids), nil
+}
+
+// workerRate runs n get_invite_link commands through running workers and
+// returns commands/s from the first publish to the last terminal event.
+func workerRate(ctx context.Context, s *Stack, t *Terminals, prefix string, n int, group string) (float64, error) {
+	cmds, ids := inviteLinkCommands(prefix, n, Phone, group)
+	start, done, err := drain(ctx, s, t, cmds, ids, 10*time.Minute)
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / done[len(done)-1].Sub(start).Seconds(), nil
+}
+
+// warmUp runs a few commands so connections, consumers and limiter shares
+// are in place before anything is timed.
+func warmUp(ctx context.Context, s *Stack, t *Terminals, prefix, group string) error {
+	cmds, ids := inviteLinkCommands(prefix, 50, Phone, group)
+	_, _, err := drain(ctx, s, t, cmds, ids, time.Minute)
+	return err
+}
+
+// runWorker compares one worker process with a plain loop making the same
+// Graph call with the same number of calls in flight, against the
+// simulator at zero latency: what the queue machinery (claim in the
+// ledger, result record, event publish, ack) costs on top of the call.
+func runWorker(ctx context.Context, e *Env, r *Report) error {
+	dir, err := e.Scratch("worker")
+	if err != nil {
+		return err
+	}
+	s, err := NewStack(ctx, dir, StackConfig{Sim: quietSim()})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	group, err := s.NewGroup(ctx, Phone, "Bench", "")
+	if err != nil {
+		return err
+	}
+	n, conc := e.Size.WorkerCommands, e.Size.WorkerConcurrency
+
+	// The plain loop: conc goroutines calling Graph back to back.
+	var failed atomic.Int64
+	start := time.Now()
+	runConcurrently(n, conc, func(int) {
+		if _, err := s.Graph.InviteLink(ctx, group); err != nil {
+			failed.Add(1)
+		}
+	})
+	loopRate := float64(n) / time.Since(start).Seconds()
+	if failed.Load() > 0 {
+		return fmt.Errorf("plain loop: %d calls failed", failed.Load())
+	}
+
+	t, err := s.WatchTerminals()
+	if err != nil {
+		return err
+	}
+	defer t.Stop()
+	w, err := s.StartWorkers(ctx, e.Bins.Worker, "worker", 1, WorkerOpts{Concurrency: conc, Env: noLimits})
+	if err != nil {
+		return err
+	}
+	defer StopAll(w)
+	if err := warmUp(ctx, s, t, "warm", group); err != nil {
+		return err
+	}
+	rate, err := workerRate(ctx, s, t, "tput", n, group)
+	if err != nil {
+		return err
+	}
+	w[0].SamplePeakRSS()
+
+	cmd := cmdFor("worker")
+	r.Add(Figure{Key: "worker_cmds_per_s", Value: rate, Unit: "cmds/s", Baseline: "plain Graph loop",
+		How:     fmt.Sprintf("%d get_invite_link commands published at once to one cmd/worker process (WORKER_CONCURRENCY=%d, rate limits lifted), simulator at 0 ms; first publish → last terminal event", n, conc),
+		Command: cmd})
+	r.Add(Figure{Key: "worker_ratio_to_plain_graph_loop", Value: rate / loopRate, Baseline: "plain Graph loop",
+		How:     fmt.Sprintf("worker_cmds_per_s / the same %d Graph calls from %d goroutines in a loop with the same client settings (%.0f calls/s)", n, conc, loopRate),
+		Command: cmd})
+	r.Detail("worker", map[string]any{"commands": n, "concurrency": conc, "plain_loop_calls_per_s": loopRate, "worker_peak_rss_mb": w[0].PeakRSSMB()})
+	return nil
+}
+
+// runLatency sends commands one at a time (light load) and measures publish
+// → terminal event.
+func runLatency(ctx context.Context, e *Env, r *Report) error {
+	dir, err := e.Scratch("latency")
+	if err != nil {
+		return err
+	}
+	s, err := NewStack(ctx, dir, StackConfig{Sim: quietSim()})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	group, err := s.NewGroup(ctx, Phone, "Latency", "")
+	if err != nil {
+		return err
+	}
+	t, err := s.WatchTerminals()
+	if err != nil {
+		return err
+	}
+	defer t.Stop()
+	w, err := s.StartWorkers(ctx, e.Bins.Worker, "worker", 1, WorkerOpts{Env: noLimits})
+	if err != nil {
+		return err
+	}
+	defer StopAll(w)
+	if err := warmUp(ctx, s, t, "warm", group); err != nil {
+		return err
+	}
+	n := e.Size.LatencyCommands
+	lat := make([]time.Duration, 0, n)
+	for i := range n {
+		c := Command(fmt.Sprint("lat-", i), events.GetInviteLink, Phone, group, nil)
+		sent := time.Now()
+		if err := s.PublishOne(ctx, c); err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := t.WaitIDs(wctx, []string{c.ID})
+		cancel()
+		if err != nil {
+			return err
+		}
+		at, _ := t.At(c.ID)
+		lat = append(lat, at.Sub(sent))
+	}
+	sortDurations(lat)
+	if err := LatencyChart(e.Out+"/latency.png", lat); err != nil {
+		return err
+	}
+	cmd := cmdFor("latency")
+	how := fmt.Sprintf("%d get_invite_link commands, one at a time, one cmd/worker process, simulator at 0 ms; synchronous publish → terminal event seen by a subscriber", n)
+	r.Add(Figure{Key: "latency_p50_ms", Value: Ms(Percentile(lat, 0.5)), Unit: "ms", How: how, Command: cmd})
+	r.Add(Figure{Key: "latency_p99_ms", Value: Ms(Percentile(lat, 0.99)), Unit: "ms", How: how, Command: cmd})
+	r.Detail("latency", map[string]any{"commands": n, "min_ms": Ms(lat[0]), "p90_ms": Ms(Percentile(lat, 0.9)), "max_ms": Ms(lat[len(lat)-1]), "chart": "latency.png"})
+	return nil
+}
