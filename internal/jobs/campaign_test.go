@@ -743,3 +743,36 @@ func TestCampaignInviteeJoined(t *testing.T) {
 		t.Fatal("no message.status event names the campaign")
 	}
 }
+
+// TestEnsureInviteTemplateChangesNothingTheSecondTime extends
+// TestEnsureInviteTemplate: whatever happens to the first add, the account
+// ends with one template, and later runs make no call that changes
+// anything.
+func TestEnsureInviteTemplateChangesNothingTheSecondTime(t *testing.T) {
+	t.Parallel()
+	s := setup(t, func(o *stackOpts) {
+		o.sim.Faults = sim.Faults{Endpoints: []string{sim.EndpointCreateTemplate}, LostResponse: 1, Limit: 1}
+	})
+	s.startWorker(t)
+	p := events.EnsureInviteTemplateParams{WABAID: sim.DefaultWABAID, Name: "campaign_invite", Language: "en"}
+	for i := range 3 {
+		id := fmt.Sprint("tpl-lost-", i)
+		s.publish(t, command(id, events.EnsureInviteTemplate, "", p))
+		r := s.terminal(t, id)
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		var res events.EnsureInviteTemplateResult
+		if err := json.Unmarshal(r.Result, &res); err != nil || res.Name != p.Name || res.Language != p.Language || res.TemplateID == "" || res.Status == "" {
+			t.Fatalf("run %d: result %s, want the template's name, language, id and status", i, r.Result)
+		}
+	}
+	if n := s.calls(sim.EndpointCreateTemplate); n != 1 {
+		t.Fatalf("%d template creations over three runs (the first answer lost), want 1", n)
+	}
+	got, err := s.graph.AccountTemplates(context.Background(), sim.DefaultWABAID, p.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Category != "UTILITY" {
+		t.Fatalf("account templates named %s: %+v, want one utility template", p.Name, got)
+	}
+}
