@@ -40,6 +40,10 @@ func BenchmarkParse(b *testing.B) {
 		items int
 	}{
 		{"1000-statuses", batch(1000), 1000},
+		// The delivery of the ingest benchmark: one group event.
+		{"one-group-event", envelope("group_participants_update", `{`+metadata+`,"groups":[{"timestamp":"1750101000",`+
+			`"group_id":"`+gidPages+`","type":"group_participants_remove","removed_participants":[{"wa_id":"16505551234"}],`+
+			`"initiated_by":"participant"}]}`), 1},
 		{"largest-fixture", fixture, -1},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

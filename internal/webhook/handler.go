@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -105,7 +106,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	bp, err := readBody(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			log.WarnContext(ctx, "webhook refused: body too large", slog.Int64("limit", limit))
@@ -117,6 +118,14 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot read body", http.StatusBadRequest)
 		return
 	}
+	body := *bp
+	// Parse copies what it keeps, so the buffer goes back to the pool as
+	// soon as the body is verified and parsed.
+	defer func() {
+		if bp != nil {
+			putBody(bp)
+		}
+	}()
 
 	// Signature first: nothing unauthenticated is parsed.
 	switch err := Verify(h.AppSecret, body, r.Header.Get(SignatureHeader)); {
@@ -133,6 +142,8 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	}
 
 	items, err := Parse(body)
+	putBody(bp)
+	bp = nil
 	if err != nil {
 		log.WarnContext(ctx, "webhook refused: malformed", slog.String("err", err.Error()))
 		h.count(ctx, "unknown", "malformed")
@@ -152,4 +163,48 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	}
 	h.countItems(ctx, items, "published")
 	w.WriteHeader(http.StatusOK)
+}
+
+// bodyPool holds request body buffers. Bodies are read whole (the
+// signature covers all of them); reusing the buffers spares an allocation
+// and, for large deliveries, io.ReadAll's repeated growing and copying.
+var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody keeps a buffer that held an unusually large delivery out
+// of the pool.
+const maxPooledBody = 256 << 10
+
+func putBody(bp *[]byte) {
+	if cap(*bp) <= maxPooledBody {
+		bodyPool.Put(bp)
+	}
+}
+
+// readBody reads r to the end into a pooled buffer (give it back with
+// putBody), sized up front when the length is known and within limit.
+func readBody(r io.Reader, contentLength, limit int64) (*[]byte, error) {
+	bp := bodyPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	// One byte more than announced lets the read that sees EOF happen
+	// without growing the buffer.
+	if want := contentLength + 1; contentLength >= 0 && contentLength <= limit && int64(cap(buf)) < want {
+		buf = make([]byte, 0, want)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*bp = buf
+			putBody(bp)
+			return nil, err
+		}
+	}
+	*bp = buf
+	return bp, nil
 }

@@ -1,10 +1,8 @@
 package webhook
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"strconv"
 )
 
@@ -13,34 +11,37 @@ import (
 // keeping ids short in logs and headers.
 const msgIDBytes = 16
 
-// digest hashes parts unambiguously (each is length-prefixed) into a hex id.
-func digest(parts []string) string {
-	h := sha256.New()
-	var n [20]byte
-	for _, p := range parts {
-		h.Write(strconv.AppendInt(n[:0], int64(len(p)), 10))
-		h.Write([]byte{':'})
-		h.Write([]byte(p))
-	}
-	return hex.EncodeToString(h.Sum(nil)[:msgIDBytes])
+// A MsgID is the truncated SHA-256 of a key made of parts, each written as
+// its length in decimal, ':' and its bytes, so that no two lists of parts
+// share a key. The parser builds the key in a reused buffer (tree.idKey) and
+// hashes it once; canonical renderings of objects are encoding/json's (keys
+// sorted, numbers as normalised), so a re-serialised redelivery gets the
+// same id.
+
+// part appends one part to the key.
+func (p *parser) part(s string) {
+	p.t.idKey = strconv.AppendInt(p.t.idKey, int64(len(s)), 10)
+	p.t.idKey = append(p.t.idKey, ':')
+	p.t.idKey = append(p.t.idKey, s...)
 }
 
-// canonical is a JSON rendering that does not depend on the sender's key
-// order or whitespace: maps are written with sorted keys and numbers keep
-// their (normalised) text.
-func canonical(v any) string {
-	return string(marshal(v))
+func (p *parser) partBytes(b []byte) {
+	p.t.idKey = strconv.AppendInt(p.t.idKey, int64(len(b)), 10)
+	p.t.idKey = append(p.t.idKey, ':')
+	p.t.idKey = append(p.t.idKey, b...)
 }
 
-// marshal encodes v without HTML escaping (wamids may contain '>').
-// Encoding generic JSON values cannot fail.
-func marshal(v any) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		// Only values decoded from JSON reach here; they always encode.
-		panic("webhook: encode normalised item: " + err.Error())
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
+// partJSON appends the canonical JSON of v (null for noNode).
+func (p *parser) partJSON(v int32) {
+	t := p.t
+	t.buf = t.appendJSON(t.buf[:0], v)
+	p.partBytes(t.buf)
+}
+
+// appendMsgID hashes the key into a hex id appended to t.ids.
+func (p *parser) appendMsgID() {
+	sum := sha256.Sum256(p.t.idKey)
+	var id [2 * msgIDBytes]byte
+	hex.Encode(id[:], sum[:msgIDBytes])
+	p.t.ids = append(p.t.ids, id[:]...)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,50 +82,89 @@ const (
 // Parse fails only with ErrMalformed, for a body that is not JSON or not a
 // whatsapp_business_account envelope with a non-empty entry list.
 func Parse(body []byte) ([]Item, error) {
+	if len(body) > math.MaxInt32 {
+		// The tree addresses the body with int32 offsets; no webhook comes
+		// near (the Handler caps bodies at a few MB).
+		return nil, fmt.Errorf("%w: not a webhook envelope: %d bytes", ErrMalformed, len(body))
+	}
+	t := getTree()
+	defer putTree(t)
+	// One copy of the body: every string of the tree (and of the items) is
+	// a substring of it, so the caller may reuse body afterwards.
+	root, ok := t.parse(string(body))
+	if !ok {
+		return nil, notJSON(body)
+	}
+	if !t.isObject(root) {
+		return nil, fmt.Errorf("%w: not a webhook envelope: the top level is not an object", ErrMalformed)
+	}
+	if obj := t.get(root, "object"); t.kind(obj) != kindString || t.text(obj) != "whatsapp_business_account" {
+		return nil, fmt.Errorf("%w: not a webhook envelope: object is %q, want \"whatsapp_business_account\"", ErrMalformed, truncate(t.text(obj)))
+	}
+	entries := t.get(root, "entry")
+	if !t.isArray(entries) || t.nodes[entries].n == 0 {
+		return nil, fmt.Errorf("%w: not a webhook envelope: no entry", ErrMalformed)
+	}
+	// Check the whole envelope before splitting anything, as one error
+	// refuses the delivery.
+	for i, e := range t.elems(entries) {
+		if !t.isObject(e.val) {
+			return nil, fmt.Errorf("%w: entry[%d] is not an object", ErrMalformed, i)
+		}
+		changes := t.get(e.val, "changes")
+		if !t.isArray(changes) {
+			return nil, fmt.Errorf("%w: entry[%d] has no changes list", ErrMalformed, i)
+		}
+		for j, c := range t.elems(changes) {
+			if !t.isObject(c.val) {
+				return nil, fmt.Errorf("%w: entry[%d].changes[%d] is not an object", ErrMalformed, i, j)
+			}
+		}
+	}
+	p := parser{t: t}
+	ents := t.nodes[entries]
+	for i := range ents.n {
+		entry := t.members[ents.first+i].val
+		changes := t.nodes[t.get(entry, "changes")]
+		for j := range changes.n {
+			p.change(t.text(t.get(entry, "id")), t.members[changes.first+j].val)
+		}
+	}
+	if len(t.items) == 0 {
+		return nil, nil
+	}
+	// The items, their Data and their MsgIDs were written into scratch;
+	// copy them out in three allocations, each item's Data capped so that
+	// appending to it cannot reach the next one.
+	items := slices.Clone(t.items)
+	data := slices.Clone(t.out)
+	ids := string(t.ids)
+	for i := range items {
+		start, end := t.ends[i][0], t.ends[i][1]
+		items[i].Data = data[start:end:end]
+		items[i].MsgID = ids[i*2*msgIDBytes : (i+1)*2*msgIDBytes]
+	}
+	return items, nil
+}
+
+// notJSON explains why encoding/json refuses body, in its words.
+func notJSON(body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
-	// Numbers stay text: ids and timestamps must not pass through float64.
 	dec.UseNumber()
 	var root any
 	if err := dec.Decode(&root); err != nil {
-		return nil, fmt.Errorf("%w: not JSON: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: not JSON: %v", ErrMalformed, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: not JSON: data after the top-level value", ErrMalformed)
+		return fmt.Errorf("%w: not JSON: data after the top-level value", ErrMalformed)
 	}
-	env, ok := root.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%w: not a webhook envelope: the top level is not an object", ErrMalformed)
-	}
-	if obj, _ := env["object"].(string); obj != "whatsapp_business_account" {
-		return nil, fmt.Errorf("%w: not a webhook envelope: object is %q, want \"whatsapp_business_account\"", ErrMalformed, truncate(str(env["object"])))
-	}
-	entries, ok := env["entry"].([]any)
-	if !ok || len(entries) == 0 {
-		return nil, fmt.Errorf("%w: not a webhook envelope: no entry", ErrMalformed)
-	}
-	var p parser
-	for i, e := range entries {
-		entry, ok := e.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("%w: entry[%d] is not an object", ErrMalformed, i)
-		}
-		changes, ok := entry["changes"].([]any)
-		if !ok {
-			return nil, fmt.Errorf("%w: entry[%d] has no changes list", ErrMalformed, i)
-		}
-		for j, c := range changes {
-			change, ok := c.(map[string]any)
-			if !ok {
-				return nil, fmt.Errorf("%w: entry[%d].changes[%d] is not an object", ErrMalformed, i, j)
-			}
-			p.change(str(entry["id"]), change)
-		}
-	}
-	return p.items, nil
+	// Unreachable: the tree accepts what encoding/json accepts.
+	return fmt.Errorf("%w: not JSON", ErrMalformed)
 }
 
+// parser splits one body. Its buffers live in the pooled tree.
 type parser struct {
-	items []Item
+	t *tree
 }
 
 // base is the context shared by the items of one change.
@@ -134,70 +174,74 @@ type base struct {
 	md     Metadata
 }
 
-func (p *parser) change(wabaID string, change map[string]any) {
-	b := base{wabaID: wabaID, field: normaliseField(str(change["field"]))}
-	value, ok := change["value"].(map[string]any)
-	if !ok {
-		p.emitChange(b, change["value"])
+// change splits one entry[].changes[] object. The map semantics of the
+// former encoding/json version are kept: rest is a shallow copy of value,
+// objects are shared by reference.
+func (p *parser) change(wabaID string, change int32) {
+	t := p.t
+	b := base{wabaID: wabaID, field: normaliseField(t.text(t.get(change, "field")))}
+	value := t.get(change, "value")
+	if !t.isObject(value) {
+		p.emitChange(&b, value)
 		return
 	}
-	if md, ok := value["metadata"].(map[string]any); ok {
-		b.md = Metadata{DisplayPhoneNumber: str(md["display_phone_number"]), PhoneNumberID: str(md["phone_number_id"])}
+	if md := t.get(value, "metadata"); t.isObject(md) {
+		b.md = Metadata{DisplayPhoneNumber: t.text(t.get(md, "display_phone_number")), PhoneNumberID: t.text(t.get(md, "phone_number_id"))}
 	}
 
 	// rest collects what is not split into items; it becomes one
 	// KindChange item if anything but context is left in it.
-	rest := make(map[string]any, len(value))
-	for k, v := range value {
-		rest[k] = v
-	}
+	rest := t.clone(value)
 	split := false
 	contactsUsed := false
 
-	if groups, ok := value[keyGroups].([]any); ok {
+	if groups := t.get(value, keyGroups); t.isArray(groups) {
 		split = true
-		objs, leftover := splitObjects(groups)
-		objs, leftover = attachOrphanInitiatedBy(objs, leftover)
-		if ib, ok := value["initiated_by"].(string); ok && len(objs) > 0 {
+		objs, leftover := p.splitObjects(groups)
+		objs, leftover = p.attachOrphanInitiatedBy(objs, leftover)
+		if ib := t.get(value, "initiated_by"); t.kind(ib) == kindString && len(objs) > 0 {
 			for _, g := range objs {
-				if _, has := g["initiated_by"]; !has {
-					g["initiated_by"] = ib
+				if !t.has(g, "initiated_by") {
+					t.set(g, "initiated_by", ib)
 				}
 			}
-			delete(rest, "initiated_by")
+			t.del(rest, "initiated_by")
 		}
 		for _, g := range objs {
-			p.emitGroup(b, g)
+			p.emitGroup(&b, g)
 		}
-		setOrDelete(rest, keyGroups, leftover)
+		p.setOrDelete(rest, keyGroups, leftover)
 	}
 
-	contacts, _ := value[keyContacts].([]any)
-	if statuses, ok := value[keyStatuses].([]any); ok {
-		split = true
-		objs, leftover := splitObjects(statuses)
-		for _, s := range objs {
-			p.emitStatus(b, s, contacts)
-			contactsUsed = true
-		}
-		setOrDelete(rest, keyStatuses, leftover)
+	contacts := t.get(value, keyContacts)
+	if !t.isArray(contacts) {
+		contacts = noNode
 	}
-	if messages, ok := value[keyMessages].([]any); ok {
+	if statuses := t.get(value, keyStatuses); t.isArray(statuses) {
 		split = true
-		objs, leftover := splitObjects(messages)
-		for _, m := range objs {
-			p.emitMessage(b, m, contacts)
+		objs, leftover := p.splitObjects(statuses)
+		for _, s := range objs {
+			p.emitStatus(&b, s, contacts)
 			contactsUsed = true
 		}
-		setOrDelete(rest, keyMessages, leftover)
+		p.setOrDelete(rest, keyStatuses, leftover)
+	}
+	if messages := t.get(value, keyMessages); t.isArray(messages) {
+		split = true
+		objs, leftover := p.splitObjects(messages)
+		for _, m := range objs {
+			p.emitMessage(&b, m, contacts)
+			contactsUsed = true
+		}
+		p.setOrDelete(rest, keyMessages, leftover)
 	}
 
 	if !split {
-		p.emitChange(b, value)
+		p.emitChange(&b, value)
 		return
 	}
-	for k := range rest {
-		switch k {
+	for _, m := range t.elems(rest) {
+		switch t.keyOf(m) {
 		case "messaging_product", "metadata":
 			continue
 		case keyContacts:
@@ -205,98 +249,141 @@ func (p *parser) change(wabaID string, change map[string]any) {
 				continue
 			}
 		}
-		p.emitChange(b, rest)
+		p.emitChange(&b, rest)
 		return
 	}
 }
 
-func (p *parser) emitGroup(b base, g map[string]any) {
-	if t, ok := g["type"].(string); ok {
-		g["type"] = normaliseGroupType(t)
-	}
-	normaliseNumbers(g)
-	ev := strMap(g)
-	key := []string{KindGroup, b.md.PhoneNumberID, b.field, ev("group_id"), ev("type"),
-		ev("request_id"), ev("join_request_id"), ev("timestamp"), ev("wa_id"), ev("user_id")}
-	for _, setting := range []string{"profile_picture", "group_subject", "group_description"} {
-		if _, ok := g[setting]; ok {
-			key = append(key, setting)
+func (p *parser) emitGroup(b *base, g int32) {
+	t := p.t
+	if typ := t.get(g, "type"); t.kind(typ) == kindString {
+		if norm := normaliseGroupType(t.text(typ)); norm != t.text(typ) {
+			t.set(g, "type", t.newString(norm))
 		}
 	}
-	for _, list := range []string{"added_participants", "removed_participants", "failed_participants"} {
-		if ids := participantIDs(g[list]); ids != nil {
-			key = append(key, list, strconv.Itoa(len(ids)))
-			key = append(key, ids...)
+	p.normaliseNumbers(g)
+	ev := func(k string) string { return t.text(t.get(g, k)) }
+	p.t.idKey = p.t.idKey[:0]
+	for _, k := range [...]string{KindGroup, b.md.PhoneNumberID, b.field, ev("group_id"), ev("type"),
+		ev("request_id"), ev("join_request_id"), ev("timestamp"), ev("wa_id"), ev("user_id")} {
+		p.part(k)
+	}
+	for _, setting := range [...]string{"profile_picture", "group_subject", "group_description"} {
+		if t.has(g, setting) {
+			p.part(setting)
 		}
+	}
+	for _, list := range [...]string{"added_participants", "removed_participants", "failed_participants"} {
+		p.participantParts(list, t.get(g, list))
 	}
 	if ev("request_id") == "" && ev("join_request_id") == "" && ev("timestamp") == "" {
-		key = append(key, canonical(g))
+		p.partJSON(g)
 	}
-	p.emit(b, KindGroup, ev("type"), ev("group_id"), digest(key), payloadOut{Group: g})
+	p.emit(b, KindGroup, ev("type"), ev("group_id"), "group", g, noNode)
 }
 
-func (p *parser) emitStatus(b base, s map[string]any, contacts []any) {
-	if drift, ok := s["participant_recipient_id"]; ok {
-		if _, has := s["recipient_participant_id"]; !has {
-			s["recipient_participant_id"] = drift
-			delete(s, "participant_recipient_id")
+func (p *parser) emitStatus(b *base, s, contacts int32) {
+	t := p.t
+	if drift := t.get(s, "participant_recipient_id"); drift != noNode {
+		if !t.has(s, "recipient_participant_id") {
+			t.set(s, "recipient_participant_id", drift)
+			t.del(s, "participant_recipient_id")
 		}
 	}
-	if conv, ok := s["conversation"].(map[string]any); ok {
-		if pricing, ok := conv["pricing"]; ok {
-			if _, has := s["pricing"]; !has {
-				s["pricing"] = pricing
-				delete(conv, "pricing")
+	if conv := t.get(s, "conversation"); t.isObject(conv) {
+		if pricing := t.get(conv, "pricing"); pricing != noNode {
+			if !t.has(s, "pricing") {
+				t.set(s, "pricing", pricing)
+				t.del(conv, "pricing")
 			}
 		}
 	}
-	normaliseNumbers(s)
-	st := strMap(s)
+	p.normaliseNumbers(s)
+	st := func(k string) string { return t.text(t.get(s, k)) }
 	groupID := ""
 	if st("recipient_type") == RecipientTypeGroup {
 		groupID = st("recipient_id")
 	}
-	key := []string{KindStatus, b.md.PhoneNumberID, st("id"), st("status"), st("recipient_id"),
-		st("recipient_participant_id"), st("recipient_participant_user_id")}
-	if st("id") == "" {
-		key = append(key, canonical(s))
+	p.t.idKey = p.t.idKey[:0]
+	for _, k := range [...]string{KindStatus, b.md.PhoneNumberID, st("id"), st("status"), st("recipient_id"),
+		st("recipient_participant_id"), st("recipient_participant_user_id")} {
+		p.part(k)
 	}
-	out := payloadOut{Status: s}
+	if st("id") == "" {
+		p.partJSON(s)
+	}
 	// For a group send the recipient is the participant; otherwise it is
 	// recipient_id itself.
-	if c := findContact(contacts, st("recipient_participant_id"), st("recipient_participant_user_id")); c != nil {
-		out.Contact = c
-	} else if groupID == "" {
-		if c := findContact(contacts, st("recipient_id"), st("recipient_user_id")); c != nil {
-			out.Contact = c
+	contact := p.findContact(contacts, st("recipient_participant_id"), st("recipient_participant_user_id"))
+	if contact == noNode && groupID == "" {
+		contact = p.findContact(contacts, st("recipient_id"), st("recipient_user_id"))
+	}
+	p.emit(b, KindStatus, st("status"), groupID, "status", s, contact)
+}
+
+func (p *parser) emitMessage(b *base, m, contacts int32) {
+	t := p.t
+	p.normaliseNumbers(m)
+	msg := func(k string) string { return t.text(t.get(m, k)) }
+	p.t.idKey = p.t.idKey[:0]
+	for _, k := range [...]string{KindMessage, b.md.PhoneNumberID, msg("id")} {
+		p.part(k)
+	}
+	if msg("id") == "" {
+		p.partJSON(m)
+	}
+	contact := p.findContact(contacts, msg("from"), msg("from_user_id"))
+	p.emit(b, KindMessage, msg("type"), msg("group_id"), "message", m, contact)
+}
+
+func (p *parser) emitChange(b *base, value int32) {
+	p.t.idKey = p.t.idKey[:0]
+	for _, k := range [...]string{KindChange, b.wabaID, b.md.PhoneNumberID, b.field} {
+		p.part(k)
+	}
+	p.partJSON(value)
+	if p.t.kind(value) == kindNull {
+		value = noNode // a null value is left out, as before
+	}
+	p.emit(b, KindChange, "", "", "value", value, noNode)
+}
+
+// emit appends an item whose Data is the Payload JSON: the context, the
+// object under slot (left out when noNode) and the contact (when found).
+func (p *parser) emit(b *base, kind, typ, groupID, slot string, obj, contact int32) {
+	t := p.t
+	start := len(t.out)
+	d := append(t.out, `{"waba_id":`...)
+	d = appendString(d, b.wabaID)
+	d = append(d, `,"field":`...)
+	d = appendString(d, b.field)
+	d = append(d, `,"metadata":{`...)
+	if b.md.DisplayPhoneNumber != "" {
+		d = append(d, `"display_phone_number":`...)
+		d = appendString(d, b.md.DisplayPhoneNumber)
+		if b.md.PhoneNumberID != "" {
+			d = append(d, ',')
 		}
 	}
-	p.emit(b, KindStatus, st("status"), groupID, digest(key), out)
-}
-
-func (p *parser) emitMessage(b base, m map[string]any, contacts []any) {
-	normaliseNumbers(m)
-	msg := strMap(m)
-	key := []string{KindMessage, b.md.PhoneNumberID, msg("id")}
-	if msg("id") == "" {
-		key = append(key, canonical(m))
+	if b.md.PhoneNumberID != "" {
+		d = append(d, `"phone_number_id":`...)
+		d = appendString(d, b.md.PhoneNumberID)
 	}
-	out := payloadOut{Message: m}
-	if c := findContact(contacts, msg("from"), msg("from_user_id")); c != nil {
-		out.Contact = c
+	d = append(d, '}')
+	if obj != noNode {
+		d = append(d, ',', '"')
+		d = append(d, slot...)
+		d = append(d, '"', ':')
+		d = t.appendJSON(d, obj)
 	}
-	p.emit(b, KindMessage, msg("type"), msg("group_id"), digest(key), out)
-}
-
-func (p *parser) emitChange(b base, value any) {
-	key := []string{KindChange, b.wabaID, b.md.PhoneNumberID, b.field, canonical(value)}
-	p.emit(b, KindChange, "", "", digest(key), payloadOut{Value: value})
-}
-
-func (p *parser) emit(b base, kind, typ, groupID, msgID string, out payloadOut) {
-	out.WABAID, out.Field, out.Metadata = b.wabaID, b.field, b.md
-	p.items = append(p.items, Item{
-		MsgID:              msgID,
+	if contact != noNode {
+		d = append(d, `,"contact":`...)
+		d = t.appendJSON(d, contact)
+	}
+	t.out = append(d, '}')
+	t.ends = append(t.ends, [2]int{start, len(t.out)})
+	p.appendMsgID()
+	t.items = append(t.items, Item{
 		WABAID:             b.wabaID,
 		PhoneNumberID:      b.md.PhoneNumberID,
 		DisplayPhoneNumber: b.md.DisplayPhoneNumber,
@@ -304,22 +391,10 @@ func (p *parser) emit(b base, kind, typ, groupID, msgID string, out payloadOut) 
 		Kind:               kind,
 		Type:               typ,
 		GroupID:            groupID,
-		Data:               marshal(out),
 	})
 }
 
-// payloadOut is Payload as Parse writes it: the normalised objects stay
-// generic so that fields groupflow does not type are kept.
-type payloadOut struct {
-	WABAID   string   `json:"waba_id"`
-	Field    string   `json:"field"`
-	Metadata Metadata `json:"metadata"`
-	Group    any      `json:"group,omitempty"`
-	Status   any      `json:"status,omitempty"`
-	Message  any      `json:"message,omitempty"`
-	Contact  any      `json:"contact,omitempty"`
-	Value    any      `json:"value,omitempty"`
-}
+func appendString(dst []byte, s string) []byte { return appendJSONString(dst, s, plainString(s)) }
 
 // normaliseField maps the generic reference's spelling to the canonical one
 // and makes the result a safe subject token.
@@ -373,14 +448,18 @@ func tokenByte(c byte) bool {
 }
 
 // splitObjects separates the objects of a list from anything else in it.
-func splitObjects(list []any) (objs []map[string]any, leftover []any) {
-	for _, v := range list {
-		if m, ok := v.(map[string]any); ok {
-			objs = append(objs, m)
+// The slices are scratch, valid until the next call.
+func (p *parser) splitObjects(list int32) (objs, leftover []int32) {
+	t := p.t
+	objs, leftover = p.t.objs[:0], p.t.left[:0]
+	for _, m := range t.elems(list) {
+		if t.isObject(m.val) {
+			objs = append(objs, m.val)
 		} else {
-			leftover = append(leftover, v)
+			leftover = append(leftover, m.val)
 		}
 	}
+	p.t.objs, p.t.left = objs, leftover
 	return objs, leftover
 }
 
@@ -388,12 +467,12 @@ func splitObjects(list []any) (objs []map[string]any, leftover []any) {
 // after the group object inside groups[]: an element holding nothing but
 // initiated_by belongs to the group object before it (or, if first, after
 // it).
-func attachOrphanInitiatedBy(objs []map[string]any, leftover []any) ([]map[string]any, []any) {
-	isOrphan := func(m map[string]any) bool {
-		_, ok := m["initiated_by"]
-		return ok && len(m) == 1
+func (p *parser) attachOrphanInitiatedBy(objs, leftover []int32) ([]int32, []int32) {
+	t := p.t
+	isOrphan := func(m int32) bool {
+		return t.nodes[m].n == 1 && t.has(m, "initiated_by")
 	}
-	owner := func(i int) map[string]any {
+	owner := func(i int) int32 {
 		for j := i - 1; j >= 0; j-- {
 			if !isOrphan(objs[j]) {
 				return objs[j]
@@ -404,83 +483,84 @@ func attachOrphanInitiatedBy(objs []map[string]any, leftover []any) ([]map[strin
 				return objs[j]
 			}
 		}
-		return nil
+		return noNode
 	}
-	kept := objs[:0:0]
+	kept := p.t.kept[:0]
 	for i, m := range objs {
 		if !isOrphan(m) {
 			kept = append(kept, m)
 			continue
 		}
 		o := owner(i)
-		if o == nil {
+		if o == noNode {
 			leftover = append(leftover, m)
 			continue
 		}
-		if _, has := o["initiated_by"]; has {
+		if t.has(o, "initiated_by") {
 			// The owner already says who initiated it; keep the orphan
 			// rather than drop or overwrite anything.
 			leftover = append(leftover, m)
 			continue
 		}
-		o["initiated_by"] = m["initiated_by"]
+		t.set(o, "initiated_by", t.get(m, "initiated_by"))
 	}
+	p.t.kept, p.t.left = kept, leftover
 	return kept, leftover
 }
 
-func setOrDelete(m map[string]any, key string, leftover []any) {
+func (p *parser) setOrDelete(obj int32, key string, leftover []int32) {
 	if len(leftover) == 0 {
-		delete(m, key)
+		p.t.del(obj, key)
 		return
 	}
-	m[key] = leftover
+	p.t.set(obj, key, p.t.newArray(leftover))
 }
 
 // normaliseNumbers turns timestamps and error codes sent as strings of
 // digits into JSON numbers, in the object and in every nested errors[]
 // (participants, settings outcomes).
-func normaliseNumbers(m map[string]any) {
-	for _, k := range []string{"timestamp", "expiration_timestamp"} {
-		numberise(m, k)
+func (p *parser) normaliseNumbers(m int32) {
+	p.numberise(m, "timestamp")
+	p.numberise(m, "expiration_timestamp")
+	if conv := p.t.get(m, "conversation"); p.t.isObject(conv) {
+		p.numberise(conv, "expiration_timestamp")
 	}
-	if conv, ok := m["conversation"].(map[string]any); ok {
-		numberise(conv, "expiration_timestamp")
-	}
-	normaliseErrors(m)
+	p.normaliseErrors(m)
 }
 
-func normaliseErrors(v any) {
-	switch v := v.(type) {
-	case map[string]any:
-		for k, child := range v {
-			if k == "errors" {
-				if list, ok := child.([]any); ok {
-					for _, e := range list {
-						if em, ok := e.(map[string]any); ok {
-							numberise(em, "code")
-							numberise(em, "error_subcode")
-						}
+func (p *parser) normaliseErrors(v int32) {
+	t := p.t
+	switch t.kind(v) {
+	case kindObject, kindArray:
+		// numberise only replaces values of existing keys, so v's members
+		// stay where they are while they are walked.
+		n := t.nodes[v]
+		for i := range n.n {
+			m := t.members[n.first+i]
+			if n.kind == kindObject && t.keyOf(m) == "errors" && t.isArray(m.val) {
+				for _, e := range t.elems(m.val) {
+					if t.isObject(e.val) {
+						p.numberise(e.val, "code")
+						p.numberise(e.val, "error_subcode")
 					}
 				}
 			}
-			normaliseErrors(child)
-		}
-	case []any:
-		for _, child := range v {
-			normaliseErrors(child)
+			p.normaliseErrors(m.val)
 		}
 	}
 }
 
 // numberise replaces m[k] by a JSON number when it is a string holding an
 // int64 (or a number spelled non-canonically, like 007).
-func numberise(m map[string]any, k string) {
+func (p *parser) numberise(m int32, k string) {
+	t := p.t
+	v := t.get(m, k)
 	var s string
-	switch v := m[k].(type) {
-	case string:
-		s = strings.TrimSpace(v)
-	case json.Number:
-		s = string(v)
+	switch t.kind(v) {
+	case kindString:
+		s = strings.TrimSpace(t.text(v))
+	case kindNumber:
+		s = t.text(v)
 	default:
 		return
 	}
@@ -488,60 +568,66 @@ func numberise(m map[string]any, k string) {
 	if err != nil {
 		return
 	}
-	m[k] = json.Number(strconv.FormatInt(n, 10))
+	var buf [24]byte
+	canon := strconv.AppendInt(buf[:0], n, 10)
+	switch {
+	case t.kind(v) == kindNumber && s == string(canon):
+		// Already the canonical number.
+	case s == string(canon):
+		t.set(m, k, t.newNumber(s))
+	default:
+		t.set(m, k, t.newNumber(string(canon)))
+	}
 }
 
-// participantIDs returns the sorted identifiers of a participants list, or
-// nil if v is not a list.
-func participantIDs(v any) []string {
-	list, ok := v.([]any)
-	if !ok {
-		return nil
+// participantParts adds a participants list to the MsgID key: its name,
+// length and the sorted "input|wa_id|user_id" of its entries. Nothing is
+// added when v is not a list.
+func (p *parser) participantParts(name string, v int32) {
+	t := p.t
+	if !t.isArray(v) {
+		return
 	}
-	ids := make([]string, 0, len(list))
-	for _, e := range list {
-		if m, ok := e.(map[string]any); ok {
-			pm := strMap(m)
-			ids = append(ids, pm("input")+"|"+pm("wa_id")+"|"+pm("user_id"))
+	buf, spans := p.t.idBuf[:0], p.t.idSpans[:0]
+	for _, e := range t.elems(v) {
+		start := len(buf)
+		if t.isObject(e.val) {
+			buf = append(buf, t.text(t.get(e.val, "input"))...)
+			buf = append(buf, '|')
+			buf = append(buf, t.text(t.get(e.val, "wa_id"))...)
+			buf = append(buf, '|')
+			buf = append(buf, t.text(t.get(e.val, "user_id"))...)
 		} else {
-			ids = append(ids, canonical(e))
+			buf = t.appendJSON(buf, e.val)
 		}
+		spans = append(spans, [2]int{start, len(buf)})
 	}
-	slices.Sort(ids)
-	return ids
+	slices.SortFunc(spans, func(a, b [2]int) int { return bytes.Compare(buf[a[0]:a[1]], buf[b[0]:b[1]]) })
+	p.part(name)
+	var n [20]byte
+	p.partBytes(strconv.AppendInt(n[:0], int64(len(spans)), 10))
+	for _, sp := range spans {
+		p.partBytes(buf[sp[0]:sp[1]])
+	}
+	p.t.idBuf, p.t.idSpans = buf, spans
 }
 
 // findContact returns the contacts[] entry whose wa_id is waID or whose
-// user_id is userID.
-func findContact(contacts []any, waID, userID string) any {
-	if waID == "" && userID == "" {
-		return nil
+// user_id is userID, or noNode.
+func (p *parser) findContact(contacts int32, waID, userID string) int32 {
+	t := p.t
+	if contacts == noNode || waID == "" && userID == "" {
+		return noNode
 	}
-	for _, c := range contacts {
-		cm, ok := c.(map[string]any)
-		if !ok {
+	for _, c := range t.elems(contacts) {
+		if !t.isObject(c.val) {
 			continue
 		}
-		if waID != "" && str(cm["wa_id"]) == waID || userID != "" && str(cm["user_id"]) == userID {
-			return cm
+		if waID != "" && t.text(t.get(c.val, "wa_id")) == waID || userID != "" && t.text(t.get(c.val, "user_id")) == userID {
+			return c.val
 		}
 	}
-	return nil
-}
-
-// str returns a string or number as text, and "" for anything else.
-func str(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	case json.Number:
-		return string(v)
-	}
-	return ""
-}
-
-func strMap(m map[string]any) func(string) string {
-	return func(k string) string { return str(m[k]) }
+	return noNode
 }
 
 func truncate(s string) string {

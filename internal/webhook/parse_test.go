@@ -1,9 +1,11 @@
 package webhook_test
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -671,5 +673,69 @@ func TestMsgIDIsHex(t *testing.T) {
 	it := mustParse(t, readFixture(t, "groups.webhooks__group_suspended.json"))[0]
 	if b, err := hex.DecodeString(it.MsgID); err != nil || len(b) != 16 {
 		t.Fatalf("MsgID %q: want 16 bytes of hex (err %v)", it.MsgID, err)
+	}
+}
+
+// goldenCase is one line of testdata/parse-golden.jsonl: what Parse made of
+// a body when MsgIDs were first fixed. Changing a MsgID breaks
+// deduplication of Meta's redeliveries across an upgrade, so these must
+// not change.
+type goldenCase struct {
+	Case  string         `json:"case"`
+	Body  string         `json:"body,omitempty"` // empty for the fixture named Case
+	Error string         `json:"error,omitempty"`
+	Items []webhook.Item `json:"items"`
+}
+
+// goldenEdgeCases are bodies beyond Meta's examples whose items are in the
+// golden file: drift, odd shapes, escapes and numbers.
+var goldenEdgeCases = []struct{ name, body string }{
+	{"orphans and value-level initiated_by", `{"object":"whatsapp_business_account","entry":[{"id":1,"changes":[{"field":"group_participant_update","value":{"groups":[{},{"initiated_by":"a"},{"initiated_by":"b"},{"type":"group_add_participants","timestamp":"1"}],"initiated_by":"z"}}]}]}`},
+	{"string numbers and nested errors", `{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"statuses":[1,{"errors":[{"code":"7","error_subcode":" 08 "}],"a":{"errors":[{"code":"-0"}]},"timestamp":"+12"}]}}]}]}`},
+	{"drifted status with pricing in conversation", `{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"statuses":[{"participant_recipient_id":"1","conversation":{"pricing":{"b":true},"expiration_timestamp":"0012"}}],"contacts":[{"wa_id":"1"}]}}]}]}`},
+	{"escapes, duplicates and numbers", `{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"a":"\u2028\ud800x\u00e9\"\\\/\b\f\n\r\t\u0001<>&","b":[1.5e3,-0,true,false,null],"a":"dup","\u0063":"é"}}]}]}`},
+	{"null, false and missing values", `{"object":"whatsapp_business_account","entry":[{"changes":[{"value":null},{"value":false},{}]}]}`},
+	{"unsafe field, messages and contacts", `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"a.b>*","value":{"metadata":{"phone_number_id":"1.2"},"messages":[{"id":"w","from":"5"},{}],"contacts":[{"wa_id":"5"}]}}]}]}`},
+	{"group without ids", `{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"group_lifecycle_update","value":{"messaging_product":"whatsapp","groups":[{"group_id":"G","type":"group_create","subject":"x","added_participants":[{"input":"2"},{"wa_id":"1"},7],"profile_picture":null}]}}]}]}`},
+	{"leftovers become a change", `{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{"metadata":{"display_phone_number":"1"},"statuses":[{"id":"s","status":"read","recipient_id":"9","recipient_user_id":"U"},"x"],"messages":[],"contacts":[{"user_id":"U","profile":{"name":"N"}}],"errors":[{"code":"1"}]}}]}]}`},
+	{"not JSON", `{"object":`},
+	{"not an envelope", `{"object":"page","entry":[]}`},
+}
+
+func TestParseMatchesGolden(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("testdata/parse-golden.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	seen := 0
+	for dec.More() {
+		var c goldenCase
+		if err := dec.Decode(&c); err != nil {
+			t.Fatalf("golden file: %v", err)
+		}
+		seen++
+		body := []byte(c.Body)
+		if c.Body == "" {
+			body = readFixture(t, c.Case)
+		}
+		items, err := webhook.Parse(body)
+		if got := fmt.Sprint(err); (err != nil || c.Error != "") && got != c.Error {
+			t.Errorf("%s: error %q, want %q", c.Case, got, c.Error)
+			continue
+		}
+		if len(items) != len(c.Items) {
+			t.Errorf("%s: %d items, want %d", c.Case, len(items), len(c.Items))
+			continue
+		}
+		for i, want := range c.Items {
+			if got := items[i]; !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: item %d\n got %+v\n%s\nwant %+v\n%s", c.Case, i, got, got.Data, want, want.Data)
+			}
+		}
+	}
+	if want := 36 + len(goldenEdgeCases); seen != want {
+		t.Fatalf("golden file has %d cases, want %d (regenerate it only if MsgIDs may change)", seen, want)
 	}
 }
