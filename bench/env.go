@@ -38,6 +38,7 @@ type Size struct {
 	// Campaign: invites, messages/s limit.
 	CampaignInvites int
 	CampaignMPS     float64
+	CampaignWorkers int
 
 	// Chaos sizes.
 	ClusterCommands  int
@@ -57,9 +58,9 @@ var Full = Size{
 	LatencyCommands:  1000,
 	ScalingPerWorker: 2000, ScalingConcurrency: 4, ScalingLatency: 20 * time.Millisecond, ScalingWorkers: []int{1, 2, 4},
 	RateLimitSeconds: 20,
-	TracingCommands:  5000, TracingPairs: 2,
+	TracingCommands:  4000, TracingPairs: 3,
 	QueryReads:      500,
-	CampaignInvites: 100000, CampaignMPS: 300,
+	CampaignInvites: 100000, CampaignMPS: 300, CampaignWorkers: 4,
 
 	ClusterCommands: 5000, KillInvites: 10000, KillEvery: 3 * time.Second, FaultCommands: 5000,
 	OutageSeconds: 10 * time.Second, OutageWebhooksPS: 100,
@@ -75,7 +76,7 @@ var Smoke = Size{
 	RateLimitSeconds: 3,
 	TracingCommands:  200, TracingPairs: 1,
 	QueryReads:      20,
-	CampaignInvites: 300, CampaignMPS: 200,
+	CampaignInvites: 300, CampaignMPS: 200, CampaignWorkers: 2,
 
 	ClusterCommands: 300, KillInvites: 400, KillEvery: 1500 * time.Millisecond, KillMax: 2, FaultCommands: 300,
 	// Past the ingest's 10 s publish timeout, so 503s are seen here too.
