@@ -318,7 +318,8 @@ func (c *campaigns) create(ctx context.Context, job *Job, p events.StartInviteCa
 	st.EventSeq = stream.CachedInfo().State.LastSeq
 	st.Counts = events.CampaignCounts{Total: st.Total, Pending: st.Total}
 	b, _ := json.Marshal(st)
-	if _, err := c.kv.Create(ctx, campaignKey(st.CampaignID), b); err != nil {
+	rev, err := c.kv.Create(ctx, campaignKey(st.CampaignID), b)
+	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			cur, _, gerr := c.get(ctx, st.CampaignID)
 			if gerr != nil {
@@ -331,6 +332,7 @@ func (c *campaigns) create(ctx context.Context, job *Job, p events.StartInviteCa
 		}
 		return campaignState{}, fmt.Errorf("campaign: create %s: %w", st.CampaignID, err)
 	}
+	c.remember(st, rev) // this worker's supervisor may take it at once
 	c.w.log.InfoContext(ctx, "campaign created", "campaign_id", st.CampaignID, "command_id", st.CommandID, "invites", st.Total)
 	return st, nil
 }

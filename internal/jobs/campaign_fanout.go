@@ -72,11 +72,16 @@ func (c *campaigns) watch(ctx context.Context, watcher jetstream.KeyWatcher, tic
 }
 
 func (c *campaigns) adoptAll(ctx context.Context) {
+	now := c.w.now()
 	c.mu.Lock()
 	ids := make([]string, 0, len(c.known))
 	for id, v := range c.known {
-		if v.st.needsHolder() {
+		switch {
+		case v.st.needsHolder():
 			ids = append(ids, id)
+		case now.Sub(v.st.UpdatedAt) > time.Hour:
+			// Over long ago: read again should an invite of it come.
+			delete(c.known, id)
 		}
 	}
 	c.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -77,19 +78,41 @@ func (c *campaigns) openObject(ctx context.Context, st *campaignState) (*streamL
 	if err != nil {
 		return nil, fmt.Errorf("invites_object: open %s: %w", ref.Bucket, err)
 	}
-	r, err := store.Get(ctx, ref.Name)
+	// A read without a deadline gets the client's default timeout (5 s)
+	// for the whole object; a fan-out reads for as long as the campaign
+	// runs, at the pace of its sends (flow control holds the rest back).
+	rctx, cancel := context.WithDeadline(ctx, time.Now().Add(objectReadLimit))
+	r, err := store.Get(rctx, ref.Name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		cancel()
 		return nil, Permanent(fmt.Errorf("invites_object: no object %q in %s", ref.Name, ref.Bucket))
 	}
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("invites_object: read %s/%s: %w", ref.Bucket, ref.Name, err)
 	}
 	info, err := r.Info()
 	if err != nil {
 		r.Close()
+		cancel()
 		return nil, fmt.Errorf("invites_object: read %s/%s: %w", ref.Bucket, ref.Name, err)
 	}
-	return newStreamList(r, info.Digest, ref.Bucket+"/"+ref.Name), nil
+	return newStreamList(closeBoth{r, cancel}, info.Digest, ref.Bucket+"/"+ref.Name), nil
+}
+
+// objectReadLimit bounds one read of an invite list; a holder that is
+// still reading after it fails and resumes from its checkpoint.
+const objectReadLimit = 7 * 24 * time.Hour
+
+type closeBoth struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c closeBoth) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 type sliceList struct{ invites []events.Invite }

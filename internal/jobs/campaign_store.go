@@ -127,8 +127,16 @@ func (c *campaigns) lookup(ctx context.Context, id string) (campaignState, bool,
 	}
 	st, _, err := c.get(ctx, id)
 	if errors.Is(err, ErrNotFound) {
+		now := c.w.now()
 		c.mu.Lock()
-		c.absent[id] = c.w.now().Add(5 * time.Second)
+		if len(c.absent) >= 4096 { // ids like "order:7" that are no campaign's
+			for k, until := range c.absent {
+				if now.After(until) {
+					delete(c.absent, k)
+				}
+			}
+		}
+		c.absent[id] = now.Add(5 * time.Second)
 		c.mu.Unlock()
 		return campaignState{}, false, nil
 	}
