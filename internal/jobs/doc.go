@@ -29,4 +29,12 @@
 // a sweeper fails commands whose webhook never came. Every webhook item also
 // becomes normalised domain events. All events carry deterministic ids,
 // used as Nats-Msg-Id, so a retried publish is never stored twice.
+//
+// Invite campaigns (start_invite_campaign) are fanned out by whichever
+// worker holds the campaign's lease in the groups_campaigns bucket: one
+// send_group_invite per invite, id "<campaign_id>:<n>", a bounded window
+// queued at a time, resumable from a checkpoint by any other worker. The
+// holder counts every invite's outcome from the event stream, exactly once;
+// cancel_campaign and Meta's spam limit (131048) reach every worker through
+// a watch of the bucket. See campaign.go.
 package jobs
