@@ -128,7 +128,14 @@ func run(ctx context.Context, log *slog.Logger, sizeName string, sets []string, 
 		_ = os.RemoveAll(work)
 	}
 	if failed {
-		return errors.New("see the report: " + strings.Join(slices.Sorted(maps.Keys(r.Errors)), ", "))
+		bad := slices.Collect(maps.Keys(r.Errors))
+		for name, d := range r.Details {
+			if c, ok := d.(ChaosResult); ok && !c.Passed() {
+				bad = append(bad, name)
+			}
+		}
+		slices.Sort(bad)
+		return fmt.Errorf("failed: %s (see the report in %s)", strings.Join(bad, ", "), out)
 	}
 	return nil
 }
