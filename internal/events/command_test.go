@@ -346,3 +346,21 @@ func TestCommandTypes(t *testing.T) {
 		}
 	}
 }
+
+func TestDeeplyNestedCommandIsRefusedCheaply(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		strings.Repeat("[", 200_000) + strings.Repeat("]", 200_000),
+		`{"id":"x","type":"create_group","phone_number_id":"1","params":` + strings.Repeat(`{"a":`, 100_000) + "1" + strings.Repeat("}", 100_001),
+	} {
+		_, err := DecodeCommand("", []byte(body))
+		if err == nil || !strings.Contains(err.Error(), "deeper than") {
+			t.Errorf("DecodeCommand of a %d-byte nested body = %v, want a nesting error", len(body), err)
+		}
+	}
+	// The deepest real command still decodes.
+	ok := `{"id":"c1","type":"start_invite_campaign","phone_number_id":"106540352242922","params":{"campaign_id":"c1","template":{"name":"t","language":"en"},"invites":[{"to":"16505551234","group_id":"Y2FwaV9ncm91cDoxZD"}]}}`
+	if _, err := DecodeCommand("", []byte(ok)); err != nil {
+		t.Errorf("a real campaign command was refused: %v", err)
+	}
+}

@@ -26,7 +26,7 @@ func checkSyntax(data []byte) error {
 		return errors.New("body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := walkValue(dec, ""); err != nil {
+	if err := walkValue(dec, "", 0); err != nil {
 		return err
 	}
 	if _, err := dec.Token(); err != io.EOF {
@@ -35,10 +35,19 @@ func checkSyntax(data []byte) error {
 	return nil
 }
 
-func walkValue(dec *json.Decoder, path string) error {
+// MaxNesting is the deepest nesting of objects and arrays a command may
+// have. The deepest real command (a campaign's inline invites) has four
+// levels; hostile bodies nested hundreds of thousands deep are refused
+// before they cost memory or stack.
+const MaxNesting = 32
+
+func walkValue(dec *json.Decoder, path string, depth int) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return syntaxError(err)
+	}
+	if d, ok := tok.(json.Delim); ok && (d == '{' || d == '[') && depth >= MaxNesting {
+		return fmt.Errorf("%s nests objects and arrays deeper than %d levels", describe(path), MaxNesting)
 	}
 	switch tok {
 	case json.Delim('{'):
@@ -53,14 +62,14 @@ func walkValue(dec *json.Decoder, path string) error {
 				return fmt.Errorf("duplicate key %q in %s", key, describe(path))
 			}
 			seen[key] = true
-			if err := walkValue(dec, join(path, key)); err != nil {
+			if err := walkValue(dec, join(path, key), depth+1); err != nil {
 				return err
 			}
 		}
 		_, err = dec.Token() // '}'
 	case json.Delim('['):
 		for i := 0; dec.More(); i++ {
-			if err := walkValue(dec, index(path, i)); err != nil {
+			if err := walkValue(dec, index(path, i), depth+1); err != nil {
 				return err
 			}
 		}
