@@ -174,9 +174,10 @@ type fanout struct {
 	changed                           bool   // counts changed since the last write
 	lastWrite, lastProgress, lastSwep time.Time
 	lastState                         string
-	stopped                           bool // what was never published is counted (cancel, deadline)
-	sweepAt                           int  // where the sweep for waiting invites goes on
-	window                            int  // invites that may be queued now (adapts to the send rate)
+	stopped                           bool    // what was never published is counted (cancel, deadline)
+	sweepAt                           int     // where the sweep for waiting invites goes on
+	traceparent                       *string // the start command's, once read
+	window                            int     // invites that may be queued now (adapts to the send rate)
 	rateSince                         time.Time
 	rateDone                          int // f.done at rateSince
 }
@@ -190,6 +191,7 @@ type chunkState struct {
 type published struct {
 	n   int
 	fut jetstream.PubAckFuture
+	end func(*jetstream.PubAck, error) // ends the producer span
 }
 
 func (f *fanout) run(ctx context.Context) error {
@@ -618,12 +620,13 @@ func (f *fanout) topUp(ctx context.Context) error {
 			return err
 		}
 		m := &nats.Msg{Subject: f.w.names.Command(f.st.PhoneNumberID, events.SendGroupInvite), Data: body, Header: nats.Header{}}
-		m.Header.Set(jetstream.MsgIDHeader, cmd.ID)
+		end := f.w.startPublish(f.traceCtx(ctx), m, cmd.ID)
 		fut, err := f.w.js.PublishMsgAsync(m)
 		if err != nil {
+			end(nil, err)
 			return fmt.Errorf("campaign: publish invite %d: %w", n, err)
 		}
-		f.inflight = append(f.inflight, published{n: n, fut: fut})
+		f.inflight = append(f.inflight, published{n: n, fut: fut, end: end})
 		f.pending++
 		if len(f.inflight) >= cfg.MaxPublishesInFlight {
 			if err := f.reap(ctx, true); err != nil {
@@ -632,6 +635,20 @@ func (f *fanout) topUp(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// traceCtx is ctx in the trace of the campaign's start command (its
+// traceparent in the ledger), so each invite's publish is a producer span
+// of that trace and the invite's processing continues it.
+func (f *fanout) traceCtx(ctx context.Context) context.Context {
+	if f.traceparent == nil {
+		tp := ""
+		if e, _, err := f.w.ledger.Get(ctx, f.st.CommandID); err == nil {
+			tp = e.Traceparent
+		}
+		f.traceparent = &tp
+	}
+	return traceCtx(ctx, *f.traceparent)
 }
 
 // adaptWindow sizes the window to about a second of sends at the rate
@@ -661,9 +678,10 @@ func (f *fanout) reap(ctx context.Context, wait bool) error {
 	for len(f.inflight) > 0 {
 		p := f.inflight[0]
 		var err error
+		var ack *jetstream.PubAck
 		if wait {
 			select {
-			case <-p.fut.Ok():
+			case ack = <-p.fut.Ok():
 			case err = <-p.fut.Err():
 			case <-ctx.Done():
 				return ctx.Err()
@@ -671,12 +689,13 @@ func (f *fanout) reap(ctx context.Context, wait bool) error {
 			wait = false
 		} else {
 			select {
-			case <-p.fut.Ok():
+			case ack = <-p.fut.Ok():
 			case err = <-p.fut.Err():
 			default:
 				return nil
 			}
 		}
+		p.end(ack, err)
 		if err != nil {
 			// Start again from the last acknowledged invite.
 			return fmt.Errorf("campaign: publish invite %d: %w", p.n, err)
