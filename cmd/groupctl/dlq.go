@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -336,8 +337,12 @@ func (a *app) replay(ctx context.Context, seq uint64) error {
 	}
 	// A message id of its own: the original id may still be inside the
 	// stream's duplicate window, and a retried replay must not queue twice.
-	msgID := l.CommandID + ":replay:" + strconv.FormatUint(seq, 10)
-	ack, err := a.publish(ctx, l.Subject, msgID, l.Command)
+	// The replay header gives this execution a terminal event of its own.
+	replay := strconv.FormatUint(seq, 10)
+	msgID := l.CommandID + ":replay:" + replay
+	h := nats.Header{}
+	h.Set(events.ReplayHeader, replay)
+	ack, err := a.publish(ctx, l.Subject, msgID, l.Command, h)
 	if err != nil {
 		return fmt.Errorf("re-publish %s to %s: %w", l.CommandID, l.Subject, err)
 	}

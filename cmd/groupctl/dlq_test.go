@@ -71,6 +71,14 @@ func TestDLQListShowReplayPurge(t *testing.T) {
 		var e jobs.Entry
 		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &e) == nil && e.State == jobs.StateSucceeded
 	})
+	// Within the event stream's duplicate window, the replay's terminal
+	// event is one of its own: the first execution's failure stays, the
+	// replay's success follows it.
+	eventually(t, "the replay's terminal event", func() bool {
+		r := s.groupctl(t, "events", "--command", "dlq-1", "--json", "--follow=false")
+		return r.code == 0 && strings.Contains(r.stdout, `"id":"dlq-1:terminal:replay-`+seq+`"`) &&
+			strings.Contains(r.stdout, `"replay":"`+seq+`"`) && strings.Contains(r.stdout, `"id":"dlq-1:terminal"`)
+	})
 	r = s.groupctl(t, "dlq", "list")
 	wantCode(t, r, 0)
 	wantContains(t, "dlq list after replay", r.stdout, "the dead-letter queue is empty")

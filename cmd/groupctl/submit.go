@@ -337,7 +337,7 @@ func (a *app) submit(ctx context.Context, body []byte, f submitFlags) error {
 		}
 		defer w.stop()
 	}
-	ack, err := a.publish(ctx, subject, cmd.ID, compact.Bytes())
+	ack, err := a.publish(ctx, subject, cmd.ID, compact.Bytes(), nil)
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", subject, err)
 	}
@@ -379,10 +379,13 @@ func (a *app) submit(ctx context.Context, body []byte, f submitFlags) error {
 
 // publish sends a command with its id as Nats-Msg-Id, in a producer span
 // whose traceparent the worker continues when tracing is configured.
-func (a *app) publish(ctx context.Context, subject, msgID string, body []byte) (*jetstream.PubAck, error) {
+func (a *app) publish(ctx context.Context, subject, msgID string, body []byte, header nats.Header) (*jetstream.PubAck, error) {
 	ctx, cancel := a.requestCtx(ctx)
 	defer cancel()
-	m := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
+	if header == nil {
+		header = nats.Header{}
+	}
+	m := &nats.Msg{Subject: subject, Data: body, Header: header}
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	return telemetry.PublishMsg(ctx, a.tracer, a.js, m)
 }
@@ -435,7 +438,7 @@ func (a *app) watchTerminal(ctx context.Context, phone, cmdID string) (*terminal
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", names.EventStream(), err)
 	}
-	return &terminalWatch{a: a, cmdID: cmdID, it: it, msgID: events.TerminalEventID(cmdID)}, nil
+	return &terminalWatch{a: a, cmdID: cmdID, it: it, msgID: events.TerminalEventID(cmdID, "")}, nil
 }
 
 func (w *terminalWatch) stop() { w.it.Stop() }

@@ -24,7 +24,7 @@ func TestSubmitReachesTheWorkerAndStatusShowsTheResult(t *testing.T) {
 	if err != nil {
 		t.Fatalf("events --json printed %q: %v", r.stdout, err)
 	}
-	if ev.Type() != events.EventCommandSucceeded || ev.ID() != events.TerminalEventID("create-1") {
+	if ev.Type() != events.EventCommandSucceeded || ev.ID() != events.TerminalEventID("create-1", "") {
 		t.Fatalf("event %s %s, want command.succeeded create-1:terminal", ev.Type(), ev.ID())
 	}
 	d, _ := events.DataOf(ev)

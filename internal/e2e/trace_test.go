@@ -92,7 +92,7 @@ func TestOneTracePerCommand(t *testing.T) {
 		wantAttrs(t, call, map[string]string{"groupflow.endpoint": "create_group", "http.response.status_code": "200"})
 		wantAttrs(t, result, map[string]string{
 			"messaging.system": "nats", "messaging.operation.type": "send",
-			"messaging.message.id": events.TerminalEventID(id), "messaging.nats.stream.name": s.names.EventStream(),
+			"messaging.message.id": events.TerminalEventID(id, ""), "messaging.nats.stream.name": s.names.EventStream(),
 		})
 		if attr(result, "messaging.nats.message.stream_sequence") == "" {
 			t.Errorf("result publish span lacks the acknowledged stream sequence")

@@ -49,7 +49,7 @@ func BenchmarkEventMarshal(b *testing.B) {
 	b.Run("plain-struct", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			e := plainEvent{SpecVersion: "1.0", ID: TerminalEventID(r.CommandID), Source: SourceWorker, Type: r.EventType(),
+			e := plainEvent{SpecVersion: "1.0", ID: TerminalEventID(r.CommandID, ""), Source: SourceWorker, Type: r.EventType(),
 				Subject: r.CommandID, DataContentType: ContentType, Time: at, PhoneNumberID: r.PhoneNumberID,
 				CommandID: r.CommandID, GroupID: r.GroupID, Data: r}
 			if _, err := json.Marshal(e); err != nil {

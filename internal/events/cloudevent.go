@@ -114,9 +114,25 @@ func IsEventType(t string) bool {
 func IsTerminal(t string) bool { return strings.HasPrefix(t, "command.") && IsEventType(t) }
 
 // TerminalEventID is the CloudEvent id (and Nats-Msg-Id) of a command's one
-// terminal event. It depends only on the command id, so a worker that
-// re-publishes a stored result after a crash publishes the same event.
-func TerminalEventID(commandID string) string { return commandID + ":terminal" }
+// terminal event per execution. It depends only on the command id and the
+// replay, so a worker that re-publishes a stored result after a crash
+// publishes the same event. replay is empty for the first execution
+// ("<command_id>:terminal"); a command replayed from the dead-letter queue
+// (ReplayHeader) executes once more and its terminal event is
+// "<command_id>:terminal:replay-<replay>", which the stream's duplicate
+// window and consumers keyed on the id do not mistake for the first.
+func TerminalEventID(commandID, replay string) string {
+	if replay == "" {
+		return commandID + ":terminal"
+	}
+	return commandID + ":terminal:replay-" + replay
+}
+
+// ReplayHeader marks a command re-published from the dead-letter queue
+// (`groupctl dlq replay`); its value names the replay (the dead letter's
+// sequence in GROUPS_DLQ). The worker records it with the execution and the
+// terminal event carries it (CommandResult.Replay).
+const ReplayHeader = "Groupflow-Replay"
 
 // EventID derives a deterministic event id from what identifies the fact the
 // event reports, e.g. EventID("group_participants_update", groupID, "group_participants_add",
@@ -206,7 +222,7 @@ func asEventData(data any) (eventData, bool) {
 }
 
 // NewTerminalEvent builds the one terminal event of a command: its type
-// follows r.Outcome, its id is TerminalEventID(r.CommandID).
+// follows r.Outcome, its id is TerminalEventID(r.CommandID, r.Replay).
 func NewTerminalEvent(source string, r CommandResult, opts ...EventOption) (event.Event, error) {
 	if !IsTerminal(r.EventType()) {
 		return event.Event{}, fmt.Errorf("new terminal event: unknown outcome %q", r.Outcome)
@@ -214,7 +230,7 @@ func NewTerminalEvent(source string, r CommandResult, opts ...EventOption) (even
 	if r.CommandID == "" {
 		return event.Event{}, errors.New("new terminal event: command id is required")
 	}
-	return NewEvent(r.EventType(), TerminalEventID(r.CommandID), source, r.PhoneNumberID, r, opts...)
+	return NewEvent(r.EventType(), TerminalEventID(r.CommandID, r.Replay), source, r.PhoneNumberID, r, opts...)
 }
 
 // Marshal encodes e in the CloudEvents JSON format after checking it is a

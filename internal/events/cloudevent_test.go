@@ -93,6 +93,10 @@ func TestNewTerminalEvent(t *testing.T) {
 			t.Errorf("IsTerminal(%q) = false", e.Type())
 		}
 	}
+	replayed, err := NewTerminalEvent(SourceWorker, CommandResult{CommandID: "order-1", CommandType: DeleteGroup, PhoneNumberID: testPhone, Outcome: OutcomeSucceeded, Replay: "7"})
+	if err != nil || replayed.ID() != "order-1:terminal:replay-7" {
+		t.Errorf("a replay's terminal event: id %q, %v; want order-1:terminal:replay-7", replayed.ID(), err)
+	}
 	if _, err := NewTerminalEvent(SourceWorker, CommandResult{CommandID: "x", PhoneNumberID: testPhone, Outcome: "done"}); err == nil {
 		t.Error("unknown outcome: want an error")
 	}
@@ -168,8 +172,11 @@ func TestEventID(t *testing.T) {
 	if len(a) != 32 || strings.ContainsAny(a, ".*> ") {
 		t.Errorf("EventID = %q, want 32 hex digits", a)
 	}
-	if got := TerminalEventID("order-1"); got != "order-1:terminal" {
-		t.Errorf("TerminalEventID = %q", got)
+	if got := TerminalEventID("order-1", ""); got != "order-1:terminal" {
+		t.Errorf("TerminalEventID of the first execution = %q", got)
+	}
+	if got := TerminalEventID("order-1", "12"); got != "order-1:terminal:replay-12" {
+		t.Errorf("TerminalEventID of a replay = %q", got)
 	}
 }
 

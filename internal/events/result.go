@@ -41,7 +41,9 @@ const (
 
 // CommandResult is the data of the terminal events command.succeeded,
 // command.partially_succeeded, command.failed and command.rejected. Exactly
-// one is published per command id, with id TerminalEventID(CommandID).
+// one is published per execution of a command id (the first, and each
+// replay from the dead-letter queue), with id TerminalEventID(CommandID,
+// Replay).
 type CommandResult struct {
 	CommandID     string `json:"command_id"`
 	CommandType   string `json:"command_type"`
@@ -62,6 +64,9 @@ type CommandResult struct {
 	Attempts int `json:"attempts"`
 	// ValidationErrors say why the command was rejected (outcome "rejected").
 	ValidationErrors []FieldError `json:"validation_errors,omitempty"`
+	// Replay names the dead-letter replay this execution is (the value of
+	// ReplayHeader), empty for the command's first execution.
+	Replay string `json:"replay,omitempty"`
 }
 
 // EventType is the terminal event type for r's outcome, e.g.

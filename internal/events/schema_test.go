@@ -464,7 +464,7 @@ func TestEventValuesMatchSchemas(t *testing.T) {
 			}
 			id := EventID(et, "sample")
 			if r, ok := sample.(CommandResult); ok {
-				id = TerminalEventID(r.CommandID)
+				id = TerminalEventID(r.CommandID, r.Replay)
 			}
 			e, err := NewEvent(et, id, SourceWorker, testPhone, sample, WithTime(time.Date(2026, 11, 24, 17, 2, 3, 0, time.UTC)))
 			if err != nil {

@@ -133,6 +133,7 @@ func (w *Worker) makeTerminal(e *Entry, timedOut bool) error {
 	}
 	res := w.completion(cmd, *e, timedOut)
 	r := w.commandResult(cmd, res, deliveries(*e))
+	r.Replay = e.Replay
 	t, err := w.terminal(r)
 	if err != nil {
 		return err

@@ -311,7 +311,7 @@ func TestCampaignSurvivesAWorkerKilledMidway(t *testing.T) {
 		raw[r.ID]++
 	}
 	for n := range total {
-		id := events.TerminalEventID(fmt.Sprintf("big:%d", n))
+		id := events.TerminalEventID(fmt.Sprintf("big:%d", n), "")
 		if len(outcomes[n]) != 1 || raw[id] != 1 {
 			t.Fatalf("invite %d: %d terminal events in the stream, want 1", n, raw[id])
 		}

@@ -49,6 +49,7 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 		// command's trace either way, and exists even when the publisher
 		// sent none, so a completing webhook can always link to it.
 		Token: token, Lease: w.lease(), Traceparent: cmp.Or(telemetry.TraceParent(ctx), headerTraceparent(msg.Headers())),
+		Replay: msg.Headers().Get(events.ReplayHeader),
 	})
 	if err != nil {
 		log.WarnContext(ctx, "claim failed", slog.Any("error", err))
@@ -147,6 +148,7 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 // terminal event and acks (a failure: terms) the message.
 func (w *Worker) finishClaimed(ctx context.Context, log *slog.Logger, msg jetstream.Msg, job *Job, res Result, at Attempt) {
 	r := w.commandResult(job.Command, res, int(job.Delivery))
+	r.Replay = job.Entry.Replay
 	t, err := w.terminal(r)
 	if err != nil {
 		log.ErrorContext(ctx, "build terminal event", slog.Any("error", err))
@@ -241,7 +243,7 @@ func (w *Worker) terminal(r events.CommandResult) (Terminal, error) {
 	}
 	return Terminal{
 		Type: r.EventType(), Subject: w.names.Event(r.PhoneNumberID, r.EventType()),
-		MsgID: events.TerminalEventID(r.CommandID), Event: b,
+		MsgID: events.TerminalEventID(r.CommandID, r.Replay), Event: b,
 	}, nil
 }
 
@@ -297,12 +299,12 @@ func (w *Worker) reject(ctx context.Context, msg jetstream.Msg, md *jetstream.Ms
 		// No usable idempotency key: the stream position stands in for it.
 		id = fmt.Sprintf("invalid-%d", md.Sequence.Stream)
 	}
-	ev, err := events.NewEvent(events.EventCommandRejected, events.TerminalEventID(id), events.SourceWorker, phone, r)
+	ev, err := events.NewEvent(events.EventCommandRejected, events.TerminalEventID(id, ""), events.SourceWorker, phone, r)
 	if err == nil {
 		var b []byte
 		if b, err = events.Marshal(ev); err == nil {
 			t := Terminal{Type: events.EventCommandRejected, Subject: w.names.Event(phone, events.EventCommandRejected),
-				MsgID: events.TerminalEventID(id), Event: b}
+				MsgID: events.TerminalEventID(id, ""), Event: b}
 			e := Entry{CommandID: id, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
 				Subject: msg.Subject(), Command: json.RawMessage(msg.Data()), State: StateRejected, Result: &t,
 				Traceparent: cmp.Or(telemetry.TraceParent(ctx), headerTraceparent(msg.Headers()))}

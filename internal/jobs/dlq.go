@@ -90,7 +90,9 @@ func (w *Worker) bury(ctx context.Context, e Entry, seq uint64, reason string, c
 	var cmd events.Command
 	_ = json.Unmarshal(e.Command, &cmd)
 	cmd.ID, cmd.Type, cmd.PhoneNumberID = e.CommandID, e.CommandType, e.PhoneNumberID
-	t, err := w.terminal(w.commandResult(cmd, Result{Outcome: events.OutcomeFailed, Failure: fi}, attempts))
+	r := w.commandResult(cmd, Result{Outcome: events.OutcomeFailed, Failure: fi}, attempts)
+	r.Replay = e.Replay
+	t, err := w.terminal(r)
 	if err != nil {
 		return err
 	}
@@ -168,7 +170,8 @@ func (w *Worker) handleMaxDeliveries(ctx context.Context, seq uint64) error {
 		// Never claimed (every delivery failed before the ledger): start
 		// an entry so the failure is recorded like any other.
 		_, e, err = w.ledger.Claim(ctx, ClaimRequest{CommandID: cmd.ID, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
-			Subject: raw.Subject, Command: raw.Data, Lease: time.Nanosecond, Traceparent: headerTraceparent(raw.Header)})
+			Subject: raw.Subject, Command: raw.Data, Lease: time.Nanosecond, Traceparent: headerTraceparent(raw.Header),
+			Replay: raw.Header.Get(events.ReplayHeader)})
 		if err != nil {
 			return err
 		}

@@ -69,8 +69,12 @@ type Entry struct {
 	// re-publishes it instead of executing again.
 	Result      *Terminal `json:"result,omitempty"`
 	Traceparent string    `json:"traceparent,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	// Replay names the dead-letter replay this execution is
+	// (events.ReplayHeader on the command), empty for the first: it keeps
+	// the replay's terminal event apart from the first one's.
+	Replay    string    `json:"replay,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Attempt is one execution attempt of a command.
@@ -253,6 +257,9 @@ type ClaimRequest struct {
 	Token       string
 	Lease       time.Duration
 	Traceparent string
+	// Replay is the command's events.ReplayHeader, recorded when the
+	// claim starts the entry.
+	Replay string
 }
 
 // Claim takes a command for execution by compare-and-set. A command that
@@ -270,7 +277,7 @@ func (l *Ledger) Claim(ctx context.Context, r ClaimRequest) (ClaimStatus, Entry,
 				CommandID: r.CommandID, CommandType: r.CommandType, PhoneNumberID: r.PhoneNumberID,
 				Subject: r.Subject, Command: r.Command, State: StateRunning,
 				Owner: r.Token, LeaseUntil: now.Add(r.Lease), Traceparent: r.Traceparent,
-				CreatedAt: now, UpdatedAt: now,
+				Replay: r.Replay, CreatedAt: now, UpdatedAt: now,
 			}
 			b, _ := json.Marshal(e)
 			rev, err := l.kv.Create(ctx, key, b)

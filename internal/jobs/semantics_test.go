@@ -80,7 +80,7 @@ func TestSameIDExecutesOnceAndLateDuplicatesRepublishTheResult(t *testing.T) {
 	}
 	msgs := published()
 	first, last := msgs[0], msgs[len(msgs)-1]
-	if string(first.Data) != string(last.Data) || last.Header.Get(jetstream.MsgIDHeader) != events.TerminalEventID("dup-1") {
+	if string(first.Data) != string(last.Data) || last.Header.Get(jetstream.MsgIDHeader) != events.TerminalEventID("dup-1", "") {
 		t.Fatalf("late re-publish differs from the result:\nfirst %s\nlast  %s (msg id %q)", first.Data, last.Data, last.Header.Get(jetstream.MsgIDHeader))
 	}
 }
