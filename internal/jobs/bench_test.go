@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,43 +44,78 @@ func terminalCounter(b testing.TB, s *stack) (*atomic.Int64, chan time.Time) {
 // loop making the same Graph call (get invite link) with the same client,
 // against the simulator at zero latency. ratio = worker / loop: the queue
 // machinery (ledger claim, result record, event publish, ack) against the
-// call itself. Goal ≥ 0.5.
+// call itself. Goal ≥ 0.5. Like make bench: the loop runs as many calls at
+// once as the worker runs commands (benchConcurrency), and the streams
+// and buckets are on disk.
 func BenchmarkWorkerVsPlainLoop(b *testing.B) {
-	s := setup(b, func(o *stackOpts) { o.noWatch = true })
+	s := setup(b, func(o *stackOpts) { o.noWatch, o.fileStore = true, true })
 	g := s.newGroup(b, "Bench", "")
 	ctx := context.Background()
 
-	// Plain loop.
-	start := time.Now()
-	for range b.N {
-		if _, err := s.graph.InviteLink(ctx, g.ID); err != nil {
-			b.Fatal(err)
+	// Plain loop: benchConcurrency goroutines calling Graph back to back.
+	loop := func(n int) time.Duration {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range benchConcurrency {
+			wg.Go(func() {
+				for next.Add(1) <= int64(n) {
+					if _, err := s.graph.InviteLink(ctx, g.ID); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		}
+		wg.Wait()
+		if b.Failed() {
+			b.FailNow()
+		}
+		return time.Since(start)
 	}
-	loop := time.Since(start)
 
 	// The worker, with the same client.
 	done, _ := terminalCounter(b, s)
 	s.startWorker(b, func(c *jobs.Config) { c.Concurrency = benchConcurrency })
-	b.ResetTimer()
-	start = time.Now()
-	for i := range b.N {
-		// Asynchronously, as a busy caller would: the publisher's round
-		// trips are not the worker's.
-		c := command(fmt.Sprintf("bench-%d-%d", b.N, i), events.GetInviteLink, g.ID, nil)
-		body, _ := json.Marshal(c)
-		if _, err := s.js.PublishAsync(s.names.Command(phone, c.Type), body, jetstream.WithMsgID(c.ID)); err != nil {
-			b.Fatal(err)
+	sent := 0
+	work := func(prefix string, n int) time.Duration {
+		start := time.Now()
+		for i := range n {
+			// Asynchronously, as a busy caller would: the publisher's
+			// round trips are not the worker's.
+			c := command(fmt.Sprintf("%s-%d-%d", prefix, b.N, i), events.GetInviteLink, g.ID, nil)
+			body, _ := json.Marshal(c)
+			if _, err := s.js.PublishAsync(s.names.Command(phone, c.Type), body, jetstream.WithMsgID(c.ID)); err != nil {
+				b.Fatal(err)
+			}
 		}
+		<-s.js.PublishAsyncComplete()
+		sent += n
+		for done.Load() < int64(sent) {
+			time.Sleep(time.Millisecond)
+		}
+		return time.Since(start)
 	}
-	<-s.js.PublishAsyncComplete()
-	for done.Load() < int64(b.N) {
-		time.Sleep(time.Millisecond)
+
+	// Warm up both (connections, consumers), as make bench does. Then
+	// interleave rounds of each, so that the machine's noise falls on
+	// both alike.
+	loop(200)
+	work("warm", 200)
+	const rounds = 4
+	var loopTime, workerTime time.Duration
+	b.ResetTimer()
+	for r := range rounds {
+		n := b.N / rounds
+		if r == rounds-1 {
+			n = b.N - (rounds-1)*n // the remainder
+		}
+		loopTime += loop(n)
+		workerTime += work(fmt.Sprint("bench-", r), n)
 	}
-	worker := time.Since(start)
 	b.StopTimer()
 
-	loopRate, workerRate := float64(b.N)/loop.Seconds(), float64(b.N)/worker.Seconds()
+	loopRate, workerRate := float64(b.N)/loopTime.Seconds(), float64(b.N)/workerTime.Seconds()
 	b.ReportMetric(loopRate, "loop_calls/s")
 	b.ReportMetric(workerRate, "worker_cmds/s")
 	b.ReportMetric(workerRate/loopRate, "ratio")
@@ -151,5 +187,5 @@ func BenchmarkRateLimitUtilisation(b *testing.B) {
 }
 
 // benchConcurrency is the worker's concurrency in the throughput
-// benchmark: enough calls in flight to hide round-trip latency.
-var benchConcurrency = 64
+// benchmark, and the plain loop's: make bench's WORKER_CONCURRENCY.
+const benchConcurrency = 16

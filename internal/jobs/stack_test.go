@@ -42,6 +42,9 @@ type stackOpts struct {
 	sim      sim.Config
 	ackWait  time.Duration
 	maxDeliv int
+	// fileStore keeps streams and buckets on disk, as deployments (and
+	// make bench) do; tests default to memory.
+	fileStore bool
 }
 
 func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
@@ -55,7 +58,11 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 	for _, f := range opts {
 		f(&o)
 	}
-	b := setupNATSWith(t, events.TopologyConfig{AckWait: o.ackWait, MaxDeliver: o.maxDeliv, Storage: jetstream.MemoryStorage})
+	storage := jetstream.MemoryStorage
+	if o.fileStore {
+		storage = jetstream.FileStorage
+	}
+	b := setupNATSWith(t, events.TopologyConfig{AckWait: o.ackWait, MaxDeliver: o.maxDeliv, Storage: storage})
 
 	hooks := httptest.NewServer(&webhook.Handler{
 		AppSecret: []byte(sim.DefaultAppSecret),
