@@ -48,6 +48,8 @@ type Handler struct {
 	// Metrics counts deliveries by field and result and signature failures
 	// by reason. Optional; *telemetry.Metrics satisfies it.
 	Metrics Metrics
+
+	macs macPool
 }
 
 // Metrics is what the handler reports; results are "published",
@@ -128,7 +130,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	// Signature first: nothing unauthenticated is parsed.
-	switch err := Verify(h.AppSecret, body, r.Header.Get(SignatureHeader)); {
+	switch err := h.macs.verify(h.AppSecret, body, r.Header.Get(SignatureHeader)); {
 	case errors.Is(err, ErrSignatureMissing):
 		log.WarnContext(ctx, "webhook refused: signature missing", slog.Int("bytes", len(body)))
 		h.signatureFailure(ctx, "missing")

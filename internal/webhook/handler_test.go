@@ -265,6 +265,30 @@ func TestHandlerRefusesWithoutPublishing(t *testing.T) {
 	}
 }
 
+func TestHandlerVerifiesWithAReplacedAppSecret(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := readFixture(t, "groups.webhooks__group_create_succeed.json")
+	serve := func(sig string) int {
+		// In this goroutine, so that replacing the secret is no data race.
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+		req.Header.Set(webhook.SignatureHeader, sig)
+		b.handler.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if code := serve(sign(body)); code != http.StatusOK {
+		t.Fatalf("POST signed with the secret = %d, want 200", code)
+	}
+	b.handler.AppSecret = []byte("rotated-secret")
+	if code := serve(sign(body)); code != http.StatusForbidden {
+		t.Fatalf("POST signed with the replaced secret = %d, want 403", code)
+	}
+	if code := serve(webhook.Sign([]byte("rotated-secret"), body)); code != http.StatusOK {
+		t.Fatalf("POST signed with the new secret = %d, want 200", code)
+	}
+}
+
 func TestHandlerNotConfigured(t *testing.T) {
 	t.Parallel()
 	body := readFixture(t, "groups.webhooks__group_suspended.json")

@@ -1,11 +1,14 @@
 package webhook
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"strings"
+	"sync"
 )
 
 // SignatureHeader is the header Meta signs every webhook POST with.
@@ -41,6 +44,13 @@ func Verify(appSecret, body []byte, header string) error {
 	if len(appSecret) == 0 {
 		return ErrNoAppSecret
 	}
+	var sum [sha256.Size]byte
+	return verifyMAC(hmac.New(sha256.New, appSecret), &sum, body, header)
+}
+
+// verifyMAC is Verify with a fresh (or reset) HMAC state keyed with the app
+// secret and room for its sum.
+func verifyMAC(m hash.Hash, sum *[sha256.Size]byte, body []byte, header string) error {
 	header = strings.TrimSpace(header)
 	if header == "" {
 		return ErrSignatureMissing
@@ -50,14 +60,70 @@ func Verify(appSecret, body []byte, header string) error {
 	if len(header) < len(signaturePrefix) || !strings.EqualFold(header[:len(signaturePrefix)], signaturePrefix) {
 		return ErrSignatureInvalid
 	}
-	got, err := hex.DecodeString(header[len(signaturePrefix):])
-	if err != nil || len(got) != sha256.Size {
+	var got [sha256.Size]byte
+	if !decodeHex(got[:], header[len(signaturePrefix):]) {
 		return ErrSignatureInvalid
 	}
-	if !hmac.Equal(got, mac(appSecret, body)) {
+	m.Write(body)
+	if !hmac.Equal(got[:], m.Sum(sum[:0])) {
 		return ErrSignatureInvalid
 	}
 	return nil
+}
+
+// decodeHex decodes s, upper or lower case, into exactly len(dst) bytes.
+func decodeHex(dst []byte, s string) bool {
+	if len(s) != 2*len(dst) {
+		return false
+	}
+	for i := range dst {
+		hi, ok1 := fromHexChar(s[2*i])
+		lo, ok2 := fromHexChar(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func fromHexChar(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// macPool keeps keyed HMAC states between requests: keying one (two SHA-256
+// states and the padded key) costs more than the MAC of a typical delivery.
+// A state remembers its key, so one made for a replaced AppSecret is
+// dropped, not used.
+type macPool struct{ pool sync.Pool }
+
+type keyedMAC struct {
+	key []byte
+	mac hash.Hash
+	sum [sha256.Size]byte
+}
+
+// verify is Verify(appSecret, body, header) with a pooled state.
+func (p *macPool) verify(appSecret, body []byte, header string) error {
+	if len(appSecret) == 0 {
+		return ErrNoAppSecret
+	}
+	k, _ := p.pool.Get().(*keyedMAC)
+	if k == nil || !bytes.Equal(k.key, appSecret) {
+		k = &keyedMAC{key: bytes.Clone(appSecret), mac: hmac.New(sha256.New, appSecret)}
+	}
+	err := verifyMAC(k.mac, &k.sum, body, header)
+	k.mac.Reset()
+	p.pool.Put(k)
+	return err
 }
 
 func mac(key, body []byte) []byte {
