@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync/atomic"
 	"syscall"
@@ -30,32 +31,38 @@ import (
 // machine's drift hits both alike; tracing_overhead_ratio is the median
 // over the pairs of traced throughput / untraced throughput (goal ≥ 0.9).
 // cpu_ratio is the same comparison in process CPU time per command
-// (untraced / traced), which a loaded machine disturbs less.
+// (untraced / traced), which a loaded machine disturbs less; allocs/cmd
+// and B/cmd are the process's heap allocations per command on each side,
+// which it does not disturb at all.
 func BenchmarkTracingOverhead(b *testing.B) {
 	sides := [2]*benchSide{newBenchSide(b, false), newBenchSide(b, true)}
+	b.Cleanup(func() { pprof.SetGoroutineLabels(context.Background()) })
 	const pairs = 4
 	per := max(b.N/(2*pairs), 1)
 	var ratios []float64
-	var took, cpu [2]time.Duration
+	var sum [2]usage
 	b.ResetTimer()
 	for p := range pairs {
 		var rate [2]float64
 		for k := range 2 {
 			i := (p + k) % 2 // off then on, then on then off, …
-			d, c := sides[i].run(b, per)
-			took[i] += d
-			cpu[i] += c
-			rate[i] = float64(per) / d.Seconds()
+			u := sides[i].run(b, per)
+			sum[i].add(u)
+			rate[i] = float64(per) / u.wall.Seconds()
 		}
 		ratios = append(ratios, rate[1]/rate[0])
 	}
 	b.StopTimer()
 	n := float64(pairs * per)
-	b.ReportMetric(n/took[0].Seconds(), "cmds/s_untraced")
-	b.ReportMetric(n/took[1].Seconds(), "cmds/s_traced")
-	b.ReportMetric(float64(cpu[0])/n/1e3, "cpu-µs/cmd_untraced")
-	b.ReportMetric(float64(cpu[1])/n/1e3, "cpu-µs/cmd_traced")
-	b.ReportMetric(float64(cpu[0])/float64(cpu[1]), "cpu_ratio")
+	b.ReportMetric(n/sum[0].wall.Seconds(), "cmds/s_untraced")
+	b.ReportMetric(n/sum[1].wall.Seconds(), "cmds/s_traced")
+	b.ReportMetric(float64(sum[0].cpu)/n/1e3, "cpu-µs/cmd_untraced")
+	b.ReportMetric(float64(sum[1].cpu)/n/1e3, "cpu-µs/cmd_traced")
+	b.ReportMetric(float64(sum[0].cpu)/float64(sum[1].cpu), "cpu_ratio")
+	b.ReportMetric(float64(sum[0].allocs)/n, "allocs/cmd_untraced")
+	b.ReportMetric(float64(sum[1].allocs)/n, "allocs/cmd_traced")
+	b.ReportMetric(float64(sum[0].bytes)/n, "B/cmd_untraced")
+	b.ReportMetric(float64(sum[1].bytes)/n, "B/cmd_traced")
 	slices.Sort(ratios)
 	b.ReportMetric((ratios[(pairs-1)/2]+ratios[pairs/2])/2, "tracing_overhead_ratio")
 }
@@ -68,11 +75,22 @@ type benchSide struct {
 	group  string
 	seq    int
 	tracer bool
+	labels context.Context // profiler labels of the side's goroutines
 	done   atomic.Int64
 }
 
+// newBenchSide sets up one side. Every goroutine of it (its NATS server,
+// simulator, worker) carries the profiler label side=traced or
+// side=untraced, so the benchmark's CPU profile splits by side:
+// go tool pprof -tagfocus 'side=^traced$'.
 func newBenchSide(b *testing.B, tracing bool) *benchSide {
 	b.Helper()
+	label := "untraced"
+	if tracing {
+		label = "traced"
+	}
+	labels := pprof.WithLabels(context.Background(), pprof.Labels("side", label))
+	pprof.SetGoroutineLabels(labels)
 	s := setup(b, func(o *stackOpts) {
 		o.bench, o.concurrency = true, 16
 		if tracing {
@@ -84,7 +102,7 @@ func newBenchSide(b *testing.B, tracing bool) *benchSide {
 	if tracing != s.workerTel.TracingEnabled() {
 		b.Fatalf("tracing enabled = %v, want %v", s.workerTel.TracingEnabled(), tracing)
 	}
-	side := &benchSide{s: s, tracer: tracing}
+	side := &benchSide{s: s, tracer: tracing, labels: labels}
 	pub, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(256), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	must(b, err)
 	side.pub = pub
@@ -110,15 +128,31 @@ func newBenchSide(b *testing.B, tracing bool) *benchSide {
 	return side
 }
 
+// usage is what one run of a side took.
+type usage struct {
+	wall, cpu     time.Duration
+	allocs, bytes uint64 // heap allocations of the whole process
+}
+
+func (u *usage) add(v usage) {
+	u.wall += v.wall
+	u.cpu += v.cpu
+	u.allocs += v.allocs
+	u.bytes += v.bytes
+}
+
 // run publishes n commands, as a busy caller would (asynchronously), and
 // returns how long a fresh worker took to answer them all, and the CPU
-// time the process spent meanwhile. Starting and stopping the worker are
-// not timed.
-func (side *benchSide) run(b *testing.B, n int) (wall, cpu time.Duration) {
+// time and heap allocations of the process meanwhile. Starting and
+// stopping the worker are not timed.
+func (side *benchSide) run(b *testing.B, n int) usage {
 	b.StopTimer()
+	pprof.SetGoroutineLabels(side.labels) // the worker's goroutines inherit them
 	stop := side.s.startWorker(b, workerOpts{})
 	start := side.done.Load()
 	runtime.GC() // neither side pays for the other's garbage
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
 	b.StartTimer()
 	cpu0 := processCPU()
 	t0 := time.Now()
@@ -142,11 +176,13 @@ func (side *benchSide) run(b *testing.B, n int) (wall, cpu time.Duration) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	wall, cpu = time.Since(t0), processCPU()-cpu0
+	u := usage{wall: time.Since(t0), cpu: processCPU() - cpu0}
 	b.StopTimer()
+	runtime.ReadMemStats(&m1)
+	u.allocs, u.bytes = m1.Mallocs-m0.Mallocs, m1.TotalAlloc-m0.TotalAlloc
 	stop()
 	b.StartTimer()
-	return wall, cpu
+	return u
 }
 
 // processCPU is the user and system CPU time of the process so far.

@@ -2,9 +2,14 @@ package telemetry
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -68,5 +73,72 @@ func BenchmarkSpan(b *testing.B) {
 		if err := tel.Shutdown(context.Background()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// canned answers every request at once with the same small body: the
+// HTTP client span without a network.
+type canned struct{}
+
+func (canned) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(`{"link":"x"}`)),
+		ContentLength: 12, Request: r}, nil
+}
+
+// BenchmarkCommandTrace is the tracing one command costs the worker, with
+// nothing else around it: the consumer span of its delivery (with the
+// traceparent the ledger keeps), one Graph call through HTTPTransport
+// (answered in memory), the result's producer span with its headers.
+// "off" is the same code with tracing off (the no-op provider), "discard"
+// hands every span to an exporter that drops it, "otlp" exports it over
+// OTLP/HTTP to a local sink as a deployed worker would.
+func BenchmarkCommandTrace(b *testing.B) {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer sink.Close()
+	for _, mode := range []struct {
+		name string
+		vars map[string]string
+		exp  sdktrace.SpanExporter
+	}{
+		{"off", nil, nil},
+		{"discard", nil, discardExporter{}},
+		{"otlp", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.URL + "/v1/traces"}, nil},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			tel, err := Setup(context.Background(), Config{Getenv: env(mode.vars), SpanExporter: mode.exp, Sampler: sdktrace.AlwaysSample()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = tel.Shutdown(context.Background()) }()
+			tracer := tel.Tracer("bench")
+			client := &http.Client{Transport: tel.HTTPTransport(canned{})}
+			const subject = "groups.cmd.106540352242922.get_invite_link"
+			d := Delivery{Subject: subject, Header: nats.Header{"Nats-Msg-Id": {"bench-1"}},
+				Stream: "GROUPS_COMMANDS", Consumer: "worker-commands", NumDelivered: 1, StreamSequence: 42}
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx, span := StartDelivery(context.Background(), tracer, d)
+				span.SetAttributes(attribute.String("groupflow.command.id", "bench-1"), attribute.String("groupflow.command.type", "get_invite_link"))
+				_ = TraceParent(ctx)
+				req, _ := http.NewRequestWithContext(WithEndpoint(ctx, "get_invite_link"), http.MethodGet,
+					"http://graph.test/v23.0/Y2FwaV9ncm91cDoxNTU1MjI0MjkyMjox/invite_link", nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				h := nats.Header{"Nats-Msg-Id": {"bench-1:terminal"}}
+				pctx, pspan := StartPublish(ctx, tracer, "groups.event.106540352242922.command.succeeded", "bench-1:terminal")
+				Inject(pctx, h)
+				pspan.SetAttributes(AttrStream.String("GROUPS_EVENTS"), AttrStreamSequence.Int64(43))
+				pspan.End()
+				span.End()
+			}
+		})
 	}
 }
