@@ -62,6 +62,13 @@ func load(getenv func(string) string) (settings, *config.Env) {
 	return s, e
 }
 
+// gcPercent is the ingest's GOGC unless the environment sets one. Its live
+// heap is small (connections, pooled buffers) and nearly all it allocates
+// dies with the request, so at Go's default of 100 it collected dozens of
+// times a second under load: a tenth of its CPU per webhook. Under make
+// bench's load the peak resident memory goes from 27 to 40 MB.
+const gcPercent = 400
+
 // version is the module version the binary was built from.
 func version() string {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
@@ -83,6 +90,9 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return fmt.Errorf("invalid configuration: LOG_LEVEL: %w", err)
 	}
 	log := slog.New(telemetry.NewLogHandler(os.Stderr, level))
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "groupflow-ingest", ServiceVersion: version(), Getenv: getenv})
 	if err != nil {
 		return err
