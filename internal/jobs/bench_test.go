@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,15 +104,18 @@ func BenchmarkWorkerVsPlainLoop(b *testing.B) {
 	loop(200)
 	work("warm", 200)
 	const rounds = 4
-	var loopTime, workerTime time.Duration
+	var loopTime, workerTime, loopCPU, workerCPU time.Duration
 	b.ResetTimer()
 	for r := range rounds {
 		n := b.N / rounds
 		if r == rounds-1 {
 			n = b.N - (rounds-1)*n // the remainder
 		}
+		c := processCPU()
 		loopTime += loop(n)
+		c2 := processCPU()
 		workerTime += work(fmt.Sprint("bench-", r), n)
+		loopCPU, workerCPU = loopCPU+c2-c, workerCPU+processCPU()-c2
 	}
 	b.StopTimer()
 
@@ -119,6 +123,10 @@ func BenchmarkWorkerVsPlainLoop(b *testing.B) {
 	b.ReportMetric(loopRate, "loop_calls/s")
 	b.ReportMetric(workerRate, "worker_cmds/s")
 	b.ReportMetric(workerRate/loopRate, "ratio")
+	// CPU of the whole process (NATS server, worker, simulator, client):
+	// what one command costs beside what one plain call costs.
+	b.ReportMetric(float64(loopCPU.Microseconds())/float64(b.N), "loop_cpu_µs/call")
+	b.ReportMetric(float64(workerCPU.Microseconds())/float64(b.N), "worker_cpu_µs/cmd")
 }
 
 // BenchmarkPublishToTerminalLatency measures publish → terminal event at
@@ -189,3 +197,10 @@ func BenchmarkRateLimitUtilisation(b *testing.B) {
 // benchConcurrency is the worker's concurrency in the throughput
 // benchmark, and the plain loop's: make bench's WORKER_CONCURRENCY.
 const benchConcurrency = 16
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
