@@ -5,7 +5,8 @@
 // the laptop stack that `make run` starts.
 //
 // It connects to NATS like the other binaries (NATS_URL, NATS_CREDS, …,
-// GROUPFLOW_PREFIX); --nats-url, --creds and --prefix override them.
+// GROUPFLOW_PREFIX, NATS_INBOX_PREFIX); --nats-url, --creds, --prefix and
+// --inbox-prefix override them.
 // Exit codes: 0 done, 1 failed (or unhealthy, or a waited-for command did
 // not succeed), 2 usage error. Errors are one line on stderr.
 package main
@@ -124,8 +125,8 @@ type app struct {
 	stdout, stderr io.Writer
 
 	// Global flags.
-	natsURL, creds, prefix string
-	timeout                time.Duration
+	natsURL, creds, prefix, inboxPrefix string
+	timeout                             time.Duration
 
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -150,8 +151,9 @@ event stream, reads the command ledger and campaign progress, manages the
 dead-letter queue and reports the health of streams, consumers and workers.
 
 Configuration comes from the same environment as the other binaries (NATS_URL,
-NATS_CREDS, NATS_NKEY, NATS_USER/NATS_PASSWORD, NATS_TLS_*, GROUPFLOW_PREFIX);
-the global flags override it. --print-config lists every variable read.
+NATS_CREDS, NATS_NKEY, NATS_USER/NATS_PASSWORD, NATS_TLS_*, GROUPFLOW_PREFIX,
+NATS_INBOX_PREFIX); the global flags override it. --print-config lists every
+variable read.
 
 Exit codes: 0 done, 1 failed or unhealthy, 2 usage error.`,
 		SilenceErrors: true,
@@ -168,6 +170,7 @@ Exit codes: 0 done, 1 failed or unhealthy, 2 usage error.`,
 	pf.StringVar(&a.natsURL, "nats-url", "", "NATS server URL(s), comma separated (env NATS_URL, default "+nats.DefaultURL+")")
 	pf.StringVar(&a.creds, "creds", "", "NATS .creds file (env NATS_CREDS)")
 	pf.StringVar(&a.prefix, "prefix", "", "prefix of subjects, streams and buckets (env GROUPFLOW_PREFIX, default groups)")
+	pf.StringVar(&a.inboxPrefix, "inbox-prefix", "", "prefix of reply subjects, the one your NATS user may subscribe to (env NATS_INBOX_PREFIX, default _INBOX)")
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "time limit of each request to NATS")
 	pf.Bool("print-config", false, "print the environment variables groupctl reads, as JSON lines, and exit")
 
@@ -237,6 +240,12 @@ func (a *app) connect(ctx context.Context) (jetstream.JetStream, error) {
 	}
 	if a.creds != "" {
 		n.Creds = a.creds
+	}
+	if a.inboxPrefix != "" {
+		if !config.ValidInboxPrefix(a.inboxPrefix) {
+			return nil, usageErrorf("--inbox-prefix %q is not a subject prefix (no wildcards, spaces or empty tokens)", a.inboxPrefix)
+		}
+		n.InboxPrefix = a.inboxPrefix
 	}
 	if !events.ValidToken(a.names().Prefix) {
 		return nil, usageErrorf("prefix %q is not a valid subject token", a.names().Prefix)

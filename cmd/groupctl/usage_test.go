@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 )
@@ -36,6 +37,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"dlq", "list", "--type", "nope"}, `--type "nope" is not a command type`},
 		{[]string{"group", "info"}, "needs 1 argument(s): group-id"},
 		{[]string{"campaign", "status"}, "needs 1 argument(s): campaign-id"},
+		{[]string{"status", "some-id", "--inbox-prefix", "_INBOX.>"}, `--inbox-prefix "_INBOX.>" is not a subject prefix`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
@@ -77,9 +79,41 @@ func TestHelpAndConfigExit0(t *testing.T) {
 		}
 		names = append(names, v.Name)
 	}
-	for _, want := range []string{"NATS_URL", "NATS_CREDS", "GROUPFLOW_PREFIX", "GROUPCTL_PHONE_NUMBER_ID"} {
+	for _, want := range []string{"NATS_URL", "NATS_CREDS", "GROUPFLOW_PREFIX", "NATS_INBOX_PREFIX", "GROUPCTL_PHONE_NUMBER_ID"} {
 		if !strings.Contains(strings.Join(names, " "), want) {
 			t.Fatalf("--print-config lists %v, want %s among them", names, want)
 		}
+	}
+}
+
+// TestInboxPrefixFromFlagOrEnvironment: replies come back under the prefix
+// the operator's NATS user may subscribe to, --inbox-prefix first.
+func TestInboxPrefixFromFlagOrEnvironment(t *testing.T) {
+	t.Parallel()
+	b := setupNATS(t)
+	for _, tc := range []struct {
+		name, env, flag, want string
+	}{
+		{"Neither keeps nats.go's _INBOX", "", "", ""},
+		{"The environment sets it", "_INBOX_ops", "", "_INBOX_ops"},
+		{"The flag wins over the environment", "_INBOX_ops", "_INBOX_me", "_INBOX_me"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{"NATS_URL": b.url, "NATS_INBOX_PREFIX": tc.env}
+			a := newApp(func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, io.Discard)
+			defer a.close()
+			a.inboxPrefix = tc.flag
+			js, err := a.connect(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := a.nc.Opts.InboxPrefix; got != tc.want {
+				t.Errorf("inbox prefix %q, want %q", got, tc.want)
+			}
+			if _, err := js.AccountInfo(t.Context()); err != nil {
+				t.Errorf("a JetStream request under the prefix: %v", err)
+			}
+		})
 	}
 }

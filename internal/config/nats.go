@@ -21,6 +21,11 @@ type NATS struct {
 	TLSCA    string
 	Prefix   string
 	Replicas int
+	// InboxPrefix replaces nats.go's "_INBOX" in every reply subject the
+	// connection makes up (requests, publish acks, pull and ordered
+	// consumers), so a user may be allowed to subscribe to its own replies
+	// only. Empty keeps "_INBOX".
+	InboxPrefix string
 }
 
 // LoadNATS reads the NATS_* and GROUPFLOW_PREFIX variables.
@@ -36,7 +41,10 @@ func LoadNATS(e *Env) NATS {
 		TLSCA:    e.String("NATS_TLS_CA", "", "CA bundle to verify the NATS server"),
 		Prefix:   e.String("GROUPFLOW_PREFIX", "groups", "prefix of every subject, stream and bucket"),
 		Replicas: e.Int("NATS_REPLICAS", 1, 1, "replicas of streams and buckets (3 in production)"),
+		InboxPrefix: e.String("NATS_INBOX_PREFIX", "",
+			"prefix of reply subjects instead of _INBOX, the one the NATS user may subscribe to (_INBOX_ingest, _INBOX_worker: deploy/nats/accounts.conf)"),
 	}
+	e.Check(ValidInboxPrefix(n.InboxPrefix), "NATS_INBOX_PREFIX", "want a subject prefix such as _INBOX_worker (no wildcards, spaces or empty tokens), got %q", n.InboxPrefix)
 	e.Check((n.TLSCert == "") == (n.TLSKey == ""), "NATS_TLS_CERT", "NATS_TLS_CERT and NATS_TLS_KEY go together")
 	e.Check(n.User == "" || n.Password != "", "NATS_PASSWORD", "required with NATS_USER")
 	return n
@@ -70,11 +78,32 @@ func (n NATS) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	if n.TLSCA != "" {
 		opts = append(opts, nats.RootCAs(n.TLSCA))
 	}
+	if n.InboxPrefix != "" {
+		if !ValidInboxPrefix(n.InboxPrefix) {
+			return nil, fmt.Errorf("NATS inbox prefix %q: not a subject prefix", n.InboxPrefix)
+		}
+		opts = append(opts, nats.CustomInboxPrefix(n.InboxPrefix))
+	}
 	nc, err := nats.Connect(n.URL, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", RedactURL(n.URL), err)
 	}
 	return nc, nil
+}
+
+// ValidInboxPrefix reports whether p can start reply subjects: empty (the
+// default _INBOX), or dot-separated tokens without wildcards or white space
+// and no empty token (so no leading, trailing or double dot).
+func ValidInboxPrefix(p string) bool {
+	if p == "" {
+		return true
+	}
+	for tok := range strings.SplitSeq(p, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return false
+		}
+	}
+	return true
 }
 
 // RedactURL hides passwords and tokens in a comma-separated list of URLs

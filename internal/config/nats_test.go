@@ -1,0 +1,264 @@
+package config_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"go.uber.org/goleak"
+
+	"github.com/groupflow/groupflow/internal/config"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The nats-server keeps a few process-wide goroutines after shutdown.
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"),
+		goleak.IgnoreTopFunction("time.Sleep"),
+	)
+}
+
+func TestValidInboxPrefix(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		prefix string
+		want   bool
+	}{
+		{"", true}, // nats.go's _INBOX
+		{"_INBOX_worker", true},
+		{"_INBOX.worker", true},
+		{"_INBOX_worker.", false},
+		{".worker", false},
+		{"_INBOX..worker", false},
+		{"_INBOX_*", false},
+		{"_INBOX.>", false},
+		{"_INBOX worker", false},
+		{"_INBOX\tworker", false},
+	} {
+		if got := config.ValidInboxPrefix(tc.prefix); got != tc.want {
+			t.Errorf("ValidInboxPrefix(%q) = %v, want %v", tc.prefix, got, tc.want)
+		}
+	}
+}
+
+func TestLoadNATSReadsTheInboxPrefix(t *testing.T) {
+	t.Parallel()
+	t.Run("Unset keeps nats.go's default", func(t *testing.T) {
+		t.Parallel()
+		e := config.NewEnv(envOf(nil))
+		if n := config.LoadNATS(e); n.InboxPrefix != "" || e.Err() != nil {
+			t.Errorf("InboxPrefix = %q (error %v), want empty and no error", n.InboxPrefix, e.Err())
+		}
+	})
+	t.Run("A prefix is taken as given", func(t *testing.T) {
+		t.Parallel()
+		e := config.NewEnv(envOf(map[string]string{"NATS_INBOX_PREFIX": "_INBOX_worker"}))
+		if n := config.LoadNATS(e); n.InboxPrefix != "_INBOX_worker" || e.Err() != nil {
+			t.Errorf("InboxPrefix = %q (error %v), want _INBOX_worker and no error", n.InboxPrefix, e.Err())
+		}
+	})
+	t.Run("A wildcard or a trailing dot is refused", func(t *testing.T) {
+		t.Parallel()
+		for _, p := range []string{"_INBOX.>", "_INBOX_worker."} {
+			e := config.NewEnv(envOf(map[string]string{"NATS_INBOX_PREFIX": p}))
+			config.LoadNATS(e)
+			if err := e.Err(); err == nil || !strings.Contains(err.Error(), "NATS_INBOX_PREFIX:") {
+				t.Errorf("NATS_INBOX_PREFIX=%q: error %v, want one naming NATS_INBOX_PREFIX", p, err)
+			}
+		}
+	})
+}
+
+// startRestrictedServer runs a JetStream server whose only user may publish
+// anything but subscribe only to "_INBOX_test.>" and a micro service's
+// subjects ("svc.>", "$SRV.>"), so every reply subject the client makes up
+// must carry the custom prefix.
+func startRestrictedServer(t *testing.T) string {
+	t.Helper()
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(),
+		Users: []*server.User{{Username: "u", Password: "p", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{">"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX_test.>", "svc.>", "$SRV.>"}},
+		}}},
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server did not start")
+	}
+	return s.ClientURL()
+}
+
+// violations collects the permission violations reported on a connection.
+type violations struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.errs = append(v.errs, err.Error())
+}
+
+func (v *violations) list() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]string(nil), v.errs...)
+}
+
+// TestConnectPutsEveryReplyUnderTheInboxPrefix drives each request/reply
+// shape groupflow uses through a connection from Connect whose user may
+// subscribe to "_INBOX_test.>" only: core requests to a micro service,
+// JetStream API calls and publish acks, KV get (direct get) and watch
+// (ordered consumer), object put and get, and a pull consumer.
+func TestConnectPutsEveryReplyUnderTheInboxPrefix(t *testing.T) {
+	t.Parallel()
+	url := startRestrictedServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var v violations
+	n := config.NATS{URL: url, User: "u", Password: "p", InboxPrefix: "_INBOX_test"}
+	nc, err := n.Connect("config-test", nats.ErrorHandler(v.handler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	if in := nc.NewInbox(); !strings.HasPrefix(in, "_INBOX_test.") {
+		t.Fatalf("NewInbox() = %q, want it under _INBOX_test.", in)
+	}
+	svc, err := micro.AddService(nc, micro.Config{Name: "echo", Version: "1.0.0",
+		Endpoint: &micro.EndpointConfig{Subject: "svc.echo", Handler: micro.HandlerFunc(func(r micro.Request) {
+			_ = r.Respond(r.Data())
+		})}})
+	if err != nil {
+		t.Fatalf("micro service: %v", err)
+	}
+	defer func() { _ = svc.Stop() }()
+	if reply, err := nc.RequestWithContext(ctx, "svc.echo", []byte("hi")); err != nil || string(reply.Data) != "hi" {
+		t.Fatalf("request to the micro service: %v (reply %v)", err, reply)
+	}
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "WORK", Subjects: []string{"work.>"}}); err != nil {
+		t.Fatalf("create stream: %v", err)
+	}
+	if _, err := js.Publish(ctx, "work.1", []byte("job")); err != nil {
+		t.Fatalf("publish with an ack: %v", err)
+	}
+	if _, err := js.PublishAsync("work.2", []byte("job")); err != nil {
+		t.Fatalf("async publish: %v", err)
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal("async publish was not acked")
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "WORK", jetstream.ConsumerConfig{Durable: "w", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatalf("create consumer: %v", err)
+	}
+	batch, err := cons.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	got := 0
+	for m := range batch.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatalf("double ack: %v", err)
+		}
+		got++
+	}
+	if got != 2 {
+		t.Fatalf("fetched %d messages, want 2 (%v)", got, batch.Error())
+	}
+
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "b"})
+	if err != nil {
+		t.Fatalf("create bucket: %v", err)
+	}
+	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatalf("kv put: %v", err)
+	}
+	if e, err := kv.Get(ctx, "k"); err != nil || string(e.Value()) != "v" {
+		t.Fatalf("kv get: %v", err)
+	}
+	keys, err := kv.Keys(ctx) // an ordered consumer
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("kv keys = %v, %v; want [k]", keys, err)
+	}
+
+	obs, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "o"})
+	if err != nil {
+		t.Fatalf("create object store: %v", err)
+	}
+	body := bytes.Repeat([]byte("x"), 300<<10) // several chunks
+	if _, err := obs.PutBytes(ctx, "list", body); err != nil {
+		t.Fatalf("object put: %v", err)
+	}
+	if b, err := obs.GetBytes(ctx, "list"); err != nil || !bytes.Equal(b, body) {
+		t.Fatalf("object get: %v (got %d bytes, want %d)", err, len(b), len(body))
+	}
+
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if errs := v.list(); len(errs) > 0 {
+		t.Errorf("the server refused a subscription outside _INBOX_test: %q", errs)
+	}
+}
+
+// TestConnectWithoutThePrefixIsRefusedReplies is the control: the same user
+// with nats.go's default _INBOX cannot even receive a reply.
+func TestConnectWithoutThePrefixIsRefusedReplies(t *testing.T) {
+	t.Parallel()
+	url := startRestrictedServer(t)
+	var v violations
+	nc, err := config.NATS{URL: url, User: "u", Password: "p"}.Connect("config-test", nats.ErrorHandler(v.handler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err == nil {
+		t.Fatal("AccountInfo answered without a subscribe permission on _INBOX.>")
+	}
+	_ = nc.Flush()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(v.list()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if errs := v.list(); len(errs) == 0 || !strings.Contains(errs[0], `"_INBOX.`) {
+		t.Errorf("violations %q, want one for a subscription under _INBOX.", errs)
+	}
+}
+
+func TestConnectRefusesAnInvalidInboxPrefix(t *testing.T) {
+	t.Parallel()
+	_, err := config.NATS{URL: "nats://127.0.0.1:1", InboxPrefix: "_INBOX.>"}.Connect("config-test")
+	if err == nil || !strings.Contains(err.Error(), "inbox prefix") {
+		t.Fatalf("Connect = %v, want an inbox prefix error", err)
+	}
+}
