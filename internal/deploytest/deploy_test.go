@@ -23,6 +23,9 @@ import (
 type accountsConf struct {
 	users       map[string]string // user → account
 	passwordEnv []string          // environment variables the passwords come from
+	// subscribe is what each user with permissions may subscribe to (a
+	// user without permissions, such as admin, is not in it).
+	subscribe map[string][]string
 }
 
 // loadAccounts parses deploy/nats/accounts.conf as nats-server does. The
@@ -43,14 +46,39 @@ func loadAccounts(t *testing.T) accountsConf {
 		t.Fatalf("deploy/nats/accounts.conf: %v", err)
 	}
 	ac.users = map[string]string{}
+	ac.subscribe = map[string][]string{}
 	for _, u := range opts.Users {
 		if u.Account == nil {
 			t.Errorf("deploy/nats/accounts.conf: user %s is in no account", u.Username)
 			continue
 		}
 		ac.users[u.Username] = u.Account.Name
+		if u.Permissions != nil && u.Permissions.Subscribe != nil {
+			ac.subscribe[u.Username] = u.Permissions.Subscribe.Allow
+		}
 	}
 	return ac
+}
+
+// inboxOf is the inbox prefix accounts.conf gives user.
+func inboxOf(user string) string { return "_INBOX_" + user }
+
+// checkInboxPrefix fails unless rs, logged in as user, sets the
+// NATS_INBOX_PREFIX whose replies that user may subscribe to: with nats.go's
+// default _INBOX it could not receive a single reply.
+func (ac accountsConf) checkInboxPrefix(t *testing.T, rs runSpec, user string) {
+	t.Helper()
+	prefix := rs.env["NATS_INBOX_PREFIX"].value
+	if prefix == "" {
+		t.Errorf("%s sets no NATS_INBOX_PREFIX; the %s user may subscribe to %v, not _INBOX.>", rs.where, user, ac.subscribe[user])
+		return
+	}
+	if want := inboxOf(user); prefix != want {
+		t.Errorf("%s sets NATS_INBOX_PREFIX=%s, want %s, the %s user's", rs.where, prefix, want, user)
+	}
+	if !slices.Contains(ac.subscribe[user], prefix+".>") {
+		t.Errorf("%s sets NATS_INBOX_PREFIX=%s, but the %s user may subscribe to %v, not %s.>", rs.where, prefix, user, ac.subscribe[user], prefix)
+	}
 }
 
 func TestDockerfileBuildsEveryBinaryIntoANonRootStaticImage(t *testing.T) {
@@ -196,6 +224,7 @@ func TestComposeRunsTheBinariesAsTheyAreConfigured(t *testing.T) {
 			if user != b {
 				t.Errorf("%s logs in as %q, want the %s user", rs.where, user, b)
 			}
+			ac.checkInboxPrefix(t, rs, user)
 			for name, s := range natsServices {
 				env := "GROUPFLOW_NATS_" + strings.ToUpper(user) + "_PASSWORD"
 				if got, want := rs.env["NATS_PASSWORD"].value, composeDefault(s.Environment[env]); got != want {
@@ -405,6 +434,7 @@ func TestKubernetesManifestsRunTheBinariesAsTheyAreConfigured(t *testing.T) {
 				if user != rs.binary || ac.users[user] == "" {
 					t.Errorf("logs in to NATS as %q, want its own user %q of accounts.conf", user, rs.binary)
 				}
+				ac.checkInboxPrefix(t, rs, user)
 				if e, ok := rs.env["NATS_PASSWORD_FILE"]; !ok || rs.secretVols[mountedVolume(rs, e.value)] == "" {
 					t.Error("the NATS password does not come from a mounted Secret (NATS_PASSWORD_FILE)")
 				}
@@ -709,6 +739,20 @@ func TestNATSConfigsShareTheAccounts(t *testing.T) {
 		for _, u := range []string{"ingest", "worker", "caller", "admin"} {
 			if ac.users[u] != "GROUPFLOW" {
 				t.Errorf("user %s is in account %q, want GROUPFLOW", u, ac.users[u])
+			}
+		}
+	})
+
+	t.Run("each restricted user may subscribe to replies under its own inbox prefix only", func(t *testing.T) {
+		for _, u := range []string{"ingest", "worker", "caller"} {
+			allow := ac.subscribe[u]
+			if !slices.Contains(allow, inboxOf(u)+".>") {
+				t.Errorf("user %s may subscribe to %v, want %s.> among them", u, allow, inboxOf(u))
+			}
+			for _, s := range allow {
+				if s == ">" || (strings.HasPrefix(s, "_INBOX") && s != inboxOf(u)+".>") {
+					t.Errorf("user %s may subscribe to %s: replies meant for others", u, s)
+				}
 			}
 		}
 	})

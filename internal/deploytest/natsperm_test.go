@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/groupflow/groupflow/internal/config"
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/graph/sim"
@@ -43,10 +45,32 @@ var natsUsers = map[string]string{
 	"sys":    "GROUPFLOW_NATS_SYS_PASSWORD",
 }
 
+// inboxPrefixes are the NATS_INBOX_PREFIX each user connects with: the
+// ingest's and the worker's from deploy/compose.yaml (the manifest tests
+// hold Kubernetes to the same), the caller's as a calling service sets its
+// client's custom inbox prefix by accounts.conf. The admin user keeps
+// nats.go's _INBOX.
+func inboxPrefixes(t *testing.T) map[string]string {
+	t.Helper()
+	p := map[string]string{"caller": "_INBOX_caller"}
+	for _, rs := range composeRuns(t, loadCompose(t)) {
+		if rs.binary == "ingest" || rs.binary == "worker" {
+			p[rs.binary] = rs.env["NATS_INBOX_PREFIX"].value
+		}
+	}
+	for _, u := range []string{"ingest", "worker"} {
+		if p[u] == "" {
+			t.Fatalf("deploy/compose.yaml gives the %s no NATS_INBOX_PREFIX", u)
+		}
+	}
+	return p
+}
+
 // permServer is a JetStream server running deploy/nats/accounts.conf.
 type permServer struct {
 	url       string
 	passwords map[string]string
+	inbox     map[string]string // user → NATS_INBOX_PREFIX
 	// refused hears of the first permission violation on a component's
 	// connection, so waits for its work fail at once, naming it.
 	refused *refusal
@@ -71,7 +95,7 @@ func (r *refusal) note(user, msg string) {
 // and permissions, and only moves the listener and the store for the test.
 func startPermServer(t *testing.T) permServer {
 	t.Helper()
-	ps := permServer{passwords: map[string]string{}, refused: &refusal{ch: make(chan struct{})}}
+	ps := permServer{passwords: map[string]string{}, inbox: inboxPrefixes(t), refused: &refusal{ch: make(chan struct{})}}
 	for user, env := range natsUsers {
 		ps.passwords[user] = randomSecret(t)
 		t.Setenv(env, ps.passwords[user]) // read by the config parser
@@ -135,21 +159,30 @@ type client struct {
 
 func (ps permServer) connect(t *testing.T, user string) *client {
 	t.Helper()
-	return ps.connectAs(t, user, false)
+	return ps.connectAs(t, user, ps.inbox[user], false)
 }
 
 // component connects as user to do that component's normal work.
 func (ps permServer) component(t *testing.T, user string) *client {
 	t.Helper()
-	return ps.connectAs(t, user, true)
+	return ps.connectAs(t, user, ps.inbox[user], true)
 }
 
-func (ps permServer) connectAs(t *testing.T, user string, component bool) *client {
+// connectAs connects as the binaries do: config.LoadNATS from the variables
+// a manifest sets, then config.NATS.Connect.
+func (ps permServer) connectAs(t *testing.T, user, inboxPrefix string, component bool) *client {
 	t.Helper()
 	c := &client{user: user, component: component, wake: make(chan struct{})}
-	nc, err := nats.Connect(ps.url,
-		nats.Name("deploytest-"+user),
-		nats.UserInfo(user, ps.passwords[user]),
+	env := map[string]string{
+		"NATS_URL": ps.url, "NATS_USER": user, "NATS_PASSWORD": ps.passwords[user],
+		"NATS_INBOX_PREFIX": inboxPrefix,
+	}
+	e := config.NewEnv(func(k string) string { return env[k] })
+	cfg := config.LoadNATS(e)
+	if err := e.Err(); err != nil {
+		t.Fatalf("%s's NATS configuration: %v", user, err)
+	}
+	nc, err := cfg.Connect("deploytest-"+user,
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if !strings.Contains(err.Error(), nats.PERMISSIONS_ERR) &&
 				!strings.Contains(strings.ToLower(err.Error()), nats.PERMISSIONS_ERR) {
@@ -194,17 +227,25 @@ func (c *client) allowedOnly(t *testing.T) {
 	}
 }
 
-// refused waits until the server reports a violation naming subject.
-func (c *client) refused(t *testing.T, subject string) {
+// refused waits until the server reports a violation naming subject and
+// returns it.
+func (c *client) refused(t *testing.T, subject string) string {
+	t.Helper()
+	return c.refusedWhere(t, subject, func(v string) bool { return strings.Contains(v, `"`+subject+`"`) })
+}
+
+// refusedWhere waits until the server reports a violation that match
+// accepts (what says which) and returns it.
+func (c *client) refusedWhere(t *testing.T, what string, match func(violation string) bool) string {
 	t.Helper()
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
 	for {
 		c.mu.Lock()
 		for _, v := range c.violations {
-			if strings.Contains(v, `"`+subject+`"`) {
+			if match(v) {
 				c.mu.Unlock()
-				return
+				return v
 			}
 		}
 		wake := c.wake
@@ -213,7 +254,7 @@ func (c *client) refused(t *testing.T, subject string) {
 		select {
 		case <-wake:
 		case <-deadline.C:
-			t.Fatalf("the %s user was not refused %q; violations reported: %q", c.user, subject, got)
+			t.Fatalf("the %s user was not refused %s; violations reported: %q", c.user, what, got)
 		}
 	}
 }
@@ -224,8 +265,11 @@ func (c *client) refused(t *testing.T, subject string) {
 // create_group, the worker calls the simulator, the simulator's webhook comes
 // back through the ingest, and the caller reads the result from its own
 // consumer of the event stream; a second command goes through the ingest's
-// HTTP API and its status is read back from the ledger. None of them may be
-// refused anything on the way. Then each is shown refused outside its rights.
+// HTTP API and its status is read back from the ledger. Each connects with
+// the inbox prefix its manifest sets (NATS_INBOX_PREFIX), the only replies
+// its user may subscribe to. None of them may be refused anything on the
+// way. Then each is shown refused outside its rights — the caller also
+// cannot listen to the worker's replies nor to _INBOX.>.
 func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -267,6 +311,20 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 		GroupOpsPerSecond: -1, MPS: -1, PairInterval: -1, WebhookRetryBackoff: 10 * time.Millisecond})
 	simSrv := httptest.NewServer(simulator)
 	t.Cleanup(func() { simSrv.Close(); simulator.Close() })
+
+	// An operator's tap on the worker's inbox: what the caller below is
+	// refused would carry the worker's ledger reads (command bodies).
+	var workerReplies, workerLedgerReads atomic.Int64
+	tap, err := ps.connect(t, "admin").nc.Subscribe(inboxOf("worker")+".>", func(m *nats.Msg) {
+		workerReplies.Add(1)
+		if m.Header.Get(jetstream.StreamHeader) == "KV_"+names.LedgerBucket() {
+			workerLedgerReads.Add(1)
+		}
+	})
+	if err != nil {
+		t.Fatalf("admin: tap %s.>: %v", inboxOf("worker"), err)
+	}
+	t.Cleanup(func() { _ = tap.Unsubscribe() })
 
 	// A worker, as cmd/worker wires it: topology, rate limiter, jobs.
 	wk := ps.component(t, "worker")
@@ -427,6 +485,29 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 		c.allowedOnly(t)
 	}
 
+	t.Run("the worker's replies, ledger reads among them, come back under its own inbox prefix", func(t *testing.T) {
+		if err := tap.Unsubscribe(); err != nil {
+			t.Fatal(err)
+		}
+		if n, reads := workerReplies.Load(), workerLedgerReads.Load(); n == 0 || reads == 0 {
+			t.Fatalf("%d replies, %d of them ledger reads, under %s.>; want both > 0", n, reads, inboxOf("worker"))
+		}
+	})
+
+	t.Run("a caller that keeps the default _INBOX gets no reply", func(t *testing.T) {
+		bare := ps.connectAs(t, "caller", "", false)
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		b, _ := json.Marshal(query.CommandStatusRequest{CommandID: "deploytest-nats-1"})
+		if _, err := bare.nc.RequestWithContext(rctx, names.Query(testPhone, events.QueryCommandStatus), b); err == nil {
+			t.Fatal("a query was answered on _INBOX, which the caller user may not subscribe to")
+		}
+		v := bare.refusedWhere(t, "a subscription under _INBOX.", func(v string) bool {
+			return strings.Contains(v, `Subscription to "_INBOX.`)
+		})
+		t.Logf("server: %s", v)
+	})
+
 	t.Run("each component is refused outside its rights", func(t *testing.T) {
 		for _, tc := range []struct {
 			user, op, subject, why string
@@ -452,6 +533,13 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 			{"caller", "pub", "$JS.API.STREAM.CREATE.EVIL", "create a stream"},
 			{"caller", "sub", "groups.webhook.>", "read webhooks"},
 			{"caller", "sub", "groups.cmd.>", "read other callers' commands"},
+			{"caller", "sub", "_INBOX_worker.>", "read the worker's replies (ledger reads, acks)"},
+			{"caller", "sub", "_INBOX_ingest.>", "read the ingest's replies"},
+			{"caller", "sub", "_INBOX.>", "read replies under the default inbox"},
+			{"ingest", "sub", "_INBOX_worker.>", "read the worker's replies"},
+			{"ingest", "sub", "_INBOX.>", "read replies under the default inbox"},
+			{"worker", "sub", "_INBOX_caller.>", "read a caller's replies"},
+			{"worker", "sub", "_INBOX.>", "read replies under the default inbox"},
 		} {
 			t.Run(tc.user+" cannot "+tc.why, func(t *testing.T) {
 				c := ps.connect(t, tc.user)
@@ -460,7 +548,7 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 					_, err = c.nc.SubscribeSync(tc.subject)
 				} else {
 					// A request, so a denied API call is refused, not answered.
-					err = c.nc.PublishRequest(tc.subject, nats.NewInbox(), []byte("{}"))
+					err = c.nc.PublishRequest(tc.subject, c.nc.NewInbox(), []byte("{}"))
 				}
 				if err != nil {
 					t.Fatalf("%s %s: %v", tc.op, tc.subject, err)
@@ -468,7 +556,11 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 				if err := c.nc.Flush(); err != nil {
 					t.Fatal(err)
 				}
-				c.refused(t, tc.subject)
+				if tc.op == "sub" {
+					t.Logf("server: %s", c.refused(t, tc.subject))
+				} else {
+					c.refused(t, tc.subject)
+				}
 			})
 		}
 	})
