@@ -46,7 +46,8 @@ type Entry struct {
 	PhoneNumberID string `json:"phone_number_id,omitempty"`
 	// Subject is where the command was published; the DLQ keeps it.
 	Subject string `json:"subject,omitempty"`
-	// Command is the command as received.
+	// Command is the command as received. It must be valid JSON (Claim
+	// checks): ledger writes store it as is, without encoding it again.
 	Command json.RawMessage `json:"command,omitempty"`
 	State   State           `json:"state"`
 	// Owner is the claim token of the worker executing the command, empty
@@ -116,7 +117,8 @@ type Terminal struct {
 	Subject string `json:"subject"`
 	MsgID   string `json:"msg_id"`
 	// Event is the CloudEvent JSON, published byte for byte again when the
-	// command id is re-sent.
+	// command id is re-sent. It must be valid JSON (events.Marshal's
+	// output): ledger writes store it as is, without encoding it again.
 	Event json.RawMessage `json:"event"`
 	// Published is set once JetStream acknowledged the event.
 	Published bool      `json:"published,omitempty"`
@@ -266,6 +268,9 @@ type ClaimRequest struct {
 // is terminal, awaiting its webhook, or claimed by a live lease is not taken;
 // the status says which, and the entry what is known.
 func (l *Ledger) Claim(ctx context.Context, r ClaimRequest) (ClaimStatus, Entry, error) {
+	if len(r.Command) > 0 && !json.Valid(r.Command) {
+		return 0, Entry{}, fmt.Errorf("ledger: claim %s: the command is not valid JSON", r.CommandID)
+	}
 	key := LedgerKey(r.CommandID)
 	// Most commands are new: try to create the entry first (one round
 	// trip), and read only when it exists.
@@ -279,7 +284,10 @@ func (l *Ledger) Claim(ctx context.Context, r ClaimRequest) (ClaimStatus, Entry,
 				Owner: r.Token, LeaseUntil: now.Add(r.Lease), Traceparent: r.Traceparent,
 				Replay: r.Replay, CreatedAt: now, UpdatedAt: now,
 			}
-			b, _ := json.Marshal(e)
+			b, err := encodeEntry(e)
+			if err != nil {
+				return 0, Entry{}, fmt.Errorf("ledger: encode %s: %w", r.CommandID, err)
+			}
 			rev, err := l.kv.Create(ctx, key, b)
 			switch {
 			case err == nil:
@@ -415,7 +423,7 @@ func (l *Ledger) put(ctx context.Context, key string, e Entry, rev uint64) (uint
 	if len(e.Attempts) > maxAttempts {
 		e.Attempts = e.Attempts[len(e.Attempts)-maxAttempts:]
 	}
-	b, err := json.Marshal(e)
+	b, err := encodeEntry(e)
 	if err != nil {
 		return 0, false, fmt.Errorf("ledger: encode %s: %w", e.CommandID, err)
 	}
@@ -427,6 +435,56 @@ func (l *Ledger) put(ctx context.Context, key string, e Entry, rev uint64) (uint
 		return 0, false, fmt.Errorf("ledger: update %s: %w", e.CommandID, err)
 	}
 	return rev, true, nil
+}
+
+// encodeEntry is json.Marshal(e), except that the two raw JSON parts, the
+// command and the terminal event, are copied in as they are: encoding/json
+// would check and compact them again on every write of the entry, which is
+// half the cost of encoding it. Both are valid JSON by construction (a
+// command Claim checked, an event events.Marshal encoded). Keys come in
+// another order than json.Marshal's, which no decoder minds.
+func encodeEntry(e Entry) ([]byte, error) {
+	cmd, t := e.Command, e.Result
+	e.Command, e.Result = nil, nil
+	b, err := json.Marshal(e) // {"command_id":…}
+	if err != nil {
+		return nil, err
+	}
+	var tb []byte
+	if t != nil {
+		if tb, err = json.Marshal(terminalWire{Type: t.Type, Subject: t.Subject, MsgID: t.MsgID,
+			Published: t.Published, At: t.At}); err != nil {
+			return nil, err
+		}
+	}
+	ev := []byte("null")
+	if t != nil && len(t.Event) > 0 {
+		ev = t.Event
+	}
+	out := make([]byte, 0, len(b)+len(cmd)+len(tb)+len(ev)+32)
+	out = append(out, '{')
+	if len(cmd) > 0 {
+		out = append(out, `"command":`...)
+		out = append(out, cmd...)
+		out = append(out, ',')
+	}
+	out = append(out, b[1:len(b)-1]...)
+	if t != nil {
+		out = append(out, `,"result":{"event":`...)
+		out = append(out, ev...)
+		out = append(out, ',')
+		out = append(out, tb[1:]...)
+	}
+	return append(out, '}'), nil
+}
+
+// terminalWire is Terminal without its event, which encodeEntry adds.
+type terminalWire struct {
+	Type      string    `json:"type"`
+	Subject   string    `json:"subject"`
+	MsgID     string    `json:"msg_id"`
+	Published bool      `json:"published,omitempty"`
+	At        time.Time `json:"at"`
 }
 
 // Renew extends the lease of the claim token by lease.
