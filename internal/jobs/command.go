@@ -39,7 +39,7 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 		w.reject(ctx, msg, md, cmd, err)
 		return
 	}
-	log := w.log.With(slog.String("command_id", cmd.ID), slog.String("command_type", cmd.Type),
+	log := lazyWith(w.log, slog.String("command_id", cmd.ID), slog.String("command_type", cmd.Type),
 		slog.String("phone_number_id", cmd.PhoneNumberID), slog.Uint64("delivery", md.NumDelivered))
 	token := fmt.Sprintf("%s/%d/%d", w.id, md.Sequence.Stream, md.NumDelivered)
 	status, entry, err := w.ledger.Claim(ctx, ClaimRequest{

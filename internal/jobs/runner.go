@@ -54,31 +54,40 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, n int, na
 // heartbeat keeps a slow delivery alive: every AckWait/3 it tells the
 // server the message is in progress (so it is not redelivered to another
 // worker) and renews the ledger claim (so a redelivery, should one happen,
-// sees the claim held). It stops when the returned function is called.
+// sees the claim held). It stops when the returned function is called,
+// which waits for a beat under way. Most commands end long before the
+// first beat, so it is a timer, not a goroutine of its own.
 func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg, commandID, token string) func() {
 	if w.ackWait <= 0 {
 		return func() {}
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(w.ackWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-				if commandID != "" {
-					if err := w.ledger.Renew(ctx, commandID, token, w.lease()); err != nil && !errors.Is(err, context.Canceled) {
-						w.log.WarnContext(ctx, "renew claim", slog.String("command_id", commandID), slog.Any("error", err))
-					}
-				}
+	var (
+		mu      sync.Mutex // held by a beat under way
+		stopped bool
+		t       *time.Timer
+	)
+	mu.Lock() // t is set before the first beat reads it
+	defer mu.Unlock()
+	t = time.AfterFunc(w.ackWait/3, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		_ = msg.InProgress()
+		if commandID != "" {
+			if err := w.ledger.Renew(ctx, commandID, token, w.lease()); err != nil && !errors.Is(err, context.Canceled) {
+				w.log.WarnContext(ctx, "renew claim", slog.String("command_id", commandID), slog.Any("error", err))
 			}
 		}
+		t.Reset(w.ackWait / 3)
 	})
-	return func() { close(done); wg.Wait() }
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
 }
 
 // lease is how long a claim lasts without renewal: the message's ack
