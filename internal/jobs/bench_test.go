@@ -75,9 +75,19 @@ func BenchmarkWorkerVsPlainLoop(b *testing.B) {
 		return time.Since(start)
 	}
 
-	// The worker, with the same client.
+	// The worker, with the same client and a connection of its own (as
+	// the cmd/worker process has), whose traffic is counted below.
 	done, _ := terminalCounter(b, s)
-	s.startWorker(b, func(c *jobs.Config) { c.Concurrency = benchConcurrency })
+	wnc, err := nats.Connect(s.url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(wnc.Close)
+	wjs, err := jetstream.New(wnc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.startWorker(b, func(c *jobs.Config) { c.JS, c.Concurrency = wjs, benchConcurrency })
 	sent := 0
 	work := func(prefix string, n int) time.Duration {
 		start := time.Now()
@@ -105,6 +115,7 @@ func BenchmarkWorkerVsPlainLoop(b *testing.B) {
 	work("warm", 200)
 	const rounds = 4
 	var loopTime, workerTime, loopCPU, workerCPU time.Duration
+	msgs0, seqs0 := wnc.Stats(), streamSeqs(b, s)
 	b.ResetTimer()
 	for r := range rounds {
 		n := b.N / rounds
@@ -118,6 +129,7 @@ func BenchmarkWorkerVsPlainLoop(b *testing.B) {
 		loopCPU, workerCPU = loopCPU+c2-c, workerCPU+processCPU()-c2
 	}
 	b.StopTimer()
+	msgs, seqs := wnc.Stats(), streamSeqs(b, s)
 
 	loopRate, workerRate := float64(b.N)/loopTime.Seconds(), float64(b.N)/workerTime.Seconds()
 	b.ReportMetric(loopRate, "loop_calls/s")
@@ -127,6 +139,15 @@ func BenchmarkWorkerVsPlainLoop(b *testing.B) {
 	// what one command costs beside what one plain call costs.
 	b.ReportMetric(float64(loopCPU.Microseconds())/float64(b.N), "loop_cpu_µs/call")
 	b.ReportMetric(float64(workerCPU.Microseconds())/float64(b.N), "worker_cpu_µs/cmd")
+	// What one command costs in messages on the worker's connection
+	// (publishes, acks and pull requests out; replies and deliveries in)
+	// and in messages stored, per stream.
+	per := func(d uint64) float64 { return float64(d) / float64(b.N) }
+	b.ReportMetric(per(msgs.OutMsgs-msgs0.OutMsgs), "worker_out_msgs/cmd")
+	b.ReportMetric(per(msgs.InMsgs-msgs0.InMsgs), "worker_in_msgs/cmd")
+	for name, seq := range seqs {
+		b.ReportMetric(per(seq-seqs0[name]), "stored_"+name+"/cmd")
+	}
 }
 
 // BenchmarkPublishToTerminalLatency measures publish → terminal event at
@@ -203,4 +224,24 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// streamSeqs is the last sequence of the streams a command writes to: its
+// own stream, the ledger bucket's and the event stream.
+func streamSeqs(b *testing.B, s *stack) map[string]uint64 {
+	seqs := map[string]uint64{}
+	for name, stream := range map[string]string{
+		"command": s.names.CommandStream(), "ledger": "KV_" + s.names.LedgerBucket(), "event": s.names.EventStream(),
+	} {
+		st, err := s.js.Stream(context.Background(), stream)
+		if err != nil {
+			b.Fatal(err)
+		}
+		info, err := st.Info(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		seqs[name] = info.State.LastSeq
+	}
+	return seqs
 }
