@@ -24,9 +24,10 @@ import (
 // Joins and departures do not reach all workers at the same instant, and the
 // calls made under the old shares stay in the sliding window for a second.
 // So a worker uses, at any time, the smallest share it has computed over the
-// last Settle (1 s + Jitter + propagation): a smaller share applies at once,
-// a larger one only after Settle. Then, for every window of length
-// 1 s + Jitter starting at a, each worker's rate throughout the window is at
+// last Settle (1 s + Jitter + Lateness + propagation): a smaller share
+// applies at once, a larger one only after Settle. Then, for every window of
+// length W = 1 s + Jitter + Lateness (the times its calls' tokens are
+// counted at) starting at a, each worker's rate throughout the window is at
 // most its share under the membership it saw in [a − propagation, a]:
 //
 //   - a worker that joins starts with no share and takes its first one

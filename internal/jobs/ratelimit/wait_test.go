@@ -167,20 +167,23 @@ func TestWaitBeyondMaxWaitAnswersAtOnce(t *testing.T) {
 func TestWaitPacesCallsOnTheClock(t *testing.T) {
 	t.Parallel()
 	l, clock := fakeLimiter(t, Config{Defaults: Limits{GroupOps: 10}})
+	first := clock.Now()
 	if err := l.Wait(context.Background(), "1", GroupOps); err != nil {
 		t.Fatalf("first Wait (the saved token) = %v", err)
 	}
-	// 10 per window of 1.025 s: one token every 102.5 ms.
+	// 10 per window of 1.035 s: one token every 103.5 ms. The saved token
+	// was there all along: it counts Lateness before the first call.
 	interval := seconds(1 / float64(rateFor(10, l.cfg.window())))
+	due := first.Add(-l.cfg.Lateness + interval + time.Microsecond)
 	done := waitAsync(l, "1", GroupOps)
-	clock.blockedUntil(t, clock.Now().Add(interval+time.Microsecond))
-	clock.Advance(interval - time.Millisecond)
+	clock.blockedUntil(t, due)
+	clock.Advance(due.Sub(clock.Now()) - time.Nanosecond)
 	select {
 	case err := <-done:
 		t.Fatalf("second Wait returned %v before its token was due", err)
 	default:
 	}
-	clock.Advance(time.Millisecond + time.Microsecond)
+	clock.Advance(time.Nanosecond)
 	if err := <-done; err != nil {
 		t.Fatalf("second Wait = %v, want nil", err)
 	}
