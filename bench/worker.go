@@ -93,6 +93,7 @@ func runWorker(ctx context.Context, e *Env, r *Report) error {
 
 	// The plain loop: conc goroutines calling Graph back to back.
 	var failed atomic.Int64
+	loopSelf0 := selfCPUTime()
 	start := time.Now()
 	runConcurrently(n, conc, func(int) {
 		if _, err := s.Graph.InviteLink(ctx, group); err != nil {
@@ -100,6 +101,7 @@ func runWorker(ctx context.Context, e *Env, r *Report) error {
 		}
 	})
 	loopRate := float64(n) / time.Since(start).Seconds()
+	loopCPU := (selfCPUTime() - loopSelf0) / time.Duration(n)
 	if failed.Load() > 0 {
 		return fmt.Errorf("plain loop: %d calls failed", failed.Load())
 	}
@@ -117,10 +119,15 @@ func runWorker(ctx context.Context, e *Env, r *Report) error {
 	if err := warmUp(ctx, s, t, "warm", group); err != nil {
 		return err
 	}
+	cpu0, self0 := w[0].CPUTime(), selfCPUTime()
 	rate, err := workerRate(ctx, s, t, "tput", n, group)
 	if err != nil {
 		return err
 	}
+	// CPU per command: the worker process, and the harness (NATS server,
+	// simulator, publisher and terminal watcher), beside the plain loop's
+	// CPU per call (client and simulator).
+	workerCPU, harnessCPU := (w[0].CPUTime()-cpu0)/time.Duration(n), (selfCPUTime()-self0)/time.Duration(n)
 	w[0].SamplePeakRSS()
 
 	cmd := cmdFor("worker")
@@ -133,7 +140,8 @@ func runWorker(ctx context.Context, e *Env, r *Report) error {
 	r.Add(Figure{Key: "worker_ratio_to_plain_graph_loop", Value: rate / loopRate, Goal: &Goal{">=", 0.5}, Baseline: "plain Graph loop",
 		How:     fmt.Sprintf("worker_cmds_per_s / the same %d Graph calls from %d goroutines in a loop with the same client settings (%.0f calls/s)", n, conc, loopRate),
 		Command: cmd})
-	r.Detail("worker", map[string]any{"commands": n, "concurrency": conc, "plain_loop_calls_per_s": loopRate, "worker_peak_rss_mb": w[0].PeakRSSMB()})
+	r.Detail("worker", map[string]any{"commands": n, "concurrency": conc, "plain_loop_calls_per_s": loopRate, "worker_peak_rss_mb": w[0].PeakRSSMB(),
+		"worker_cpu_us_per_cmd": workerCPU.Microseconds(), "harness_cpu_us_per_cmd": harnessCPU.Microseconds(), "plain_loop_cpu_us_per_call": loopCPU.Microseconds()})
 	return nil
 }
 
