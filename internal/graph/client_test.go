@@ -237,7 +237,14 @@ func (b *bundle) join(t *testing.T, waID, groupID string) sim.JoinResult {
 	return res
 }
 
-// graphErr asserts that err is a *graph.Error with this code and class.
+// wantGraphErr asserts that err is a *graph.Error with this code and class.
+func wantGraphErr(t *testing.T, err error, code int, class graph.Class) {
+	t.Helper()
+	_ = graphErr(t, err, code, class) // only the assertions matter here
+}
+
+// graphErr asserts like wantGraphErr and returns the *graph.Error for
+// further checks.
 func graphErr(t *testing.T, err error, code int, class graph.Class) *graph.Error {
 	t.Helper()
 	var ge *graph.Error
@@ -329,24 +336,24 @@ func TestCreateGroupErrors(t *testing.T) {
 	ctx := t.Context()
 
 	_, err := b.client.CreateGroup(ctx, phone, graph.CreateGroupRequest{Subject: "   "})
-	graphErr(t, err, graph.CodeParameterInvalid, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeParameterInvalid, graph.ClassPermanent)
 
 	b.createGroup(t, "first", "")
 	_, err = b.client.CreateGroup(ctx, phone, graph.CreateGroupRequest{Subject: "second"})
-	graphErr(t, err, graph.CodeGroupCreateLimit, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeGroupCreateLimit, graph.ClassPermanent)
 
 	other := "106540352242923"
 	if err := b.sim.SetNumber(other, sim.NumberSettings{Ineligible: true}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = b.client.CreateGroup(ctx, other, graph.CreateGroupRequest{Subject: "x"})
-	graphErr(t, err, graph.CodeNumberNotEligible, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeNumberNotEligible, graph.ClassPermanent)
 
 	if err := b.sim.SetNumber(other, sim.NumberSettings{GroupCreationDisabled: true}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = b.client.CreateGroup(ctx, other, graph.CreateGroupRequest{Subject: "x"})
-	graphErr(t, err, graph.CodeGroupCreateDisabled, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeGroupCreateDisabled, graph.ClassPermanent)
 
 	_, err = b.client.CreateGroup(ctx, "", graph.CreateGroupRequest{Subject: "x"})
 	if !errors.Is(err, graph.ErrInvalidArgument) || graph.IsAmbiguous(err) {
@@ -396,12 +403,15 @@ func TestListGroupsPaging(t *testing.T) {
 	}
 
 	// Stopping early makes no further call.
-	for range b.client.Groups(ctx, phone, 2) {
+	for _, err := range b.client.Groups(ctx, phone, 2) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		break
 	}
 
 	_, err = b.client.ListGroups(ctx, phone, graph.PageOptions{After: "bm90IGEgY3Vyc29y"})
-	graphErr(t, err, graph.CodeInvalidCursor, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeInvalidCursor, graph.ClassPermanent)
 
 	var iterErr error
 	n := 0
@@ -412,7 +422,7 @@ func TestListGroupsPaging(t *testing.T) {
 	if n != 1 {
 		t.Errorf("iterator yielded %d values on an error, want exactly the error", n)
 	}
-	graphErr(t, iterErr, graph.CodeParameterInvalid, graph.ClassPermanent)
+	wantGraphErr(t, iterErr, graph.CodeParameterInvalid, graph.ClassPermanent)
 }
 
 func TestGroupInfoErrors(t *testing.T) {
@@ -421,11 +431,11 @@ func TestGroupInfoErrors(t *testing.T) {
 	ctx := t.Context()
 	// A well-formed id of a group that does not exist (Meta's doc sample).
 	_, err := b.client.GroupInfo(ctx, "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD")
-	graphErr(t, err, graph.CodeGroupUnknown, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeGroupUnknown, graph.ClassPermanent)
 
 	gid := b.createGroup(t, "g", "")
 	_, err = b.client.GroupInfo(ctx, gid, "owner")
-	graphErr(t, err, graph.CodeInvalidParameter, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeInvalidParameter, graph.ClassPermanent)
 }
 
 func TestUpdateGroupSettings(t *testing.T) {
@@ -452,7 +462,7 @@ func TestUpdateGroupSettings(t *testing.T) {
 
 	empty := ""
 	_, err = b.client.UpdateGroupSettings(ctx, gid, graph.UpdateSettingsRequest{Subject: &empty})
-	graphErr(t, err, graph.CodeParameterInvalid, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeParameterInvalid, graph.ClassPermanent)
 
 	_, err = b.client.UpdateGroupSettings(ctx, gid, graph.UpdateSettingsRequest{})
 	if !errors.Is(err, graph.ErrInvalidArgument) {
@@ -463,7 +473,7 @@ func TestUpdateGroupSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = b.client.UpdateGroupSettings(ctx, gid, graph.UpdateSettingsRequest{Description: &desc})
-	graphErr(t, err, graph.CodeGroupSuspended, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeGroupSuspended, graph.ClassPermanent)
 }
 
 func jpegOf(t *testing.T, w, h int) []byte {
@@ -503,7 +513,7 @@ func TestUpdateGroupPicture(t *testing.T) {
 	}
 
 	_, err = b.client.UpdateGroupPicture(ctx, gid, []byte("GIF89a not a jpeg"))
-	graphErr(t, err, graph.CodeParameterInvalid, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeParameterInvalid, graph.ClassPermanent)
 
 	_, err = b.client.UpdateGroupPicture(ctx, gid, nil)
 	if !errors.Is(err, graph.ErrInvalidArgument) {
@@ -524,9 +534,9 @@ func TestDeleteGroup(t *testing.T) {
 		t.Errorf("delete webhook = %+v", ev)
 	}
 	_, err = b.client.DeleteGroup(ctx, gid)
-	graphErr(t, err, graph.CodeGroupUnknown, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeGroupUnknown, graph.ClassPermanent)
 	_, err = b.client.InviteLink(ctx, gid)
-	graphErr(t, err, graph.CodeGroupUnknown, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeGroupUnknown, graph.ClassPermanent)
 }
 
 func TestInviteLink(t *testing.T) {
@@ -562,7 +572,7 @@ func TestInviteLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = b.client.ResetInviteLink(ctx, gid)
-	graphErr(t, err, graph.CodeGroupSuspended, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeGroupSuspended, graph.ClassPermanent)
 }
 
 func TestJoinRequests(t *testing.T) {
@@ -635,7 +645,7 @@ func TestJoinRequests(t *testing.T) {
 	}
 	// Every item failed: an error, and the items still say why.
 	res, err = b.client.RejectJoinRequests(ctx, gid, []string{reqIDs[1]})
-	graphErr(t, err, graph.CodeJoinRequestUnknown, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeJoinRequestUnknown, graph.ClassPermanent)
 	if len(res.Failed) != 1 || res.Failed[0].ID != reqIDs[1] || res.Failed[0].Errors[0].Code != graph.CodeJoinRequestUnknown {
 		t.Errorf("all-failed result = %+v", res)
 	}
@@ -717,7 +727,7 @@ func TestRemoveParticipants(t *testing.T) {
 		t.Fatal(err)
 	}
 	results, err = b.client.RemoveParticipants(ctx, gid, []string{carol})
-	graphErr(t, err, graph.CodeServiceUnavailable, graph.ClassTransient)
+	wantGraphErr(t, err, graph.CodeServiceUnavailable, graph.ClassTransient)
 	if len(results) != 0 {
 		t.Errorf("results after a failed first call = %+v", results)
 	}
@@ -762,7 +772,7 @@ func TestTemplates(t *testing.T) {
 		t.Errorf("duplicate template error = %+v", ge)
 	}
 	_, err = b.client.AccountTemplates(ctx, "999", "")
-	graphErr(t, err, graph.CodeInvalidParameter, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeInvalidParameter, graph.ClassPermanent)
 }
 
 func TestSendMessages(t *testing.T) {
@@ -772,7 +782,7 @@ func TestSendMessages(t *testing.T) {
 	gid := b.createGroup(t, "chat", "")
 
 	_, err := b.client.SendGroupText(ctx, phone, gid, "anyone?")
-	graphErr(t, err, graph.CodeGroupOnlyMember, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeGroupOnlyMember, graph.ClassPermanent)
 
 	b.join(t, alice, gid)
 	sent, err := b.client.SendGroupText(ctx, phone, gid, "hello group")
@@ -787,7 +797,7 @@ func TestSendMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = b.client.SendGroupText(ctx, phone, gid, "still there?")
-	graphErr(t, err, graph.CodeGroupSuspended, graph.ClassPermanent)
+	wantGraphErr(t, err, graph.CodeGroupSuspended, graph.ClassPermanent)
 	if err := b.sim.Unsuspend(gid); err != nil {
 		t.Fatal(err)
 	}
@@ -922,7 +932,9 @@ func TestAmbiguity(t *testing.T) {
 			t.Fatal(err)
 		}
 		addr := ln.Addr().String()
-		ln.Close()
+		if err := ln.Close(); err != nil {
+			t.Fatal(err)
+		}
 		c, err := graph.New(graph.Config{BaseURL: "http://" + addr, AccessToken: testToken})
 		if err != nil {
 			t.Fatal(err)
@@ -957,17 +969,18 @@ func TestTokenNeverInErrors(t *testing.T) {
 	s := sim.New(sim.Config{AccessToken: testToken})
 	t.Cleanup(s.Close)
 	// A proxy in front of the simulator that misbehaves on two paths.
+	// A failed write to w shows up as the client's error, which is checked.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v23.0/echo":
 			tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprintf(w, `{"error":{"message":"token %s rejected","code":190,"error_data":{"details":"%s"},"error_user_msg":"%s"}}`, tok, tok, tok)
+			_, _ = fmt.Fprintf(w, `{"error":{"message":"token %s rejected","code":190,"error_data":{"details":"%s"},"error_user_msg":"%s"}}`, tok, tok, tok)
 		case "/v23.0/echo5xx":
 			w.WriteHeader(http.StatusBadGateway)
-			fmt.Fprint(w, "<html>upstream said "+r.Header.Get("Authorization")+"</html>")
+			_, _ = fmt.Fprint(w, "<html>upstream said "+r.Header.Get("Authorization")+"</html>")
 		case "/v23.0/garbled/groups":
-			fmt.Fprint(w, "{not json")
+			_, _ = fmt.Fprint(w, "{not json")
 		default:
 			s.ServeHTTP(w, r)
 		}
@@ -1024,7 +1037,7 @@ func TestTokenNeverInErrors(t *testing.T) {
 	if !errors.Is(errs[2], graph.ErrMalformedResponse) || !graph.IsAmbiguous(errs[2]) {
 		t.Errorf("garbled 200: %v, want an ambiguous ErrMalformedResponse", errs[2])
 	}
-	graphErr(t, errs[3], graph.CodeAccessTokenExpired, graph.ClassPermanent)
+	wantGraphErr(t, errs[3], graph.CodeAccessTokenExpired, graph.ClassPermanent)
 }
 
 func BenchmarkClientAgainstSimulator(b *testing.B) {

@@ -27,14 +27,14 @@ type Class int
 const (
 	// ClassNone is the class of a nil error.
 	ClassNone Class = iota
-	// ClassTransient: retry with backoff (RetryAfter, when set, is a floor).
+	// ClassTransient means retry with backoff (RetryAfter, when set, is a floor).
 	ClassTransient
-	// ClassThrottled: a rate limit was hit; wait RetryAfter, then retry.
+	// ClassThrottled means a rate limit was hit: wait RetryAfter, then retry.
 	// Scope says what the limit covers.
 	ClassThrottled
-	// ClassPermanent: retrying the same request will fail the same way.
+	// ClassPermanent means retrying the same request will fail the same way.
 	ClassPermanent
-	// ClassPartial: some items succeeded and some failed; read the
+	// ClassPartial means some items succeeded and some failed; read the
 	// per-item outcomes instead of retrying the whole request.
 	ClassPartial
 )
@@ -60,6 +60,7 @@ func (c Class) String() string {
 // account, or (for the spam limit) the campaign sending from the number.
 type Scope string
 
+// The scopes of a throttle; ScopeNone is the scope of any other error.
 const (
 	ScopeNone      Scope = ""
 	ScopeNumber    Scope = "number"    // 130429 throughput, 131208 group ops

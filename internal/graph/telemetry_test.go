@@ -46,7 +46,7 @@ func TestTracedCallsAreNamedByEndpoint(t *testing.T) {
 		}
 		names[sp.Name] = true
 		for _, a := range sp.Attributes {
-			if strings.Contains(a.Value.Emit(), testToken) {
+			if strings.Contains(a.Value.String(), testToken) {
 				t.Errorf("span %q attribute %s holds the access token", sp.Name, a.Key)
 			}
 		}
@@ -64,7 +64,7 @@ func TestTracedCallsAreNamedByEndpoint(t *testing.T) {
 func attr(sp tracetest.SpanStub, key string) string {
 	for _, a := range sp.Attributes {
 		if string(a.Key) == key {
-			return a.Value.Emit()
+			return a.Value.String()
 		}
 	}
 	return ""
