@@ -123,18 +123,18 @@ func (s *Server) adminMux() *http.ServeMux {
 		}
 		reply(w, map[string]any{"calls": calls, "last_seq": last}, nil)
 	})
-	m.HandleFunc("DELETE /_sim/calls", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("DELETE /_sim/calls", func(w http.ResponseWriter, _ *http.Request) {
 		s.ResetCalls()
 		reply(w, okBody, nil)
 	})
-	m.HandleFunc("GET /_sim/webhooks", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("GET /_sim/webhooks", func(w http.ResponseWriter, _ *http.Request) {
 		hooks := s.Webhooks()
 		if hooks == nil {
 			hooks = []WebhookRecord{}
 		}
 		reply(w, map[string]any{"webhooks": hooks, "pending": s.PendingWebhooks()}, nil)
 	})
-	m.HandleFunc("DELETE /_sim/webhooks", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("DELETE /_sim/webhooks", func(w http.ResponseWriter, _ *http.Request) {
 		s.ResetWebhooks()
 		reply(w, okBody, nil)
 	})
@@ -148,10 +148,10 @@ func (s *Server) adminMux() *http.ServeMux {
 		s.SetWebhookURL(in.URL)
 		reply(w, okBody, nil)
 	})
-	m.HandleFunc("GET /_sim/state", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("GET /_sim/state", func(w http.ResponseWriter, _ *http.Request) {
 		reply(w, s.State(), nil)
 	})
-	m.HandleFunc("GET /_sim/faults", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("GET /_sim/faults", func(w http.ResponseWriter, _ *http.Request) {
 		reply(w, s.Faults(), nil)
 	})
 	m.HandleFunc("POST /_sim/faults", func(w http.ResponseWriter, r *http.Request) {
@@ -165,11 +165,11 @@ func (s *Server) adminMux() *http.ServeMux {
 		}
 		reply(w, s.Faults(), nil)
 	})
-	m.HandleFunc("DELETE /_sim/faults", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("DELETE /_sim/faults", func(w http.ResponseWriter, _ *http.Request) {
 		_ = s.SetFaults(Faults{})
 		reply(w, okBody, nil)
 	})
-	m.HandleFunc("GET /_sim/health", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("GET /_sim/health", func(w http.ResponseWriter, _ *http.Request) {
 		reply(w, okBody, nil)
 	})
 	m.HandleFunc("/_sim/", func(w http.ResponseWriter, r *http.Request) {

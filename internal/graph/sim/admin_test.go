@@ -195,7 +195,7 @@ func TestAdminAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 400 {
+		if resp.StatusCode != http.StatusBadRequest {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
 	})

@@ -3,7 +3,6 @@ package sim
 import (
 	"cmp"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -151,7 +150,7 @@ func (c Config) withDefaults() Config {
 	c.WebhookLogSize = cmp.Or(c.WebhookLogSize, 10000)
 	c.CallLogSize = cmp.Or(c.CallLogSize, 200000)
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Clock == nil {
 		c.Clock = systemClock{}

@@ -454,7 +454,11 @@ func TestInviteLink(t *testing.T) {
 	})
 	t.Run("A suspended group has no link", func(t *testing.T) {
 		_ = b.sim.Suspend(id)
-		defer b.sim.Unsuspend(id)
+		defer func() {
+			if err := b.sim.Unsuspend(id); err != nil {
+				t.Error(err)
+			}
+		}()
 		expectError(t, b.call(t, "GET", "/v23.0/"+id+"/invite_link", nil), 403, 131207)
 	})
 }

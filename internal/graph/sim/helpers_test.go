@@ -353,15 +353,3 @@ func (b *bundle) join(t *testing.T, waID, link string) sim.JoinResult {
 	}
 	return res
 }
-
-func jsonNumber(v any) int64 {
-	switch x := v.(type) {
-	case float64:
-		return int64(x)
-	case string:
-		var n int64
-		fmt.Sscan(x, &n)
-		return n
-	}
-	return -1
-}

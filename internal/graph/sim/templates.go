@@ -58,7 +58,7 @@ var library = func() []libraryTemplate {
 		"es":    "Pediste unirte a nuestro grupo de WhatsApp. Toca el enlace para unirte: {{1}}",
 		"pt_BR": "Você pediu para entrar no nosso grupo do WhatsApp. Toque no link para entrar: {{1}}",
 	}
-	var out []libraryTemplate
+	out := make([]libraryTemplate, 0, 7)
 	for _, lang := range []string{"en", "en_US", "es", "pt_BR"} {
 		out = append(out, libraryTemplate{
 			Name: "group_invite_upon_request", Language: lang, Category: "UTILITY", Topic: TopicGroupInviteLink,
@@ -90,7 +90,7 @@ var library = func() []libraryTemplate {
 	)
 	for i := range out {
 		h := fnv.New64a()
-		h.Write([]byte(out[i].Name + "/" + out[i].Language))
+		_, _ = h.Write([]byte(out[i].Name + "/" + out[i].Language)) // a hash.Hash never returns a write error
 		out[i].ID = fmt.Sprintf("1%015d", h.Sum64()%1e15)
 	}
 	return out
