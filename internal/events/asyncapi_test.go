@@ -119,7 +119,7 @@ func TestAsyncAPIDocument(t *testing.T) {
 }
 
 // messagePayload returns the schema file a message's payload points to.
-func messagePayload(t *testing.T, doc asyncAPI, msg map[string]any) string {
+func messagePayload(t *testing.T, msg map[string]any) string {
 	t.Helper()
 	payload, _ := msg["payload"].(map[string]any)
 	if f := payload["schemaFormat"]; f != "application/schema+json;version=draft-2020-12" {
@@ -234,7 +234,7 @@ func TestAsyncAPIChannels(t *testing.T) {
 			t.Errorf("command type %s: no channel %s", ct, addr)
 			continue
 		}
-		if got := messagePayload(t, doc, msg); got != CommandSchema(ct) {
+		if got := messagePayload(t, msg); got != CommandSchema(ct) {
 			t.Errorf("channel %s: payload %s, want %s", addr, got, CommandSchema(ct))
 		}
 		if h := headerNames(t, doc, msg); !containsAll(h, "Nats-Msg-Id", "traceparent", "tracestate") {
@@ -248,7 +248,7 @@ func TestAsyncAPIChannels(t *testing.T) {
 			t.Errorf("event type %s: no channel %s", et, addr)
 			continue
 		}
-		if got := messagePayload(t, doc, msg); got != EventSchema(et) {
+		if got := messagePayload(t, msg); got != EventSchema(et) {
 			t.Errorf("channel %s: payload %s, want %s", addr, got, EventSchema(et))
 		}
 		if h := headerNames(t, doc, msg); !containsAll(h, "Nats-Msg-Id", "traceparent", "tracestate") {
@@ -264,7 +264,7 @@ func TestAsyncAPIChannels(t *testing.T) {
 			t.Errorf("no channel %s", addr)
 			continue
 		}
-		if got := messagePayload(t, doc, msg); got != schema {
+		if got := messagePayload(t, msg); got != schema {
 			t.Errorf("channel %s: payload %s, want %s", addr, got, schema)
 		}
 	}
@@ -289,7 +289,7 @@ func TestAsyncAPIChannels(t *testing.T) {
 			t.Errorf("query %s: no channel %s", q, addr)
 			continue
 		}
-		if got, want := messagePayload(t, doc, msg), "query."+q+".request.json"; got != want {
+		if got, want := messagePayload(t, msg), "query."+q+".request.json"; got != want {
 			t.Errorf("query %s: request payload %s, want %s", q, got, want)
 		}
 		checkQueryOperation(t, doc, ops, q)
@@ -314,7 +314,7 @@ func checkQueryOperation(t *testing.T, doc asyncAPI, ops map[string]map[string]a
 			if err != nil {
 				t.Fatal(err)
 			}
-			payloads = append(payloads, messagePayload(t, doc, msg))
+			payloads = append(payloads, messagePayload(t, msg))
 			if containsAll(headerNames(t, doc, msg), "Nats-Service-Error", "Nats-Service-Error-Code") {
 				errHeaders = true
 			}

@@ -142,7 +142,8 @@ const ReplayHeader = "Groupflow-Replay"
 func EventID(parts ...string) string {
 	h := sha256.New()
 	for _, p := range parts {
-		fmt.Fprintf(h, "%d:%s", len(p), p) // length-prefixed: ("ab","c") ≠ ("a","bc")
+		// Length-prefixed: ("ab","c") ≠ ("a","bc"). A hash.Hash never returns a write error.
+		_, _ = fmt.Fprintf(h, "%d:%s", len(p), p)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }

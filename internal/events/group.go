@@ -90,7 +90,8 @@ type ParticipantsJoined struct {
 	Participants []ParticipantRef `json:"participants"`
 }
 
-// Who removed participants (ParticipantsRemoved.InitiatedBy).
+// InitiatedByBusiness is ParticipantsRemoved.InitiatedBy when the business
+// removed the participants.
 const InitiatedByBusiness = "business"
 
 // ParticipantsRemoved is the data of group.participants_removed: the

@@ -42,8 +42,12 @@ func checkCommandID(path, s string, errs *errorList) {
 }
 
 func notIDChar(r rune) bool {
-	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
-		r == '_' || r == '-' || r == '.' || r == ':')
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9',
+		r == '_', r == '-', r == '.', r == ':':
+		return false
+	}
+	return true
 }
 
 func checkNumericID(path, s string, errs *errorList) {

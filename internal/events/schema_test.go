@@ -36,7 +36,7 @@ func (embedLoader) Load(url string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer f.Close() //nolint:errcheck // read-only embedded file: Close cannot lose data
 	return jsonschema.UnmarshalJSON(f)
 }
 

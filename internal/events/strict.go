@@ -89,10 +89,10 @@ func syntaxError(err error) error {
 	if err == nil {
 		return nil
 	}
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return errors.New("body is not JSON: unexpected end of input")
 	}
-	return fmt.Errorf("body is not JSON: %v", err)
+	return fmt.Errorf("body is not JSON: %w", err)
 }
 
 // jsonKind names the kind of a syntactically valid JSON value.
