@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"encoding/hex"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -83,10 +84,24 @@ func Extract(ctx context.Context, h nats.Header) context.Context {
 // ("00-<trace id>-<span id>-<flags>"), or "" when it has none. The worker
 // keeps it in the ledger so that the webhook completing an async command can
 // link back to the command's trace with LinkFromTraceParent.
+//
+// It is written here rather than through the propagator and a map carrier:
+// the worker calls it for every command.
 func TraceParent(ctx context.Context) string {
-	c := propagation.MapCarrier{}
-	propagation.TraceContext{}.Inject(ctx, c)
-	return c["traceparent"]
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return ""
+	}
+	tid, sid := sc.TraceID(), sc.SpanID()
+	var b [55]byte // version, trace id, parent id, flags
+	b[0], b[1], b[2] = '0', '0', '-'
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	// Only the flags W3C defines (sampled, random), as the propagator does.
+	hex.Encode(b[53:55], []byte{byte(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom))})
+	return string(b[:])
 }
 
 // ParseTraceParent parses a W3C traceparent value into a remote span

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/groupflow/groupflow/internal/natsembed"
@@ -127,6 +128,15 @@ func TestTraceParent(t *testing.T) {
 	}
 	if got := TraceParent(context.Background()); got != "" {
 		t.Errorf("TraceParent without a span = %q, want empty", got)
+	}
+	// It writes what the W3C propagator would, whatever the flags.
+	for _, flags := range []trace.TraceFlags{0, trace.FlagsSampled, trace.FlagsRandom, 0xff} {
+		sc := span.SpanContext().WithTraceFlags(flags)
+		c := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(trace.ContextWithSpanContext(context.Background(), sc), c)
+		if got := TraceParent(trace.ContextWithSpanContext(context.Background(), sc)); got != c["traceparent"] {
+			t.Errorf("TraceParent with flags %02x = %q, want the propagator's %q", byte(flags), got, c["traceparent"])
+		}
 	}
 }
 

@@ -29,7 +29,17 @@ const (
 	AttrDuplicate = attribute.Key("messaging.nats.message.duplicate")
 )
 
-var systemNATS = semconv.MessagingSystemKey.String("nats")
+// What every messaging span of a kind starts with, built once: a span's
+// attributes are set in one call, so the SDK allocates its attribute
+// slice once instead of growing it attribute by attribute.
+var (
+	systemNATS    = semconv.MessagingSystemKey.String("nats")
+	opNameSend    = semconv.MessagingOperationName("send")
+	opNameProcess = semconv.MessagingOperationName("process")
+	producerKind  = trace.WithSpanKind(trace.SpanKindProducer)
+	consumerKind  = trace.WithSpanKind(trace.SpanKindConsumer)
+	newRoot       = trace.WithNewRoot()
+)
 
 // SubjectTemplate is the low-cardinality form of a subject used in span
 // names: tokens made only of digits (phone number ids) become "*", so
@@ -76,17 +86,16 @@ func spanName(op, subject string) string {
 // Inject the returned context into the message's headers, publish, and end
 // the span. PublishMsg does all of that.
 func StartPublish(ctx context.Context, tracer trace.Tracer, subject, msgID string) (context.Context, trace.Span) {
-	ctx, span := tracer.Start(ctx, spanName("send", subject), trace.WithSpanKind(trace.SpanKindProducer))
+	ctx, span := tracer.Start(ctx, spanName("send", subject), producerKind)
 	if span.IsRecording() { // attributes cost allocations a no-op span would throw away
-		span.SetAttributes(
-			systemNATS,
-			semconv.MessagingOperationTypeSend,
-			semconv.MessagingOperationName("send"),
-			semconv.MessagingDestinationName(subject),
-		)
+		attrs := [5]attribute.KeyValue{systemNATS, semconv.MessagingOperationTypeSend, opNameSend,
+			semconv.MessagingDestinationName(subject)}
+		n := 4
 		if msgID != "" {
-			span.SetAttributes(semconv.MessagingMessageID(msgID))
+			attrs[n] = semconv.MessagingMessageID(msgID)
+			n++
 		}
+		span.SetAttributes(attrs[:n]...)
 	}
 	return ctx, span
 }
@@ -170,39 +179,36 @@ func StartProcess(ctx context.Context, tracer trace.Tracer, msg jetstream.Msg) (
 func StartDelivery(ctx context.Context, tracer trace.Tracer, d Delivery) (context.Context, trace.Span) {
 	prev := trace.SpanContextFromContext(ctx)
 	ctx = Extract(ctx, d.Header)
-	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+	opts := [2]trace.SpanStartOption{consumerKind, newRoot}
 	if creation := trace.SpanContextFromContext(ctx); creation.IsValid() && !creation.Equal(prev) {
-		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: creation}))
-	} else {
-		opts = append(opts, trace.WithNewRoot())
+		opts[1] = trace.WithLinks(trace.Link{SpanContext: creation})
 	}
-	ctx, span := tracer.Start(ctx, spanName("process", d.Subject), opts...)
+	ctx, span := tracer.Start(ctx, spanName("process", d.Subject), opts[:]...)
 	if span.IsRecording() {
+		attrs := [9]attribute.KeyValue{systemNATS, semconv.MessagingOperationTypeProcess, opNameProcess,
+			semconv.MessagingDestinationName(d.Subject)}
+		n := 4
+		add := func(kv attribute.KeyValue) { attrs[n] = kv; n++ }
 		msgID := d.MsgID
 		if msgID == "" {
 			msgID = d.Header.Get(jetstream.MsgIDHeader)
 		}
-		span.SetAttributes(
-			systemNATS,
-			semconv.MessagingOperationTypeProcess,
-			semconv.MessagingOperationName("process"),
-			semconv.MessagingDestinationName(d.Subject),
-		)
 		if msgID != "" {
-			span.SetAttributes(semconv.MessagingMessageID(msgID))
+			add(semconv.MessagingMessageID(msgID))
 		}
 		if d.Consumer != "" {
-			span.SetAttributes(semconv.MessagingConsumerGroupName(d.Consumer))
+			add(semconv.MessagingConsumerGroupName(d.Consumer))
 		}
 		if d.Stream != "" {
-			span.SetAttributes(AttrStream.String(d.Stream))
+			add(AttrStream.String(d.Stream))
 		}
 		if d.NumDelivered > 0 {
-			span.SetAttributes(AttrDeliveryCount.Int64(int64(d.NumDelivered)))
+			add(AttrDeliveryCount.Int64(int64(d.NumDelivered)))
 		}
 		if d.StreamSequence > 0 {
-			span.SetAttributes(AttrStreamSequence.Int64(int64(d.StreamSequence)))
+			add(AttrStreamSequence.Int64(int64(d.StreamSequence)))
 		}
+		span.SetAttributes(attrs[:n]...)
 	}
 	return ctx, span
 }
