@@ -79,15 +79,15 @@ func (e *Env) Secret(name, usage string) string {
 	return v
 }
 
-// Int returns the variable as an integer ≥ min, or def when unset.
-func (e *Env) Int(name string, def, min int, usage string) int {
+// Int returns the variable as an integer ≥ lowest, or def when unset.
+func (e *Env) Int(name string, def, lowest int, usage string) int {
 	v := e.record(Var{Name: name, Default: strconv.Itoa(def), Usage: usage})
 	if v == "" {
 		return def
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < min {
-		e.fail(name, "want an integer ≥ %d, got %q", min, v)
+	if err != nil || n < lowest {
+		e.fail(name, "want an integer ≥ %d, got %q", lowest, v)
 		return def
 	}
 	return n

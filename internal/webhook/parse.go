@@ -153,7 +153,7 @@ func notJSON(body []byte) error {
 	dec.UseNumber()
 	var root any
 	if err := dec.Decode(&root); err != nil {
-		return fmt.Errorf("%w: not JSON: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: not JSON: %w", ErrMalformed, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("%w: not JSON: data after the top-level value", ErrMalformed)
@@ -434,7 +434,7 @@ func subjectToken(s string) string {
 	}
 	var sb strings.Builder
 	for _, r := range s {
-		if r < 0x80 && tokenByte(byte(r)) {
+		if r < 0x80 && tokenByte(byte(r)) { //nolint:gosec // G115: r < 0x80 is checked first
 			sb.WriteRune(r)
 		} else {
 			sb.WriteByte('_')
@@ -631,9 +631,9 @@ func (p *parser) findContact(contacts int32, waID, userID string) int32 {
 }
 
 func truncate(s string) string {
-	const max = 64
-	if len(s) > max {
-		return s[:max] + "…"
+	const limit = 64
+	if len(s) > limit {
+		return s[:limit] + "…"
 	}
 	return s
 }

@@ -349,12 +349,11 @@ const metadata = `"messaging_product":"whatsapp","metadata":{"display_phone_numb
 func TestParseSpellingDrift(t *testing.T) {
 	t.Parallel()
 	type variant struct {
-		name           string
-		canonical      []byte
-		drifted        []byte
-		wantField      string
-		wantType       string
-		wantTypeInData string
+		name      string
+		canonical []byte
+		drifted   []byte
+		wantField string
+		wantType  string
 	}
 	remove := `{"timestamp":"1750101000","group_id":"G1","type":"%s","request_id":"R1","initiated_by":"business","removed_participants":[{"input":"16505551234"}]}`
 	add := `{"timestamp":1750101000,"group_id":"G1","type":"%s","reason":"invite_link","added_participants":[{"wa_id":"16505551234"}]}`
