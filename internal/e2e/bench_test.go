@@ -33,7 +33,8 @@ import (
 // cpu_ratio is the same comparison in process CPU time per command
 // (untraced / traced), which a loaded machine disturbs less; allocs/cmd
 // and B/cmd are the process's heap allocations per command on each side,
-// which it does not disturb at all.
+// which it does not disturb at all. It fails if the traced side exported
+// fewer spans than its commands make: a dropped span costs nothing.
 func BenchmarkTracingOverhead(b *testing.B) {
 	sides := [2]*benchSide{newBenchSide(b, false), newBenchSide(b, true)}
 	b.Cleanup(func() { pprof.SetGoroutineLabels(context.Background()) })
@@ -63,6 +64,11 @@ func BenchmarkTracingOverhead(b *testing.B) {
 	b.ReportMetric(float64(sum[1].allocs)/n, "allocs/cmd_traced")
 	b.ReportMetric(float64(sum[0].bytes)/n, "B/cmd_untraced")
 	b.ReportMetric(float64(sum[1].bytes)/n, "B/cmd_traced")
+	// Every span reaches the exporter (none dropped for a full queue):
+	// process, Graph call, result publish.
+	if got := float64(sum[1].spans) / n; got < 3 {
+		b.Errorf("%.2f spans exported per traced command, want at least 3: spans were dropped", got)
+	}
 	slices.Sort(ratios)
 	b.ReportMetric((ratios[(pairs-1)/2]+ratios[pairs/2])/2, "tracing_overhead_ratio")
 }
@@ -77,6 +83,7 @@ type benchSide struct {
 	tracer bool
 	labels context.Context // profiler labels of the side's goroutines
 	done   atomic.Int64
+	spans  atomic.Int64 // exported, on the traced side
 }
 
 // newBenchSide sets up one side. Every goroutine of it (its NATS server,
@@ -91,10 +98,11 @@ func newBenchSide(b *testing.B, tracing bool) *benchSide {
 	}
 	labels := pprof.WithLabels(context.Background(), pprof.Labels("side", label))
 	pprof.SetGoroutineLabels(labels)
+	side := &benchSide{tracer: tracing, labels: labels}
 	s := setup(b, func(o *stackOpts) {
 		o.bench, o.concurrency = true, 16
 		if tracing {
-			o.spanExporter = discardExporter{}
+			o.spanExporter = discardExporter{&side.spans}
 		} else {
 			o.noTracing = true
 		}
@@ -102,7 +110,7 @@ func newBenchSide(b *testing.B, tracing bool) *benchSide {
 	if tracing != s.workerTel.TracingEnabled() {
 		b.Fatalf("tracing enabled = %v, want %v", s.workerTel.TracingEnabled(), tracing)
 	}
-	side := &benchSide{s: s, tracer: tracing, labels: labels}
+	side.s = s
 	pub, err := jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(256), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	must(b, err)
 	side.pub = pub
@@ -132,6 +140,7 @@ func newBenchSide(b *testing.B, tracing bool) *benchSide {
 type usage struct {
 	wall, cpu     time.Duration
 	allocs, bytes uint64 // heap allocations of the whole process
+	spans         int64  // exported
 }
 
 func (u *usage) add(v usage) {
@@ -139,6 +148,7 @@ func (u *usage) add(v usage) {
 	u.cpu += v.cpu
 	u.allocs += v.allocs
 	u.bytes += v.bytes
+	u.spans += v.spans
 }
 
 // run publishes n commands, as a busy caller would (asynchronously), and
@@ -149,7 +159,7 @@ func (side *benchSide) run(b *testing.B, n int) usage {
 	b.StopTimer()
 	pprof.SetGoroutineLabels(side.labels) // the worker's goroutines inherit them
 	stop := side.s.startWorker(b, workerOpts{})
-	start := side.done.Load()
+	start, spans0 := side.done.Load(), side.spans.Load()
 	runtime.GC() // neither side pays for the other's garbage
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
@@ -181,6 +191,8 @@ func (side *benchSide) run(b *testing.B, n int) usage {
 	runtime.ReadMemStats(&m1)
 	u.allocs, u.bytes = m1.Mallocs-m0.Mallocs, m1.TotalAlloc-m0.TotalAlloc
 	stop()
+	must(b, side.s.workerTel.ForceFlush(context.Background()))
+	u.spans = side.spans.Load() - spans0
 	b.StartTimer()
 	return u
 }
@@ -194,9 +206,12 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// discardExporter receives batches of spans and drops them: the cost of
-// tracing up to the exporter, without a collector's.
-type discardExporter struct{}
+// discardExporter receives batches of spans, counts them and drops them:
+// the cost of tracing up to the exporter, without a collector's.
+type discardExporter struct{ spans *atomic.Int64 }
 
-func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
-func (discardExporter) Shutdown(context.Context) error                             { return nil }
+func (e discardExporter) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
+	e.spans.Add(int64(len(spans)))
+	return nil
+}
+func (discardExporter) Shutdown(context.Context) error { return nil }
