@@ -116,12 +116,17 @@ func (s *Server) Shutdown() {
 }
 
 func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	// Start takes no context, and binding a local port does not block.
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0")) //nolint:noctx // see above
 	if err != nil {
 		return 0, fmt.Errorf("natsembed: find a free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	port := l.Addr().(*net.TCPAddr).Port
+	// The port must be free again for the server to take it.
+	if err := l.Close(); err != nil {
+		return 0, fmt.Errorf("natsembed: release port %d: %w", port, err)
+	}
+	return port, nil
 }
 
 func waitFor(timeout time.Duration, cond func() bool) error {

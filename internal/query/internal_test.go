@@ -80,5 +80,3 @@ func FuzzDecode(f *testing.F) {
 		_ = decode(data, &cs)
 	})
 }
-
-const phone = "106540352242922"

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
@@ -147,7 +146,7 @@ func kv(tb testing.TB, js jetstream.JetStream, name string) jetstream.KeyValue {
 	return b
 }
 
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // eventually polls cond while state propagates; it asserts no speed.
 func eventually(tb testing.TB, cond func() bool, format string, args ...any) {
@@ -302,7 +301,7 @@ func (embedLoader) Load(url string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer f.Close() //nolint:errcheck // read-only embedded file: Close cannot lose data
 	return jsonschema.UnmarshalJSON(f)
 }
 

@@ -228,7 +228,9 @@ func (s *Service) Start(ctx context.Context) error {
 		s.cache = &cache{kv: kv, ttl: ttl, now: s.cfg.Now}
 	}
 	s.base, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	err := s.startLocked()
+	// The endpoints' handlers run on NATS callbacks after Start returns; their
+	// contexts derive from s.base, made from ctx just above.
+	err := s.startLocked() //nolint:contextcheck // see above
 	if err == nil {
 		// The server has the subscriptions once it answers a ping: Start
 		// returns when requests can reach this process.
