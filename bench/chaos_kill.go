@@ -47,7 +47,7 @@ func runKillChaos(ctx context.Context, e *Env, r *Report) error {
 		return err
 	}
 	t0 := time.Now()
-	mps := e.Size.CampaignMPS
+	mps := e.Size.KillMPS
 	s, err := NewStack(ctx, dir, StackConfig{Sim: campaignSim(mps)})
 	if err != nil {
 		return err

@@ -43,6 +43,7 @@ type Size struct {
 	// Chaos sizes.
 	ClusterCommands  int
 	KillInvites      int
+	KillMPS          float64 // the campaign's messages/s limit
 	KillEvery        time.Duration
 	KillMax          int // 0: until the campaign completes
 	FaultCommands    int
@@ -60,9 +61,9 @@ var Full = Size{
 	RateLimitSeconds: 20,
 	TracingCommands:  4000, TracingPairs: 3,
 	QueryReads:      500,
-	CampaignInvites: 100000, CampaignMPS: 300, CampaignWorkers: 4,
+	CampaignInvites: 100000, CampaignMPS: 1000, CampaignWorkers: 4,
 
-	ClusterCommands: 5000, KillInvites: 10000, KillEvery: 3 * time.Second, FaultCommands: 5000,
+	ClusterCommands: 5000, KillInvites: 10000, KillMPS: 300, KillEvery: 3 * time.Second, FaultCommands: 5000,
 	OutageSeconds: 10 * time.Second, OutageWebhooksPS: 100,
 }
 
@@ -78,7 +79,7 @@ var Smoke = Size{
 	QueryReads:      20,
 	CampaignInvites: 300, CampaignMPS: 200, CampaignWorkers: 2,
 
-	ClusterCommands: 300, KillInvites: 400, KillEvery: 1500 * time.Millisecond, KillMax: 2, FaultCommands: 300,
+	ClusterCommands: 300, KillInvites: 400, KillMPS: 200, KillEvery: 1500 * time.Millisecond, KillMax: 2, FaultCommands: 300,
 	// Past the ingest's 10 s publish timeout, so 503s are seen here too.
 	OutageSeconds: 11 * time.Second, OutageWebhooksPS: 30,
 }
