@@ -94,7 +94,7 @@ func setupWith(t testing.TB, tel *telemetry.Telemetry) bundle {
 	return bundle{ledger: ledger, url: srv.URL, js: js, nats: ns}
 }
 
-func (b bundle) post(t *testing.T, path, token string, body []byte) (*http.Response, map[string]any) {
+func (b bundle) post(t *testing.T, path, token string, body []byte) (int, map[string]any) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, b.url+path, bytes.NewReader(body))
 	if err != nil {
@@ -106,7 +106,9 @@ func (b bundle) post(t *testing.T, path, token string, body []byte) (*http.Respo
 	return do(t, req)
 }
 
-func do(t *testing.T, req *http.Request) (*http.Response, map[string]any) {
+// do sends req and returns the status code and the JSON answer (nil if it
+// is not JSON).
+func do(t *testing.T, req *http.Request) (int, map[string]any) {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -116,7 +118,7 @@ func do(t *testing.T, req *http.Request) (*http.Response, map[string]any) {
 	raw, _ := io.ReadAll(resp.Body)
 	var out map[string]any
 	_ = json.Unmarshal(raw, &out)
-	return resp, out
+	return resp.StatusCode, out
 }
 
 func (b bundle) streamMsgs(t *testing.T, stream string) uint64 {
@@ -140,13 +142,13 @@ func TestCommandIsPublishedOnceWithItsID(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 
-	resp, body := b.post(t, "/v1/commands", apiToken, []byte(validCommand))
-	if resp.StatusCode != http.StatusAccepted || body["id"] != "order-4711-approve" {
-		t.Fatalf("first POST = %d %v, want 202 with the id", resp.StatusCode, body)
+	status, body := b.post(t, "/v1/commands", apiToken, []byte(validCommand))
+	if status != http.StatusAccepted || body["id"] != "order-4711-approve" {
+		t.Fatalf("first POST = %d %v, want 202 with the id", status, body)
 	}
-	resp, body = b.post(t, "/v1/commands", apiToken, []byte(validCommand))
-	if resp.StatusCode != http.StatusOK || body["status"] != "duplicate" {
-		t.Fatalf("second POST = %d %v, want 200 duplicate", resp.StatusCode, body)
+	status, body = b.post(t, "/v1/commands", apiToken, []byte(validCommand))
+	if status != http.StatusOK || body["status"] != "duplicate" {
+		t.Fatalf("second POST = %d %v, want 200 duplicate", status, body)
 	}
 	if n := b.streamMsgs(t, "GROUPS_COMMANDS"); n != 1 {
 		t.Fatalf("command stream holds %d messages, want 1", n)
@@ -171,9 +173,9 @@ func TestCommandKnownToTheLedgerIsADuplicate(t *testing.T) {
 	if _, err := b.ledger.FinishNew(context.Background(), jobs.Entry{CommandID: "order-4711-approve", State: jobs.StateSucceeded}); err != nil {
 		t.Fatal(err)
 	}
-	resp, body := b.post(t, "/v1/commands", apiToken, []byte(validCommand))
-	if resp.StatusCode != http.StatusOK || body["status"] != "duplicate" {
-		t.Fatalf("POST of a finished command = %d %v, want 200 duplicate", resp.StatusCode, body)
+	status, body := b.post(t, "/v1/commands", apiToken, []byte(validCommand))
+	if status != http.StatusOK || body["status"] != "duplicate" {
+		t.Fatalf("POST of a finished command = %d %v, want 200 duplicate", status, body)
 	}
 	if n := b.streamMsgs(t, "GROUPS_COMMANDS"); n != 0 {
 		t.Fatalf("command stream holds %d messages, want 0", n)
@@ -191,18 +193,18 @@ func TestInvalidCommandIsRefusedWithFieldErrors(t *testing.T) {
 	}
 	for name, body := range cases {
 		t.Run(name, func(t *testing.T) {
-			resp, out := b.post(t, "/v1/commands", apiToken, []byte(body))
-			if resp.StatusCode != http.StatusBadRequest {
-				t.Fatalf("POST %s = %d %v, want 400", body, resp.StatusCode, out)
+			status, out := b.post(t, "/v1/commands", apiToken, []byte(body))
+			if status != http.StatusBadRequest {
+				t.Fatalf("POST %s = %d %v, want 400", body, status, out)
 			}
 			if out["error"] == nil {
 				t.Errorf("400 answer has no error message: %v", out)
 			}
 		})
 	}
-	resp, out := b.post(t, "/v1/commands", apiToken, []byte(`{"id":"x1","type":"create_group","phone_number_id":"1065","params":{}}`))
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("create_group without subject = %d, want 400", resp.StatusCode)
+	status, out := b.post(t, "/v1/commands", apiToken, []byte(`{"id":"x1","type":"create_group","phone_number_id":"1065","params":{}}`))
+	if status != http.StatusBadRequest {
+		t.Fatalf("create_group without subject = %d, want 400", status)
 	}
 	if errs, _ := out["errors"].([]any); len(errs) == 0 {
 		t.Errorf("400 answer lists no field errors: %v", out)
@@ -216,9 +218,9 @@ func TestCommandAPIRequiresAValidToken(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	for _, token := range []string{"", "wrong", apiToken + "x", "Bearer"} {
-		resp, _ := b.post(t, "/v1/commands", token, []byte(validCommand))
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("token %q: status %d, want 401", token, resp.StatusCode)
+		status, _ := b.post(t, "/v1/commands", token, []byte(validCommand))
+		if status != http.StatusUnauthorized {
+			t.Errorf("token %q: status %d, want 401", token, status)
 		}
 	}
 	if n := b.streamMsgs(t, "GROUPS_COMMANDS"); n != 0 {
@@ -230,9 +232,9 @@ func TestOversizedCommandIsRefused(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	big := `{"id":"big","type":"create_group","phone_number_id":"1065","params":{"subject":"` + strings.Repeat("x", 2<<20) + `"}}`
-	resp, _ := b.post(t, "/v1/commands", apiToken, []byte(big))
-	if resp.StatusCode != http.StatusRequestEntityTooLarge {
-		t.Fatalf("2 MiB command: status %d, want 413", resp.StatusCode)
+	status, _ := b.post(t, "/v1/commands", apiToken, []byte(big))
+	if status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("2 MiB command: status %d, want 413", status)
 	}
 }
 
@@ -241,15 +243,15 @@ func TestCommandStatusComesFromTheLedger(t *testing.T) {
 	b := setup(t)
 	req, _ := http.NewRequest(http.MethodGet, b.url+"/v1/commands/camp-1:7", nil)
 	req.Header.Set("Authorization", "Bearer "+apiToken)
-	if resp, _ := do(t, req); resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("unknown command: status %d, want 404", resp.StatusCode)
+	if status, _ := do(t, req); status != http.StatusNotFound {
+		t.Fatalf("unknown command: status %d, want 404", status)
 	}
 	if _, err := b.ledger.FinishNew(context.Background(), jobs.Entry{CommandID: "camp-1:7", State: jobs.StateRejected}); err != nil {
 		t.Fatal(err)
 	}
-	resp, out := do(t, req.Clone(context.Background()))
-	if resp.StatusCode != http.StatusOK || out["state"] != "rejected" {
-		t.Fatalf("known command: %d %v, want 200 with its ledger state", resp.StatusCode, out)
+	status, out := do(t, req.Clone(context.Background()))
+	if status != http.StatusOK || out["state"] != "rejected" {
+		t.Fatalf("known command: %d %v, want 200 with its ledger state", status, out)
 	}
 }
 
@@ -296,8 +298,8 @@ func TestWebhookThroughTheIngest(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, b.url+"/webhook", bytes.NewReader(body))
 	req.Header.Set("X-Hub-Signature-256", sign(body))
 	req.Header.Set("Content-Type", "application/json")
-	if resp, _ := do(t, req); resp.StatusCode != http.StatusOK {
-		t.Fatalf("signed webhook: status %d, want 200", resp.StatusCode)
+	if status, _ := do(t, req); status != http.StatusOK {
+		t.Fatalf("signed webhook: status %d, want 200", status)
 	}
 	if n := b.streamMsgs(t, "GROUPS_WEBHOOKS"); n == 0 {
 		t.Fatal("signed webhook published nothing")
@@ -306,8 +308,8 @@ func TestWebhookThroughTheIngest(t *testing.T) {
 	forged, _ := http.NewRequest(http.MethodPost, b.url+"/webhook", bytes.NewReader(append(body, ' ')))
 	forged.Header.Set("X-Hub-Signature-256", sign(body))
 	before := b.streamMsgs(t, "GROUPS_WEBHOOKS")
-	if resp, _ := do(t, forged); resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("forged webhook: status %d, want 403", resp.StatusCode)
+	if status, _ := do(t, forged); status != http.StatusForbidden {
+		t.Fatalf("forged webhook: status %d, want 403", status)
 	}
 	if after := b.streamMsgs(t, "GROUPS_WEBHOOKS"); after != before {
 		t.Fatalf("forged webhook published %d messages", after-before)

@@ -54,8 +54,8 @@ func TestCallersTraceContinuesIntoThePublishedCommand(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, b.url+"/v1/commands", strings.NewReader(validCommand))
 	req.Header.Set("Authorization", "Bearer "+apiToken)
 	req.Header.Set("traceparent", "00-"+callerTrace+"-00f067aa0ba902b7-01")
-	if resp, out := do(t, req); resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST = %d %v, want 202", resp.StatusCode, out)
+	if status, out := do(t, req); status != http.StatusAccepted {
+		t.Fatalf("POST = %d %v, want 202", status, out)
 	}
 
 	s, _ := b.js.Stream(context.Background(), "GROUPS_COMMANDS")
