@@ -213,8 +213,12 @@ func freeAddr(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	addr := l.Addr().String()
+	// The binary under test must be able to take the address.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
 
 // serve runs a built binary with env until the test ends and returns the
@@ -238,12 +242,15 @@ func serve(t *testing.T, name string, env map[string]string) string {
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
+		var err error
 		select {
-		case <-exited:
+		case err = <-exited:
 		case <-time.After(15 * time.Second):
 			_ = cmd.Process.Kill()
-			<-exited
+			err = <-exited
 		}
+		// The test is over: how the binary stopped is for the log only.
+		t.Logf("%s stopped: %v", name, err)
 	})
 	base := "http://" + addr
 	deadline := time.Now().Add(30 * time.Second)

@@ -25,7 +25,7 @@ func decodeAll[T any](t testing.TB, file string) []T {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer f.Close() //nolint:errcheck // read-only: Close cannot lose data
 	var out []T
 	dec := yaml.NewDecoder(f)
 	for {

@@ -277,7 +277,7 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 	names := events.Names{}
 	// MaxDeliver 2 so the dead-letter path is reached quickly.
 	topology := events.TopologyConfig{Names: names, Replicas: 1, MaxDeliver: 2}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.DiscardHandler)
 
 	// The ingest, as cmd/ingest wires it (plus the ledger for GET /v1/commands).
 	in := ps.component(t, "ingest")
