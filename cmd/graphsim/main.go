@@ -154,7 +154,8 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 
 	s := sim.New(cfg)
 	defer s.Close()
-	ln, err := net.Listen("tcp", o.addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.addr, err)
 	}
@@ -179,7 +180,8 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		// Release calls hanging on an injected timeout first, so Shutdown
 		// does not wait out its grace period for them.
 		s.Close()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace)
+		// ctx may be cancelled already: shutdown gets its own deadline.
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownGrace)
 		defer cancel()
 		_ = srv.Shutdown(shutdownCtx)
 	})

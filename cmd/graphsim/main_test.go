@@ -28,7 +28,9 @@ func freeAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	ln.Close()
+	if err := ln.Close(); err != nil { // the server under test takes the address next
+		t.Fatal(err)
+	}
 	return addr
 }
 

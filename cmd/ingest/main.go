@@ -99,7 +99,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	}
 	tel.InstallGlobal(func(err error) { log.Warn("telemetry", slog.Any("error", err)) })
 	defer func() {
-		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second) // ctx may be cancelled by now
 		defer cancel()
 		_ = tel.Shutdown(flushCtx)
 	}()
@@ -150,7 +150,8 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("listen on INGEST_ADDR %s: %w", s.addr, err)
 	}
@@ -166,7 +167,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return nil
 	}, func(error) {
 		// Finish in-flight requests: each answers only after JetStream acked.
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), s.shutdownGrace)
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdownGrace)
 		defer cancel()
 		_ = srv.Shutdown(shutdownCtx)
 	})

@@ -53,7 +53,9 @@ func TestIngestRunsAgainstNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	if err := l.Close(); err != nil { // the server under test takes the address next
+		t.Fatal(err)
+	}
 	env := map[string]string{
 		"NATS_URL":              ns.ClientURL(),
 		"INGEST_ADDR":           addr,

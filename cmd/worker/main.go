@@ -171,7 +171,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	}
 	tel.InstallGlobal(func(err error) { log.Warn("telemetry", slog.Any("error", err)) })
 	defer func() {
-		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second) // ctx may be cancelled by now
 		defer cancel()
 		_ = tel.Shutdown(flushCtx)
 	}()
@@ -220,6 +220,9 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	}
 
 	metrics := tel.Metrics()
+	// OnResponse carries no context. Measurements must not stop when ctx is
+	// cancelled: calls still finish while the worker drains.
+	metricsCtx := context.WithoutCancel(ctx)
 	// One idle connection per concurrent call: the default (two per host)
 	// would close and redial connections to Graph under load.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -228,7 +231,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		BaseURL: s.graphURL, Version: s.graphVersion, AccessToken: s.accessToken,
 		HTTPClient: &http.Client{Transport: tel.HTTPTransport(tr)},
 		OnResponse: func(endpoint string, status, code int, d time.Duration) {
-			metrics.GraphCall(context.Background(), endpoint, status, code, d)
+			metrics.GraphCall(metricsCtx, endpoint, status, code, d)
 		},
 	})
 	if err != nil {
@@ -280,7 +283,8 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return fmt.Errorf("observe consumer lag: %w", err)
 	}
 	defer func() { _ = lagObs.Unregister() }()
-	ln, err := net.Listen("tcp", s.addr)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("listen on WORKER_ADDR %s: %w", s.addr, err)
 	}
@@ -337,7 +341,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		}
 		return nil
 	}, func(error) {
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shutdownCtx)
 	})

@@ -72,8 +72,11 @@ func freePort(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil { // the server under test takes the address next
+		t.Fatal(err)
+	}
+	return port
 }
 
 // The whole binary: embedded JetStream, topology, worker, health endpoint;
