@@ -51,21 +51,9 @@ func (w *Worker) startPublish(ctx context.Context, m *nats.Msg, msgID string) (e
 	if msgID != "" {
 		m.Header.Set(jetstream.MsgIDHeader, msgID)
 	}
-	ctx, span := telemetry.StartPublish(ctx, w.tracer, m.Subject, msgID)
+	ctx, p := telemetry.BeginPublish(ctx, w.tracer, m.Subject, msgID)
 	telemetry.Inject(ctx, m.Header)
-	return func(ack *jetstream.PubAck, err error) {
-		defer span.End()
-		if err != nil {
-			telemetry.RecordError(span, err)
-			return
-		}
-		if ack != nil && span.IsRecording() {
-			span.SetAttributes(telemetry.AttrStream.String(ack.Stream), telemetry.AttrStreamSequence.Int64(int64(ack.Sequence)))
-			if ack.Duplicate {
-				span.SetAttributes(telemetry.AttrDuplicate.Bool(true))
-			}
-		}
-	}
+	return p.End
 }
 
 // traceCtx returns ctx when it holds a span, else ctx carrying the span

@@ -72,12 +72,21 @@ type redactingTransport struct{ base http.RoundTripper }
 func (rt redactingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	span := trace.SpanFromContext(r.Context())
 	if span.IsRecording() {
-		if u, changed := redactURL(r.URL); changed {
-			span.SetAttributes(semconv.URLFull(u)) // last write wins
-		}
+		// One SetAttributes call: each one may grow the span's slice.
+		attrs := [2]attribute.KeyValue{}
+		n := 0
 		if ep := EndpointFromContext(r.Context()); ep != "" {
-			span.SetAttributes(AttrEndpoint.String(ep))
+			attrs[n] = AttrEndpoint.String(ep)
+			n++
 		}
+		// Without a query, otelhttp's url.full has nothing secret.
+		if r.URL.RawQuery != "" {
+			if u, changed := redactURL(r.URL); changed {
+				attrs[n] = semconv.URLFull(u) // last write wins
+				n++
+			}
+		}
+		span.SetAttributes(attrs[:n]...)
 	}
 	resp, err := rt.base.RoundTrip(r)
 	if err != nil {
