@@ -88,7 +88,7 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 
 	// Preflight: say plainly what is missing.
 	if err := d.simCall(ctx, http.MethodGet, "/_sim/health", nil, nil); err != nil {
-		return fmt.Errorf("the simulator does not answer at %s (%v): start the stack with `make run` in another terminal", f.simURL, err)
+		return fmt.Errorf("the simulator does not answer at %s (%w): start the stack with `make run` in another terminal", f.simURL, err)
 	}
 	js, err := a.connect(ctx)
 	if err != nil {
@@ -98,7 +98,7 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 	_, err = js.Stream(rctx, a.names().CommandStream())
 	cancel()
 	if err != nil {
-		return fmt.Errorf("no %s stream at %s (%v): is the worker running? `make run` starts it", a.names().CommandStream(), a.nc.ConnectedUrl(), err)
+		return fmt.Errorf("no %s stream at %s (%w): is the worker running? `make run` starts it", a.names().CommandStream(), a.nc.ConnectedUrl(), err)
 	}
 	stop, err := d.showEvents(ctx, js)
 	if err != nil {
@@ -111,14 +111,14 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 	d.say("lines starting with ⇢ are the events groupflow published to %s, as they arrive.", a.names().EventStream())
 
 	// 1. The invite template (Meta's "group invite link" library template).
-	d.step("Make sure the WABA has a group invite template")
+	d.step(ctx, "Make sure the WABA has a group invite template")
 	tplID := d.tag + "-template"
 	if _, err := d.submitAndWait(ctx, tplID, "ensure_invite_template", "--waba", f.waba, "--name", f.template, "--language", "en"); err != nil {
 		return err
 	}
 
 	// 2. A group; Meta finishes creating it asynchronously, by webhook.
-	d.step("Create a group — Meta completes it by webhook")
+	d.step(ctx, "Create a group — Meta completes it by webhook")
 	createID := d.tag + "-create"
 	res, err := d.submitAndWait(ctx, createID, "create_group", "--subject", "Book club "+time.Now().Format("15:04"),
 		"--description", "Created by the groupflow demo")
@@ -130,7 +130,7 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 	group := created.GroupID
 
 	// 3. Its invite link.
-	d.step("Fetch the group's invite link")
+	d.step(ctx, "Fetch the group's invite link")
 	res, err = d.submitAndWait(ctx, d.tag+"-link", "get_invite_link", "--group", group)
 	if err != nil {
 		return err
@@ -141,7 +141,7 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 	// 4. Invitations: a campaign, or single invites on a worker without
 	// campaigns.
 	invitees := d.users(1, 5)
-	d.step("Invite %d simulated users with an invite campaign", len(invitees))
+	d.step(ctx, "Invite %d simulated users with an invite campaign", len(invitees))
 	campaignID := d.tag + "-campaign"
 	args := []string{"--campaign-id", campaignID, "--template", f.template, "--language", "en", "--invite-group", group}
 	for _, u := range invitees {
@@ -165,7 +165,7 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 
 	// 5. Some of them tap the link.
 	joiners := invitees[:3]
-	d.step("%d of them join with the invite link", len(joiners))
+	d.step(ctx, "%d of them join with the invite link", len(joiners))
 	for _, u := range joiners {
 		var jr struct {
 			Joined bool `json:"joined"`
@@ -192,7 +192,7 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 	}
 
 	// 6. A group that needs approval.
-	d.step("Create a second group whose admins approve who joins")
+	d.step(ctx, "Create a second group whose admins approve who joins")
 	res, err = d.submitAndWait(ctx, d.tag+"-create-approval", "create_group", "--subject", "Members only "+time.Now().Format("15:04"),
 		"--join-approval-mode", "approval_required")
 	if err != nil {
@@ -211,7 +211,7 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 	}
 
 	askers := d.users(11, 3)
-	d.step("%d people ask to join it", len(askers))
+	d.step(ctx, "%d people ask to join it", len(askers))
 	for _, u := range askers {
 		if err := d.simCall(ctx, http.MethodPost, "/_sim/users/"+u+"/join", map[string]string{"invite_link": link2}, nil); err != nil {
 			return err
@@ -224,7 +224,7 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 	}
 	d.optional(ctx, "group", "join-requests", group2, "--phone", f.phone)
 
-	d.step("Approve every pending request in one command")
+	d.step(ctx, "Approve every pending request in one command")
 	if _, err := d.submitAndWait(ctx, d.tag+"-approve", "approve_join_requests", "--group", group2, "--all-pending"); err != nil {
 		return err
 	}
@@ -234,7 +234,7 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 
 	// 7. Someone is removed.
 	removed := joiners[0]
-	d.step("Remove one participant from the first group")
+	d.step(ctx, "Remove one participant from the first group")
 	if _, err := d.submitAndWait(ctx, d.tag+"-remove", "remove_participants", "--group", group, "--participant", removed); err != nil {
 		return err
 	}
@@ -245,7 +245,7 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 	}
 
 	// 8. Where things stand.
-	d.step("Where things stand")
+	d.step(ctx, "Where things stand")
 	d.optional(ctx, "group", "info", group, "--phone", f.phone)
 	if campaignRan {
 		d.optional(ctx, "campaign", "status", campaignID)
@@ -271,8 +271,8 @@ func (d *demo) say(format string, args ...any) {
 	fmt.Fprintf(d.out, format+"\n", args...)
 }
 
-func (d *demo) step(format string, args ...any) {
-	d.pause(context.Background())
+func (d *demo) step(ctx context.Context, format string, args ...any) {
+	d.pause(ctx)
 	d.n++
 	title := fmt.Sprintf("── %d. %s ", d.n, fmt.Sprintf(format, args...))
 	if n := 78 - len([]rune(title)); n > 0 {

@@ -124,7 +124,7 @@ failure), publishes the command as it was received to the subject it was
 published on, and deletes it from the DLQ. Fix what made it fail first.
 --all replays every dead letter (narrowed by --phone and --type).`,
 		Example: "  groupctl dlq replay 12 13\n  groupctl dlq replay --all --type send_group_invite",
-		Args: func(c *cobra.Command, args []string) error {
+		Args: func(_ *cobra.Command, args []string) error {
 			switch {
 			case replayAll && len(args) > 0:
 				return usageErrorf("give sequence numbers or --all, not both")

@@ -83,8 +83,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		return exitOK
 	}
-	defer a.close()
-	root := a.rootCommand()
+	defer a.close(ctx)
+	// The commands' RunE read ctx back through c.Context() (ExecuteContext).
+	root := a.rootCommand() //nolint:contextcheck // see above
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -273,9 +274,11 @@ func (a *app) connect(ctx context.Context) (jetstream.JetStream, error) {
 	return js, nil
 }
 
-func (a *app) close() {
+// close flushes telemetry and NATS; ctx may be cancelled already (Ctrl-C),
+// so only its values are kept.
+func (a *app) close(ctx context.Context) {
 	if a.tel != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_ = a.tel.Shutdown(ctx)
 		cancel()
 	}

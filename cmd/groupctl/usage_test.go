@@ -102,7 +102,7 @@ func TestInboxPrefixFromFlagOrEnvironment(t *testing.T) {
 			t.Parallel()
 			env := map[string]string{"NATS_URL": b.url, "NATS_INBOX_PREFIX": tc.env}
 			a := newApp(func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, io.Discard)
-			defer a.close()
+			defer a.close(t.Context())
 			a.inboxPrefix = tc.flag
 			js, err := a.connect(t.Context())
 			if err != nil {
