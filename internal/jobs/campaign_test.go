@@ -286,11 +286,13 @@ func TestCampaignSurvivesAWorkerKilledMidway(t *testing.T) {
 
 	// Kill worker A once about 40% of the invites went out.
 	kv := s.kv(t, s.names.CampaignBucket())
-	deadline := time.Now().Add(60 * time.Second)
+	// A liveness bound, not a speed check: generous enough for a machine
+	// loaded by other test binaries (the race detector included).
+	deadline := time.Now().Add(4 * time.Minute)
 	for len(s.sends()) < total*2/5 {
 		if time.Now().After(deadline) {
 			st, _ := jobs.ReadCampaign(context.Background(), kv, "big")
-			t.Fatalf("%d invites sent in a minute; campaign at %+v", len(s.sends()), st)
+			t.Fatalf("only %d invites sent in 4 minutes; campaign at %+v", len(s.sends()), st)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
