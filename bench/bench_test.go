@@ -83,7 +83,7 @@ func TestBins(t *testing.T) {
 
 func TestReportPutsEveryFigureAtTheTopLevel(t *testing.T) {
 	t.Parallel()
-	r := NewReport("smoke")
+	r := NewReport(t.Context(), "smoke")
 	r.Add(Figure{Key: "scaling_2_workers", Value: 1.93456, Goal: &Goal{">=", 1.8}, How: "x", Command: "c"})
 	r.Add(Figure{Key: "ratelimit_max_window_ratio", Value: 1.02, Goal: &Goal{"<=", 1.0}, How: "y", Command: "c"})
 	r.Detail("scaling", map[string]any{"points": 2})

@@ -272,7 +272,7 @@ func inProcessWorker(ctx context.Context, s *Stack, id string) (func() error, er
 	w, err := jobs.New(ctx, jobs.Config{JS: js, Names: s.Names, Graph: gc, Limiter: lim, WorkerID: id,
 		Concurrency: 32, WebhookTimeout: time.Minute, ShutdownTimeout: 5 * time.Second,
 		RetryMaxElapsed: time.Millisecond,
-		NakDelay:        func(d uint64) time.Duration { return time.Duration(d) * 200 * time.Millisecond },
+		NakDelay:        func(d uint64) time.Duration { return time.Duration(d) * 200 * time.Millisecond }, //nolint:gosec // G115: d is a delivery count
 		Logger:          quiet})
 	if err != nil {
 		nc.Close()

@@ -79,7 +79,7 @@ func runOutageChaos(ctx context.Context, e *Env, r *Report) error {
 	target, _ := url.Parse("http://" + ing.Addr)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.ModifyResponse = func(resp *http.Response) error { count(strconv.Itoa(resp.StatusCode)); return nil }
-	proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
+	proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) {
 		count("transport_error")
 		w.WriteHeader(http.StatusBadGateway)
 	}

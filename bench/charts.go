@@ -138,7 +138,7 @@ func LatencyChart(path string, sorted []time.Duration) error {
 func ScalingChart(path string, workers []int, measured, ideal []float64) error {
 	p := newPlot("Throughput against worker processes", "worker processes", "commands per second")
 	m, id := make(plotter.XYs, len(workers)), make(plotter.XYs, len(workers))
-	var ticks []plot.Tick
+	ticks := make([]plot.Tick, 0, len(workers))
 	for i, w := range workers {
 		m[i] = plotter.XY{X: float64(w), Y: measured[i]}
 		id[i] = plotter.XY{X: float64(w), Y: ideal[i]}
@@ -180,5 +180,6 @@ func ScalingChart(path string, workers []int, measured, ideal []float64) error {
 
 func withAlpha(c color.Color, a uint8) color.Color {
 	r, g, b, _ := c.RGBA()
-	return color.NRGBA{R: uint8(r >> 8), G: uint8(g >> 8), B: uint8(b >> 8), A: a}
+	// RGBA's components are 16-bit: the top byte of each fits a uint8.
+	return color.NRGBA{R: uint8(r >> 8), G: uint8(g >> 8), B: uint8(b >> 8), A: a} //nolint:gosec // G115: see above
 }

@@ -24,7 +24,7 @@ const IngestToken = "bench-api-token"
 // StartIngest starts a cmd/ingest process against the stack and waits
 // until it is healthy.
 func (s *Stack) StartIngest(ctx context.Context, bin, name string, env ...string) (*Proc, error) {
-	addr, err := FreeAddr()
+	addr, err := FreeAddr(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +98,7 @@ func runIngest(ctx context.Context, e *Env, r *Report) error {
 		payloads[i] = webhookPayload(i)
 		parsed, err := webhook.Parse(payloads[i])
 		if err != nil || len(parsed) != 1 {
-			return fmt.Errorf("payload %d parses to %d items: %v", i, len(parsed), err)
+			return fmt.Errorf("payload %d parses to %d items: %w", i, len(parsed), err)
 		}
 		items[i] = parsed[0]
 	}
@@ -193,7 +193,7 @@ func runIngest(ctx context.Context, e *Env, r *Report) error {
 			bad.Add(1)
 			return
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close() // only the status matters
 		if resp.StatusCode != http.StatusOK {
 			bad.Add(1)
 		}
@@ -209,7 +209,7 @@ func runIngest(ctx context.Context, e *Env, r *Report) error {
 	if err != nil {
 		return err
 	}
-	if got := st.CachedInfo().State.Msgs; got != uint64(n) {
+	if got := st.CachedInfo().State.Msgs; got != uint64(n) { //nolint:gosec // G115: n is a count of webhooks, never negative
 		return fmt.Errorf("webhook stream holds %d items after %d webhooks", got, n)
 	}
 	sortDurations(lat)

@@ -88,17 +88,20 @@ func StartProc(bin, name, dir, addr string, env []string, args ...string) (*Proc
 	// A cap on the address space keeps a process that runs away with
 	// memory (hostile input) from taking the shared machine with it: it
 	// dies, and the scenario reports the crash.
-	cmd := exec.Command("/bin/sh", append([]string{"-c", `ulimit -v ` + strconv.Itoa(memLimitKB) + ` && exec "$0" "$@"`, bin}, args...)...)
+	// No context: the process outlives this call; Stop and Kill end it.
+	cmd := exec.Command("/bin/sh", append([]string{"-c", `ulimit -v ` + strconv.Itoa(memLimitKB) + ` && exec "$0" "$@"`, bin}, args...)...) //nolint:noctx // see above
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	cmd.Stdout, cmd.Stderr = f, f
+	// The child writes the log through its own descriptor: nothing of ours
+	// is buffered in f, so its Close has no data to lose.
 	if err := cmd.Start(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &Proc{Name: name, Addr: addr, Log: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
-		f.Close()
+		_ = f.Close()
 		close(p.done)
 	}()
 	return p, nil
@@ -128,17 +131,22 @@ func (p *Proc) WaitHealthy(ctx context.Context, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	c := &http.Client{Timeout: time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr+path, nil)
+	if err != nil {
+		return err
+	}
 	for {
-		resp, err := c.Get("http://" + p.Addr + path)
+		resp, err := c.Do(req)
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close() // only the status matters
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited before it was healthy (%v); log: %s", p.Name, p.err, p.tail())
+			// p.err is nil after a clean exit, which %w would print as %!w(<nil>).
+			return fmt.Errorf("%s exited before it was healthy (%v); log: %s", p.Name, p.err, p.tail()) //nolint:errorlint // see above
 		case <-ctx.Done():
 			return fmt.Errorf("%s not healthy on %s%s: %w; log: %s", p.Name, p.Addr, path, ctx.Err(), p.tail())
 		case <-time.After(50 * time.Millisecond):
@@ -164,7 +172,7 @@ func (p *Proc) SamplePeakRSS() {
 	if err != nil {
 		return
 	}
-	defer f.Close()
+	defer f.Close() //nolint:errcheck // read-only: Close cannot lose data
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
@@ -203,13 +211,18 @@ func (p *Proc) Stop(grace time.Duration) {
 }
 
 // FreeAddr returns a free 127.0.0.1 address.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func FreeAddr(ctx context.Context) (string, error) {
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	addr := l.Addr().String()
+	// The process about to start must be able to take the address.
+	if err := l.Close(); err != nil {
+		return "", err
+	}
+	return addr, nil
 }
 
 // WorkerOpts configures worker processes.
@@ -230,7 +243,7 @@ const settle = 1600 * time.Millisecond
 // StartWorker starts one worker process against the stack and waits until
 // it is healthy.
 func (s *Stack) StartWorker(ctx context.Context, bin, name string, o WorkerOpts) (*Proc, error) {
-	addr, err := FreeAddr()
+	addr, err := FreeAddr(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +306,8 @@ func (s *Stack) WaitWorkers(ctx context.Context, n int) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %d live workers (last count %d, %v): %w", n, live, err, ctx.Err())
+			// err is nil when the count was read but short; ctx.Err() is the cause.
+			return fmt.Errorf("waiting for %d live workers (last count %d, %v): %w", n, live, err, ctx.Err()) //nolint:errorlint // see above
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -66,17 +67,17 @@ type Report struct {
 }
 
 // NewReport starts a report for a run of the given size.
-func NewReport(size string) *Report {
+func NewReport(ctx context.Context, size string) *Report {
 	return &Report{
-		Meta: Meta{Size: size, StartedAt: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Commit: gitCommit(),
+		Meta: Meta{Size: size, StartedAt: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Commit: gitCommit(ctx),
 			Processes: "NATS (embedded) and the Graph simulator run in the harness process; workers and the ingest are the cmd/worker and cmd/ingest binaries in their own processes unless a figure says otherwise"},
 		Details: map[string]any{},
 		Errors:  map[string]string{},
 	}
 }
 
-func gitCommit() string {
-	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+func gitCommit(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return ""
 	}

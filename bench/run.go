@@ -43,7 +43,7 @@ func Main(ctx context.Context, name string, args []string, sections []Section, w
 }
 
 func sectionNames(ss []Section) string {
-	var names []string
+	names := make([]string, 0, len(ss))
 	for _, s := range ss {
 		names = append(names, s.Name)
 	}
@@ -99,7 +99,7 @@ func run(ctx context.Context, log *slog.Logger, sizeName string, sets []string, 
 		env.Bins = Binaries{Worker: filepath.Join(b, "worker"), Ingest: filepath.Join(b, "ingest")}
 	}
 
-	r := NewReport(size.Name)
+	r := NewReport(ctx, size.Name)
 	start := time.Now()
 	for _, s := range sections {
 		if ctx.Err() != nil {

@@ -212,7 +212,7 @@ func (s *Stack) Publish(ctx context.Context, cmds []events.Command) error {
 		for _, p := range inflight {
 			select {
 			case <-p.f.Ok():
-			case <-p.f.Err():
+			case <-p.f.Err(): //nolint:errcheck // the failed publish is repeated below with the same id
 				failed = append(failed, p.cmd)
 			case <-ctx.Done():
 				return ctx.Err()
