@@ -24,16 +24,16 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak() // another worker takes it at once
 		return
 	}
-	ctx, span := telemetry.StartProcess(ctx, w.tracer, msg)
+	// Decoded first so the span gets the command's id and type with its
+	// other attributes, in one call.
+	cmd, err := events.DecodeCommand(msg.Subject(), msg.Data())
+	ca, n := commandAttrs(cmd)
+	ctx, span := telemetry.StartProcess(ctx, w.tracer, msg, ca[:n]...)
 	defer span.End()
-	md, err := msg.Metadata()
-	if err != nil {
+	md, mdErr := msg.Metadata()
+	if mdErr != nil {
 		_ = msg.Term()
 		return
-	}
-	cmd, err := events.DecodeCommand(msg.Subject(), msg.Data())
-	if span.IsRecording() && cmd.ID != "" {
-		span.SetAttributes(attrCommandID.String(cmd.ID), attrCommandType.String(cmd.Type))
 	}
 	if err != nil {
 		w.reject(ctx, msg, md, cmd, err)

@@ -28,6 +28,15 @@ const (
 	attrCommandType = attribute.Key("groupflow.command.type")
 )
 
+// commandAttrs names the command a span works for, in a (with n of them
+// set): none when it has no id.
+func commandAttrs(cmd events.Command) (a [2]attribute.KeyValue, n int) {
+	if cmd.ID == "" {
+		return a, 0
+	}
+	return [2]attribute.KeyValue{attrCommandID.String(cmd.ID), attrCommandType.String(cmd.Type)}, 2
+}
+
 // publishMsg publishes m with Nats-Msg-Id msgID inside a producer span,
 // child of ctx's span, whose trace context goes in m's headers. Every
 // publish of the worker goes through it or startPublish (events, dead

@@ -180,6 +180,10 @@ type Delivery struct {
 	NumDelivered uint64
 	// StreamSequence is the message's sequence in Stream.
 	StreamSequence uint64
+	// Attributes are more attributes for the span, set with the messaging
+	// ones in one call (say, what the message is about, when it is known
+	// before the span starts).
+	Attributes []attribute.KeyValue
 }
 
 // DeliveryOf describes a JetStream message. Metadata it cannot parse is left
@@ -196,9 +200,10 @@ func DeliveryOf(msg jetstream.Msg) Delivery {
 }
 
 // StartProcess starts the consumer span ("process <subject template>") for
-// handling a JetStream message. See StartDelivery.
-func StartProcess(ctx context.Context, tracer trace.Tracer, msg jetstream.Msg) (context.Context, trace.Span) {
-	return StartDelivery(ctx, tracer, DeliveryOf(msg))
+// handling a JetStream message, with attrs besides the messaging ones. See
+// StartDelivery.
+func StartProcess(ctx context.Context, tracer trace.Tracer, msg jetstream.Msg, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	return startDelivery(ctx, tracer, DeliveryOf(msg), attrs)
 }
 
 // StartDelivery starts the consumer span for handling d. When d's headers
@@ -209,6 +214,13 @@ func StartProcess(ctx context.Context, tracer trace.Tracer, msg jetstream.Msg) (
 // long-lived fetch loop must not parent every message). Baggage in the
 // headers is carried into the returned context.
 func StartDelivery(ctx context.Context, tracer trace.Tracer, d Delivery) (context.Context, trace.Span) {
+	return startDelivery(ctx, tracer, d, d.Attributes)
+}
+
+// startDelivery is StartDelivery with the extra attributes apart from d,
+// which leaks (its header goes into the propagator): a caller's array
+// of them then stays on its stack.
+func startDelivery(ctx context.Context, tracer trace.Tracer, d Delivery, extra []attribute.KeyValue) (context.Context, trace.Span) {
 	prev := trace.SpanContextFromContext(ctx)
 	ctx = Extract(ctx, d.Header)
 	opts := [2]trace.SpanStartOption{consumerKind, newRoot}
@@ -217,10 +229,10 @@ func StartDelivery(ctx context.Context, tracer trace.Tracer, d Delivery) (contex
 	}
 	ctx, span := tracer.Start(ctx, spanName("process", d.Subject), opts[:]...)
 	if span.IsRecording() {
-		attrs := [9]attribute.KeyValue{systemNATS, semconv.MessagingOperationTypeProcess, opNameProcess,
-			semconv.MessagingDestinationName(d.Subject)}
-		n := 4
-		add := func(kv attribute.KeyValue) { attrs[n] = kv; n++ }
+		var buf [12]attribute.KeyValue
+		attrs := append(buf[:0], systemNATS, semconv.MessagingOperationTypeProcess, opNameProcess,
+			semconv.MessagingDestinationName(d.Subject))
+		add := func(kv attribute.KeyValue) { attrs = append(attrs, kv) }
 		msgID := d.MsgID
 		if msgID == "" {
 			msgID = d.Header.Get(jetstream.MsgIDHeader)
@@ -240,7 +252,7 @@ func StartDelivery(ctx context.Context, tracer trace.Tracer, d Delivery) (contex
 		if d.StreamSequence > 0 {
 			add(AttrStreamSequence.Int64(int64(d.StreamSequence)))
 		}
-		span.SetAttributes(attrs[:n]...)
+		span.SetAttributes(append(attrs, extra...)...)
 	}
 	return ctx, span
 }
