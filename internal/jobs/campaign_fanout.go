@@ -280,12 +280,12 @@ func (f *fanout) run(ctx context.Context) error {
 	}
 }
 
-// load reads the chunks and positions the fan-out at the checkpoint.
+// load reads the chunks and positions the fan-out at the checkpoint. On
+// an error nothing is loaded (f.chunks stays nil), so release writes only
+// what the entry already says, never a half-read set of chunks.
 func (f *fanout) load(ctx context.Context) error {
 	n := chunksFor(f.st.Total)
-	f.chunks = make([]*chunkState, n)
-	f.failedByCode = map[string]int{}
-	f.joined = map[int]int{}
+	chunks := make([]*chunkState, n)
 	for k := range n {
 		cs := &chunkState{}
 		e, err := f.c.kv.Get(ctx, campaignChunkKey(f.st.CampaignID, k))
@@ -304,7 +304,12 @@ func (f *fanout) load(ctx context.Context) error {
 				*b = append(*b, make([]byte, campaignChunkSize/8-len(*b))...)
 			}
 		}
-		f.chunks[k] = cs
+		chunks[k] = cs
+	}
+	f.chunks = chunks
+	f.failedByCode = map[string]int{}
+	f.joined = map[int]int{}
+	for _, cs := range chunks {
 		f.done += popcount(cs.c.Done)
 		f.delivered += popcount(cs.c.Delivered)
 		f.read += popcount(cs.c.Read)
