@@ -23,7 +23,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }() // best effort: a temporary directory
 	srv, err := natsembed.Start(natsembed.Options{Dir: dir})
 	if err != nil {
 		panic(err)
@@ -56,7 +56,12 @@ func Example() {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() { done <- lim.Run(runCtx) }()
-	defer func() { stop(); <-done }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil { // Run returns nil once stopped
+			panic(err)
+		}
+	}()
 
 	const phone = "1555000001"
 	// Before a Graph call. The first one waits for the worker's share.

@@ -57,7 +57,7 @@ func (s snapshot) target(self string, total int, rot uint32) int {
 	}
 	n := len(s.members)
 	idx, _ := slices.BinarySearch(s.members, self)
-	pos := (idx + n - int(rot%uint32(n))) % n
+	pos := (idx + n - int(rot%uint32(n))) % n //nolint:gosec // G115: n is a count of live workers, far below 2^32
 	share := total / n
 	if pos < total%n {
 		share++
@@ -220,7 +220,7 @@ func (l *Limiter) Run(ctx context.Context) error {
 	l.running = true
 	l.mu.Unlock()
 	registered := false
-	defer func() { l.stop(registered) }()
+	defer func() { l.stop(ctx, registered) }()
 
 	st, err := l.cfg.Workers.Status(ctx)
 	if err != nil {
@@ -372,7 +372,7 @@ func (l *Limiter) refreshLocked(now time.Time) {
 
 // stop ends the limiter: no more tokens, blocked callers get ErrClosed, and
 // the entry is deleted so the others take over the share.
-func (l *Limiter) stop(registered bool) {
+func (l *Limiter) stop(ctx context.Context, registered bool) {
 	l.mu.Lock()
 	l.closed = true
 	l.wakeLocked()
@@ -380,7 +380,9 @@ func (l *Limiter) stop(registered bool) {
 	if !registered {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// ctx is usually cancelled by now (that is what stops Run):
+	// deregistering gets its own deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if err := l.cfg.Workers.Delete(ctx, l.cfg.WorkerID); err != nil {
 		l.cfg.Logger.Warn("rate limiter could not deregister; its entry expires with the bucket TTL",
