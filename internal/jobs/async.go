@@ -47,11 +47,11 @@ func (w *Worker) linkPending(ctx context.Context, e Entry) error {
 func (w *Worker) applyWebhook(ctx context.Context, commandID string, raw json.RawMessage) error {
 	var it webhook.Item
 	if err := json.Unmarshal(raw, &it); err != nil {
-		return nil // not an item: nothing to apply (and retrying will not help)
+		return nil //nolint:nilerr // not an item: nothing to apply, and retrying will not help
 	}
 	p, err := webhook.Decode(it)
 	if err != nil || p.Group == nil || p.Group.RequestID == "" {
-		return nil
+		return nil //nolint:nilerr // not a group event answering a request: nothing to apply, and retrying will not help
 	}
 	ge, _ := json.Marshal(p.Group)
 	return w.settle(ctx, commandID, func(e *Entry) error {
@@ -147,7 +147,7 @@ func (w *Worker) makeTerminal(e *Entry, timedOut bool) error {
 func deliveries(e Entry) int {
 	n := 0
 	for _, a := range e.Attempts {
-		n = max(n, int(a.Delivery))
+		n = max(n, deliveryCount(a.Delivery))
 	}
 	return max(n, 1)
 }

@@ -345,7 +345,7 @@ func (c *campaigns) survey(ctx context.Context, st *campaignState) (int, string,
 	if err != nil {
 		return 0, "", err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // read only: the count and digest are all it gives
 	n := 0
 	for {
 		inv, err := l.Next()

@@ -275,7 +275,11 @@ func TestCampaignBenchWorker(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer f.Close()
+		defer func() {
+			if err := f.Close(); err != nil { // the profile is written by now: a failed Close may have lost it
+				t.Error(err)
+			}
+		}()
 		if err := pprof.StartCPUProfile(f); err != nil {
 			t.Fatal(err)
 		}
@@ -328,7 +332,9 @@ func TestCampaignBenchWorker(t *testing.T) {
 		t.Error(err)
 	}
 	lcancel()
-	<-limDone
+	if err := <-limDone; err != nil { // nil once cancelled
+		t.Error(err)
+	}
 	fmt.Printf("VmHWM %d\nCPU %s\n", peakRSS(), cpuTime())
 }
 
@@ -338,7 +344,7 @@ func peakRSS() int64 {
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // only read
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {

@@ -950,7 +950,9 @@ func (f *fanout) endWaiting(ctx context.Context, n int, reason, msg string) erro
 	}
 	var cmd events.Command
 	if err := json.Unmarshal(e.Command, &cmd); err != nil {
-		return nil
+		// Skip it rather than stop the sweep at it on every pass: its
+		// handler ends it when it comes back.
+		return nil //nolint:nilerr // an undecodable command is left to its handler
 	}
 	var p events.SendGroupInviteParams
 	_ = cmd.DecodeParams(&p)

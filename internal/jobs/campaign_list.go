@@ -52,13 +52,15 @@ func (c *campaigns) openList(ctx context.Context, st *campaignState, skip int) (
 	if err != nil {
 		return nil, err
 	}
+	// l is only read: closing it has nothing to report that the errors
+	// returned below do not.
 	if st.ObjectDigest != "" && l.Digest() != st.ObjectDigest {
-		l.Close()
+		_ = l.Close()
 		return nil, errListChanged
 	}
 	for range skip {
 		if _, err := l.Next(); err != nil {
-			l.Close()
+			_ = l.Close()
 			if errors.Is(err, errEndOfList) {
 				return nil, errListChanged
 			}
@@ -93,7 +95,7 @@ func (c *campaigns) openObject(ctx context.Context, st *campaignState) (*streamL
 	}
 	info, err := r.Info()
 	if err != nil {
-		r.Close()
+		_ = r.Close() // only read; the Info error is the one to report
 		cancel()
 		return nil, fmt.Errorf("invites_object: read %s/%s: %w", ref.Bucket, ref.Name, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -97,8 +98,10 @@ func (s *stack) inviteOutcomes(campaignID string) map[int][]events.CommandResult
 			continue
 		}
 		seen[r.ID] = true
-		var n int
-		fmt.Sscan(cr.CommandID[i+1:], &n)
+		n, err := strconv.Atoi(cr.CommandID[i+1:])
+		if err != nil {
+			continue // not an invite number: not one of the campaign's invites
+		}
 		out[n] = append(out[n], cr)
 	}
 	return out
@@ -109,7 +112,7 @@ func (s *stack) inviteOutcomes(campaignID string) map[int][]events.CommandResult
 func (s *stack) sends() map[[2]string][]sim.Call {
 	out := map[[2]string][]sim.Call{}
 	for _, c := range s.sim.Calls() {
-		if c.Endpoint != sim.EndpointSendMessage || !(c.Status == 200 || c.Fault == "lost_response") {
+		if c.Endpoint != sim.EndpointSendMessage || (c.Status != 200 && c.Fault != "lost_response") {
 			continue
 		}
 		var body struct {
@@ -258,7 +261,7 @@ func (s *stack) startKillableWorker(t testing.TB, id string, mutate ...func(*job
 		once.Do(func() {
 			nc.Close()
 			cancel()
-			<-done // an error is expected: its connection is gone
+			<-done //nolint:errcheck // an error is expected: its connection is gone
 		})
 	}
 	t.Cleanup(kill)
@@ -485,10 +488,10 @@ func (s *stack) putInvites(t testing.TB, name string, n int, groups []sim.GroupS
 	go func() {
 		bw := bufio.NewWriter(pw)
 		for _, inv := range invitesFor(n, groups) {
-			fmt.Fprintf(bw, "{\"to\":%q,\"group_id\":%q}\n", inv.To, inv.GroupID)
+			// A bufio.Writer's error sticks: Flush returns the first.
+			_, _ = fmt.Fprintf(bw, "{\"to\":%q,\"group_id\":%q}\n", inv.To, inv.GroupID)
 		}
-		_ = bw.Flush()
-		_ = pw.Close()
+		_ = pw.CloseWithError(bw.Flush()) // Put fails with it, if any; always returns nil
 	}()
 	if _, err := store.Put(context.Background(), jetstream.ObjectMeta{Name: name}, pr); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -147,7 +148,7 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 // finishClaimed makes a claimed command terminal with res, publishes the
 // terminal event and acks (a failure: terms) the message.
 func (w *Worker) finishClaimed(ctx context.Context, log *slog.Logger, msg jetstream.Msg, job *Job, res Result, at Attempt) {
-	r := w.commandResult(job.Command, res, int(job.Delivery))
+	r := w.commandResult(job.Command, res, deliveryCount(job.Delivery))
 	r.Replay = job.Entry.Replay
 	t, err := w.terminal(r)
 	if err != nil {
@@ -213,6 +214,15 @@ func (w *Worker) await(ctx context.Context, log *slog.Logger, msg jetstream.Msg,
 	}
 	log.InfoContext(ctx, "command awaits its webhook", slog.Int("requests", len(entry.Pending)))
 	_ = msg.Ack()
+}
+
+// deliveryCount is a JetStream delivery count as an int. MaxDeliver keeps
+// real counts small; one past math.MaxInt saturates rather than wraps.
+func deliveryCount(n uint64) int {
+	if n > math.MaxInt {
+		return math.MaxInt
+	}
+	return int(n)
 }
 
 // commandResult builds the terminal result data of cmd.
@@ -288,7 +298,7 @@ func (w *Worker) reject(ctx context.Context, msg jetstream.Msg, md *jetstream.Ms
 	}
 	r := events.CommandResult{
 		CommandID: cmd.ID, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
-		Outcome: events.OutcomeRejected, Attempts: max(int(md.NumDelivered), 1), ValidationErrors: fields,
+		Outcome: events.OutcomeRejected, Attempts: max(deliveryCount(md.NumDelivered), 1), ValidationErrors: fields,
 	}
 	log := w.log.With(slog.String("command_id", cmd.ID), slog.Uint64("stream_seq", md.Sequence.Stream))
 	log.InfoContext(ctx, "command rejected", slog.Any("error", cause))

@@ -517,7 +517,7 @@ func TestEnsureInviteTemplate(t *testing.T) {
 
 func TestSendGroupInvite(t *testing.T) {
 	t.Parallel()
-	invite := func(s *stack, g sim.GroupState, to, onAmbiguous string) events.SendGroupInviteParams {
+	invite := func(g sim.GroupState, to, onAmbiguous string) events.SendGroupInviteParams {
 		return events.SendGroupInviteParams{To: to, GroupID: g.ID, OnAmbiguous: onAmbiguous,
 			Template: events.TemplateRef{Name: "my_group_invite", Language: "en"}}
 	}
@@ -535,7 +535,7 @@ func TestSendGroupInvite(t *testing.T) {
 		withTemplate(t, s)
 		s.startWorker(t)
 		g := s.newGroup(t, "Invites", "")
-		s.publish(t, command("inv-1", events.SendGroupInvite, "", invite(s, g, "15550000301", "")))
+		s.publish(t, command("inv-1", events.SendGroupInvite, "", invite(g, "15550000301", "")))
 		r := s.terminal(t, "inv-1")
 		wantOutcome(t, r, events.OutcomeSucceeded)
 		var res events.SendGroupInviteResult
@@ -558,7 +558,7 @@ func TestSendGroupInvite(t *testing.T) {
 		withTemplate(t, s)
 		s.startWorker(t)
 		g := s.newGroup(t, "Ambiguous", "")
-		s.publish(t, command("inv-2", events.SendGroupInvite, "", invite(s, g, "15550000302", "")))
+		s.publish(t, command("inv-2", events.SendGroupInvite, "", invite(g, "15550000302", "")))
 		r := s.terminal(t, "inv-2")
 		wantOutcome(t, r, events.OutcomeFailed)
 		if r.Error.Reason != events.ReasonOutcomeUnknown {
@@ -577,7 +577,7 @@ func TestSendGroupInvite(t *testing.T) {
 		withTemplate(t, s)
 		s.startWorker(t)
 		g := s.newGroup(t, "Resend", "")
-		s.publish(t, command("inv-3", events.SendGroupInvite, "", invite(s, g, "15550000303", events.OnAmbiguousResend)))
+		s.publish(t, command("inv-3", events.SendGroupInvite, "", invite(g, "15550000303", events.OnAmbiguousResend)))
 		wantOutcome(t, s.terminal(t, "inv-3"), events.OutcomeSucceeded)
 		if n := s.calls(sim.EndpointSendMessage); n != 2 {
 			t.Fatalf("%d sends, want 2 (at least once)", n)
@@ -593,7 +593,7 @@ func TestSendGroupInvite(t *testing.T) {
 		withTemplate(t, s)
 		s.startWorker(t)
 		g := s.newGroup(t, "Pairs", "")
-		s.publish(t, command("inv-4", events.SendGroupInvite, "", invite(s, g, "15550000304", "")))
+		s.publish(t, command("inv-4", events.SendGroupInvite, "", invite(g, "15550000304", "")))
 		r := s.terminal(t, "inv-4")
 		wantOutcome(t, r, events.OutcomeSucceeded)
 		if r.Attempts != 2 {

@@ -653,7 +653,8 @@ func (l *Ledger) FinishNew(ctx context.Context, e Entry) (Entry, error) {
 	return e, nil
 }
 
-// ErrExists: FinishNew found a live (non-terminal) entry for the id.
+// ErrExists is returned by FinishNew when a live (non-terminal) entry
+// exists for the id.
 var ErrExists = errors.New("jobs: command already in ledger")
 
 // MarkPublished records that the terminal event was acknowledged by

@@ -37,6 +37,14 @@ func claimReq(id, token string) jobs.ClaimRequest {
 		Lease: 30 * time.Second, Command: json.RawMessage(`{"id":"` + id + `"}`)}
 }
 
+// mustClaim claims a command that is not in the ledger yet.
+func mustClaim(ctx context.Context, t *testing.T, l *jobs.Ledger, r jobs.ClaimRequest) {
+	t.Helper()
+	if s, _, err := l.Claim(ctx, r); err != nil || s != jobs.Claimed {
+		t.Fatalf("Claim(%s) = %v, %v; want Claimed", r.CommandID, s, err)
+	}
+}
+
 func TestLedgerKeyEscapesWhatKVKeysForbid(t *testing.T) {
 	t.Parallel()
 	for id, want := range map[string]string{
@@ -103,7 +111,7 @@ func TestReleasedClaimIsClaimedAgainWithHistory(t *testing.T) {
 	t.Parallel()
 	l, _, _ := newLedger(t)
 	ctx := context.Background()
-	l.Claim(ctx, claimReq("c3", "w1"))
+	mustClaim(ctx, t, l, claimReq("c3", "w1"))
 	if err := l.Release(ctx, "c3", "w1", jobs.Attempt{Outcome: "transient", Code: 2}); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +128,7 @@ func TestFinishHappensExactlyOnce(t *testing.T) {
 	t.Parallel()
 	l, _, _ := newLedger(t)
 	ctx := context.Background()
-	l.Claim(ctx, claimReq("c4", "w1"))
+	mustClaim(ctx, t, l, claimReq("c4", "w1"))
 	if _, err := l.Await(ctx, "c4", "w1", []jobs.Pending{{RequestID: "r1"}}, time.Now().Add(time.Minute), jobs.Attempt{Outcome: "awaiting_webhook"}); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +174,7 @@ func TestIntentWithoutOutcomeSurvivesTakeover(t *testing.T) {
 	t.Parallel()
 	l, _, clk := newLedger(t)
 	ctx := context.Background()
-	l.Claim(ctx, claimReq("c5", "w1"))
+	mustClaim(ctx, t, l, claimReq("c5", "w1"))
 	if err := l.RecordIntent(ctx, "c5", "w1", "create_group"); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +199,7 @@ func TestFinishNewLeavesExistingEntriesAlone(t *testing.T) {
 	t.Parallel()
 	l, _, _ := newLedger(t)
 	ctx := context.Background()
-	l.Claim(ctx, claimReq("c6", "w1"))
+	mustClaim(ctx, t, l, claimReq("c6", "w1"))
 	_, err := l.FinishNew(ctx, jobs.Entry{CommandID: "c6", State: jobs.StateRejected, Result: &jobs.Terminal{Type: "command.rejected"}})
 	if !errors.Is(err, jobs.ErrExists) {
 		t.Fatalf("FinishNew over a running entry = %v, want ErrExists", err)

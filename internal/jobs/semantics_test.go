@@ -370,7 +370,7 @@ type blockingGraph struct {
 	inflight atomic.Int32
 }
 
-func (g *blockingGraph) InviteLink(ctx context.Context, groupID string) (string, error) {
+func (g *blockingGraph) InviteLink(ctx context.Context, _ string) (string, error) {
 	g.inflight.Add(1)
 	<-ctx.Done()
 	return "", ctx.Err()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -67,7 +66,7 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 	hooks := httptest.NewServer(&webhook.Handler{
 		AppSecret: []byte(sim.DefaultAppSecret),
 		Publisher: webhook.JetStreamPublisher{JS: b.js, Names: b.names},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:    slog.New(slog.DiscardHandler),
 	})
 	t.Cleanup(hooks.Close)
 	o.sim.WebhookURL = hooks.URL
@@ -283,15 +282,6 @@ func (s *stack) calls(endpoint string) int {
 		}
 	}
 	return n
-}
-
-func mustJSON(t testing.TB, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -280,7 +280,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer adv.Unsubscribe()
+	// Unsubscribe fails only on a closed or draining connection, or a
+	// subscription already gone: each ends it anyway.
+	defer func() { _ = adv.Unsubscribe() }()
 
 	errs := make(chan error, 3)
 	var wg sync.WaitGroup
