@@ -78,7 +78,7 @@ func sendsByRecipient(calls []sim.Call) (map[[2]string]int, []time.Time) {
 	out := map[[2]string]int{}
 	var at []time.Time
 	for _, c := range calls {
-		if c.Endpoint != sim.EndpointSendMessage || !(c.Status == 200 || c.Fault == "lost_response" && c.Code == 0) {
+		if c.Endpoint != sim.EndpointSendMessage || (c.Status != 200 && (c.Fault != "lost_response" || c.Code != 0)) {
 			continue
 		}
 		var body struct {

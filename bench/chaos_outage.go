@@ -40,7 +40,7 @@ type OutageResult struct {
 // Passed reports whether every webhook item is stored exactly once.
 func (r *OutageResult) Passed() bool { return r.Pass }
 
-// runOutageChaos stops NATS for OutageSeconds while the simulator sends
+// runOutageChaos stops NATS for Size.Outage while the simulator sends
 // webhooks to a cmd/ingest process at a steady rate. The ingest must
 // answer 503 while it cannot store them, the simulator redelivers (as Meta
 // does), and afterwards every webhook item must be in the stream exactly
@@ -70,7 +70,7 @@ func runOutageChaos(ctx context.Context, e *Env, r *Report) error {
 	}
 	defer ing.Stop(10 * time.Second)
 
-	res := &OutageResult{OutageS: e.Size.OutageSeconds.Seconds(), LoadPerS: e.Size.OutageWebhooksPS, Answers: map[string]int{}}
+	res := &OutageResult{OutageS: e.Size.Outage.Seconds(), LoadPerS: e.Size.OutageWebhooksPS, Answers: map[string]int{}}
 	count := func(k string) {
 		res.statusCountLock.Lock()
 		res.Answers[k]++
@@ -132,10 +132,10 @@ func runOutageChaos(ctx context.Context, e *Env, r *Report) error {
 		before = 2 * time.Second
 	}
 	time.Sleep(before)
-	e.Log.Info("stopping NATS", "for", e.Size.OutageSeconds)
+	e.Log.Info("stopping NATS", "for", e.Size.Outage)
 	opts := s.Server.Options()
 	s.Server.Shutdown()
-	time.Sleep(e.Size.OutageSeconds)
+	time.Sleep(e.Size.Outage)
 	srv, err := natsembed.Start(opts)
 	if err != nil {
 		stopLoad()

@@ -47,7 +47,7 @@ type Size struct {
 	KillEvery        time.Duration
 	KillMax          int // 0: until the campaign completes
 	FaultCommands    int
-	OutageSeconds    time.Duration
+	Outage           time.Duration // how long NATS is down
 	OutageWebhooksPS int
 }
 
@@ -64,7 +64,7 @@ var Full = Size{
 	CampaignInvites: 100000, CampaignMPS: 1000, CampaignWorkers: 4,
 
 	ClusterCommands: 5000, KillInvites: 10000, KillMPS: 300, KillEvery: 3 * time.Second, FaultCommands: 5000,
-	OutageSeconds: 10 * time.Second, OutageWebhooksPS: 100,
+	Outage: 10 * time.Second, OutageWebhooksPS: 100,
 }
 
 // Smoke is the size of `make bench/smoke` and `make chaos/smoke`.
@@ -81,7 +81,7 @@ var Smoke = Size{
 
 	ClusterCommands: 300, KillInvites: 400, KillMPS: 200, KillEvery: 1500 * time.Millisecond, KillMax: 2, FaultCommands: 300,
 	// Past the ingest's 10 s publish timeout, so 503s are seen here too.
-	OutageSeconds: 11 * time.Second, OutageWebhooksPS: 30,
+	Outage: 11 * time.Second, OutageWebhooksPS: 30,
 }
 
 // SizeByName returns Full or Smoke.
@@ -120,8 +120,8 @@ type Section struct {
 	Run  func(ctx context.Context, e *Env, r *Report) error
 }
 
-// BenchSections are the parts of `make bench`, in order.
-func BenchSections() []Section {
+// Sections are the parts of `make bench`, in order.
+func Sections() []Section {
 	return []Section{
 		{"ingest", runIngest},
 		{"worker", runWorker},

@@ -16,5 +16,5 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(bench.Main(ctx, "benchreport", os.Args[1:], bench.BenchSections(), bench.WriteBenchReport))
+	os.Exit(bench.Main(ctx, "benchreport", os.Args[1:], bench.Sections(), bench.WriteBenchReport))
 }
