@@ -123,7 +123,7 @@ func DLQDepth(js jetstream.JetStream, names events.Names) func(context.Context) 
 		if err != nil {
 			return nil, fmt.Errorf("dlq stream info: %w", err)
 		}
-		return []telemetry.StreamDepth{{Stream: info.Config.Name, Messages: int64(info.State.Msgs)}}, nil
+		return []telemetry.StreamDepth{{Stream: info.Config.Name, Messages: info.State.Msgs}}, nil
 	}
 }
 
@@ -151,7 +151,7 @@ func ConsumerLag(js jetstream.JetStream, names events.Names) func(context.Contex
 				continue
 			}
 			out = append(out, telemetry.ConsumerLag{Stream: p[0], Consumer: p[1],
-				Pending: int64(info.NumPending), AckPending: int64(info.NumAckPending)})
+				Pending: info.NumPending, AckPending: int64(info.NumAckPending)})
 		}
 		return out, errors.Join(errs...)
 	}

@@ -165,14 +165,6 @@ func (t *Telemetry) httpHandler(h http.Handler, operation string, public bool) h
 		otelhttp.WithMeterProvider(t.meterProvider),
 		otelhttp.WithPropagators(propagator),
 		otelhttp.WithSpanNameFormatter(serverSpanName),
-		// Called after the handler, when a mux has set r.Pattern: latency
-		// per route, with no unbounded path in the labels.
-		otelhttp.WithMetricAttributesFn(func(r *http.Request) []attribute.KeyValue {
-			if route := patternRoute(r.Pattern); route != "" {
-				return []attribute.KeyValue{semconv.HTTPRoute(route)}
-			}
-			return nil
-		}),
 	}
 	if public {
 		opts = append(opts, otelhttp.WithPublicEndpointFn(func(*http.Request) bool { return true }))
@@ -180,9 +172,16 @@ func (t *Telemetry) httpHandler(h http.Handler, operation string, public bool) h
 	routed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r)
 		// A ServeMux sets r.Pattern on this very request while routing.
+		// The span and the request metrics get the route: latency per
+		// route, with no unbounded path in the labels. otelhttp reads its
+		// Labeler once this handler has returned.
 		if route := patternRoute(r.Pattern); route != "" {
+			kv := semconv.HTTPRoute(route)
 			if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
-				span.SetAttributes(semconv.HTTPRoute(route))
+				span.SetAttributes(kv)
+			}
+			if l, ok := otelhttp.LabelerFromContext(r.Context()); ok {
+				l.Add(kv)
 			}
 		}
 	})

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"math"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -131,7 +132,7 @@ func (p Publish) End(ack *jetstream.PubAck, err error) {
 		n++
 	}
 	if err == nil && ack != nil {
-		attrs[n], attrs[n+1] = AttrStream.String(ack.Stream), AttrStreamSequence.Int64(int64(ack.Sequence))
+		attrs[n], attrs[n+1] = AttrStream.String(ack.Stream), AttrStreamSequence.Int64(saturatingInt64(ack.Sequence))
 		n += 2
 		if ack.Duplicate {
 			attrs[n] = AttrDuplicate.Bool(true)
@@ -247,10 +248,10 @@ func startDelivery(ctx context.Context, tracer trace.Tracer, d Delivery, extra [
 			add(AttrStream.String(d.Stream))
 		}
 		if d.NumDelivered > 0 {
-			add(AttrDeliveryCount.Int64(int64(d.NumDelivered)))
+			add(AttrDeliveryCount.Int64(saturatingInt64(d.NumDelivered)))
 		}
 		if d.StreamSequence > 0 {
-			add(AttrStreamSequence.Int64(int64(d.StreamSequence)))
+			add(AttrStreamSequence.Int64(saturatingInt64(d.StreamSequence)))
 		}
 		span.SetAttributes(append(attrs, extra...)...)
 	}
@@ -267,4 +268,15 @@ func RecordError(span trace.Span, err error) {
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
 	span.SetAttributes(semconv.ErrorType(err))
+}
+
+// saturatingInt64 converts a JetStream counter (a sequence, a delivery
+// count, a message count) to the int64 that OTel attributes and gauges
+// take. No stream comes near 2^63 messages; should a counter ever pass
+// math.MaxInt64, it reads as the maximum rather than as a negative number.
+func saturatingInt64(u uint64) int64 {
+	if u > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(u)
 }

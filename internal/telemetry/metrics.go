@@ -186,15 +186,17 @@ func (m *Metrics) CampaignInvite(ctx context.Context, outcome string) {
 
 // StreamDepth is the message count of one stream, for ObserveDLQ.
 type StreamDepth struct {
-	Stream   string
-	Messages int64
+	Stream string
+	// Messages is the stream's message count, as JetStream reports it
+	// (StreamInfo.State.Msgs).
+	Messages uint64
 }
 
 // ConsumerLag is one durable consumer's backlog, for ObserveConsumers.
 type ConsumerLag struct {
 	Stream, Consumer string
 	// Pending is JetStream's num_pending: matching messages not yet delivered.
-	Pending int64
+	Pending uint64
 	// AckPending is delivered and not yet acknowledged.
 	AckPending int64
 }
@@ -210,7 +212,7 @@ func (m *Metrics) ObserveDLQ(fn func(ctx context.Context) ([]StreamDepth, error)
 	return m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		depths, err := fn(ctx)
 		for _, d := range depths {
-			o.ObserveInt64(m.dlqMessages, d.Messages, metric.WithAttributes(KeyStream.String(d.Stream)))
+			o.ObserveInt64(m.dlqMessages, saturatingInt64(d.Messages), metric.WithAttributes(KeyStream.String(d.Stream)))
 		}
 		return err
 	}, m.dlqMessages)
@@ -226,7 +228,7 @@ func (m *Metrics) ObserveConsumers(fn func(ctx context.Context) ([]ConsumerLag, 
 		lags, err := fn(ctx)
 		for _, l := range lags {
 			attrs := metric.WithAttributes(KeyStream.String(l.Stream), KeyConsumer.String(l.Consumer))
-			o.ObserveInt64(m.consumerLag, l.Pending, attrs)
+			o.ObserveInt64(m.consumerLag, saturatingInt64(l.Pending), attrs)
 			o.ObserveInt64(m.consumerAckPend, l.AckPending, attrs)
 		}
 		return err
