@@ -178,7 +178,7 @@ func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels 
 	var seen []string
 	for _, m := range f.GetMetric() {
 		l := labelMap(m)
-		seen = append(seen, model.LabelSet(toLabelSet(l)).String())
+		seen = append(seen, toLabelSet(l).String())
 		if matches(l, labels) {
 			switch {
 			case m.Counter != nil:

@@ -276,22 +276,22 @@ func spansText(spans tracetest.SpanStubs) string {
 	for _, sp := range spans {
 		fmt.Fprintf(&b, "%s kind=%v status=%v %q\n", sp.Name, sp.SpanKind, sp.Status.Code, sp.Status.Description)
 		for _, a := range sp.Attributes {
-			fmt.Fprintf(&b, "  %s=%s\n", a.Key, a.Value.Emit())
+			fmt.Fprintf(&b, "  %s=%s\n", a.Key, a.Value.String())
 		}
 		for _, e := range sp.Events {
 			fmt.Fprintf(&b, "  event %s\n", e.Name)
 			for _, a := range e.Attributes {
-				fmt.Fprintf(&b, "    %s=%s\n", a.Key, a.Value.Emit())
+				fmt.Fprintf(&b, "    %s=%s\n", a.Key, a.Value.String())
 			}
 		}
 		for _, l := range sp.Links {
 			for _, a := range l.Attributes {
-				fmt.Fprintf(&b, "  link %s=%s\n", a.Key, a.Value.Emit())
+				fmt.Fprintf(&b, "  link %s=%s\n", a.Key, a.Value.String())
 			}
 		}
 		if sp.Resource != nil {
 			for _, a := range sp.Resource.Attributes() {
-				fmt.Fprintf(&b, "  resource %s=%s\n", a.Key, a.Value.Emit())
+				fmt.Fprintf(&b, "  resource %s=%s\n", a.Key, a.Value.String())
 			}
 		}
 	}

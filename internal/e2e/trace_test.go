@@ -352,7 +352,7 @@ func linksTo(sp tracetest.SpanStub, sc trace.SpanContext) bool {
 func attr(sp tracetest.SpanStub, key string) string {
 	for _, a := range sp.Attributes {
 		if string(a.Key) == key {
-			return a.Value.Emit()
+			return a.Value.String()
 		}
 	}
 	return ""

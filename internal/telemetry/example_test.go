@@ -44,7 +44,11 @@ func ExampleSetup() {
 		fmt.Println(err)
 		return
 	}
-	defer tel.Shutdown(context.Background())
+	defer func() {
+		if err := tel.Shutdown(context.Background()); err != nil {
+			fmt.Println(err)
+		}
+	}()
 	fmt.Println("tracing:", tel.TracingEnabled())
 	// Output:
 	// tracing: false

@@ -43,10 +43,10 @@ func TestHTTPTransport(t *testing.T) {
 		mu.Unlock()
 		if n == 1 { // the first attempt fails, the retry succeeds
 			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, `{"error":{"code":2,"message":"Service temporarily unavailable"}}`)
+			_, _ = io.WriteString(w, `{"error":{"code":2,"message":"Service temporarily unavailable"}}`) // a short body fails the client's read
 			return
 		}
-		io.WriteString(w, `{"data":[]}`)
+		_, _ = io.WriteString(w, `{"data":[]}`)
 	}))
 	defer srv.Close()
 	base := &http.Transport{}
@@ -67,8 +67,11 @@ func TestHTTPTransport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("read response: %v", err)
+		}
 	}
 	// A transport error: nobody listens any more.
 	closed := httptest.NewServer(http.NotFoundHandler())
@@ -149,9 +152,10 @@ func TestHTTPTransportMasksSecretsInErrors(t *testing.T) {
 	req, _ := http.NewRequestWithContext(WithEndpoint(ctx, "send_message"), http.MethodPost,
 		"https://graph.example/v23.0/1/messages?access_token="+accessToken, nil)
 	req.Header.Set("Authorization", "Bearer "+accessToken)
-	_, err := rt.RoundTrip(req)
+	resp, err := rt.RoundTrip(req)
 	parent.End()
 	if err == nil {
+		resp.Body.Close()
 		t.Fatal("RoundTrip succeeded, want the transport's error")
 	}
 	if strings.Contains(err.Error(), accessToken) {
@@ -181,7 +185,7 @@ func TestHTTPHandler(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 	})
 	mux.HandleFunc("GET /webhook", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, r.URL.Query().Get("hub.challenge"))
+		_, _ = io.WriteString(w, r.URL.Query().Get("hub.challenge")) // a short body fails the client's read
 	})
 	api := httptest.NewServer(b.tel.HTTPHandler(mux, "ingest"))
 	defer api.Close()
@@ -204,8 +208,11 @@ func TestHTTPHandler(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("read response: %v", err)
+		}
 	}
 	do(http.MethodPost, api.URL+"/v1/commands")
 	do(http.MethodGet, public.URL+"/webhook?hub.mode=subscribe&hub.challenge=42&hub.verify_token="+verifyToken)

@@ -93,7 +93,7 @@ func wantAttrs(t *testing.T, s tracetest.SpanStub, want map[attribute.Key]any) {
 			t.Errorf("span %q: attribute %s missing; have %v", s.Name, k, s.Attributes)
 			continue
 		}
-		if got := v.Emit(); got != fmt.Sprint(w) {
+		if got := v.String(); got != fmt.Sprint(w) {
 			t.Errorf("span %q: %s = %q, want %q", s.Name, k, got, fmt.Sprint(w))
 		}
 	}
@@ -106,7 +106,7 @@ func everyString(s tracetest.SpanStub) []string {
 	out := []string{s.Name, s.Status.Description}
 	add := func(attrs []attribute.KeyValue) {
 		for _, a := range attrs {
-			out = append(out, string(a.Key), a.Value.Emit())
+			out = append(out, string(a.Key), a.Value.String())
 		}
 	}
 	add(s.Attributes)

@@ -150,7 +150,11 @@ func TestStartDelivery(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer tel.Shutdown(context.Background())
+		defer func() {
+			if err := tel.Shutdown(context.Background()); err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+		}()
 		if tel.TracingEnabled() {
 			t.Fatal("tracing on with no exporter configured")
 		}

@@ -41,7 +41,11 @@ func exercise(t *testing.T, tel *Telemetry) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { reg.Unregister() })
+	t.Cleanup(func() {
+		if err := reg.Unregister(); err != nil {
+			t.Errorf("unregister the DLQ callback: %v", err)
+		}
+	})
 	reg2, err := m.ObserveConsumers(func(context.Context) ([]ConsumerLag, error) {
 		return []ConsumerLag{
 			{Stream: "GROUPS_COMMANDS", Consumer: "worker-commands", Pending: 42, AckPending: 7},
@@ -51,7 +55,11 @@ func exercise(t *testing.T, tel *Telemetry) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { reg2.Unregister() })
+	t.Cleanup(func() {
+		if err := reg2.Unregister(); err != nil {
+			t.Errorf("unregister the consumer callback: %v", err)
+		}
+	})
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/commands", func(w http.ResponseWriter, _ *http.Request) {
@@ -65,8 +73,11 @@ func exercise(t *testing.T, tel *Telemetry) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
+	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
 }
 
 // scrape GETs /metrics over HTTP and parses the Prometheus text format.
