@@ -185,7 +185,7 @@ func BenchmarkRateLimitUtilisation(b *testing.B) {
 	for range b.N {
 		s := setup(b)
 		g := s.newGroup(b, "Utilisation", graph.JoinApprovalRequired)
-		s.startLimitedWorkers(b, 3, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80})
+		s.startLimitedWorkers(b, 3, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, ratelimit.DefaultJitter)
 		done, _ := terminalCounter(b, s)
 		for i := range backlog {
 			s.publish(b, command(fmt.Sprint("util-", i), events.ApproveJoinRequests, g.ID,

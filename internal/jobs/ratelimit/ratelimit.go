@@ -76,6 +76,10 @@ const (
 	DefaultReads    = 20
 )
 
+// DefaultJitter is Config.Jitter's default: how much later or earlier than
+// its token a call may reach Meta with the limit still kept there.
+const DefaultJitter = 25 * time.Millisecond
+
 // Clock tells the time and makes timers. Tests inject a fake one to step
 // time deterministically.
 type Clock interface {
@@ -168,7 +172,7 @@ func (c Config) withDefaults() Config {
 		c.WorkerID = "w-" + hex.EncodeToString(b[:])
 	}
 	c.MaxWait = cmp.Or(c.MaxWait, 2*time.Second)
-	c.Jitter = cmp.Or(c.Jitter, 25*time.Millisecond)
+	c.Jitter = cmp.Or(c.Jitter, DefaultJitter)
 	c.Lateness = cmp.Or(c.Lateness, 10*time.Millisecond)
 	c.Settle = cmp.Or(c.Settle, c.window()+250*time.Millisecond)
 	if c.Clock == nil {
