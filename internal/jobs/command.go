@@ -129,6 +129,23 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 		w.finishClaimed(cctx, log, msg, job, Result{Outcome: events.OutcomeFailed, Failure: failure(reason, herr)}, at)
 		return
 	}
+	if kind == kindRetryAfter && w.maxDeliver > 0 && md.NumDelivered+1 >= uint64(w.maxDeliver) {
+		// Waiting for the number's rate limit, or for a throttle to end,
+		// is not a failed attempt: a copy with a fresh delivery count
+		// takes the message's place, so a deep backlog or a long pause
+		// delays the command but never exhausts its deliveries. One
+		// delivery before the last, so a failed re-queue still has one.
+		if err := w.requeue(cctx, msg, md, cmd.ID); err != nil {
+			log.WarnContext(cctx, "re-queue a waiting command", slog.Any("error", err))
+		} else {
+			log.InfoContext(cctx, "command re-queued to wait on", slog.Uint64("delivery", md.NumDelivered), slog.Any("error", herr))
+			if err := w.ledger.Release(cctx, cmd.ID, token, at); err != nil {
+				log.WarnContext(cctx, "release claim", slog.Any("error", err))
+			}
+			_ = msg.Ack()
+			return
+		}
+	}
 	if w.maxDeliver > 0 && md.NumDelivered >= uint64(w.maxDeliver) {
 		log.WarnContext(cctx, "last delivery failed; dead-lettering", slog.Any("error", herr))
 		w.deadLetter(cctx, log, msg, md, job, at, herr, events.ReasonRetriesExhausted)
@@ -145,10 +162,28 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 	_ = msg.NakWithDelay(delay)
 }
 
+// requeue publishes a copy of msg (its headers, such as the trace context
+// and events.ReplayHeader, kept) to its subject, to be delivered afresh.
+// Its message id names the copied stream message, so re-queueing the same
+// delivery twice (a crash before the ack) stores one copy; the ledger
+// executes the command id at most once whichever copy comes first.
+func (w *Worker) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, commandID string) error {
+	m := &nats.Msg{Subject: msg.Subject(), Data: msg.Data(), Header: nats.Header{}}
+	for k, v := range msg.Headers() {
+		if k != jetstream.MsgIDHeader {
+			m.Header[k] = v
+		}
+	}
+	_, err := w.publishMsg(ctx, m, fmt.Sprintf("%s:requeue:%d", commandID, md.Sequence.Stream))
+	return err
+}
+
 // finishClaimed makes a claimed command terminal with res, publishes the
 // terminal event and acks (a failure: terms) the message.
 func (w *Worker) finishClaimed(ctx context.Context, log *slog.Logger, msg jetstream.Msg, job *Job, res Result, at Attempt) {
-	r := w.commandResult(job.Command, res, deliveryCount(job.Delivery))
+	// The attempts recorded count too: a re-queued copy's deliveries start
+	// again at one.
+	r := w.commandResult(job.Command, res, max(deliveryCount(job.Delivery), len(job.Entry.Attempts)+1))
 	r.Replay = job.Entry.Replay
 	t, err := w.terminal(r)
 	if err != nil {

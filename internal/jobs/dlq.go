@@ -60,7 +60,7 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 		return
 	}
 	fi := failure(reason, cause)
-	if err := w.bury(ctx, entry, md.Sequence.Stream, reason, cause, job.token, fi, deliveryCount(md.NumDelivered)); err != nil {
+	if err := w.bury(ctx, entry, md.Sequence.Stream, reason, cause, job.token, fi, max(deliveryCount(md.NumDelivered), len(entry.Attempts))); err != nil {
 		log.WarnContext(ctx, "dead-letter", slog.Any("error", err))
 		_ = msg.NakWithDelay(time.Second)
 		return

@@ -124,3 +124,54 @@ func TestRateLimitHoldsAcrossWorkersAndThrottlesPauseThemAll(t *testing.T) {
 		return true
 	})
 }
+
+// A backlog deeper than the worker may wait for (MaxWait) is delayed, not
+// failed: waiting for the number's limit must not use up a command's
+// deliveries (MaxDeliver is 4 here) and dead-letter it as retries
+// exhausted. Before the re-queue, most of this backlog ended that way.
+func TestABacklogDeeperThanTheLimitIsDelayedNotFailed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 20-second backlog")
+	}
+	t.Parallel()
+	// 16 commands at once at 5/s: each delivery's wait ends at MaxWait
+	// (2 s) for most of them.
+	const limit, backlog = 5, 100
+	s := setup(t)
+	g := s.newGroup(t, "Deep", graph.JoinApprovalRequired)
+	s.startLimitedWorkers(t, 1, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, ratelimit.DefaultJitter)
+	var ids []string
+	for i := range backlog {
+		id := fmt.Sprint("deep-", i)
+		ids = append(ids, id)
+		s.publish(t, command(id, events.ApproveJoinRequests, g.ID, events.JoinRequestsParams{JoinRequestIDs: []string{fmt.Sprint("nope-", i)}}))
+	}
+	// Not in publish order: a command that waited is redelivered later.
+	var results []events.CommandResult
+	deadline := time.Now().Add(4 * time.Minute)
+	for {
+		results = results[:0]
+		for _, id := range ids {
+			if rs := s.events.terminals(id); len(rs) > 0 {
+				results = append(results, rs[0])
+			}
+		}
+		if len(results) == backlog {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d commands terminal after 4 minutes", len(results), backlog)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, r := range results {
+		// The join requests do not exist: each ends with Meta's answer
+		// to its approval (131213), never with exhausted deliveries.
+		if r.Error == nil || r.Error.Reason != events.ReasonPermanentError || r.Error.Code != 131213 {
+			t.Errorf("%s: %+v, want failed with code 131213 from the approval", r.CommandID, r.Error)
+		}
+	}
+	if n := s.calls(sim.EndpointApproveJoin); n < backlog {
+		t.Errorf("%d approve calls, want one per command (%d)", n, backlog)
+	}
+}
