@@ -55,6 +55,19 @@ func (s *stack) startLimitedWorkers(t testing.TB, n int, limits ratelimit.Limits
 	return lims
 }
 
+// publishApprovals publishes n approve_join_requests commands for group,
+// ids prefix0 … prefix(n-1), each approving a request nobody made: the
+// command still lists and approves. It returns the ids.
+func (s *stack) publishApprovals(t testing.TB, prefix, group string, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprint(prefix, i)
+		s.publish(t, command(ids[i], events.ApproveJoinRequests, group, events.JoinRequestsParams{JoinRequestIDs: []string{fmt.Sprint("nope-", i)}}))
+	}
+	return ids
+}
+
 func TestRateLimitHoldsAcrossWorkersAndThrottlesPauseThemAll(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a 10-second backlog")
@@ -69,13 +82,7 @@ func TestRateLimitHoldsAcrossWorkersAndThrottlesPauseThemAll(t *testing.T) {
 	// are told so, as an operator would with RATE_LIMIT_JITTER.
 	lims := s.startLimitedWorkers(t, 3, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, 150*time.Millisecond)
 
-	var ids []string
-	for i := range backlog {
-		id := fmt.Sprint("busy-", i)
-		ids = append(ids, id)
-		// Requests nobody made: each command still lists and approves.
-		s.publish(t, command(id, events.ApproveJoinRequests, g.ID, events.JoinRequestsParams{JoinRequestIDs: []string{fmt.Sprint("nope-", i)}}))
-	}
+	ids := s.publishApprovals(t, "busy-", g.ID, backlog)
 	for _, id := range ids {
 		s.terminal(t, id)
 	}
@@ -140,12 +147,7 @@ func TestABacklogDeeperThanTheLimitIsDelayedNotFailed(t *testing.T) {
 	s := setup(t)
 	g := s.newGroup(t, "Deep", graph.JoinApprovalRequired)
 	s.startLimitedWorkers(t, 1, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, ratelimit.DefaultJitter)
-	var ids []string
-	for i := range backlog {
-		id := fmt.Sprint("deep-", i)
-		ids = append(ids, id)
-		s.publish(t, command(id, events.ApproveJoinRequests, g.ID, events.JoinRequestsParams{JoinRequestIDs: []string{fmt.Sprint("nope-", i)}}))
-	}
+	ids := s.publishApprovals(t, "deep-", g.ID, backlog)
 	// Not in publish order: a command that waited is redelivered later.
 	var results []events.CommandResult
 	deadline := time.Now().Add(4 * time.Minute)
