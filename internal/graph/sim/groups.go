@@ -49,6 +49,39 @@ func (s *Server) groupFor(rq *request) (*group, *graphError) {
 	return nil, errUnsupported(rq.method, rq.id)
 }
 
+// groupWrite is the start of a write to the group the path names: the
+// group, the body's parameters and its messaging_product checked.
+func (s *Server) groupWrite(rq *request) (*group, params, *graphError) {
+	g, e := s.groupFor(rq)
+	if e != nil {
+		return nil, nil, e
+	}
+	p, e := parseParams(rq)
+	if e != nil {
+		return nil, nil, e
+	}
+	if e := p.product(); e != nil {
+		return nil, nil, e
+	}
+	return g, p, nil
+}
+
+// numberWrite is the start of a write to the business phone number the
+// path names: its parameters, with messaging_product checked.
+func numberWrite(rq *request) (params, *graphError) {
+	if !isDigits(rq.id) {
+		return nil, errUnsupported(rq.method, rq.id)
+	}
+	p, e := parseParams(rq)
+	if e != nil {
+		return nil, e
+	}
+	if e := p.product(); e != nil {
+		return nil, e
+	}
+	return p, nil
+}
+
 func checkSubject(raw string) (string, *graphError) {
 	subject := strings.TrimSpace(raw)
 	if n := utf8.RuneCountInString(subject); n == 0 || n > maxSubject {
@@ -66,14 +99,8 @@ func checkDescription(d string) *graphError {
 
 // POST /{PHONE_NUMBER_ID}/groups
 func (s *Server) createGroup(rq *request) response {
-	if !isDigits(rq.id) {
-		return s.fail(errUnsupported(rq.method, rq.id))
-	}
-	p, e := parseParams(rq)
+	p, e := numberWrite(rq)
 	if e != nil {
-		return s.fail(e)
-	}
-	if e := p.product(); e != nil {
 		return s.fail(e)
 	}
 	raw, ok, e := p.str("subject")
@@ -553,15 +580,8 @@ func (s *Server) getInviteLink(rq *request) response {
 
 // POST /{GROUP_ID}/invite_link: a new link; the old one stops working.
 func (s *Server) resetInviteLink(rq *request) response {
-	g, e := s.groupFor(rq)
+	g, _, e := s.groupWrite(rq)
 	if e != nil {
-		return s.fail(e)
-	}
-	p, e := parseParams(rq)
-	if e != nil {
-		return s.fail(e)
-	}
-	if e := p.product(); e != nil {
 		return s.fail(e)
 	}
 	if e := s.groupOp(g.phone, rq.now); e != nil {
@@ -588,15 +608,8 @@ func (s *Server) resetInviteLink(rq *request) response {
 // DELETE /{GROUP_ID}/invite_link: the link stops working; a later GET makes
 // a new one.
 func (s *Server) deleteInviteLink(rq *request) response {
-	g, e := s.groupFor(rq)
+	g, _, e := s.groupWrite(rq)
 	if e != nil {
-		return s.fail(e)
-	}
-	p, e := parseParams(rq)
-	if e != nil {
-		return s.fail(e)
-	}
-	if e := p.product(); e != nil {
 		return s.fail(e)
 	}
 	if e := s.groupOp(g.phone, rq.now); e != nil {

@@ -69,14 +69,8 @@ type delivery struct {
 
 // POST /{PHONE_NUMBER_ID}/messages
 func (s *Server) sendMessage(rq *request) response {
-	if !isDigits(rq.id) {
-		return s.fail(errUnsupported(rq.method, rq.id))
-	}
-	p, e := parseParams(rq)
+	p, e := numberWrite(rq)
 	if e != nil {
-		return s.fail(e)
-	}
-	if e := p.product(); e != nil {
 		return s.fail(e)
 	}
 	rtype, ok, e := p.str("recipient_type")

@@ -113,15 +113,8 @@ func (s *Server) approveJoinRequests(rq *request) response { return s.decideJoin
 func (s *Server) rejectJoinRequests(rq *request) response  { return s.decideJoinRequests(rq, false) }
 
 func (s *Server) decideJoinRequests(rq *request, approve bool) response {
-	g, e := s.groupFor(rq)
+	g, p, e := s.groupWrite(rq)
 	if e != nil {
-		return s.fail(e)
-	}
-	p, e := parseParams(rq)
-	if e != nil {
-		return s.fail(e)
-	}
-	if e := p.product(); e != nil {
 		return s.fail(e)
 	}
 	ids, e := p.stringList("join_requests")
@@ -200,15 +193,8 @@ func (s *Server) decideJoinRequests(rq *request, approve bool) response {
 
 // DELETE /{GROUP_ID}/participants; outcomes come in the webhook.
 func (s *Server) removeParticipants(rq *request) response {
-	g, e := s.groupFor(rq)
+	g, p, e := s.groupWrite(rq)
 	if e != nil {
-		return s.fail(e)
-	}
-	p, e := parseParams(rq)
-	if e != nil {
-		return s.fail(e)
-	}
-	if e := p.product(); e != nil {
 		return s.fail(e)
 	}
 	raw, ok := p["participants"]
