@@ -111,12 +111,8 @@ func sendsByRecipient(calls []sim.Call) (map[[2]string]int, []time.Time) {
 // duration with the least possible, invites / limit.
 func runCampaign(ctx context.Context, e *Env, r *Report) error {
 	workers := e.Size.CampaignWorkers
-	dir, err := e.Scratch("campaign")
-	if err != nil {
-		return err
-	}
 	mps := e.Size.CampaignMPS
-	s, err := NewStack(ctx, dir, StackConfig{Sim: campaignSim(mps)})
+	s, err := e.NewStack(ctx, "campaign", StackConfig{Sim: campaignSim(mps)})
 	if err != nil {
 		return err
 	}

@@ -58,12 +58,8 @@ func (r *BadInputResult) Passed() bool { return r.Pass }
 // published), signed garbage (refused or stored as valid items), and
 // commands with and without a token (only valid ones published).
 func runBadInputChaos(ctx context.Context, e *Env, r *Report) error {
-	dir, err := e.Scratch("badinput")
-	if err != nil {
-		return err
-	}
 	t0 := time.Now()
-	s, err := NewStack(ctx, dir, StackConfig{NoWebhookHandler: true, Sim: quietSim()})
+	s, err := e.NewStack(ctx, "badinput", StackConfig{NoWebhookHandler: true, Sim: quietSim()})
 	if err != nil {
 		return err
 	}

@@ -37,12 +37,8 @@ func (r ClusterResult) Passed() bool { return r.Pass }
 // exactly one terminal event in the event stream.
 func runClusterChaos(ctx context.Context, e *Env, r *Report) error {
 	const servers, workers = 3, 2
-	dir, err := e.Scratch("cluster")
-	if err != nil {
-		return err
-	}
 	t0 := time.Now()
-	s, err := NewStack(ctx, dir, StackConfig{Cluster: servers, Sim: quietSim()})
+	s, err := e.NewStack(ctx, "cluster", StackConfig{Cluster: servers, Sim: quietSim()})
 	if err != nil {
 		return err
 	}

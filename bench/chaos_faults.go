@@ -65,12 +65,8 @@ const faultNumbers = 25
 // scenario turns down so that some commands do exhaust their deliveries.
 func runFaultChaos(ctx context.Context, e *Env, r *Report) error {
 	const maxDeliver = 3
-	dir, err := e.Scratch("faults")
-	if err != nil {
-		return err
-	}
 	t0 := time.Now()
-	s, err := NewStack(ctx, dir, StackConfig{Sim: quietSim(),
+	s, err := e.NewStack(ctx, "faults", StackConfig{Sim: quietSim(),
 		Topology: events.TopologyConfig{MaxDeliver: maxDeliver, AckWait: 10 * time.Second}})
 	if err != nil {
 		return err

@@ -42,13 +42,9 @@ func (r KillResult) Passed() bool { return r.Pass }
 // two invites.
 func runKillChaos(ctx context.Context, e *Env, r *Report) error {
 	const workers = 3
-	dir, err := e.Scratch("kill")
-	if err != nil {
-		return err
-	}
 	t0 := time.Now()
 	mps := e.Size.KillMPS
-	s, err := NewStack(ctx, dir, StackConfig{Sim: campaignSim(mps)})
+	s, err := e.NewStack(ctx, "kill", StackConfig{Sim: campaignSim(mps)})
 	if err != nil {
 		return err
 	}

@@ -46,10 +46,6 @@ func (r *OutageResult) Passed() bool { return r.Pass }
 // does), and afterwards every webhook item must be in the stream exactly
 // once.
 func runOutageChaos(ctx context.Context, e *Env, r *Report) error {
-	dir, err := e.Scratch("outage")
-	if err != nil {
-		return err
-	}
 	t0 := time.Now()
 	cfg := quietSim()
 	cfg.WebhookMaxAttempts = 100
@@ -59,7 +55,7 @@ func runOutageChaos(ctx context.Context, e *Env, r *Report) error {
 	cfg.WebhookLogSize = 1 << 20
 	// Longer than the ingest's 10 s publish timeout, so its answer is seen.
 	cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	s, err := NewStack(ctx, dir, StackConfig{NoWebhookHandler: true, Sim: cfg})
+	s, err := e.NewStack(ctx, "outage", StackConfig{NoWebhookHandler: true, Sim: cfg})
 	if err != nil {
 		return err
 	}

@@ -105,6 +105,16 @@ type Env struct {
 	Log  *slog.Logger
 }
 
+// NewStack starts a stack (NewStack) in a fresh scratch directory for
+// section name.
+func (e *Env) NewStack(ctx context.Context, name string, cfg StackConfig) (*Stack, error) {
+	dir, err := e.Scratch(name)
+	if err != nil {
+		return nil, err
+	}
+	return NewStack(ctx, dir, cfg)
+}
+
 // Scratch returns a fresh directory for one scenario.
 func (e *Env) Scratch(name string) (string, error) {
 	dir := filepath.Join(e.Work, name)

@@ -76,11 +76,7 @@ func runConcurrently(n, workers int, f func(i int)) {
 // publishes with the ingest's concurrency, and signed webhooks through the
 // ingest process, all with the same payloads.
 func runIngest(ctx context.Context, e *Env, r *Report) error {
-	dir, err := e.Scratch("ingest")
-	if err != nil {
-		return err
-	}
-	s, err := NewStack(ctx, dir, StackConfig{NoWebhookHandler: true})
+	s, err := e.NewStack(ctx, "ingest", StackConfig{NoWebhookHandler: true})
 	if err != nil {
 		return err
 	}

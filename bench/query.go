@@ -21,11 +21,7 @@ const queryLatency = 20 * time.Millisecond
 // limiter to Graph, then stored in groups_reads) and then reads it again
 // (a hit).
 func runQuery(ctx context.Context, e *Env, r *Report) error {
-	dir, err := e.Scratch("query")
-	if err != nil {
-		return err
-	}
-	s, err := NewStack(ctx, dir, StackConfig{Sim: quietSim()})
+	s, err := e.NewStack(ctx, "query", StackConfig{Sim: quietSim()})
 	if err != nil {
 		return err
 	}

@@ -32,11 +32,7 @@ var limitedNumbers = []limitedNumber{
 // its limit (utilisation) without exceeding it in any one-second window.
 func runRateLimit(ctx context.Context, e *Env, r *Report) error {
 	const workers = 3
-	dir, err := e.Scratch("ratelimit")
-	if err != nil {
-		return err
-	}
-	s, err := NewStack(ctx, dir, StackConfig{Sim: quietSim()})
+	s, err := e.NewStack(ctx, "ratelimit", StackConfig{Sim: quietSim()})
 	if err != nil {
 		return err
 	}

@@ -13,13 +13,9 @@ import (
 // Every worker runs the same concurrency, so the calls in flight — and, as
 // long as the machine keeps up, the throughput — grow with the workers.
 func runScaling(ctx context.Context, e *Env, r *Report) error {
-	dir, err := e.Scratch("scaling")
-	if err != nil {
-		return err
-	}
 	cfg := quietSim()
 	cfg.Faults = sim.Faults{Latency: e.Size.ScalingLatency}
-	s, err := NewStack(ctx, dir, StackConfig{Sim: cfg})
+	s, err := e.NewStack(ctx, "scaling", StackConfig{Sim: cfg})
 	if err != nil {
 		return err
 	}

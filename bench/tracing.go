@@ -36,11 +36,7 @@ func newOTLPSink() *otlpSink {
 // span sampled and exported over OTLP/HTTP to a local sink), alternating
 // runs so drift on the shared machine hits both alike.
 func runTracing(ctx context.Context, e *Env, r *Report) error {
-	dir, err := e.Scratch("tracing")
-	if err != nil {
-		return err
-	}
-	s, err := NewStack(ctx, dir, StackConfig{Sim: quietSim()})
+	s, err := e.NewStack(ctx, "tracing", StackConfig{Sim: quietSim()})
 	if err != nil {
 		return err
 	}

@@ -76,11 +76,7 @@ func warmUp(ctx context.Context, s *Stack, t *Terminals, prefix, group string) e
 // simulator at zero latency: what the queue machinery (claim in the
 // ledger, result record, event publish, ack) costs on top of the call.
 func runWorker(ctx context.Context, e *Env, r *Report) error {
-	dir, err := e.Scratch("worker")
-	if err != nil {
-		return err
-	}
-	s, err := NewStack(ctx, dir, StackConfig{Sim: quietSim()})
+	s, err := e.NewStack(ctx, "worker", StackConfig{Sim: quietSim()})
 	if err != nil {
 		return err
 	}
@@ -148,11 +144,7 @@ func runWorker(ctx context.Context, e *Env, r *Report) error {
 // runLatency sends commands one at a time (light load) and measures publish
 // → terminal event.
 func runLatency(ctx context.Context, e *Env, r *Report) error {
-	dir, err := e.Scratch("latency")
-	if err != nil {
-		return err
-	}
-	s, err := NewStack(ctx, dir, StackConfig{Sim: quietSim()})
+	s, err := e.NewStack(ctx, "latency", StackConfig{Sim: quietSim()})
 	if err != nil {
 		return err
 	}
