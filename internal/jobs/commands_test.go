@@ -67,6 +67,15 @@ func wantOutcome(t testing.TB, r events.CommandResult, want string) {
 	}
 }
 
+// wantFailure fails the test unless r is command.failed for reason.
+func wantFailure(t testing.TB, r events.CommandResult, reason string) {
+	t.Helper()
+	wantOutcome(t, r, events.OutcomeFailed)
+	if r.Error == nil || r.Error.Reason != reason {
+		t.Fatalf("command %s: error %+v, want %s", r.CommandID, r.Error, reason)
+	}
+}
+
 func TestCreateGroup(t *testing.T) {
 	t.Parallel()
 
@@ -150,10 +159,7 @@ func TestCreateGroup(t *testing.T) {
 		c.Deadline = &dl
 		s.publish(t, c)
 		r := s.terminal(t, "create-6")
-		wantOutcome(t, r, events.OutcomeFailed)
-		if r.Error.Reason != events.ReasonExpired {
-			t.Fatalf("error = %+v, want expired", r.Error)
-		}
+		wantFailure(t, r, events.ReasonExpired)
 		if n := s.calls(sim.EndpointCreateGroup); n != 1 {
 			t.Fatalf("%d create calls, want only the first", n)
 		}
@@ -482,10 +488,7 @@ func TestRemoveParticipants(t *testing.T) {
 		s.sim.SetWebhookURL("")
 		s.publish(t, command("rm-2", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: []string{"15550000201"}}))
 		r := s.terminal(t, "rm-2")
-		wantOutcome(t, r, events.OutcomeFailed)
-		if r.Error.Reason != events.ReasonWebhookTimeout {
-			t.Fatalf("error = %+v, want webhook_timeout", r.Error)
-		}
+		wantFailure(t, r, events.ReasonWebhookTimeout)
 	})
 }
 
@@ -560,10 +563,7 @@ func TestSendGroupInvite(t *testing.T) {
 		g := s.newGroup(t, "Ambiguous", "")
 		s.publish(t, command("inv-2", events.SendGroupInvite, "", invite(g, "15550000302", "")))
 		r := s.terminal(t, "inv-2")
-		wantOutcome(t, r, events.OutcomeFailed)
-		if r.Error.Reason != events.ReasonOutcomeUnknown {
-			t.Fatalf("error = %+v, want outcome_unknown", r.Error)
-		}
+		wantFailure(t, r, events.ReasonOutcomeUnknown)
 		if n := s.calls(sim.EndpointSendMessage); n != 1 {
 			t.Fatalf("%d sends, want 1 (at most once)", n)
 		}

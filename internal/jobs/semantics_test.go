@@ -285,10 +285,7 @@ func TestExpiredCommandSendsNothing(t *testing.T) {
 	c.Deadline = &past
 	s.publish(t, c)
 	r := s.terminal(t, "late-1")
-	wantOutcome(t, r, events.OutcomeFailed)
-	if r.Error.Reason != events.ReasonExpired {
-		t.Fatalf("error = %+v, want expired", r.Error)
-	}
+	wantFailure(t, r, events.ReasonExpired)
 	if n := len(s.sim.Calls()); n != 0 {
 		t.Fatalf("%d Graph calls, want none", n)
 	}
@@ -320,10 +317,7 @@ func TestMaxDeliveriesAdvisoryDeadLettersAnAbandonedCommand(t *testing.T) {
 	}
 	s.startWorker(t)
 	r := s.terminal(t, "abandoned-1")
-	wantOutcome(t, r, events.OutcomeFailed)
-	if r.Error.Reason != events.ReasonRetriesExhausted {
-		t.Fatalf("error = %+v, want retries_exhausted", r.Error)
-	}
+	wantFailure(t, r, events.ReasonRetriesExhausted)
 	if dl := s.deadLetters(t, 1)[0]; dl.CommandID != "abandoned-1" {
 		t.Fatalf("dead letter = %+v", dl)
 	}
