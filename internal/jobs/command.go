@@ -135,16 +135,20 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 		// takes the message's place, so a deep backlog or a long pause
 		// delays the command but never exhausts its deliveries. One
 		// delivery before the last, so a failed re-queue still has one.
-		if err := w.requeue(cctx, msg, md, cmd.ID); err != nil {
-			log.WarnContext(cctx, "re-queue a waiting command", slog.Any("error", err))
-		} else {
+		//
+		// The claim is released first: the copy can reach a worker before
+		// a release made after its publish, and would then find the
+		// command held and wait out a whole lease (AckWait) for nothing.
+		err := w.ledger.Release(cctx, cmd.ID, token, at)
+		if err == nil {
+			err = w.requeue(cctx, msg, md, cmd.ID)
+		}
+		if err == nil {
 			log.InfoContext(cctx, "command re-queued to wait on", slog.Uint64("delivery", md.NumDelivered), slog.Any("error", herr))
-			if err := w.ledger.Release(cctx, cmd.ID, token, at); err != nil {
-				log.WarnContext(cctx, "release claim", slog.Any("error", err))
-			}
 			_ = msg.Ack()
 			return
 		}
+		log.WarnContext(cctx, "re-queue a waiting command", slog.Any("error", err))
 	}
 	if w.maxDeliver > 0 && md.NumDelivered >= uint64(w.maxDeliver) {
 		log.WarnContext(cctx, "last delivery failed; dead-lettering", slog.Any("error", herr))

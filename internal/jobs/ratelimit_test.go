@@ -2,11 +2,17 @@ package jobs_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
@@ -147,6 +153,7 @@ func TestABacklogDeeperThanTheLimitIsDelayedNotFailed(t *testing.T) {
 	s := setup(t)
 	g := s.newGroup(t, "Deep", graph.JoinApprovalRequired)
 	s.startLimitedWorkers(t, 1, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, ratelimit.DefaultJitter)
+	requeues := s.watchRequeues(t)
 	ids := s.publishApprovals(t, "deep-", g.ID, backlog)
 	// Not in publish order: a command that waited is redelivered later.
 	var results []events.CommandResult
@@ -175,5 +182,53 @@ func TestABacklogDeeperThanTheLimitIsDelayedNotFailed(t *testing.T) {
 	}
 	if n := s.calls(sim.EndpointApproveJoin); n < backlog {
 		t.Errorf("%d approve calls, want one per command (%d)", n, backlog)
+	}
+	if copies, claimed := requeues(); copies == 0 || claimed > 0 {
+		t.Errorf("%d of %d re-queued copies arrived while the delivery they copy still held the claim (want 0 of at least 1)", claimed, copies)
+	}
+}
+
+// watchRequeues watches the command subjects for re-queued copies and, as
+// each arrives, reads its command's ledger entry. It returns a function
+// that stops watching and reports how many copies it saw and how many
+// arrived while the delivery they copy (named by the copy's message id)
+// still held the command's claim: such a copy finds the command held by
+// its own original and waits out a whole lease for nothing.
+func (s *stack) watchRequeues(t *testing.T) func() (copies, claimed int) {
+	t.Helper()
+	ledger := s.kv(t, s.names.LedgerBucket())
+	var mu sync.Mutex
+	var copies, claimed int
+	sub, err := s.nc.Subscribe(s.names.AllCommands(), func(m *nats.Msg) {
+		id := m.Header.Get(jetstream.MsgIDHeader)
+		i := strings.LastIndex(id, ":requeue:")
+		if i < 0 {
+			return
+		}
+		var e jobs.Entry
+		kve, err := ledger.Get(context.Background(), jobs.LedgerKey(id[:i]))
+		if err == nil {
+			err = json.Unmarshal(kve.Value(), &e)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		copies++
+		if err != nil {
+			t.Errorf("ledger entry of re-queued %s: %v", id, err)
+			return
+		}
+		// A claim token is worker/stream sequence/delivery.
+		if strings.Contains(e.Owner, "/"+id[i+len(":requeue:"):]+"/") {
+			claimed++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() (int, int) {
+		_ = sub.Unsubscribe()
+		mu.Lock()
+		defer mu.Unlock()
+		return copies, claimed
 	}
 }
