@@ -268,7 +268,7 @@ func runIngest(ctx context.Context, e *Env, r *Report) error {
 			"latency_p50_ms":             Ms(Percentile(stdLat, 0.5)),
 			"latency_p99_ms":             Ms(Percentile(stdLat, 0.99)),
 		},
-		"note":                       "the HTTP load generator runs in the harness process and shares the machine's CPUs with the ingest; the raw publishes need no HTTP. The headline figures use the lean sender (bench/loadgen.go); http_client is Go's http.Client on n other webhooks in the same run",
+		"note": "the HTTP load generator runs in the harness process and shares the machine's CPUs with the ingest; the raw publishes need no HTTP. The headline figures use the lean sender (bench/loadgen.go); http_client is Go's http.Client on n other webhooks in the same run",
 	})
 	return nil
 }

@@ -39,7 +39,7 @@ func postWebhooks(ctx context.Context, addr string, payloads [][]byte, sigs []st
 				errs <- err
 				return
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 			defer stop()
 			br, bw := bufio.NewReaderSize(c, 4096), bufio.NewWriterSize(c, 4096)
