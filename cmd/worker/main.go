@@ -58,6 +58,7 @@ type settings struct {
 	shutdownGrace  time.Duration
 	limits         ratelimit.Limits
 	limitJitter    time.Duration
+	limitMaxWait   time.Duration
 	overrides      map[string]ratelimit.Limits
 	workerID       string
 	logLevel       string
@@ -93,6 +94,7 @@ func load(args []string, getenv func(string) string) (settings, error) {
 			Reads:    e.Float("RATE_LIMIT_READS", ratelimit.DefaultReads, "reads per second per phone number, all workers together"),
 		},
 		limitJitter:   e.Duration("RATE_LIMIT_JITTER", ratelimit.DefaultJitter, "how much later or earlier than its limiter token a call may reach Meta with the limits still kept there (network and scheduling variance); the limits are used at about 1/(1 + jitter/1s) at best"),
+		limitMaxWait:  e.Duration("RATE_LIMIT_MAX_WAIT", ratelimit.DefaultMaxWait, "longest a command waits in the worker for its number's rate-limit token or for a throttle to end; beyond it the command goes back to the queue until its turn, for any worker to take (shorter: the backlog's end is spread over all workers; longer: fewer redeliveries)"),
 		queryCacheTTL: e.Duration("QUERY_CACHE_TTL", 30*time.Second, "how long a read answer (group info, lists, invite link) is served from the shared cache; at most the reads bucket's TTL"),
 		workerID:      e.String("WORKER_ID", "", "unique name of this worker (default: host, pid and a random suffix)"),
 		logLevel:      e.String("LOG_LEVEL", "info", "debug, info, warn or error"),
@@ -245,7 +247,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	}
 	limiter, err := ratelimit.New(ratelimit.Config{
 		Workers: workersKV, Throttle: throttleKV, WorkerID: workerID,
-		Defaults: s.limits, Overrides: s.overrides, Jitter: s.limitJitter, Logger: log,
+		Defaults: s.limits, Overrides: s.overrides, Jitter: s.limitJitter, MaxWait: s.limitMaxWait, Logger: log,
 		OnWait: func(ctx context.Context, class ratelimit.Class, outcome string, d time.Duration) {
 			metrics.RateLimitWait(ctx, class.String(), outcome, d)
 		},

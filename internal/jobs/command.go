@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
 	"github.com/groupflow/groupflow/internal/telemetry"
 )
 
@@ -42,6 +43,9 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 	}
 	log := lazyWith(w.log, slog.String("command_id", cmd.ID), slog.String("command_type", cmd.Type),
 		slog.String("phone_number_id", cmd.PhoneNumberID), slog.Uint64("delivery", md.NumDelivered))
+	if w.handBack(ctx, log, msg, md, cmd) {
+		return
+	}
 	token := fmt.Sprintf("%s/%d/%d", w.id, md.Sequence.Stream, md.NumDelivered)
 	status, entry, err := w.ledger.Claim(ctx, ClaimRequest{
 		CommandID: cmd.ID, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
@@ -80,6 +84,50 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 	case Claimed:
 		w.execute(ctx, log, msg, md, cmd, entry, token)
 	}
+}
+
+// admissionClass is the limiter class of each command type's main Graph
+// call: the one a backlog of the type waits for.
+var admissionClass = map[string]ratelimit.Class{
+	events.CreateGroup:         ratelimit.GroupOps,
+	events.DeleteGroup:         ratelimit.GroupOps,
+	events.UpdateGroupSettings: ratelimit.GroupOps,
+	events.GetInviteLink:       ratelimit.Reads,
+	events.ResetInviteLink:     ratelimit.GroupOps,
+	events.ApproveJoinRequests: ratelimit.GroupOps,
+	events.RejectJoinRequests:  ratelimit.GroupOps,
+	events.RemoveParticipants:  ratelimit.GroupOps,
+	events.SendGroupInvite:     ratelimit.Messages,
+}
+
+// handBack gives the delivery back, before any ledger work, when the
+// limiter says the command's main call could not be made within its wait
+// bound (this worker's share of the number is busy for longer, or the
+// number is paused): it is naked until its turn, for any worker to take,
+// and re-queued as a copy when its deliveries run short, as in execute. It
+// reports whether it handed the delivery back.
+func (w *Worker) handBack(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command) bool {
+	class, ok := admissionClass[cmd.Type]
+	if !ok || w.limiter == nil {
+		return false
+	}
+	var te *ratelimit.ThrottledError
+	if err := w.limiter.Admit(ctx, cmd.PhoneNumberID, class); !errors.As(err, &te) {
+		return false
+	}
+	if w.maxDeliver > 0 && md.NumDelivered+1 >= uint64(w.maxDeliver) {
+		if err := w.requeue(ctx, msg, md, cmd.ID); err == nil {
+			_ = msg.Ack()
+			return true
+		}
+		// Claim and execute: the handler's own wait hands it back, with
+		// the dead-letter path should every delivery be used up.
+		return false
+	}
+	delay := max(te.Until.Sub(w.now()), 100*time.Millisecond)
+	log.DebugContext(ctx, "command handed back until its turn", slog.Duration("delay", delay), slog.String("scope", te.Scope))
+	_ = msg.NakWithDelay(delay)
+	return true
 }
 
 func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command, entry Entry, token string) {

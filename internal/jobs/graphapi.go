@@ -35,6 +35,10 @@ var _ Graph = (*graph.Client)(nil)
 // between workers (ratelimit.Limiter).
 type Limiter interface {
 	Wait(ctx context.Context, phone string, class ratelimit.Class) error
+	// Admit tells, without waiting, whether a Wait now would end within
+	// the limiter's bound (nil), or the *ratelimit.ThrottledError it
+	// would return.
+	Admit(ctx context.Context, phone string, class ratelimit.Class) error
 	Pause(ctx context.Context, scope ratelimit.Scope, until time.Time, reason string) error
 	AccountOf(phone string) ratelimit.Scope
 }

@@ -147,8 +147,8 @@ func TestABacklogDeeperThanTheLimitIsDelayedNotFailed(t *testing.T) {
 		t.Skip("runs a 20-second backlog")
 	}
 	t.Parallel()
-	// 16 commands at once at 5/s: each delivery's wait ends at MaxWait
-	// (2 s) for most of them.
+	// 16 commands at once at 5/s: a command the share cannot serve within
+	// MaxWait (1 s) is handed back, for most of them several times.
 	const limit, backlog = 5, 100
 	s := setup(t)
 	g := s.newGroup(t, "Deep", graph.JoinApprovalRequired)
@@ -183,9 +183,46 @@ func TestABacklogDeeperThanTheLimitIsDelayedNotFailed(t *testing.T) {
 	if n := s.calls(sim.EndpointApproveJoin); n < backlog {
 		t.Errorf("%d approve calls, want one per command (%d)", n, backlog)
 	}
+	// Handing back a command before it is claimed costs a nak and leaves
+	// no trace in the ledger; only a delivery whose wait was refused after
+	// the claim (a race with the other slots) records a throttled attempt.
+	redelivered, throttled := s.redeliveries(t), 0
+	ledger := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil)
+	for _, id := range ids {
+		e, _, err := ledger.Get(context.Background(), id)
+		if err != nil {
+			t.Fatalf("ledger entry of %s: %v", id, err)
+		}
+		for _, a := range e.Attempts {
+			if a.Outcome == "throttled" {
+				throttled++
+			}
+		}
+	}
+	if redelivered < backlog || throttled*2 > redelivered {
+		t.Errorf("%d redeliveries, %d of them recorded as throttled attempts: want at least %d redeliveries, most of them handed back before the claim",
+			redelivered, throttled, backlog)
+	}
 	if copies, claimed := requeues(); copies == 0 || claimed > 0 {
 		t.Errorf("%d of %d re-queued copies arrived while the delivery they copy still held the claim (want 0 of at least 1)", claimed, copies)
 	}
+}
+
+// redeliveries is how many deliveries of the command consumer were not a
+// message's first: deliveries in all, less the messages the stream ever
+// stored (re-queued copies included).
+func (s *stack) redeliveries(t *testing.T) int {
+	t.Helper()
+	ctx := context.Background()
+	cons, err := s.js.Consumer(ctx, s.names.CommandStream(), s.names.CommandConsumer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(info.Delivered.Consumer) - int(info.Delivered.Stream) //nolint:gosec // G115: test counts, far below 2^63
 }
 
 // watchRequeues watches the command subjects for re-queued copies and, as
@@ -207,7 +244,10 @@ func (s *stack) watchRequeues(t *testing.T) func() (copies, claimed int) {
 		}
 		var e jobs.Entry
 		kve, err := ledger.Get(context.Background(), jobs.LedgerKey(id[:i]))
-		if err == nil {
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			err = nil // handed back before it was ever claimed
+		case err == nil:
 			err = json.Unmarshal(kve.Value(), &e)
 		}
 		mu.Lock()

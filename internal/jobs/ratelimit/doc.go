@@ -17,5 +17,6 @@
 // a shared "throttled until" entry in a second bucket. Wait blocks for a token
 // or the end of a pause only while that takes at most MaxWait; beyond that it
 // returns a *ThrottledError so the caller can NakWithDelay instead of holding
-// a worker.
+// a worker. Admit asks the same without waiting, so that a worker hands a
+// command back before it does any work for it.
 package ratelimit

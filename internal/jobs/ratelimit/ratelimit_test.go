@@ -562,16 +562,14 @@ func TestOverridesAndClassesHaveTheirOwnLimits(t *testing.T) {
 		}
 	})
 
-	t.Run("Beyond MaxWait the share answers ThrottledError", func(t *testing.T) {
+	t.Run("A lone caller waits for its next token beyond MaxWait", func(t *testing.T) {
+		// MaxWait bounds queueing behind others (the read storm above);
+		// a caller alone waits out its own share's token interval (0.5 s).
 		_ = w.Wait(ctx, "1777", ratelimit.Reads) // may use the saved token
-		var te *ratelimit.ThrottledError
-		for range 3 {
-			if err := w.Wait(ctx, "1777", ratelimit.Reads); errors.As(err, &te) {
-				break
+		for i := range 3 {
+			if err := w.Wait(ctx, "1777", ratelimit.Reads); err != nil {
+				t.Fatalf("read %d back to back at 2/s with MaxWait 300ms: Wait = %v, want nil", i+2, err)
 			}
-		}
-		if te == nil || te.Scope != "share" || !te.Until.After(time.Now()) {
-			t.Fatalf("Reads at 2/s with MaxWait 300ms, called back to back: got %+v, want a share ThrottledError in the future", te)
 		}
 	})
 }

@@ -322,7 +322,7 @@ func TestSharesNeverExceedTheLimitAcrossMembershipChanges(t *testing.T) {
 			w.l.refreshLocked(clock)
 			for class := range numClasses {
 				e := w.l.entryLocked(phone, class, clock)
-				next, _, _, err := w.l.step(e, phone, clock, clock.Add(time.Hour))
+				next, _, _, err := w.l.step(e, phone, clock, clock.Add(time.Hour), clock.Add(time.Hour))
 				if err == nil && next.IsZero() {
 					jitter := time.Duration(rng.Int64N(int64(w.l.cfg.Jitter)))
 					arrivals[class] = append(arrivals[class], clock.Add(jitter))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -273,5 +274,80 @@ func TestWaitStopsWhenTheHeartbeatFails(t *testing.T) {
 	}
 	if got := l.Rate("1", Messages); got != 0 {
 		t.Errorf("Rate while fenced = %v, want 0", got)
+	}
+}
+
+func TestAdmitRefusesWhatWaitWouldRefuse(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var refused []string
+	l, clock := fakeLimiter(t, Config{Defaults: Limits{GroupOps: 10}, MaxWait: time.Second,
+		OnWait: func(_ context.Context, class Class, outcome string, waited time.Duration) {
+			if waited == 0 && outcome == "throttled" {
+				mu.Lock()
+				refused = append(refused, class.String())
+				mu.Unlock()
+			}
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := l.Admit(ctx, "1", GroupOps); err != nil {
+		t.Fatalf("Admit with nobody waiting = %v, want nil", err)
+	}
+	if err := l.Wait(ctx, "1", GroupOps); err != nil {
+		t.Fatalf("Wait for the saved token = %v", err)
+	}
+
+	// 10 calls per 1.035 s window, one token every 103.5 ms, the first
+	// (Lateness) 10 ms under way: 8 callers queued now are served within
+	// 0.83 s, a 9th caller would get its token at 0.92 s, a 10th at 1.02 s.
+	const queued = 8
+	e := l.entries[entryKey{"1", GroupOps}]
+	for range queued {
+		go func() { _ = l.Wait(ctx, "1", GroupOps) }()
+	}
+	for e.waiting.Load() < queued {
+		time.Sleep(time.Millisecond)
+	}
+	if err := l.Admit(ctx, "1", GroupOps); err != nil {
+		t.Fatalf("Admit with %d queued = %v, want nil: the %dth token is due within MaxWait", queued, err, queued+1)
+	}
+	go func() { _ = l.Wait(ctx, "1", GroupOps) }()
+	for e.waiting.Load() < queued+1 {
+		time.Sleep(time.Millisecond)
+	}
+	var admitErr, waitErr *ThrottledError
+	if err := l.Admit(ctx, "1", GroupOps); !errors.As(err, &admitErr) || admitErr.Scope != scopeShare {
+		t.Fatalf("Admit with %d queued = %v, want a share ThrottledError", queued+1, err)
+	}
+	if err := l.Wait(ctx, "1", GroupOps); !errors.As(err, &waitErr) || !waitErr.Until.Equal(admitErr.Until) {
+		t.Fatalf("Wait with %d queued = %v, want the ThrottledError Admit gave (%v)", queued+1, err, admitErr)
+	}
+	if err := l.Admit(ctx, "2", GroupOps); err != nil {
+		t.Errorf("Admit for another number = %v, want nil", err)
+	}
+	if err := l.Admit(ctx, "1", Messages); err != nil {
+		t.Errorf("Admit for another class of the number = %v, want nil", err)
+	}
+
+	t.Run("a pause", func(t *testing.T) {
+		l.mu.Lock()
+		l.pauses = map[Scope]pause{NumberScope("3"): {Until: clock.Now().Add(time.Second + time.Millisecond)}}
+		l.mu.Unlock()
+		var te *ThrottledError
+		if err := l.Admit(ctx, "3", Messages); !errors.As(err, &te) || te.Scope != "number:3" {
+			t.Errorf("Admit during a pause longer than MaxWait = %v, want ThrottledError for number:3", err)
+		}
+		l.mu.Lock()
+		l.pauses = map[Scope]pause{NumberScope("3"): {Until: clock.Now().Add(time.Second)}}
+		l.mu.Unlock()
+		if err := l.Admit(ctx, "3", Messages); err != nil {
+			t.Errorf("Admit during a pause that ends within MaxWait = %v, want nil", err)
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"group_ops", "group_ops", "messages"}; !slices.Equal(refused, want) {
+		t.Errorf("OnWait saw refusals %v, want %v (Admit's and Wait's for group_ops, Admit's for messages)", refused, want)
 	}
 }
