@@ -83,7 +83,7 @@ const (
 // their holdings differ more when the backlog runs out, and its last part
 // is sent at one worker's share while the others' go unused. Three workers
 // with a 20 s backlog for three numbers used 0.93–0.95 of the limits with
-// 2 s, and 0.962–0.971 with 1 s: all the 1/(1+(Jitter+Lateness)/1s) that
+// 2 s, and 0.960–0.971 with 1 s: all the 1/(1+(Jitter+Lateness)/1s) that
 // the shares allow. The cost is hand-backs, a nak each: about five per
 // command over that backlog.
 const DefaultMaxWait = time.Second
@@ -584,11 +584,12 @@ func queueTooLong(e *entry, ahead int64, now, deadline time.Time) error {
 }
 
 // Admit tells, without waiting or taking a token, whether a Wait for phone
-// and class starting now would get its token within MaxWait. It returns
-// nil if so (or if it cannot tell), otherwise the *ThrottledError that Wait
-// would return: the number is paused beyond MaxWait, this worker has no
-// share and will not have one in time, or the callers already queued here
-// take longer than MaxWait.
+// and class starting now would get its token within its bounds (MaxWait,
+// and headWait at the head of the queue). It returns nil if so (or if it
+// cannot tell), otherwise the *ThrottledError that Wait would return: the
+// number is paused beyond MaxWait, this worker has no share and will not
+// have one in time, or the callers already queued here take longer than
+// MaxWait.
 //
 // A worker asks before it claims a command. When its share of a number is
 // busy for longer than MaxWait, the command goes back to the queue (for
