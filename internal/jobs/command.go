@@ -20,11 +20,12 @@ import (
 )
 
 // processCommand runs one delivery of a command: decode, claim, execute or
-// answer from the ledger, then ack, nak or term.
-func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
+// answer from the ledger, then ack, nak or term. It reports whether it
+// handed the delivery back unprocessed (handBack).
+func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 	if w.shuttingDown() {
 		_ = msg.Nak() // another worker takes it at once
-		return
+		return false
 	}
 	// Decoded first so the span gets the command's id and type with its
 	// other attributes, in one call.
@@ -35,16 +36,16 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 	md, mdErr := msg.Metadata()
 	if mdErr != nil {
 		_ = msg.Term()
-		return
+		return false
 	}
 	if err != nil {
 		w.reject(ctx, msg, md, cmd, err)
-		return
+		return false
 	}
 	log := lazyWith(w.log, slog.String("command_id", cmd.ID), slog.String("command_type", cmd.Type),
 		slog.String("phone_number_id", cmd.PhoneNumberID), slog.Uint64("delivery", md.NumDelivered))
 	if w.handBack(ctx, log, msg, md, cmd) {
-		return
+		return true
 	}
 	token := fmt.Sprintf("%s/%d/%d", w.id, md.Sequence.Stream, md.NumDelivered)
 	status, entry, err := w.ledger.Claim(ctx, ClaimRequest{
@@ -59,7 +60,7 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 	if err != nil {
 		log.WarnContext(ctx, "claim failed", slog.Any("error", err))
 		_ = msg.NakWithDelay(time.Second)
-		return
+		return false
 	}
 	switch status {
 	case AlreadyTerminal:
@@ -67,7 +68,7 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 		log.InfoContext(ctx, "command already done; re-publishing its result", slog.String("state", string(entry.State)))
 		if err := w.publishTerminal(ctx, entry, true); err != nil {
 			_ = msg.NakWithDelay(time.Second)
-			return
+			return false
 		}
 		_ = msg.Ack()
 	case Awaiting:
@@ -76,7 +77,7 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 		if err := w.linkPending(ctx, entry); err != nil {
 			log.WarnContext(ctx, "link pending requests", slog.Any("error", err))
 			_ = msg.NakWithDelay(time.Second)
-			return
+			return false
 		}
 		_ = msg.Ack()
 	case HeldElsewhere:
@@ -84,6 +85,7 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) {
 	case Claimed:
 		w.execute(ctx, log, msg, md, cmd, entry, token)
 	}
+	return false
 }
 
 // admissionClass is the limiter class of each command type's main Graph

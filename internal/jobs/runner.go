@@ -10,12 +10,27 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// Back-off of a slot whose messages are handed back (see consume).
+const (
+	firstHandBackPause   = 50 * time.Millisecond
+	longestHandBackPause = time.Second
+)
+
 // consume pulls from a shared durable consumer and runs fn on up to n
 // messages at once. It pulls at most n messages ahead, so one worker never
 // hoards work that others could do. When ctx is done it stops pulling,
 // hands the messages already buffered to fn (which naks them at once during
 // shutdown), waits for every fn to return, and returns nil.
-func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, n int, name string, fn func(jetstream.Msg)) error {
+//
+// fn reports whether it handed its message back unprocessed because the
+// worker cannot serve it now (a number's rate-limit share is busy). The
+// slot then pauses before it pulls again, doubling the pause from
+// firstHandBackPause to longestHandBackPause while every message it takes is
+// handed back, and starting over once one is not. Without the pause, the
+// slots a busy number cannot use spin through the rest of its backlog: a
+// worker at 10 group operations/s with 16 slots and 2,000 approvals
+// queued handed back about 1,000 commands a second.
+func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, n int, name string, fn func(jetstream.Msg) (handedBack bool)) error {
 	it, err := cons.Messages(jetstream.PullMaxMessages(n))
 	if err != nil {
 		return err
@@ -26,6 +41,7 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, n int, na
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
+			var pause time.Duration
 			for {
 				msg, err := it.Next()
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -43,7 +59,15 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, n int, na
 					}
 					continue
 				}
-				fn(msg)
+				if !fn(msg) {
+					pause = 0
+					continue
+				}
+				pause = min(max(2*pause, firstHandBackPause), longestHandBackPause)
+				select {
+				case <-ctx.Done():
+				case <-time.After(pause):
+				}
 			}
 		})
 	}

@@ -287,10 +287,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	errs := make(chan error, 3)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		errs <- w.consume(ctx, cmdCons, w.cfg.Concurrency, "commands", func(m jetstream.Msg) { w.processCommand(work, m) })
+		errs <- w.consume(ctx, cmdCons, w.cfg.Concurrency, "commands", func(m jetstream.Msg) bool { return w.processCommand(work, m) })
 	})
 	wg.Go(func() {
-		errs <- w.consume(ctx, hookCons, w.cfg.WebhookConcurrency, "webhooks", func(m jetstream.Msg) { w.processWebhook(work, m) })
+		errs <- w.consume(ctx, hookCons, w.cfg.WebhookConcurrency, "webhooks", func(m jetstream.Msg) bool { w.processWebhook(work, m); return false })
 	})
 	wg.Go(func() { w.sweep(ctx) })
 	wg.Go(func() { w.campaigns.supervise(ctx) })
