@@ -84,8 +84,9 @@ const (
 // is sent at one worker's share while the others' go unused. Three workers
 // with a 20 s backlog for three numbers used 0.93–0.95 of the limits with
 // 2 s, and 0.960–0.971 with 1 s: all the 1/(1+(Jitter+Lateness)/1s) that
-// the shares allow. The cost is hand-backs, a nak each: about five per
-// command over that backlog.
+// the shares allow. The cost is hand-backs, a nak each: 1.7 per command
+// over that backlog with the worker's slots backing off after one (5.5
+// without).
 const DefaultMaxWait = time.Second
 
 // DefaultJitter is Config.Jitter's default: how much later or earlier than
