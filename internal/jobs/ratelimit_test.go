@@ -254,6 +254,7 @@ func (s *stack) watchRequeues(t *testing.T) func() (copies, claimed int) {
 	ledger := s.kv(t, s.names.LedgerBucket())
 	var mu sync.Mutex
 	var copies, claimed int
+	var stopped bool // no t.Errorf once the test has moved on
 	sub, err := s.nc.Subscribe(s.names.AllCommands(), func(m *nats.Msg) {
 		id := m.Header.Get(jetstream.MsgIDHeader)
 		i := strings.LastIndex(id, ":requeue:")
@@ -270,6 +271,9 @@ func (s *stack) watchRequeues(t *testing.T) func() (copies, claimed int) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		if stopped {
+			return
+		}
 		copies++
 		if err != nil {
 			t.Errorf("ledger entry of re-queued %s: %v", id, err)
@@ -283,10 +287,13 @@ func (s *stack) watchRequeues(t *testing.T) func() (copies, claimed int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func() (int, int) {
+	stop := func() (int, int) {
 		_ = sub.Unsubscribe()
 		mu.Lock()
 		defer mu.Unlock()
+		stopped = true
 		return copies, claimed
 	}
+	t.Cleanup(func() { stop() })
+	return stop
 }
