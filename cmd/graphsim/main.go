@@ -68,7 +68,7 @@ func parse(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.appSecret, "app-secret", sim.DefaultAppSecret, "app secret that signs webhooks (X-Hub-Signature-256)")
 	fs.StringVar(&o.webhookURL, "webhook-url", "", "where webhooks are POSTed (empty: recorded only, see /_sim/webhooks)")
 	fs.StringVar(&o.wabaID, "waba-id", sim.DefaultWABAID, "WhatsApp Business Account id of every number")
-	fs.Int64Var(&o.seed, "seed", 1, "seed for ids, faults and status behaviour")
+	fs.Int64Var(&o.seed, "seed", 0, "seed for ids, faults and status behaviour (0: a new one each start, logged; set one to repeat a run)")
 	fs.DurationVar(&o.webhookDelay, "webhook-delay", sim.DefaultWebhookDelay, "delay between an operation and its webhook")
 	fs.IntVar(&o.mps, "mps", sim.DefaultMPS, "messages per second per number before 130429 (negative: unlimited)")
 	fs.DurationVar(&o.pairInterval, "pair-interval", sim.DefaultPairInterval, "minimum gap between 1:1 messages to one user before 131056 (negative: off)")
@@ -129,6 +129,14 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return fmt.Errorf("invalid configuration: log level: %w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if o.seed == 0 {
+		// A fixed default repeated every id (request ids, group ids, wamids)
+		// after a restart, while the workers' correlation and ledger
+		// buckets kept the previous run's: the second `make run` found its
+		// first create_group's request id already linked to the first run's
+		// command and never completed it.
+		o.seed = time.Now().UnixNano()
+	}
 	cfg := sim.Config{
 		AccessToken:        o.accessToken,
 		AppSecret:          o.appSecret,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -125,5 +126,72 @@ func TestRunServesAndStopsOnCancel(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("graphsim did not stop")
+	}
+}
+
+// startSim runs graphsim with args until the test ends and returns its
+// base URL once it answers.
+func startSim(t *testing.T, args ...string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runMain(ctx, append([]string{"--addr", addr, "--log-level", "warn"}, args...), envOf(nil))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("run = %v", err)
+		}
+	})
+	base := "http://" + addr
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/_sim/health") //nolint:noctx // a test's poll
+		if err == nil {
+			_ = resp.Body.Close()
+			return base
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("graphsim never answered: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// firstRequestID creates a group on a fresh simulator and returns the
+// request id of its answer: the first id the simulator made.
+func firstRequestID(t *testing.T, args ...string) string {
+	t.Helper()
+	base := startSim(t, args...)
+	req, _ := http.NewRequest(http.MethodPost, base+"/v23.0/106540352242922/groups",
+		strings.NewReader(`{"messaging_product":"whatsapp","subject":"Restart"}`))
+	req.Header.Set("Authorization", "Bearer dev-token")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		RequestID string `json:"request_id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.RequestID == "" {
+		t.Fatalf("create group: status %d, %v, request id %q", resp.StatusCode, err, body.RequestID)
+	}
+	return body.RequestID
+}
+
+// A restarted simulator must not repeat the ids of the last run: the
+// workers' buckets outlive it (make run keeps ./data), and a request id
+// seen before belongs to another command there. A seed given on the
+// command line still repeats a run exactly.
+func TestARestartMakesNewIDsUnlessSeeded(t *testing.T) {
+	if a, b := firstRequestID(t), firstRequestID(t); a == b {
+		t.Errorf("two starts without --seed both answered request id %s", a)
+	}
+	if a, b := firstRequestID(t, "--seed", "7"), firstRequestID(t, "--seed", "7"); a != b {
+		t.Errorf("two starts with --seed 7 answered %s and %s, want the same", a, b)
 	}
 }
