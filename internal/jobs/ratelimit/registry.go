@@ -272,7 +272,7 @@ func (l *Limiter) Run(ctx context.Context) error {
 		case e, ok := <-workers.Updates():
 			stopTimer()
 			if !ok {
-				return errors.New("ratelimit: workers watch ended")
+				return watchEnded(ctx, "workers")
 			}
 			if e == nil {
 				workersRead = true
@@ -285,7 +285,7 @@ func (l *Limiter) Run(ctx context.Context) error {
 		case e, ok := <-throttle.Updates():
 			stopTimer()
 			if !ok {
-				return errors.New("ratelimit: throttle watch ended")
+				return watchEnded(ctx, "throttle")
 			}
 			if e == nil {
 				throttleRead = true
@@ -305,6 +305,16 @@ func (l *Limiter) Run(ctx context.Context) error {
 		l.refreshLocked(clock.Now())
 		l.mu.Unlock()
 	}
+}
+
+// watchEnded is Run's answer when a watch's channel closes. The watches
+// share ctx, so cancellation closes them too, and select may see that
+// before ctx.Done: that is a normal stop, not a failure.
+func watchEnded(ctx context.Context, bucket string) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("ratelimit: %s watch ended", bucket)
 }
 
 // heartbeat renews this worker's entry; on success the fence moves on.
