@@ -311,10 +311,10 @@ func (l *Limiter) Run(ctx context.Context) error {
 // share ctx, so cancellation closes them too, and select may see that
 // before ctx.Done: that is a normal stop, not a failure.
 func watchEnded(ctx context.Context, bucket string) error {
-	if ctx.Err() != nil {
-		return nil
+	if ctx.Err() == nil {
+		return fmt.Errorf("ratelimit: %s watch ended", bucket)
 	}
-	return fmt.Errorf("ratelimit: %s watch ended", bucket)
+	return nil
 }
 
 // heartbeat renews this worker's entry; on success the fence moves on.
