@@ -156,6 +156,14 @@ func version() string {
 	return "devel"
 }
 
+// gcPercent is the worker's GOGC unless the environment sets one. Nearly
+// everything it allocates lives for one command (messages, JSON, ledger
+// entries), so at Go's default of 100 the collector took about a tenth of
+// its CPU under load. make bench's worker section, both settings alternated
+// three times in one session: 122–143 µs of worker CPU per command at 400
+// against 151–180 at 100, peak resident memory 81–84 MB against 50–51.
+const gcPercent = 400
+
 func runMain(ctx context.Context, args []string, getenv func(string) string) error {
 	s, err := load(args, getenv)
 	if err != nil {
@@ -169,6 +177,9 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return fmt.Errorf("invalid configuration: LOG_LEVEL: %w", err)
 	}
 	log := slog.New(telemetry.NewLogHandler(os.Stderr, level))
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "groupflow-worker", ServiceVersion: version(), Getenv: getenv})
 	if err != nil {
 		return err
