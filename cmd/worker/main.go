@@ -59,6 +59,7 @@ type settings struct {
 	limits         ratelimit.Limits
 	limitJitter    time.Duration
 	limitMaxWait   time.Duration
+	parkAfter      time.Duration
 	overrides      map[string]ratelimit.Limits
 	workerID       string
 	logLevel       string
@@ -95,6 +96,7 @@ func load(args []string, getenv func(string) string) (settings, error) {
 		},
 		limitJitter:   e.Duration("RATE_LIMIT_JITTER", ratelimit.DefaultJitter, "how much later or earlier than its limiter token a call may reach Meta with the limits still kept there (network and scheduling variance); the limits are used at about 1/(1 + jitter/1s) at best"),
 		limitMaxWait:  e.Duration("RATE_LIMIT_MAX_WAIT", ratelimit.DefaultMaxWait, "longest a command waits in the worker for its number's rate-limit token or for a throttle to end; beyond it the command goes back to the queue until its turn, for any worker to take (shorter: the backlog's end is spread over all workers; longer: fewer redeliveries)"),
+		parkAfter:     e.Duration("RATE_LIMIT_PARK_AFTER", jobs.DefaultParkAfter, "a command whose number's limit cannot take it within this (or that was handed back before) is parked: a copy the command stream holds until its booked turn, out of other commands' way; 0 keeps the default, negative never parks (commands are naked and wait among the consumer's MaxAckPending)"),
 		queryCacheTTL: e.Duration("QUERY_CACHE_TTL", 30*time.Second, "how long a read answer (group info, lists, invite link) is served from the shared cache; at most the reads bucket's TTL"),
 		workerID:      e.String("WORKER_ID", "", "unique name of this worker (default: host, pid and a random suffix)"),
 		logLevel:      e.String("LOG_LEVEL", "info", "debug, info, warn or error"),
@@ -259,6 +261,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	limiter, err := ratelimit.New(ratelimit.Config{
 		Workers: workersKV, Throttle: throttleKV, WorkerID: workerID,
 		Defaults: s.limits, Overrides: s.overrides, Jitter: s.limitJitter, MaxWait: s.limitMaxWait, Logger: log,
+		MaxQueue: max(1, s.concurrency/2),
 		OnWait: func(ctx context.Context, class ratelimit.Class, outcome string, d time.Duration) {
 			metrics.RateLimitWait(ctx, class.String(), outcome, d)
 		},
@@ -268,7 +271,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	}
 	worker, err := jobs.New(ctx, jobs.Config{
 		JS: js, Names: names, Graph: gc, Limiter: limiter, WorkerID: workerID,
-		Concurrency: s.concurrency, WebhookTimeout: s.webhookTimeout, ShutdownTimeout: s.shutdownGrace,
+		Concurrency: s.concurrency, WebhookTimeout: s.webhookTimeout, ShutdownTimeout: s.shutdownGrace, ParkAfter: s.parkAfter,
 		Tracer: tel.Tracer("github.com/groupflow/groupflow/internal/jobs"), Metrics: metrics, Logger: log,
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package events
 
 import (
 	"cmp"
+	"fmt"
 	"strings"
 )
 
@@ -83,6 +84,21 @@ func (n Names) Event(phone, eventType string) string {
 func (n Names) DLQ(phone, cmdType string) string {
 	return n.prefix() + ".dlq." + phone + "." + cmdType
 }
+
+// Parked is the subject a command delivery waits under, as a scheduled
+// message, until the number's rate limit has room for it: the worker parks
+// a command of a deep backlog there (its copy reaches Command(phone,
+// cmdType) at the scheduled time) instead of holding it unacked, so the
+// backlog does not fill the command consumer's MaxAckPending and stall
+// every other number's commands. seq is the parked delivery's stream
+// sequence, which makes each schedule's subject its own.
+func (n Names) Parked(phone, cmdType string, seq uint64) string {
+	return fmt.Sprintf("%s.parked.%s.%s.%d", n.prefix(), phone, cmdType, seq)
+}
+
+// AllParked matches every parked subject: in the command stream, outside
+// the command consumer's filter.
+func (n Names) AllParked() string { return n.prefix() + ".parked.>" }
 
 // Query is the subject of the read endpoint name for phone.
 func (n Names) Query(phone, name string) string {

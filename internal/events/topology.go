@@ -87,12 +87,16 @@ func (c TopologyConfig) Streams() []jetstream.StreamConfig {
 		{
 			Name:        n.CommandStream(),
 			Description: "groupflow commands, one consumer shared by all workers",
-			Subjects:    []string{n.AllCommands()},
-			Retention:   jetstream.WorkQueuePolicy,
-			Storage:     c.Storage,
-			Replicas:    c.Replicas,
-			Duplicates:  c.DuplicateWindow,
-			Discard:     jetstream.DiscardOld,
+			// Parked commands wait as scheduled messages (see
+			// Names.Parked); the server requires roll-ups for schedules.
+			Subjects:          []string{n.AllCommands(), n.AllParked()},
+			AllowMsgSchedules: true,
+			AllowRollup:       true,
+			Retention:         jetstream.WorkQueuePolicy,
+			Storage:           c.Storage,
+			Replicas:          c.Replicas,
+			Duplicates:        c.DuplicateWindow,
+			Discard:           jetstream.DiscardOld,
 		},
 		{
 			Name:        n.WebhookStream(),

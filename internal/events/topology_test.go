@@ -153,3 +153,54 @@ func TestEnsureRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// A command stream created before parking existed (no parked subjects, no
+// message schedules) is brought up to date, with its messages kept.
+func TestEnsureLetsAnOlderCommandStreamSchedule(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := jetStreamAt(t, natsembed.RunTest(t).ClientURL())
+	names := events.Names{}
+	old, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: names.CommandStream(), Subjects: []string{names.AllCommands()},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, names.Command("1555", events.GetInviteLink), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Ensure(ctx, js, events.TopologyConfig{}); err != nil {
+		t.Fatalf("Ensure over the older command stream: %v", err)
+	}
+	info, err := old.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := info.Config; !c.AllowMsgSchedules || len(c.Subjects) != 2 || c.Subjects[1] != names.AllParked() {
+		t.Errorf("command stream after Ensure: schedules %v, subjects %v; want schedules and %s", c.AllowMsgSchedules, c.Subjects, names.AllParked())
+	}
+	if info.State.Msgs != 1 {
+		t.Errorf("command stream holds %d messages after Ensure, want the 1 it had", info.State.Msgs)
+	}
+	// A parked copy comes back on its command subject at its time.
+	m := nats.NewMsg(names.Parked("1555", events.GetInviteLink, 1))
+	m.Data = []byte(`{"parked":true}`)
+	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(-time.Second).UTC().Format(time.RFC3339))
+	m.Header.Set("Nats-Schedule-Target", names.Command("1555", events.GetInviteLink))
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatalf("park a copy: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := old.GetLastMsgForSubject(ctx, names.Command("1555", events.GetInviteLink))
+		if err == nil && string(got.Data) == `{"parked":true}` {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the parked copy did not reach its command subject (last: %v, %v)", got, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -36,6 +36,7 @@ func (w *Worker) call(ctx context.Context, job *Job, class ratelimit.Class, repe
 	phone := job.Command.PhoneNumberID
 	op := func() error {
 		if w.limiter != nil {
+			job.adm.release() // it queues in Wait now
 			if err := w.limiter.Wait(ctx, phone, class); err != nil {
 				var te *ratelimit.ThrottledError
 				if errors.As(err, &te) {

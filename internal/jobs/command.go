@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,9 +45,11 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 	}
 	log := lazyWith(w.log, slog.String("command_id", cmd.ID), slog.String("command_type", cmd.Type),
 		slog.String("phone_number_id", cmd.PhoneNumberID), slog.Uint64("delivery", md.NumDelivered))
-	if w.handBack(ctx, log, msg, md, cmd) {
-		return true
+	handled, pause, adm := w.handBack(ctx, log, msg, md, cmd)
+	if handled {
+		return pause
 	}
+	defer adm.release()
 	token := fmt.Sprintf("%s/%d/%d", w.id, md.Sequence.Stream, md.NumDelivered)
 	status, entry, err := w.ledger.Claim(ctx, ClaimRequest{
 		CommandID: cmd.ID, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
@@ -83,7 +86,7 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 	case HeldElsewhere:
 		_ = msg.NakWithDelay(max(entry.LeaseUntil.Sub(w.now()), 500*time.Millisecond))
 	case Claimed:
-		w.execute(ctx, log, msg, md, cmd, entry, token)
+		w.execute(ctx, log, msg, md, cmd, entry, token, adm)
 	}
 	return false
 }
@@ -105,35 +108,81 @@ var admissionClass = map[string]ratelimit.Class{
 // handBack gives the delivery back, before any ledger work, when the
 // limiter says the command's main call could not be made within its wait
 // bound (this worker's share of the number is busy for longer, or the
-// number is paused): it is naked until its turn, for any worker to take,
-// and re-queued as a copy when its deliveries run short, as in execute. It
-// reports whether it handed the delivery back.
-func (w *Worker) handBack(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command) bool {
+// number is paused). A command the share can take soon is naked until its
+// turn, for any worker to take. One of a deep backlog is parked: see park.
+// Near its last delivery it is re-queued as a copy, as in execute. handled
+// reports that the delivery was given back; pause, that the slot should
+// slow down before it pulls again (a nak comes back; a parked command does
+// not until its time).
+func (w *Worker) handBack(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command) (handled, pause bool, adm *admission) {
 	class, ok := admissionClass[cmd.Type]
 	if !ok || w.limiter == nil {
-		return false
+		return false, false, nil
 	}
+	// Counted before asking, so slots admitting at once queue behind
+	// each other.
+	n := w.parkings.admitting(cmd.PhoneNumberID, class)
+	ahead := n.Add(1) - 1
 	var te *ratelimit.ThrottledError
-	if err := w.limiter.Admit(ctx, cmd.PhoneNumberID, class); !errors.As(err, &te) {
-		return false
+	if err := w.limiter.AdmitBehind(ctx, cmd.PhoneNumberID, class, ahead); !errors.As(err, &te) {
+		return false, false, &admission{n: n}
+	}
+	n.Add(-1)
+	now := w.now()
+	until := te.Until
+	if w.parkAfter > 0 {
+		// Every command handed back takes a return time, so a backlog
+		// comes back spread at the pace the number can take.
+		until = w.parkings.book(cmd.PhoneNumberID, class, now, te.Until, w.limiter.Limit(cmd.PhoneNumberID, class))
+		if until.Sub(now) > w.parkAfter || md.NumDelivered > 1 {
+			err := w.park(ctx, msg, md, cmd, until)
+			if err == nil {
+				log.DebugContext(ctx, "command parked until its turn", slog.Time("until", until), slog.String("scope", te.Scope))
+				_ = msg.Ack()
+				return true, false, nil
+			}
+			log.WarnContext(ctx, "park a waiting command", slog.Any("error", err))
+		}
 	}
 	if w.maxDeliver > 0 && md.NumDelivered+1 >= uint64(w.maxDeliver) {
 		if err := w.requeue(ctx, msg, md, cmd.ID); err == nil {
 			_ = msg.Ack()
-			return true
+			return true, true, nil
 		}
 		// Claim and execute: the handler's own wait hands it back, with
 		// the dead-letter path should every delivery be used up.
-		return false
+		return false, false, nil
 	}
-	delay := max(te.Until.Sub(w.now()), 100*time.Millisecond)
+	delay := max(until.Sub(now), 100*time.Millisecond)
 	log.DebugContext(ctx, "command handed back until its turn", slog.Duration("delay", delay), slog.String("scope", te.Scope))
 	_ = msg.NakWithDelay(delay)
-	return true
+	return true, true, nil
 }
 
-func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command, entry Entry, token string) {
-	job := &Job{Command: cmd, Entry: entry, Delivery: md.NumDelivered, w: w, token: token}
+// park replaces msg with a copy scheduled for at (Names.Parked): until
+// then it is held by the stream, not by the consumer. A nak with a delay
+// keeps the message among the consumer's unacknowledged ones, so a deep
+// backlog of one number naked that way filled MaxAckPending and stopped the
+// consumer from delivering anything else: every other number's commands
+// waited behind it for minutes. The schedule's message id names the parked
+// delivery, so parking it twice (a crash before the ack) stores one copy;
+// the ledger executes the command id at most once whichever copy comes
+// first.
+func (w *Worker) park(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command, at time.Time) error {
+	m := copyOf(msg, w.names.Parked(cmd.PhoneNumberID, cmd.Type, md.Sequence.Stream))
+	// The schedule's resolution is a second. Rounded down: the copies of a
+	// second's turns arrive at its start, so the share has work through
+	// the whole second; one that arrives before the share can take it is
+	// handed back again.
+	at = at.Truncate(time.Second)
+	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339))
+	m.Header.Set("Nats-Schedule-Target", msg.Subject())
+	_, err := w.publishMsg(ctx, m, fmt.Sprintf("%s:park:%d", cmd.ID, md.Sequence.Stream))
+	return err
+}
+
+func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command, entry Entry, token string, adm *admission) {
+	job := &Job{Command: cmd, Entry: entry, Delivery: md.NumDelivered, w: w, token: token, adm: adm}
 	stop := w.heartbeat(ctx, msg, cmd.ID, token)
 	res, herr := w.handler.Handle(ctx, job)
 	stop()
@@ -216,20 +265,28 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 	_ = msg.NakWithDelay(delay)
 }
 
-// requeue publishes a copy of msg (its headers, such as the trace context
-// and events.ReplayHeader, kept) to its subject, to be delivered afresh.
+// requeue publishes a copy of msg (copyOf) to its subject, to be delivered afresh.
 // Its message id names the copied stream message, so re-queueing the same
 // delivery twice (a crash before the ack) stores one copy; the ledger
 // executes the command id at most once whichever copy comes first.
 func (w *Worker) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, commandID string) error {
-	m := &nats.Msg{Subject: msg.Subject(), Data: msg.Data(), Header: nats.Header{}}
+	m := copyOf(msg, msg.Subject())
+	_, err := w.publishMsg(ctx, m, fmt.Sprintf("%s:requeue:%d", commandID, md.Sequence.Stream))
+	return err
+}
+
+// copyOf is msg's body and own headers (trace context, events.ReplayHeader)
+// for subject. The server's headers stay behind: the message id, and the
+// Nats-Scheduler and Nats-Schedule-Next a parked copy arrives with, which
+// the server refuses on a client's publish.
+func copyOf(msg jetstream.Msg, subject string) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Data: msg.Data(), Header: nats.Header{}}
 	for k, v := range msg.Headers() {
-		if k != jetstream.MsgIDHeader {
+		if !strings.HasPrefix(strings.ToLower(k), "nats-") {
 			m.Header[k] = v
 		}
 	}
-	_, err := w.publishMsg(ctx, m, fmt.Sprintf("%s:requeue:%d", commandID, md.Sequence.Stream))
-	return err
+	return m
 }
 
 // finishClaimed makes a claimed command terminal with res, publishes the

@@ -35,11 +35,14 @@ var _ Graph = (*graph.Client)(nil)
 // between workers (ratelimit.Limiter).
 type Limiter interface {
 	Wait(ctx context.Context, phone string, class ratelimit.Class) error
-	// Admit tells, without waiting, whether a Wait now would end within
-	// the limiter's bound (nil), or the *ratelimit.ThrottledError it
-	// would return.
-	Admit(ctx context.Context, phone string, class ratelimit.Class) error
+	// AdmitBehind tells, without waiting, whether a Wait now, behind
+	// ahead callers admitted earlier, would end within the limiter's
+	// bound (nil), or the *ratelimit.ThrottledError it would return.
+	AdmitBehind(ctx context.Context, phone string, class ratelimit.Class, ahead int64) error
 	Pause(ctx context.Context, scope ratelimit.Scope, until time.Time, reason string) error
+	// Limit is the number's limit for class across all workers, in calls
+	// per second.
+	Limit(phone string, class ratelimit.Class) float64
 	AccountOf(phone string) ratelimit.Scope
 }
 

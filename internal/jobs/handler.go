@@ -55,6 +55,7 @@ type Job struct {
 
 	w     *Worker
 	token string
+	adm   *admission // released at the first Wait
 }
 
 // Reconciling reports whether an earlier delivery recorded an intent whose

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ func (s *stack) startLimitedWorkers(t testing.TB, n int, limits ratelimit.Limits
 		id := fmt.Sprint("limited-", i)
 		lim, err := ratelimit.New(ratelimit.Config{
 			Workers: s.kv(t, s.names.WorkersBucket()), Throttle: s.kv(t, s.names.ThrottleBucket()),
-			WorkerID: id, Defaults: limits, Jitter: jitter, Logger: testLogger(t),
+			WorkerID: id, Defaults: limits, Jitter: jitter, Logger: testLogger(t), MaxQueue: 8, // half the slots, as cmd/worker
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -150,7 +151,9 @@ func TestABacklogDeeperThanTheLimitIsDelayedNotFailed(t *testing.T) {
 	// 16 commands at once at 5/s: a command the share cannot serve within
 	// MaxWait (1 s) is handed back, for most of them several times.
 	const limit, backlog = 5, 100
-	s := setup(t)
+	// The nak path (a server without message schedules, or ParkAfter < 0);
+	// TestADeepBacklogIsParkedOutOfOtherCommandsWay covers parking.
+	s := setup(t, func(o *stackOpts) { o.parkAfter = -1 })
 	g := s.newGroup(t, "Deep", graph.JoinApprovalRequired)
 	s.startLimitedWorkers(t, 1, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, ratelimit.DefaultJitter)
 	requeues := s.watchRequeues(t)
@@ -186,19 +189,7 @@ func TestABacklogDeeperThanTheLimitIsDelayedNotFailed(t *testing.T) {
 	// Handing back a command before it is claimed costs a nak and leaves
 	// no trace in the ledger; only a delivery whose wait was refused after
 	// the claim (a race with the other slots) records a throttled attempt.
-	redelivered, throttled := s.redeliveries(t), 0
-	ledger := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil)
-	for _, id := range ids {
-		e, _, err := ledger.Get(context.Background(), id)
-		if err != nil {
-			t.Fatalf("ledger entry of %s: %v", id, err)
-		}
-		for _, a := range e.Attempts {
-			if a.Outcome == "throttled" {
-				throttled++
-			}
-		}
-	}
+	redelivered, throttled := s.redeliveries(t), s.throttledAttempts(t, ids)
 	if redelivered < backlog || throttled*2 > redelivered {
 		t.Errorf("%d redeliveries, %d of them recorded as throttled attempts: want at least %d redeliveries, most of them handed back before the claim",
 			redelivered, throttled, backlog)
@@ -214,7 +205,7 @@ func TestABacklogDeeperThanTheLimitIsDelayedNotFailed(t *testing.T) {
 // worker handed back about 1,000 commands a second; with it, about 30.
 func TestSlotsBackOffWhileTheirCommandsAreHandedBack(t *testing.T) {
 	t.Parallel()
-	s := setup(t, func(o *stackOpts) { o.maxDeliv = 10 })
+	s := setup(t, func(o *stackOpts) { o.maxDeliv, o.parkAfter = 10, -1 }) // the nak path
 	g := s.newGroup(t, "Spin", graph.JoinApprovalRequired)
 	s.startLimitedWorkers(t, 1, ratelimit.Limits{GroupOps: 10, Reads: 2000, Messages: 80}, ratelimit.DefaultJitter)
 	s.publishApprovals(t, "spin-", g.ID, 1000)
@@ -224,6 +215,26 @@ func TestSlotsBackOffWhileTheirCommandsAreHandedBack(t *testing.T) {
 	if n > 300 {
 		t.Errorf("%d redeliveries in 3 s with 10 calls/s and 16 slots; want at most 300: the slots the share cannot use must back off", n)
 	}
+}
+
+// throttledAttempts counts the attempts of commands ids that the limiter
+// refused after their claim, from the ledger.
+func (s *stack) throttledAttempts(t *testing.T, ids []string) int {
+	t.Helper()
+	n := 0
+	ledger := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil)
+	for _, id := range ids {
+		e, _, err := ledger.Get(context.Background(), id)
+		if err != nil {
+			t.Fatalf("ledger entry of %s: %v", id, err)
+		}
+		for _, a := range e.Attempts {
+			if a.Outcome == "throttled" {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // redeliveries is how many deliveries of the command consumer were not a
@@ -296,4 +307,70 @@ func (s *stack) watchRequeues(t *testing.T) func() (copies, claimed int) {
 	}
 	t.Cleanup(func() { stop() })
 	return stop
+}
+
+// A deep backlog of one number's group operations is parked out of the
+// consumer's way: a command behind it that its limits let through at once
+// (a read) is served long before the backlog is, and the backlog still
+// completes, each command once. With naks instead, the backlog filled the
+// consumer's MaxAckPending (here 64) and the read waited for all but the
+// last 64 approvals.
+func TestADeepBacklogIsParkedOutOfOtherCommandsWay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 15-second backlog")
+	}
+	t.Parallel()
+	const limit, backlog = 20, 300
+	s := setup(t, func(o *stackOpts) { o.maxDeliv, o.maxAckPending = 10, 64 })
+	g := s.newGroup(t, "Parked", graph.JoinApprovalRequired)
+	s.startLimitedWorkers(t, 1, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, ratelimit.DefaultJitter)
+	var parked atomic.Int64
+	sub, err := s.nc.Subscribe(s.names.AllParked(), func(*nats.Msg) { parked.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	ids := s.publishApprovals(t, "parked-", g.ID, backlog)
+	done := func() int {
+		n := 0
+		for _, id := range ids {
+			if len(s.events.terminals(id)) > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	s.events.waitFor(t, "the backlog to start", func() bool { return done() > 0 })
+	s.publish(t, command("read-behind", events.GetInviteLink, g.ID, nil))
+	if r := s.terminal(t, "read-behind"); r.Outcome != events.OutcomeSucceeded {
+		t.Fatalf("the read behind the backlog: %+v", r)
+	}
+	if n := done(); n > backlog/2 {
+		t.Errorf("the read behind the backlog finished after %d of its %d approvals: it waited for the backlog", n, backlog)
+	}
+
+	deadline := time.Now().Add(3 * time.Minute)
+	for done() < backlog {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d approvals terminal after 3 minutes", done(), backlog)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, id := range ids {
+		rs := s.events.terminals(id)
+		if len(rs) != 1 || rs[0].Error == nil || rs[0].Error.Code != 131213 {
+			t.Errorf("%s: terminal events %+v, want one, failed with code 131213 from the approval", id, rs)
+		}
+	}
+	if n := s.calls(sim.EndpointApproveJoin); n != backlog {
+		t.Errorf("%d approve calls, want one per command (%d)", n, backlog)
+	}
+	// Parking happens before the claim: few commands are refused by the
+	// limiter after they were claimed (a throttled attempt in the ledger).
+	throttled := s.throttledAttempts(t, ids)
+	t.Logf("%d parked copies, %d throttled attempts for %d commands", parked.Load(), throttled, backlog)
+	if parked.Load() < backlog/2 || throttled > backlog/10 {
+		t.Errorf("%d parked copies and %d throttled attempts for %d commands: want most of the backlog parked, and few refused after their claim",
+			parked.Load(), throttled, backlog)
+	}
 }

@@ -33,6 +33,8 @@ type stack struct {
 	simURL string
 	graph  *graph.Client
 	events *eventLog
+	// parkAfter is stackOpts.parkAfter, for every worker started.
+	parkAfter time.Duration
 }
 
 type stackOpts struct {
@@ -44,6 +46,11 @@ type stackOpts struct {
 	// fileStore keeps streams and buckets on disk, as deployments (and
 	// make bench) do; tests default to memory.
 	fileStore bool
+	// maxAckPending of the shared consumers (the topology's default if 0).
+	maxAckPending int
+	// parkAfter is every worker's Config.ParkAfter (its default if 0;
+	// negative: the worker naks, never parks).
+	parkAfter time.Duration
 }
 
 func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
@@ -61,7 +68,7 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 	if o.fileStore {
 		storage = jetstream.FileStorage
 	}
-	b := setupNATSWith(t, events.TopologyConfig{AckWait: o.ackWait, MaxDeliver: o.maxDeliv, Storage: storage})
+	b := setupNATSWith(t, events.TopologyConfig{AckWait: o.ackWait, MaxDeliver: o.maxDeliv, MaxAckPending: o.maxAckPending, Storage: storage})
 
 	hooks := httptest.NewServer(&webhook.Handler{
 		AppSecret: []byte(sim.DefaultAppSecret),
@@ -82,7 +89,7 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{natsBundle: b, sim: s, simURL: srv.URL, graph: gc}
+	st := &stack{natsBundle: b, sim: s, simURL: srv.URL, graph: gc, parkAfter: o.parkAfter}
 	if o.noWatch {
 		st.events = &eventLog{wake: make(chan struct{})}
 	} else {
@@ -103,8 +110,9 @@ func (s *stack) startWorker(t testing.TB, mutate ...func(*jobs.Config)) (w *jobs
 	cfg := jobs.Config{
 		JS: s.js, Names: s.names, Graph: s.graph, Concurrency: 4,
 		WebhookTimeout: time.Minute, ShutdownTimeout: 2 * time.Second,
-		NakDelay: func(uint64) time.Duration { return 50 * time.Millisecond },
-		Logger:   testLogger(t),
+		NakDelay:  func(uint64) time.Duration { return 50 * time.Millisecond },
+		Logger:    testLogger(t),
+		ParkAfter: s.parkAfter,
 	}
 	for _, f := range mutate {
 		f(&cfg)

@@ -66,6 +66,12 @@ type Config struct {
 	// keeps looking for the group it may have created before it concludes
 	// the call never took effect. Defaults to 30 seconds.
 	ReconcileGrace time.Duration
+	// ParkAfter is how far off a rate-limited command's turn must be for
+	// the worker to park it (a copy scheduled for its turn, out of the
+	// consumer's way) instead of naking it; a command handed back a second
+	// time is parked too. Defaults to DefaultParkAfter; negative never
+	// parks.
+	ParkAfter time.Duration
 	// NakDelay is the delay before a transient failure is retried on
 	// delivery n (1-based). Defaults to 500ms·2^(n-1), capped at 1 minute.
 	NakDelay func(delivery uint64) time.Duration
@@ -104,6 +110,7 @@ func (c Config) withDefaults() Config {
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 10*time.Second)
 	c.RetryMaxElapsed = cmp.Or(c.RetryMaxElapsed, 2*time.Second)
 	c.ReconcileGrace = cmp.Or(c.ReconcileGrace, 30*time.Second)
+	c.ParkAfter = cmp.Or(c.ParkAfter, DefaultParkAfter)
 	if c.NakDelay == nil {
 		c.NakDelay = defaultNakDelay
 	}
@@ -158,6 +165,11 @@ func defaultNakDelay(delivery uint64) time.Duration {
 	return min(d, time.Minute)
 }
 
+// DefaultParkAfter is Config.ParkAfter's default: twice the limiter's
+// default wait bound, so a command its share takes within that is naked
+// as before and only a deeper backlog is parked.
+const DefaultParkAfter = 500 * time.Millisecond
+
 // Worker executes commands from the shared command consumer and turns
 // webhook items into events. Run any number of workers side by side.
 type Worker struct {
@@ -183,6 +195,10 @@ type Worker struct {
 	// Filled by Run from the consumers' configuration.
 	maxDeliver int
 	ackWait    time.Duration
+	// parkAfter is cfg.ParkAfter, or 0 when the command stream cannot
+	// schedule messages (Run checks).
+	parkAfter time.Duration
+	parkings  *parkings
 
 	// shutdown is closed when Run's context is done: in-flight work may
 	// finish (within ShutdownTimeout), new work is nak'ed at once.
@@ -214,6 +230,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		log: cfg.Logger.With(slog.String("worker_id", cfg.WorkerID)), id: cfg.WorkerID, now: cfg.Clock,
 		ledger: NewLedger(ledgerKV, cfg.Clock), corr: NewCorrelations(corrKV),
 		shutdown: make(chan struct{}), tracer: cfg.Tracer, metrics: cfg.Metrics,
+		parkings: newParkings(),
 	}
 	w.campaigns = newCampaigns(w, campaignKV, cfg.Campaigns)
 	w.handlers = w.builtinHandlers()
@@ -229,6 +246,26 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	h = Recover()(h)
 	w.handler = h
 	return w, nil
+}
+
+// checkParking turns parking on (Config.ParkAfter) only if the command
+// stream schedules messages: a server before 2.12 ignores the setting, and
+// a parked copy would then never come back.
+func (w *Worker) checkParking(ctx context.Context) error {
+	if w.cfg.ParkAfter <= 0 {
+		return nil
+	}
+	st, err := w.js.Stream(ctx, w.names.CommandStream())
+	if err != nil {
+		return fmt.Errorf("jobs: command stream: %w", err)
+	}
+	if !st.CachedInfo().Config.AllowMsgSchedules {
+		w.log.WarnContext(ctx, "the command stream does not schedule messages (NATS server before 2.12?): deep backlogs are naked, not parked, and can hold up other numbers' commands",
+			slog.String("stream", w.names.CommandStream()))
+		return nil
+	}
+	w.parkAfter = w.cfg.ParkAfter
+	return nil
 }
 
 // ID is the worker's id.
@@ -260,6 +297,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	ci := cmdCons.CachedInfo().Config
 	w.maxDeliver, w.ackWait = ci.MaxDeliver, cmp.Or(ci.AckWait, 30*time.Second)
+	if err := w.checkParking(ctx); err != nil {
+		return err
+	}
 
 	// work outlives ctx by ShutdownTimeout so in-flight calls can finish.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))

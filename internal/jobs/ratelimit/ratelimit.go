@@ -143,6 +143,13 @@ type Config struct {
 	// worker's first share (MaxWait + Settle at most). Defaults to
 	// DefaultMaxWait.
 	MaxWait time.Duration
+	// MaxQueue, if positive, is how many callers may queue for one
+	// number's tokens of one class before Admit refuses more (Wait does
+	// not enforce it). A queued caller holds one of the worker's slots
+	// doing nothing; a queue of a few keeps the share busy, and capping
+	// it leaves the other slots to other numbers and classes. A worker
+	// sets it to half its slots.
+	MaxQueue int
 	// Jitter is how much the time between taking a token and the call
 	// reaching Meta may vary between two calls of one worker. Shares keep
 	// that much headroom, so the aggregate is used at 1/(1+Jitter/1s) of
@@ -599,14 +606,23 @@ func queueTooLong(e *entry, ahead int64, now, deadline time.Time) error {
 //
 // A refusal is reported to Config.OnWait as a "throttled" wait of zero.
 func (l *Limiter) Admit(ctx context.Context, phone string, class Class) error {
-	err := l.admit(phone, class)
+	return l.AdmitBehind(ctx, phone, class, 0)
+}
+
+// AdmitBehind is Admit for a caller that knows of ahead callers already
+// admitted for phone and class that have not reached Wait yet: they will
+// queue before it. A worker counts the commands it admitted and is still
+// claiming, so a burst of commands arriving together is not admitted
+// whole, only to be refused by Wait after each was claimed.
+func (l *Limiter) AdmitBehind(ctx context.Context, phone string, class Class, ahead int64) error {
+	err := l.admit(phone, class, max(ahead, 0))
 	if err != nil && l.cfg.OnWait != nil {
 		l.cfg.OnWait(ctx, class, waitOutcome(err), 0)
 	}
 	return err
 }
 
-func (l *Limiter) admit(phone string, class Class) error {
+func (l *Limiter) admit(phone string, class Class, admitted int64) error {
 	if class < 0 || class >= numClasses {
 		return fmt.Errorf("ratelimit: unknown class %d", int(class))
 	}
@@ -624,7 +640,12 @@ func (l *Limiter) admit(phone string, class Class) error {
 	case v.budget == 0 && v.synced && (v.grows.IsZero() || v.grows.After(headDeadline)):
 		return &ThrottledError{Until: cmp.Or(v.grows, now.Add(l.cfg.Settle)), Scope: scopeShare}
 	}
-	if ahead := e.waiting.Load(); ahead > 0 {
+	ahead := e.waiting.Load() + admitted
+	if l.cfg.MaxQueue > 0 && ahead >= int64(l.cfg.MaxQueue) {
+		// Refused unless a token is free for it at once.
+		return queueTooLong(e, ahead, now, now)
+	}
+	if ahead > 0 {
 		return queueTooLong(e, ahead, now, deadline)
 	}
 	return nil

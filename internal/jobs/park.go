@@ -1,0 +1,92 @@
+package jobs
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
+)
+
+// parkOverbook is how much faster than the number's limit a worker books
+// the commands it hands back to come back. Each worker books on its own,
+// and its copies return to any worker: how many workers hand back, and
+// how the returns spread over them, varies, so booking above the limit
+// keeps every share busy; what comes back too early is parked again
+// behind the rest.
+const parkOverbook = 1.5
+
+// parkings books the times this worker's parked commands come back, per
+// number and limiter class, so a deep backlog returns at the pace its
+// share can take instead of all at once.
+type parkings struct {
+	mu       sync.Mutex
+	next     map[parkKey]time.Time     // the earliest free return time
+	admitted map[parkKey]*atomic.Int64 // admitted, not yet at Wait
+}
+
+type parkKey struct {
+	phone string
+	class ratelimit.Class
+}
+
+func newParkings() *parkings {
+	return &parkings{next: map[parkKey]time.Time{}, admitted: map[parkKey]*atomic.Int64{}}
+}
+
+// admitting counts the commands of phone and class this worker admitted
+// (handBack) that have not reached the limiter's Wait yet.
+func (p *parkings) admitting(phone string, class ratelimit.Class) *atomic.Int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := parkKey{phone, class}
+	n := p.admitted[k]
+	if n == nil {
+		n = new(atomic.Int64)
+		p.admitted[k] = n
+	}
+	return n
+}
+
+// admission is one command admitted by handBack, counted in its number's
+// admitting until it reaches Wait or its delivery ends.
+type admission struct {
+	n    *atomic.Int64
+	done atomic.Bool
+}
+
+// release uncounts the admission; it may be called more than once, and
+// on nil.
+func (a *admission) release() {
+	if a != nil && a.done.CompareAndSwap(false, true) {
+		a.n.Add(-1)
+	}
+}
+
+// book returns when a command the limiter refused until until comes back:
+// the first free return time of phone and class from until on, which it
+// takes. The next one comes one overbooked interval of limit (the
+// number's calls per second across all workers) later. Bookings in the
+// past are dropped as the map grows.
+func (p *parkings) book(phone string, class ratelimit.Class, now, until time.Time, limit float64) time.Time {
+	interval := time.Second
+	if limit > 0 {
+		interval = time.Duration(float64(time.Second) / (parkOverbook * limit))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := parkKey{phone, class}
+	at := until
+	if next := p.next[k]; next.After(at) {
+		at = next
+	}
+	p.next[k] = at.Add(interval)
+	if len(p.next) > 4096 {
+		for k, t := range p.next {
+			if t.Before(now) {
+				delete(p.next, k)
+			}
+		}
+	}
+	return at
+}
