@@ -38,6 +38,9 @@ type streamHealth struct {
 	Consumers int       `json:"consumers"`
 	LastTime  time.Time `json:"last_time,omitzero"`
 	Replicas  int       `json:"replicas"`
+	// Parked counts the command stream's parked commands: copies waiting
+	// for their rate-limit turn, not lag more workers would shorten.
+	Parked uint64 `json:"parked,omitempty"`
 }
 
 type consumerHealth struct {
@@ -134,8 +137,18 @@ func (a *app) health(ctx context.Context, maxPending uint64) (healthReport, erro
 			return r, fmt.Errorf("stream %s: %w", name, err)
 		}
 		info := str.CachedInfo()
-		r.Streams = append(r.Streams, streamHealth{Name: name, Messages: info.State.Msgs, Bytes: info.State.Bytes,
-			Consumers: info.State.Consumers, LastTime: info.State.LastTime, Replicas: info.Config.Replicas})
+		sh := streamHealth{Name: name, Messages: info.State.Msgs, Bytes: info.State.Bytes,
+			Consumers: info.State.Consumers, LastTime: info.State.LastTime, Replicas: info.Config.Replicas}
+		if name == names.CommandStream() {
+			parked, err := str.Info(rctx, jetstream.WithSubjectFilter(names.AllParked()))
+			if err != nil {
+				return r, fmt.Errorf("parked commands in %s: %w", name, err)
+			}
+			for _, n := range parked.State.Subjects {
+				sh.Parked += n
+			}
+		}
+		r.Streams = append(r.Streams, sh)
 		if name == names.DLQStream() && info.State.Msgs > 0 {
 			warn("%d dead letter(s) in %s: groupctl dlq list", info.State.Msgs, name)
 		}
@@ -281,6 +294,11 @@ func (a *app) printHealth(r healthReport) {
 	fmt.Fprintln(tw, "STREAM\tMESSAGES\tBYTES\tREPLICAS\tLAST MESSAGE")
 	for _, s := range r.Streams {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", s.Name, s.Messages, bytesStr(s.Bytes), s.Replicas, stamp(s.LastTime))
+	}
+	for _, s := range r.Streams {
+		if s.Parked > 0 {
+			fmt.Fprintf(tw, "(%s: %d of them parked until their rate-limit turn)\n", s.Name, s.Parked)
+		}
 	}
 	fmt.Fprintln(tw, "\nCONSUMER\tPENDING (LAG)\tACK PENDING\tREDELIVERED\tWAITING PULLS\tLAST DELIVERY")
 	for _, c := range r.Consumers {

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/groupflow/groupflow/internal/natsembed"
 )
@@ -59,4 +63,17 @@ func TestHealthCountsLagAndWarnsOfDeadLetters(t *testing.T) {
 	wantContains(t, "stdout", r.stdout, "problem: consumer worker-commands on GROUPS_COMMANDS lags by 2 messages")
 	r = b.groupctl(t, "health", "--max-pending", "2")
 	wantCode(t, r, 0)
+
+	// A parked command is counted apart: it waits for its turn, not for a
+	// worker, so it is no lag.
+	m := nats.NewMsg(b.names.Parked(phone, "get_invite_link", 1))
+	m.Data = []byte(`{}`)
+	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	m.Header.Set("Nats-Schedule-Target", b.names.Command(phone, "get_invite_link"))
+	if _, err := b.js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	r = b.groupctl(t, "health", "--max-pending", "2")
+	wantCode(t, r, 0)
+	wantContains(t, "stdout", r.stdout, "(GROUPS_COMMANDS: 1 of them parked until their rate-limit turn)")
 }
