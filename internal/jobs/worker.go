@@ -165,9 +165,10 @@ func defaultNakDelay(delivery uint64) time.Duration {
 	return min(d, time.Minute)
 }
 
-// DefaultParkAfter is Config.ParkAfter's default: twice the limiter's
-// default wait bound, so a command its share takes within that is naked
-// as before and only a deeper backlog is parked.
+// DefaultParkAfter is Config.ParkAfter's default, half the limiter's
+// default wait bound: a command whose turn is that close is naked (a
+// short wait among the consumer's unacknowledged messages), anything
+// deeper is parked.
 const DefaultParkAfter = 500 * time.Millisecond
 
 // Worker executes commands from the shared command consumer and turns
