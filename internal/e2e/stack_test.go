@@ -26,6 +26,7 @@ import (
 	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
 	"github.com/groupflow/groupflow/internal/natsembed"
 	"github.com/groupflow/groupflow/internal/telemetry"
+	"github.com/groupflow/groupflow/internal/testutil"
 	"github.com/groupflow/groupflow/internal/webhook"
 )
 
@@ -80,7 +81,7 @@ type stack struct {
 	spans     *tracetest.InMemoryExporter
 	ingestTel *telemetry.Telemetry
 	workerTel *telemetry.Telemetry
-	logs      *syncBuffer
+	logs      *testutil.SyncBuffer
 	log       *slog.Logger
 	sim       *sim.Server
 	simURL    string
@@ -104,7 +105,7 @@ func setup(t testing.TB, mutate ...func(*stackOpts)) *stack {
 	for _, f := range mutate {
 		f(&o)
 	}
-	s := &stack{t: t, opts: o, logs: &syncBuffer{}, names: events.Names{}}
+	s := &stack{t: t, opts: o, logs: &testutil.SyncBuffer{}, names: events.Names{}}
 	s.log = slog.New(telemetry.NewLogHandler(s.logs, slog.LevelDebug))
 	if o.bench {
 		s.log = slog.New(telemetry.NewLogHandler(io.Discard, slog.LevelInfo))
@@ -508,27 +509,9 @@ func (l *eventLog) find(typ string) []eventMsg {
 	return out
 }
 
-// syncBuffer is an io.Writer safe for the concurrent loggers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// lines decodes the JSON log lines; a line that is not JSON fails the test
-// (every logger of the stack writes JSON).
-func (b *syncBuffer) lines(t testing.TB) []map[string]any {
+// logLines decodes the JSON log lines of b; a line that is not JSON fails
+// the test (every logger of the stack writes JSON).
+func logLines(t testing.TB, b *testutil.SyncBuffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, ln := range strings.Split(strings.TrimSpace(b.String()), "\n") {

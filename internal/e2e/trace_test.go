@@ -230,7 +230,7 @@ func TestOneTracePerCommand(t *testing.T) {
 func (s *stack) checkLogs(t *testing.T, traces map[string]trace.TraceID) {
 	t.Helper()
 	seen := map[string]int{}
-	for _, ln := range s.logs.lines(t) {
+	for _, ln := range logLines(t, s.logs) {
 		id, _ := ln["command_id"].(string)
 		want, ok := traces[id]
 		if !ok {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/groupflow/groupflow/internal/graph/sim"
 	"github.com/groupflow/groupflow/internal/jobs"
 	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
+	"github.com/groupflow/groupflow/internal/testutil"
 )
 
 // startLimitedWorkers starts n workers, each with its own rate limiter
@@ -372,5 +374,57 @@ func TestADeepBacklogIsParkedOutOfOtherCommandsWay(t *testing.T) {
 	if parked.Load() < backlog/2 || throttled > backlog/10 {
 		t.Errorf("%d parked copies and %d throttled attempts for %d commands: want most of the backlog parked, and few refused after their claim",
 			parked.Load(), throttled, backlog)
+	}
+}
+
+// On a command stream without message schedules (a server before 2.12
+// ignores the setting) a parked copy would never come back: the worker
+// says so and hands a backlog back with naks, and every command completes.
+func TestAWorkerWithoutSchedulesNaksInsteadOfParking(t *testing.T) {
+	t.Parallel()
+	const limit, backlog = 5, 30
+	s := setup(t, func(o *stackOpts) { o.maxDeliv, o.noSchedules = 10, true })
+	g := s.newGroup(t, "Unscheduled", graph.JoinApprovalRequired)
+	var logs testutil.SyncBuffer
+	lim, err := ratelimit.New(ratelimit.Config{
+		Workers: s.kv(t, s.names.WorkersBucket()), Throttle: s.kv(t, s.names.ThrottleBucket()),
+		WorkerID: "unscheduled", Defaults: ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, MaxQueue: 2,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- lim.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("limiter: %v", err)
+		}
+	})
+	s.startWorker(t, func(c *jobs.Config) {
+		c.WorkerID, c.Limiter, c.Concurrency = "unscheduled", lim, 4
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	var parked atomic.Int64
+	sub, err := s.nc.Subscribe(s.names.AllParked(), func(*nats.Msg) { parked.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	for _, id := range s.publishApprovals(t, "unscheduled-", g.ID, backlog) {
+		if r := s.terminalWithin(t, id, 2*time.Minute); r.Error == nil || r.Error.Code != 131213 {
+			t.Errorf("%s: %+v, want failed with code 131213 from the approval", id, r.Error)
+		}
+	}
+	if n := parked.Load(); n != 0 {
+		t.Errorf("%d parked copies on a stream that cannot schedule them", n)
+	}
+	if s.redeliveries(t) == 0 {
+		t.Error("no command was handed back: the backlog never waited, so the test shows nothing")
+	}
+	if !strings.Contains(logs.String(), "does not schedule messages") {
+		t.Errorf("the worker did not say it cannot park; its log:\n%s", logs.String())
 	}
 }

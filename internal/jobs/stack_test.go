@@ -51,6 +51,9 @@ type stackOpts struct {
 	// parkAfter is every worker's Config.ParkAfter (its default if 0;
 	// negative: the worker naks, never parks).
 	parkAfter time.Duration
+	// noSchedules makes the command stream as a server before 2.12 has
+	// it: without message schedules or the parked subjects.
+	noSchedules bool
 }
 
 func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
@@ -68,7 +71,11 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 	if o.fileStore {
 		storage = jetstream.FileStorage
 	}
-	b := setupNATSWith(t, events.TopologyConfig{AckWait: o.ackWait, MaxDeliver: o.maxDeliv, MaxAckPending: o.maxAckPending, Storage: storage})
+	topo := events.TopologyConfig{AckWait: o.ackWait, MaxDeliver: o.maxDeliv, MaxAckPending: o.maxAckPending, Storage: storage}
+	b := setupNATSWith(t, topo)
+	if o.noSchedules {
+		withoutSchedules(t, b, topo)
+	}
 
 	hooks := httptest.NewServer(&webhook.Handler{
 		AppSecret: []byte(sim.DefaultAppSecret),
@@ -101,6 +108,30 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 func setupNATSWith(t testing.TB, cfg events.TopologyConfig) natsBundle {
 	t.Helper()
 	return setupNATS(t, cfg)
+}
+
+// withoutSchedules recreates the command stream and its consumer without
+// message schedules, as Ensure left them before parking existed and as a
+// server before 2.12 keeps them whatever it is asked.
+func withoutSchedules(t testing.TB, b natsBundle, topo events.TopologyConfig) {
+	t.Helper()
+	ctx := context.Background()
+	name := b.names.CommandStream()
+	if err := b.js.DeleteStream(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	topo.Names = b.names
+	for _, sc := range topo.Streams() {
+		if sc.Name == name {
+			sc.Subjects, sc.AllowMsgSchedules, sc.AllowRollup = []string{b.names.AllCommands()}, false, false
+			if _, err := b.js.CreateStream(ctx, sc); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := b.js.CreateConsumer(ctx, name, topo.Consumers()[name]); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startWorker runs a worker until the test ends (or stop is called) and

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,28 +17,11 @@ import (
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/natsembed"
+	"github.com/groupflow/groupflow/internal/testutil"
 	"github.com/groupflow/groupflow/internal/webhook"
 )
 
 const testSecret = "test-app-secret-do-not-log"
-
-// syncBuffer collects log output from handler goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type testBundle struct {
 	srv     *natsembed.Server
@@ -47,7 +29,7 @@ type testBundle struct {
 	stream  jetstream.Stream
 	handler *webhook.Handler
 	url     string
-	logs    *syncBuffer
+	logs    *testutil.SyncBuffer
 }
 
 // setup starts an embedded JetStream with the webhook stream, and the
@@ -74,7 +56,7 @@ func setup(t *testing.T, configure ...func(*webhook.Handler)) *testBundle {
 	if err != nil {
 		t.Fatalf("create stream: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	h := &webhook.Handler{
 		AppSecret:   []byte(testSecret),
 		VerifyToken: "verify-me",
