@@ -31,6 +31,9 @@ type Size struct {
 	ScalingWorkers                       []int
 	// Rate limit: seconds of backlog per number.
 	RateLimitSeconds float64
+	// Fairness: approvals queued for one number (10/s), then reads of
+	// another number sent one at a time behind them.
+	FairnessBacklog, FairnessReads int
 	// Tracing: commands per run, on/off pairs.
 	TracingCommands, TracingPairs int
 	// Query: reads per kind.
@@ -59,7 +62,8 @@ var Full = Size{
 	LatencyCommands:  1000,
 	ScalingPerWorker: 2000, ScalingConcurrency: 4, ScalingLatency: 20 * time.Millisecond, ScalingWorkers: []int{1, 2, 4},
 	RateLimitSeconds: 20,
-	TracingCommands:  4000, TracingPairs: 3,
+	FairnessBacklog:  2000, FairnessReads: 50,
+	TracingCommands: 4000, TracingPairs: 3,
 	QueryReads:      500,
 	CampaignInvites: 100000, CampaignMPS: 1000, CampaignWorkers: 4,
 
@@ -75,7 +79,8 @@ var Smoke = Size{
 	LatencyCommands:  30,
 	ScalingPerWorker: 100, ScalingConcurrency: 4, ScalingLatency: 20 * time.Millisecond, ScalingWorkers: []int{1, 2},
 	RateLimitSeconds: 3,
-	TracingCommands:  200, TracingPairs: 1,
+	FairnessBacklog:  200, FairnessReads: 5,
+	TracingCommands: 200, TracingPairs: 1,
 	QueryReads:      20,
 	CampaignInvites: 300, CampaignMPS: 200, CampaignWorkers: 2,
 
@@ -138,6 +143,7 @@ func Sections() []Section {
 		{"latency", runLatency},
 		{"scaling", runScaling},
 		{"ratelimit", runRateLimit},
+		{"fairness", runFairness},
 		{"tracing", runTracing},
 		{"query", runQuery},
 		{"campaign", runCampaign},

@@ -60,6 +60,7 @@ type settings struct {
 	limitJitter    time.Duration
 	limitMaxWait   time.Duration
 	parkAfter      time.Duration
+	parking        bool
 	overrides      map[string]ratelimit.Limits
 	workerID       string
 	logLevel       string
@@ -96,7 +97,8 @@ func load(args []string, getenv func(string) string) (settings, error) {
 		},
 		limitJitter:   e.Duration("RATE_LIMIT_JITTER", ratelimit.DefaultJitter, "how much later or earlier than its limiter token a call may reach Meta with the limits still kept there (network and scheduling variance); the limits are used at about 1/(1 + jitter/1s) at best"),
 		limitMaxWait:  e.Duration("RATE_LIMIT_MAX_WAIT", ratelimit.DefaultMaxWait, "longest a command waits in the worker for its number's rate-limit token or for a throttle to end; beyond it the command goes back to the queue until its turn, for any worker to take (shorter: the backlog's end is spread over all workers; longer: fewer redeliveries)"),
-		parkAfter:     e.Duration("RATE_LIMIT_PARK_AFTER", jobs.DefaultParkAfter, "a command whose number's limit cannot take it within this (or that was handed back before) is parked: a copy the command stream holds until its booked turn, out of other commands' way; 0 keeps the default, negative never parks (commands are naked and wait among the consumer's MaxAckPending)"),
+		parkAfter:     e.Duration("RATE_LIMIT_PARK_AFTER", jobs.DefaultParkAfter, "a command whose number's limit cannot take it within this (or that was handed back before) is parked: a copy the command stream holds until its booked turn, out of other commands' way"),
+		parking:       e.Bool("RATE_LIMIT_PARKING", true, "park deep backlogs (needs NATS 2.12+; a worker on an older server naks instead by itself); false: always nak, and a deep backlog waits among the consumer's MaxAckPending"),
 		queryCacheTTL: e.Duration("QUERY_CACHE_TTL", 30*time.Second, "how long a read answer (group info, lists, invite link) is served from the shared cache; at most the reads bucket's TTL"),
 		workerID:      e.String("WORKER_ID", "", "unique name of this worker (default: host, pid and a random suffix)"),
 		logLevel:      e.String("LOG_LEVEL", "info", "debug, info, warn or error"),
@@ -113,6 +115,9 @@ func load(args []string, getenv func(string) string) (settings, error) {
 		_, port, perr := net.SplitHostPort(s.embeddedAddr)
 		_, aerr := strconv.Atoi(port)
 		e.Check(perr == nil && aerr == nil, "WORKER_EMBEDDED_NATS_ADDR", "want host:port, got %q", s.embeddedAddr)
+	}
+	if !s.parking {
+		s.parkAfter = -1 // jobs.Config: never park
 	}
 	if *printConfig {
 		return settings{printConfig: e.Vars()}, nil
