@@ -18,7 +18,9 @@ const parkOverbook = 1.5
 
 // parkings books the times this worker's parked commands come back, per
 // number and limiter class, so a deep backlog returns at the pace its
-// share can take instead of all at once.
+// share can take instead of all at once. It also counts, per number and
+// class, the commands admitted and not yet waiting in the limiter (a
+// counter each, kept for the worker's life: a few per number).
 type parkings struct {
 	mu       sync.Mutex
 	next     map[parkKey]time.Time     // the earliest free return time
