@@ -55,19 +55,11 @@ func runFairness(ctx context.Context, e *Env, r *Report) error {
 	}
 	lat := make([]time.Duration, 0, e.Size.FairnessReads)
 	for i := range e.Size.FairnessReads {
-		c := Command(fmt.Sprint("quiet-", i), events.GetInviteLink, fairnessPhone, quiet, nil)
-		sent := time.Now()
-		if err := s.PublishOne(ctx, c); err != nil {
-			return err
-		}
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		err := t.WaitIDs(wctx, []string{c.ID})
-		cancel()
+		d, err := timeOne(ctx, s, t, Command(fmt.Sprint("quiet-", i), events.GetInviteLink, fairnessPhone, quiet, nil), 10*time.Minute)
 		if err != nil {
 			return fmt.Errorf("read %d behind the backlog: %w", i, err)
 		}
-		at, _ := t.At(c.ID)
-		lat = append(lat, at.Sub(sent))
+		lat = append(lat, d)
 	}
 	served := 0
 	for _, id := range ids {

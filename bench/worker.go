@@ -169,19 +169,11 @@ func runLatency(ctx context.Context, e *Env, r *Report) error {
 	n := e.Size.LatencyCommands
 	lat := make([]time.Duration, 0, n)
 	for i := range n {
-		c := Command(fmt.Sprint("lat-", i), events.GetInviteLink, Phone, group, nil)
-		sent := time.Now()
-		if err := s.PublishOne(ctx, c); err != nil {
-			return err
-		}
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := t.WaitIDs(wctx, []string{c.ID})
-		cancel()
+		d, err := timeOne(ctx, s, t, Command(fmt.Sprint("lat-", i), events.GetInviteLink, Phone, group, nil), 30*time.Second)
 		if err != nil {
 			return err
 		}
-		at, _ := t.At(c.ID)
-		lat = append(lat, at.Sub(sent))
+		lat = append(lat, d)
 	}
 	sortDurations(lat)
 	if err := LatencyChart(e.Out+"/latency.png", lat); err != nil {
@@ -193,4 +185,20 @@ func runLatency(ctx context.Context, e *Env, r *Report) error {
 	r.Add(Figure{Key: "latency_p99_ms", Value: Ms(Percentile(lat, 0.99)), Unit: "ms", How: how, Command: cmd})
 	r.Detail("latency", map[string]any{"commands": n, "min_ms": Ms(lat[0]), "p90_ms": Ms(Percentile(lat, 0.9)), "max_ms": Ms(lat[len(lat)-1]), "chart": "latency.png"})
 	return nil
+}
+
+// timeOne publishes c alone and returns the time from its publish to its
+// terminal event, waiting at most timeout.
+func timeOne(ctx context.Context, s *Stack, t *Terminals, c events.Command, timeout time.Duration) (time.Duration, error) {
+	sent := time.Now()
+	if err := s.PublishOne(ctx, c); err != nil {
+		return 0, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := t.WaitIDs(wctx, []string{c.ID}); err != nil {
+		return 0, err
+	}
+	at, _ := t.At(c.ID)
+	return at.Sub(sent), nil
 }

@@ -32,25 +32,10 @@ func (s *stack) startLimitedWorkers(t testing.TB, n int, limits ratelimit.Limits
 	var lims []*ratelimit.Limiter
 	for i := range n {
 		id := fmt.Sprint("limited-", i)
-		lim, err := ratelimit.New(ratelimit.Config{
-			Workers: s.kv(t, s.names.WorkersBucket()), Throttle: s.kv(t, s.names.ThrottleBucket()),
+		lim := s.runLimiter(t, ratelimit.Config{
 			WorkerID: id, Defaults: limits, Jitter: jitter, Logger: testLogger(t), MaxQueue: 8, // half the slots, as cmd/worker
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- lim.Run(ctx) }()
 		lims = append(lims, lim)
-		// Stop the worker (registered below, so cleaned up first), then
-		// its limiter.
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("limiter %s: %v", id, err)
-			}
-		})
 		s.startWorker(t, func(c *jobs.Config) { c.WorkerID, c.Limiter, c.Concurrency = id, lim, 16 })
 	}
 	s.events.waitFor(t, "every limiter to see every worker", func() bool {
@@ -62,6 +47,40 @@ func (s *stack) startLimitedWorkers(t testing.TB, n int, limits ratelimit.Limits
 		return true
 	})
 	return lims
+}
+
+// runLimiter runs a rate limiter on the stack's workers and throttle
+// buckets until the test ends. Workers started after it are cleaned up
+// first, so they stop before their limiter does.
+func (s *stack) runLimiter(t testing.TB, cfg ratelimit.Config) *ratelimit.Limiter {
+	t.Helper()
+	cfg.Workers, cfg.Throttle = s.kv(t, s.names.WorkersBucket()), s.kv(t, s.names.ThrottleBucket())
+	lim, err := ratelimit.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- lim.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("limiter %s: %v", cfg.WorkerID, err)
+		}
+	})
+	return lim
+}
+
+// countParked counts the copies published to the parked subjects.
+func (s *stack) countParked(t testing.TB) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	sub, err := s.nc.Subscribe(s.names.AllParked(), func(*nats.Msg) { n.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return &n
 }
 
 // publishApprovals publishes n approve_join_requests commands for group,
@@ -326,12 +345,7 @@ func TestADeepBacklogIsParkedOutOfOtherCommandsWay(t *testing.T) {
 	s := setup(t, func(o *stackOpts) { o.maxDeliv, o.maxAckPending = 10, 64 })
 	g := s.newGroup(t, "Parked", graph.JoinApprovalRequired)
 	s.startLimitedWorkers(t, 1, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, ratelimit.DefaultJitter)
-	var parked atomic.Int64
-	sub, err := s.nc.Subscribe(s.names.AllParked(), func(*nats.Msg) { parked.Add(1) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	parked := s.countParked(t)
 	ids := s.publishApprovals(t, "parked-", g.ID, backlog)
 	done := func() int {
 		n := 0
@@ -386,33 +400,15 @@ func TestAWorkerWithoutSchedulesNaksInsteadOfParking(t *testing.T) {
 	s := setup(t, func(o *stackOpts) { o.maxDeliv, o.noSchedules = 10, true })
 	g := s.newGroup(t, "Unscheduled", graph.JoinApprovalRequired)
 	var logs testutil.SyncBuffer
-	lim, err := ratelimit.New(ratelimit.Config{
-		Workers: s.kv(t, s.names.WorkersBucket()), Throttle: s.kv(t, s.names.ThrottleBucket()),
+	lim := s.runLimiter(t, ratelimit.Config{
 		WorkerID: "unscheduled", Defaults: ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, MaxQueue: 2,
 		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- lim.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("limiter: %v", err)
-		}
 	})
 	s.startWorker(t, func(c *jobs.Config) {
 		c.WorkerID, c.Limiter, c.Concurrency = "unscheduled", lim, 4
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
-	var parked atomic.Int64
-	sub, err := s.nc.Subscribe(s.names.AllParked(), func(*nats.Msg) { parked.Add(1) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	parked := s.countParked(t)
 	for _, id := range s.publishApprovals(t, "unscheduled-", g.ID, backlog) {
 		if r := s.terminalWithin(t, id, 2*time.Minute); r.Error == nil || r.Error.Code != 131213 {
 			t.Errorf("%s: %+v, want failed with code 131213 from the approval", id, r.Error)
