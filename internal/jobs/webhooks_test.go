@@ -13,7 +13,16 @@ import (
 func TestWebhooksBecomeDomainEventsOnceEach(t *testing.T) {
 	t.Parallel()
 	// Every webhook delivered twice: each fact must still be one event.
-	s := setup(t, func(o *stackOpts) { o.sim.Faults = sim.Faults{WebhookDuplicate: 1} })
+	// Webhooks come 300 ms after their call, so the worker has linked
+	// dom-rm's request before its webhook arrives and the removal event
+	// names the command. (A webhook that beats the link completes the
+	// command all the same, but its domain event, published on arrival,
+	// cannot name it: TestWebhookBeforeResponse. With 5 ms, a loaded CI
+	// machine lost that race.)
+	s := setup(t, func(o *stackOpts) {
+		o.sim.Faults = sim.Faults{WebhookDuplicate: 1}
+		o.sim.WebhookDelay = 300 * time.Millisecond
+	})
 	s.startWorker(t)
 
 	open := s.newGroup(t, "Open group", "")
