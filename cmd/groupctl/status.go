@@ -19,8 +19,8 @@ func (a *app) statusCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "status <command-id>",
 		Short: "Show a command's ledger entry: state, attempts and result",
-		Long: `Show what the ledger knows about a command id: its state (running,
-awaiting_webhook, succeeded, partially_succeeded, failed, rejected), every
+		Long: `Show what the ledger knows about a command id: its state (queued,
+running, awaiting_webhook, succeeded, partially_succeeded, failed, rejected), every
 attempt, the Graph requests it awaits and its result. Exits 1 when the id is
 not in the ledger (never received, or older than the ledger's 7 days).`,
 		Args: exactArgs("command-id"),

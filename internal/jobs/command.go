@@ -45,21 +45,23 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 	}
 	log := lazyWith(w.log, slog.String("command_id", cmd.ID), slog.String("command_type", cmd.Type),
 		slog.String("phone_number_id", cmd.PhoneNumberID), slog.Uint64("delivery", md.NumDelivered))
-	handled, pause, adm := w.handBack(ctx, log, msg, md, cmd)
-	if handled {
-		return pause
-	}
-	defer adm.release()
-	token := fmt.Sprintf("%s/%d/%d", w.id, md.Sequence.Stream, md.NumDelivered)
-	status, entry, err := w.ledger.Claim(ctx, ClaimRequest{
+	req := ClaimRequest{
 		CommandID: cmd.ID, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
 		Subject: msg.Subject(), Command: json.RawMessage(msg.Data()),
 		// The consumer span's context, not the publisher's: it is in the
 		// command's trace either way, and exists even when the publisher
 		// sent none, so a completing webhook can always link to it.
-		Token: token, Lease: w.lease(), Traceparent: cmp.Or(telemetry.TraceParent(ctx), headerTraceparent(msg.Headers())),
-		Replay: msg.Headers().Get(events.ReplayHeader),
-	})
+		Traceparent: cmp.Or(telemetry.TraceParent(ctx), headerTraceparent(msg.Headers())),
+		Replay:      msg.Headers().Get(events.ReplayHeader),
+	}
+	handled, pause, adm := w.handBack(ctx, log, msg, md, cmd, req)
+	if handled {
+		return pause
+	}
+	defer adm.release()
+	token := fmt.Sprintf("%s/%d/%d", w.id, md.Sequence.Stream, md.NumDelivered)
+	req.Token, req.Lease = token, w.lease()
+	status, entry, err := w.ledger.Claim(ctx, req)
 	if err != nil {
 		log.WarnContext(ctx, "claim failed", slog.Any("error", err))
 		_ = msg.NakWithDelay(time.Second)
@@ -113,8 +115,8 @@ var admissionClass = map[string]ratelimit.Class{
 // Near its last delivery it is re-queued as a copy, as in execute. handled
 // reports that the delivery was given back; pause, that the slot should
 // slow down before it pulls again (a nak comes back; a parked command does
-// not until its time).
-func (w *Worker) handBack(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command) (handled, pause bool, adm *admission) {
+// not until its time). req is the command's claim, without token and lease.
+func (w *Worker) handBack(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command, req ClaimRequest) (handled, pause bool, adm *admission) {
 	class, ok := admissionClass[cmd.Type]
 	if !ok || w.limiter == nil {
 		return false, false, nil
@@ -135,7 +137,7 @@ func (w *Worker) handBack(ctx context.Context, log *slog.Logger, msg jetstream.M
 		// comes back spread at the pace the number can take.
 		until = w.parkings.book(cmd.PhoneNumberID, class, now, te.Until, w.limiter.Limit(cmd.PhoneNumberID, class))
 		if until.Sub(now) > w.parkAfter || md.NumDelivered > 1 {
-			err := w.park(ctx, msg, md, cmd, until)
+			err := w.park(ctx, log, msg, md, cmd, req, until)
 			if err == nil {
 				log.DebugContext(ctx, "command parked until its turn", slog.Time("until", until), slog.String("scope", te.Scope))
 				_ = msg.Ack()
@@ -168,14 +170,28 @@ func (w *Worker) handBack(ctx context.Context, log *slog.Logger, msg jetstream.M
 // delivery, so parking it twice (a crash before the ack) stores one copy;
 // the ledger executes the command id at most once whichever copy comes
 // first.
-func (w *Worker) park(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command, at time.Time) error {
+//
+// The first time a command is parked, the ledger gets a queued entry for
+// it (Ledger.Queue), so its status reads "queued" rather than unknown
+// while it waits; its copies carry inLedgerHeader so that parking them
+// again costs no ledger round trip. The entry is a convenience: without
+// it the command runs the same, so a failed write only logs.
+func (w *Worker) park(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command, req ClaimRequest, at time.Time) error {
 	m := copyOf(msg, w.names.Parked(cmd.PhoneNumberID, cmd.Type, md.Sequence.Stream))
-	// The schedule's resolution is a second. Rounded down: the copies of a
-	// second's turns arrive at its start, so the share has work through
-	// the whole second; one that arrives before the share can take it is
-	// handed back again.
-	at = at.Truncate(time.Second)
-	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339))
+	if m.Header.Get(inLedgerHeader) == "" {
+		if err := w.ledger.Queue(ctx, req); err != nil {
+			log.WarnContext(ctx, "record a parked command as queued", slog.Any("error", err))
+		} else {
+			m.Header.Set(inLedgerHeader, "1")
+		}
+	}
+	// The exact turn, fraction of a second included: the server keeps it
+	// (it parses @at as RFC 3339, fractions allowed) and releases due
+	// copies at most every 250 ms, so a backlog comes back in small
+	// batches at its booked pace. Whole seconds brought a second's copies
+	// back at once, more than a worker admits (MaxQueue): the rest were
+	// parked again, and a number was served at MaxQueue per second.
+	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
 	m.Header.Set("Nats-Schedule-Target", msg.Subject())
 	_, err := w.publishMsg(ctx, m, fmt.Sprintf("%s:park:%d", cmd.ID, md.Sequence.Stream))
 	return err
@@ -274,6 +290,10 @@ func (w *Worker) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.M
 	_, err := w.publishMsg(ctx, m, fmt.Sprintf("%s:requeue:%d", commandID, md.Sequence.Stream))
 	return err
 }
+
+// inLedgerHeader on a command's copy says that the ledger has an entry
+// for its id (see park).
+const inLedgerHeader = "Groupflow-In-Ledger"
 
 // copyOf is msg's body and own headers (trace context, events.ReplayHeader)
 // for subject. The server's headers stay behind: the message id, and the

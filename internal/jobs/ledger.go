@@ -13,11 +13,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// State is where a command is in its life. The first four are terminal.
+// State is where a command is in its life. The last four are terminal.
 type State string
 
 // Ledger states.
 const (
+	// StateQueued: received, and parked until its number's rate limit can
+	// take it (see Worker.park); no worker has claimed it yet.
+	StateQueued             State = "queued"
 	StateRunning            State = "running"
 	StateAwaitingWebhook    State = "awaiting_webhook"
 	StateSucceeded          State = "succeeded"
@@ -264,6 +267,15 @@ type ClaimRequest struct {
 	Replay string
 }
 
+// entry is the first ledger entry of the command r describes.
+func (r ClaimRequest) entry(state State, now time.Time) Entry {
+	return Entry{
+		CommandID: r.CommandID, CommandType: r.CommandType, PhoneNumberID: r.PhoneNumberID,
+		Subject: r.Subject, Command: r.Command, State: state, Traceparent: r.Traceparent,
+		Replay: r.Replay, CreatedAt: now, UpdatedAt: now,
+	}
+}
+
 // Claim takes a command for execution by compare-and-set. A command that
 // is terminal, awaiting its webhook, or claimed by a live lease is not taken;
 // the status says which, and the entry what is known.
@@ -278,12 +290,8 @@ func (l *Ledger) Claim(ctx context.Context, r ClaimRequest) (ClaimStatus, Entry,
 	for {
 		now := l.now()
 		if tryCreate {
-			e := Entry{
-				CommandID: r.CommandID, CommandType: r.CommandType, PhoneNumberID: r.PhoneNumberID,
-				Subject: r.Subject, Command: r.Command, State: StateRunning,
-				Owner: r.Token, LeaseUntil: now.Add(r.Lease), Traceparent: r.Traceparent,
-				Replay: r.Replay, CreatedAt: now, UpdatedAt: now,
-			}
+			e := r.entry(StateRunning, now)
+			e.Owner, e.LeaseUntil = r.Token, now.Add(r.Lease)
 			b, err := encodeEntry(e)
 			if err != nil {
 				return 0, Entry{}, fmt.Errorf("ledger: encode %s: %w", r.CommandID, err)
@@ -314,7 +322,7 @@ func (l *Ledger) Claim(ctx context.Context, r ClaimRequest) (ClaimStatus, Entry,
 		case e.Owner != "" && now.Before(e.LeaseUntil):
 			return HeldElsewhere, e, nil
 		}
-		e.Owner, e.LeaseUntil, e.UpdatedAt = r.Token, now.Add(r.Lease), now
+		e.State, e.Owner, e.LeaseUntil, e.UpdatedAt = StateRunning, r.Token, now.Add(r.Lease), now
 		if e.Traceparent == "" {
 			e.Traceparent = r.Traceparent
 		}
@@ -325,6 +333,25 @@ func (l *Ledger) Claim(ctx context.Context, r ClaimRequest) (ClaimStatus, Entry,
 			return Claimed, e, nil
 		}
 	}
+}
+
+// Queue records a command that is parked before any worker claimed it
+// (StateQueued), so its status can be read, and a re-sent id is known, while
+// it waits. It only starts an entry: one that exists is left as it is. The
+// first claim takes the entry over.
+func (l *Ledger) Queue(ctx context.Context, r ClaimRequest) error {
+	if len(r.Command) > 0 && !json.Valid(r.Command) {
+		return fmt.Errorf("ledger: queue %s: the command is not valid JSON", r.CommandID)
+	}
+	b, err := encodeEntry(r.entry(StateQueued, l.now()))
+	if err != nil {
+		return fmt.Errorf("ledger: encode %s: %w", r.CommandID, err)
+	}
+	_, err = l.kv.Create(ctx, LedgerKey(r.CommandID), b)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("ledger: queue %s: %w", r.CommandID, err)
+	}
+	return nil
 }
 
 // cached is the entry of a command this process holds a claim on, as it

@@ -212,6 +212,40 @@ func TestFinishNewLeavesExistingEntriesAlone(t *testing.T) {
 	}
 }
 
+// A parked command is queued in the ledger before anyone claims it; the
+// first claim takes the entry over, and queuing again changes nothing.
+func TestQueuedCommandIsClaimedLikeANewOne(t *testing.T) {
+	t.Parallel()
+	l, _, clk := newLedger(t)
+	ctx := context.Background()
+	r := claimReq("q1", "")
+	r.Traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	if err := l.Queue(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := l.Get(ctx, "q1")
+	if err != nil || e.State != jobs.StateQueued || e.Owner != "" || e.Traceparent != r.Traceparent || string(e.Command) != string(r.Command) {
+		t.Fatalf("after Queue: %+v, %v; want a queued entry with the command and no owner", e, err)
+	}
+	queuedAt := e.CreatedAt
+
+	clk.Advance(time.Minute)
+	mustClaim(ctx, t, l, claimReq("q1", "w1"))
+	if err := l.Queue(ctx, claimReq("q1", "")); err != nil {
+		t.Fatalf("Queue over a claimed entry: %v", err)
+	}
+	e, _, err = l.Get(ctx, "q1")
+	if err != nil || e.State != jobs.StateRunning || e.Owner != "w1" || !e.CreatedAt.Equal(queuedAt) {
+		t.Fatalf("after Claim and Queue again: %+v, %v; want running, owned by w1, created when queued", e, err)
+	}
+	if s, _, err := l.Claim(ctx, claimReq("q1", "w2")); err != nil || s != jobs.HeldElsewhere {
+		t.Fatalf("second claim = %v, %v; want HeldElsewhere", s, err)
+	}
+	if err := l.Queue(ctx, jobs.ClaimRequest{CommandID: "q2", Command: json.RawMessage("{")}); err == nil {
+		t.Fatal("Queue stored a command that is not JSON")
+	}
+}
+
 func TestCorrelationMeetsWhicheverSideComesFirst(t *testing.T) {
 	t.Parallel()
 	_, c, _ := newLedger(t)

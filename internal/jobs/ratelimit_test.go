@@ -364,6 +364,13 @@ func TestADeepBacklogIsParkedOutOfOtherCommandsWay(t *testing.T) {
 	if n := done(); n > backlog/2 {
 		t.Errorf("the read behind the backlog finished after %d of its %d approvals: it waited for the backlog", n, backlog)
 	}
+	// The last of the backlog is parked, not lost from view: its status
+	// reads queued until a worker claims it.
+	ledger := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil)
+	last := ids[backlog-1]
+	if e, _, err := ledger.Get(context.Background(), last); err != nil || e.State != jobs.StateQueued {
+		t.Errorf("ledger entry of %s, parked behind %d others: %+v, %v; want it queued", last, backlog-done(), e, err)
+	}
 
 	deadline := time.Now().Add(3 * time.Minute)
 	for done() < backlog {

@@ -121,7 +121,8 @@ type CommandStatusReply struct {
 	CommandID     string `json:"command_id"`
 	CommandType   string `json:"command_type,omitempty"`
 	PhoneNumberID string `json:"phone_number_id,omitempty"`
-	// State is the ledger state: running, awaiting_webhook, succeeded,
+	// State is the ledger state: queued (parked until its number's rate
+	// limit can take it), running, awaiting_webhook, succeeded,
 	// partially_succeeded, failed or rejected.
 	State string `json:"state"`
 	// Attempts counts execution attempts so far.
