@@ -27,6 +27,11 @@ func TestAffects(t *testing.T) {
 		{events.EventCommandSucceeded, events.CreateGroup, true, true},
 		{events.EventCommandSucceeded, events.UpdateGroupSettings, true, true},
 		{events.EventCommandRejected, events.DeleteGroup, false, false},
+		{events.EventCommandSucceeded, events.GetInviteLink, false, false},
+		{events.EventCommandSucceeded, events.SendGroupInvite, false, false},
+		{events.EventCommandFailed, events.SendGroupInvite, false, false},
+		{events.EventCommandSucceeded, events.StartInviteCampaign, false, false},
+		{events.EventCommandSucceeded, "a_future_command", true, false},
 		{events.EventMessageStatus, "", false, false},
 		{events.EventCampaignProgress, "", false, false},
 	} {

@@ -90,8 +90,11 @@ func (s *Service) onEvent(msg *nats.Msg) {
 
 // affects tells whether an event of type typ (for a terminal event, of a
 // command of cmdType) may change the group's answers and the number's
-// group list. Every group event and every executed command may change
-// the group; only what changes existence or subject changes the list.
+// group list. Every group event and every command that acts on the group
+// may change it; only what changes existence or subject changes the list.
+// Reads, messages and campaigns change nothing about the group (the joins
+// an invite brings arrive as group events), and each of their results
+// would otherwise cost a cache write: one per invite of a campaign.
 func affects(typ, cmdType string) (group, list bool) {
 	switch {
 	case strings.HasPrefix(typ, "group."):
@@ -107,6 +110,9 @@ func affects(typ, cmdType string) (group, list bool) {
 		switch cmdType {
 		case events.CreateGroup, events.DeleteGroup, events.UpdateGroupSettings:
 			return true, true
+		case events.GetInviteLink, events.SendGroupInvite, events.EnsureInviteTemplate,
+			events.StartInviteCampaign, events.CancelCampaign:
+			return false, false
 		}
 		return true, false
 	}
