@@ -51,7 +51,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 20s).
 .PHONY: bench/bin
 bench/bin:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ ./cmd/worker ./cmd/ingest
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/worker ./cmd/ingest ./bench/cmd/floorworker
 
 .PHONY: bench
 bench: bench/bin ## Measure speed and scale into bench/report.json, report.md and charts (≤ 15 min; see bench/README.md).

@@ -24,20 +24,22 @@ import (
 type Binaries struct {
 	Worker string
 	Ingest string
+	// Floor is bench/cmd/floorworker (the worker section's floor).
+	Floor string
 }
 
-// Build compiles cmd/worker and cmd/ingest into dir.
+// Build compiles cmd/worker, cmd/ingest and bench/cmd/floorworker into dir.
 func Build(ctx context.Context, dir string) (Binaries, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return Binaries{}, err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+string(os.PathSeparator), "./cmd/worker", "./cmd/ingest")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+string(os.PathSeparator), "./cmd/worker", "./cmd/ingest", "./bench/cmd/floorworker")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Binaries{}, fmt.Errorf("build worker and ingest: %w\n%s", err, out)
 	}
-	return Binaries{Worker: filepath.Join(dir, "worker"), Ingest: filepath.Join(dir, "ingest")}, nil
+	return Binaries{Worker: filepath.Join(dir, "worker"), Ingest: filepath.Join(dir, "ingest"), Floor: filepath.Join(dir, "floorworker")}, nil
 }
 
 // ModuleRoot finds the directory of go.mod from the working directory up.

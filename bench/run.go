@@ -87,7 +87,7 @@ func run(ctx context.Context, log *slog.Logger, sizeName string, sets []string, 
 	}
 	env := &Env{Work: work, Out: out, Size: size, Log: log}
 	if bin == "" {
-		log.Info("building cmd/worker and cmd/ingest")
+		log.Info("building cmd/worker, cmd/ingest and bench/cmd/floorworker")
 		if env.Bins, err = Build(ctx, filepath.Join(work, "bin")); err != nil {
 			return err
 		}
@@ -96,7 +96,7 @@ func run(ctx context.Context, log *slog.Logger, sizeName string, sets []string, 
 		if err != nil {
 			return err
 		}
-		env.Bins = Binaries{Worker: filepath.Join(b, "worker"), Ingest: filepath.Join(b, "ingest")}
+		env.Bins = Binaries{Worker: filepath.Join(b, "worker"), Ingest: filepath.Join(b, "ingest"), Floor: filepath.Join(b, "floorworker")}
 	}
 
 	r := NewReport(ctx, size.Name)

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -125,6 +126,24 @@ func runWorker(ctx context.Context, e *Env, r *Report) error {
 	// CPU per call (client and simulator).
 	workerCPU, harnessCPU := (w[0].CPUTime()-cpu0)/time.Duration(n), (selfCPUTime()-self0)/time.Duration(n)
 	w[0].SamplePeakRSS()
+	StopAll(w)
+
+	// The floor, on the same stack and consumer once the worker is gone.
+	floor, err := StartProc(e.Bins.Floor, "floor", s.Dir, "", []string{"NATS_URL=" + s.URL, "GRAPH_API_BASE_URL=" + s.SimURL,
+		"FLOOR_CONCURRENCY=" + strconv.Itoa(conc), "GOGC=400"}) // GOGC as cmd/worker's default
+	if err != nil {
+		return err
+	}
+	defer floor.Stop(5 * time.Second)
+	if err := warmUp(ctx, s, t, "floor-warm", group); err != nil {
+		return fmt.Errorf("the floor (log %s): %w", floor.Log, err)
+	}
+	fcpu0, fself0 := floor.CPUTime(), selfCPUTime()
+	floorRate, err := workerRate(ctx, s, t, "floor", n, group)
+	if err != nil {
+		return fmt.Errorf("the floor (log %s): %w", floor.Log, err)
+	}
+	floorCPU, floorHarnessCPU := (floor.CPUTime()-fcpu0)/time.Duration(n), (selfCPUTime()-fself0)/time.Duration(n)
 
 	cmd := cmdFor("worker")
 	r.Add(Figure{Key: "simulator_requests_per_s", Value: loopRate, Unit: "req/s", Goal: &Goal{">=", 10000},
@@ -136,8 +155,16 @@ func runWorker(ctx context.Context, e *Env, r *Report) error {
 	r.Add(Figure{Key: "worker_ratio_to_plain_graph_loop", Value: rate / loopRate, Goal: &Goal{">=", 0.5}, Baseline: "plain Graph loop",
 		How:     fmt.Sprintf("worker_cmds_per_s / the same %d Graph calls from %d goroutines in a loop with the same client settings (%.0f calls/s)", n, conc, loopRate),
 		Command: cmd})
+	r.Add(Figure{Key: "worker_floor_ratio_to_plain_graph_loop", Value: floorRate / loopRate, Baseline: "plain Graph loop",
+		How: fmt.Sprintf("the floor (bench/cmd/floorworker, %d at once, %.0f cmds/s) / the plain loop: %d more commands, on the same stack after the worker stopped, through a process that only pulls, decodes, creates the ledger entry, calls Graph, stores the result, publishes the terminal event and acks, "+
+			"in the order the guarantees need and with nothing else (no limiter, tracing, retries or reconciliation)", conc, floorRate, n),
+		Command: cmd})
+	r.Add(Figure{Key: "worker_ratio_to_floor", Value: rate / floorRate, Baseline: "worker_floor_ratio_to_plain_graph_loop",
+		How:     "worker_cmds_per_s / the floor's commands/s: the share of the floor the whole worker (limiter, handlers, reconciliation, tracing hooks, retries) keeps",
+		Command: cmd})
 	r.Detail("worker", map[string]any{"commands": n, "concurrency": conc, "plain_loop_calls_per_s": loopRate, "worker_peak_rss_mb": w[0].PeakRSSMB(),
-		"worker_cpu_us_per_cmd": workerCPU.Microseconds(), "harness_cpu_us_per_cmd": harnessCPU.Microseconds(), "plain_loop_cpu_us_per_call": loopCPU.Microseconds()})
+		"worker_cpu_us_per_cmd": workerCPU.Microseconds(), "harness_cpu_us_per_cmd": harnessCPU.Microseconds(), "plain_loop_cpu_us_per_call": loopCPU.Microseconds(),
+		"floor_cmds_per_s": floorRate, "floor_cpu_us_per_cmd": floorCPU.Microseconds(), "floor_harness_cpu_us_per_cmd": floorHarnessCPU.Microseconds()})
 	return nil
 }
 
