@@ -53,6 +53,8 @@ type stackOpts struct {
 	// limiter runs a ratelimit.Limiter in front of the Graph calls (its
 	// first share comes about a second after it starts).
 	limiter bool
+	// limits are the limiter's defaults (zero fields: ratelimit's).
+	limits ratelimit.Limits
 	// maxDeliver of the command consumer.
 	maxDeliver int
 	// tracing off: no span exporter (the benchmark's baseline).
@@ -260,7 +262,8 @@ func (s *stack) startWorker(t testing.TB, wo workerOpts) (stop func()) {
 			t.Fatal(err)
 		}
 		lim, err := ratelimit.New(ratelimit.Config{
-			Workers: workersKV, Throttle: throttleKV, Logger: s.log, MaxWait: 5 * time.Second,
+			Workers: workersKV, Throttle: throttleKV, Logger: s.log, MaxWait: 5 * time.Second, Defaults: s.opts.limits,
+			MaxQueue: max(1, s.opts.concurrency/2), // as cmd/worker
 			OnWait: func(ctx context.Context, class ratelimit.Class, outcome string, d time.Duration) {
 				metrics.RateLimitWait(ctx, class.String(), outcome, d)
 			},
