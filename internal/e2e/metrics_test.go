@@ -31,7 +31,7 @@ func TestWorkerMetricsAfterARun(t *testing.T) {
 		if code, body := s.post(t, c, tok); code != http.StatusAccepted {
 			t.Fatalf("POST %s = %d %s", c.ID, code, body)
 		}
-		_, r := s.events.terminal(t, c.ID)
+		_, r := s.events.Terminal(t, c.ID)
 		return r
 	}
 
@@ -42,7 +42,7 @@ func TestWorkerMetricsAfterARun(t *testing.T) {
 	}
 	s.awaitState(t, "m-create", jobs.StateAwaitingWebhook)
 	s.gate.release()
-	_, created := s.events.terminal(t, "m-create")
+	_, created := s.events.Terminal(t, "m-create")
 	if created.Outcome != events.OutcomeSucceeded {
 		t.Fatalf("create: %q %+v", created.Outcome, created.Error)
 	}
@@ -69,7 +69,7 @@ func TestWorkerMetricsAfterARun(t *testing.T) {
 	if _, err := s.js.Publish(context.Background(), s.names.Command(phone, events.CreateGroup), bad); err != nil {
 		t.Fatal(err)
 	}
-	if _, r := s.events.terminal(t, "m-bad"); r.Outcome != events.OutcomeRejected {
+	if _, r := s.events.Terminal(t, "m-bad"); r.Outcome != events.OutcomeRejected {
 		t.Fatalf("invalid command: %q, want rejected", r.Outcome)
 	}
 

@@ -40,14 +40,14 @@ func TestSecretsNeverLeak(t *testing.T) {
 	// Success: a group created (webhook and all) and its link read.
 	code, body := s.post(t, command("secret-create", events.CreateGroup, "", events.CreateGroupParams{Subject: "Secretive"}), sec.APIToken)
 	answer("create", code, body)
-	_, created := s.events.terminal(t, "secret-create")
+	_, created := s.events.Terminal(t, "secret-create")
 	if created.Outcome != events.OutcomeSucceeded {
 		t.Fatalf("create_group: %q %+v, want succeeded", created.Outcome, created.Error)
 	}
 	group := created.GroupID
 	code, body = s.post(t, command("secret-link", events.GetInviteLink, group, nil), sec.APIToken)
 	answer("link", code, body)
-	s.events.terminal(t, "secret-link")
+	s.events.Terminal(t, "secret-link")
 
 	// The API refuses wrong and missing tokens; status reads go through.
 	for _, tok := range []string{"", "wrong-token", sec.APIToken + "x"} {
@@ -94,14 +94,14 @@ func TestSecretsNeverLeak(t *testing.T) {
 		ThrottleCode: graph.CodeThroughput, ThrottleRetryAfter: 10 * time.Millisecond}))
 	code, body = s.post(t, command("secret-throttled", events.GetInviteLink, group, nil), sec.APIToken)
 	answer("throttled", code, body)
-	if _, r := s.events.terminal(t, "secret-throttled"); r.Outcome != events.OutcomeSucceeded || r.Attempts < 2 {
+	if _, r := s.events.Terminal(t, "secret-throttled"); r.Outcome != events.OutcomeSucceeded || r.Attempts < 2 {
 		t.Errorf("throttled command: %q after %d attempts, want succeeded on a retry", r.Outcome, r.Attempts)
 	}
 
 	// A permanent error: the group does not exist.
 	code, body = s.post(t, command("secret-permanent", events.GetInviteLink, "120363999999999999", nil), sec.APIToken)
 	answer("permanent", code, body)
-	if _, r := s.events.terminal(t, "secret-permanent"); r.Outcome != events.OutcomeFailed || r.Error == nil || r.Error.Code == 0 {
+	if _, r := s.events.Terminal(t, "secret-permanent"); r.Outcome != events.OutcomeFailed || r.Error == nil || r.Error.Code == 0 {
 		t.Errorf("unknown group: %q %+v, want failed with a Graph code", r.Outcome, r.Error)
 	}
 
@@ -109,7 +109,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	must(t, s.sim.SetFaults(sim.Faults{Endpoints: []string{sim.EndpointGetInviteLink}, Status5xx: 1}))
 	code, body = s.post(t, command("secret-dlq", events.GetInviteLink, group, nil), sec.APIToken)
 	answer("dlq", code, body)
-	if _, r := s.events.terminal(t, "secret-dlq"); r.Outcome != events.OutcomeFailed || r.Error == nil || r.Error.Reason != events.ReasonRetriesExhausted {
+	if _, r := s.events.Terminal(t, "secret-dlq"); r.Outcome != events.OutcomeFailed || r.Error == nil || r.Error.Reason != events.ReasonRetriesExhausted {
 		t.Errorf("always-5xx command: %q %+v, want failed with retries_exhausted", r.Outcome, r.Error)
 	}
 	must(t, s.sim.SetFaults(sim.Faults{}))
@@ -122,7 +122,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	s.startWorker(t, workerOpts{graphURL: otherSrv.URL})
 	code, body = s.post(t, command("secret-190", events.CreateGroup, "", events.CreateGroupParams{Subject: "Refused"}), sec.APIToken)
 	answer("190", code, body)
-	if _, r := s.events.terminal(t, "secret-190"); r.Outcome != events.OutcomeFailed || r.Error == nil || r.Error.Code != 190 {
+	if _, r := s.events.Terminal(t, "secret-190"); r.Outcome != events.OutcomeFailed || r.Error == nil || r.Error.Code != 190 {
 		t.Errorf("refused token: %q %+v, want failed with code 190", r.Outcome, r.Error)
 	}
 	// The Graph client's own errors, as a caller sees them.

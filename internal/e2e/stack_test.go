@@ -90,7 +90,7 @@ type stack struct {
 	ingestURL string
 	gate      *gate
 	ledger    *jobs.Ledger
-	events    *eventLog
+	events    *testutil.EventLog
 	client    *http.Client
 	transport *http.Transport
 }
@@ -180,9 +180,9 @@ func setup(t testing.TB, mutate ...func(*stackOpts)) *stack {
 	s.transport = &http.Transport{}
 	t.Cleanup(s.transport.CloseIdleConnections)
 	s.client = &http.Client{Transport: s.transport, Timeout: 10 * time.Second}
-	s.events = &eventLog{wake: make(chan struct{})}
+	s.events = &testutil.EventLog{}
 	if !o.bench {
-		s.events = watchEvents(t, s)
+		s.events = testutil.WatchEvents(t, s.js, s.names.EventStream())
 	}
 	return s
 }
@@ -430,86 +430,6 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.next.ServeHTTP(w, r)
-}
-
-// eventLog is every message of the event stream, headers included.
-type eventLog struct {
-	mu   sync.Mutex
-	all  []eventMsg
-	wake chan struct{}
-}
-
-type eventMsg struct {
-	Subject string
-	Header  nats.Header
-	Type    string
-	ID      string
-	Data    json.RawMessage
-}
-
-func watchEvents(t testing.TB, s *stack) *eventLog {
-	t.Helper()
-	l := &eventLog{wake: make(chan struct{})}
-	cons, err := s.js.OrderedConsumer(context.Background(), s.names.EventStream(), jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		ev, err := events.Unmarshal(m.Data())
-		if err != nil {
-			t.Errorf("event on %s is not a CloudEvent: %v", m.Subject(), err)
-			return
-		}
-		l.mu.Lock()
-		l.all = append(l.all, eventMsg{Subject: m.Subject(), Header: m.Headers(), Type: ev.Type(), ID: ev.ID(), Data: ev.Data()})
-		close(l.wake)
-		l.wake = make(chan struct{})
-		l.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cc.Stop)
-	return l
-}
-
-// terminal waits for the terminal event of a command.
-func (l *eventLog) terminal(t testing.TB, commandID string) (eventMsg, events.CommandResult) {
-	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		l.mu.Lock()
-		wake := l.wake
-		for _, m := range l.all {
-			if !events.IsTerminal(m.Type) {
-				continue
-			}
-			var r events.CommandResult
-			if json.Unmarshal(m.Data, &r) == nil && r.CommandID == commandID {
-				l.mu.Unlock()
-				return m, r
-			}
-		}
-		l.mu.Unlock()
-		select {
-		case <-wake:
-		case <-deadline:
-			t.Fatalf("no terminal event for %s", commandID)
-		}
-	}
-}
-
-// find returns the events of type typ.
-func (l *eventLog) find(typ string) []eventMsg {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []eventMsg
-	for _, m := range l.all {
-		if m.Type == typ {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // logLines decodes the JSON log lines of b; a line that is not JSON fails

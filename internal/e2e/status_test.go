@@ -27,7 +27,7 @@ func TestAParkedCommandReadsQueuedThroughTheAPI(t *testing.T) {
 	if code, body := s.post(t, command("queued-group", events.CreateGroup, "", events.CreateGroupParams{Subject: "Queued"}), tok); code != http.StatusAccepted {
 		t.Fatalf("POST create_group = %d %s", code, body)
 	}
-	_, created := s.events.terminal(t, "queued-group")
+	_, created := s.events.Terminal(t, "queued-group")
 	if created.Outcome != events.OutcomeSucceeded {
 		t.Fatalf("create_group: %q %+v", created.Outcome, created.Error)
 	}
@@ -65,7 +65,7 @@ func TestAParkedCommandReadsQueuedThroughTheAPI(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, r := s.events.terminal(t, last); r.Outcome != events.OutcomeSucceeded {
+	if _, r := s.events.Terminal(t, last); r.Outcome != events.OutcomeSucceeded {
 		t.Fatalf("%s: %q %+v, want succeeded", last, r.Outcome, r.Error)
 	}
 	if code, state := status(); code != http.StatusOK || state != string(jobs.StateSucceeded) {

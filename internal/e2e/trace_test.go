@@ -41,7 +41,7 @@ func TestOneTracePerCommand(t *testing.T) {
 		}
 		entry := s.awaitState(t, id, jobs.StateAwaitingWebhook)
 		s.gate.release()
-		ev, res := s.events.terminal(t, id)
+		ev, res := s.events.Terminal(t, id)
 		if res.Outcome != events.OutcomeSucceeded {
 			t.Fatalf("create_group outcome %q (%+v), want succeeded", res.Outcome, res.Error)
 		}
@@ -124,7 +124,7 @@ func TestOneTracePerCommand(t *testing.T) {
 		hookPublish := one(t, hookTrace, trace.SpanKindProducer, "send groups.webhook.*.group_lifecycle_update")
 		childOf(t, hookPublish, hookServer)
 		childOf(t, webhook, hookPublish)
-		created := s.events.find(events.EventGroupCreated)
+		created := s.events.OfType(events.EventGroupCreated)
 		if len(created) != 1 {
 			t.Fatalf("%d group.created events, want 1", len(created))
 		}
@@ -151,7 +151,7 @@ func TestOneTracePerCommand(t *testing.T) {
 			"traceparent", traceparent(caller)); code != http.StatusAccepted {
 			t.Fatalf("POST /v1/commands = %d %s, want 202", code, body)
 		}
-		ev, res := s.events.terminal(t, id)
+		ev, res := s.events.Terminal(t, id)
 		if res.Outcome != events.OutcomeSucceeded {
 			t.Fatalf("get_invite_link outcome %q (%+v), want succeeded after one retry", res.Outcome, res.Error)
 		}
@@ -202,7 +202,7 @@ func TestOneTracePerCommand(t *testing.T) {
 		if _, err := s.js.PublishMsg(context.Background(), msg); err != nil {
 			t.Fatal(err)
 		}
-		ev, res := s.events.terminal(t, id)
+		ev, res := s.events.Terminal(t, id)
 		if res.Outcome != events.OutcomeSucceeded {
 			t.Fatalf("outcome %q (%+v), want succeeded", res.Outcome, res.Error)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/graph/sim"
 	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/testutil"
 )
 
 var inviteTemplate = events.TemplateRef{Name: "my_group_invite", Language: "en"}
@@ -51,8 +52,8 @@ func invitesFor(n int, groups []sim.GroupState) []events.Invite {
 func recipient(i int) string { return fmt.Sprintf("1555%07d", i) }
 
 // campaignEvents returns the campaign events of one type for a campaign.
-func (s *stack) campaignEvents(typ, campaignID string) []recorded {
-	return s.events.filter(func(r recorded) bool {
+func (s *stack) campaignEvents(typ, campaignID string) []testutil.Event {
+	return s.events.Filter(func(r testutil.Event) bool {
 		if r.Type != typ {
 			return false
 		}
@@ -88,7 +89,7 @@ func (s *stack) completed(t testing.TB, campaignID string, within time.Duration)
 func (s *stack) inviteOutcomes(campaignID string) map[int][]events.CommandResult {
 	out := map[int][]events.CommandResult{}
 	seen := map[string]bool{}
-	for _, r := range s.events.filter(func(r recorded) bool { return events.IsTerminal(r.Type) }) {
+	for _, r := range s.events.Filter(func(r testutil.Event) bool { return events.IsTerminal(r.Type) }) {
 		var cr events.CommandResult
 		if json.Unmarshal(r.Data, &cr) != nil || cr.CommandType != events.SendGroupInvite {
 			continue
@@ -172,7 +173,7 @@ func (s *stack) terminalWithin(t testing.TB, commandID string, d time.Duration) 
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		if got := s.events.terminals(commandID); len(got) > 0 {
+		if got := s.events.Terminals(commandID); len(got) > 0 {
 			return got[0]
 		}
 		if time.Now().After(deadline) {
@@ -228,7 +229,7 @@ func TestCampaignSendsEveryInviteOnce(t *testing.T) {
 
 // startKillableWorker runs a worker on its own NATS connection. kill stops
 // it the hard way: the connection goes first, so nothing it was doing is
-// recorded, acknowledged or published any more (its claims and its
+// testutil.Event, acknowledged or published any more (its claims and its
 // campaign lease just run out, as when a process dies), then its context.
 func (s *stack) startKillableWorker(t testing.TB, id string, mutate ...func(*jobs.Config)) (kill func()) {
 	t.Helper()
@@ -312,7 +313,7 @@ func TestCampaignSurvivesAWorkerKilledMidway(t *testing.T) {
 	// Every invite has exactly one terminal event, and the counts agree.
 	outcomes := s.inviteOutcomes("big")
 	raw := map[string]int{}
-	for _, r := range s.events.filter(func(r recorded) bool { return events.IsTerminal(r.Type) }) {
+	for _, r := range s.events.Filter(func(r testutil.Event) bool { return events.IsTerminal(r.Type) }) {
 		raw[r.ID]++
 	}
 	for n := range total {
@@ -349,7 +350,7 @@ func TestCampaignSurvivesAWorkerKilledMidway(t *testing.T) {
 	if n := len(s.campaignEvents(events.EventCampaignCompleted, "big")); n != 1 {
 		t.Fatalf("%d campaign.completed events, want 1", n)
 	}
-	if n := len(s.events.terminals("start-big")); n != 1 {
+	if n := len(s.events.Terminals("start-big")); n != 1 {
 		t.Fatalf("%d terminal events of the start command, want 1", n)
 	}
 	st, err := jobs.ReadCampaign(context.Background(), kv, "big")
@@ -723,11 +724,11 @@ func TestCampaignInviteeJoined(t *testing.T) {
 	}
 
 	st := s.waitCampaign(t, "join", "two joins counted", func(st jobs.CampaignStatus) bool { return st.Counts.Joined == 2 })
-	s.events.waitFor(t, "two campaign.invitee_joined events", func() bool {
+	s.events.WaitFor(t, "two campaign.invitee_joined events", func() bool {
 		return len(s.campaignEvents(events.EventCampaignInviteeJoined, "join")) >= 2
 	})
-	s.events.waitFor(t, "the other joiner's group.participants_joined", func() bool {
-		return len(s.events.filter(func(r recorded) bool {
+	s.events.WaitFor(t, "the other joiner's group.participants_joined", func() bool {
+		return len(s.events.Filter(func(r testutil.Event) bool {
 			return r.Type == events.EventGroupParticipantsJoined && strings.Contains(string(r.Data), "15559999999")
 		})) > 0
 	})
@@ -757,7 +758,7 @@ func TestCampaignInviteeJoined(t *testing.T) {
 	if c := st.Counts; c.Read > c.Delivered || c.Delivered > c.Sent || c.Joined > c.Sent {
 		t.Fatalf("funnel sent %d → delivered %d → read %d → joined %d does not narrow", c.Sent, c.Delivered, c.Read, c.Joined)
 	}
-	statuses := s.events.filter(func(r recorded) bool {
+	statuses := s.events.Filter(func(r testutil.Event) bool {
 		var ms events.MessageStatus
 		return r.Type == events.EventMessageStatus && json.Unmarshal(r.Data, &ms) == nil && ms.CampaignID == "join"
 	})

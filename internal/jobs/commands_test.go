@@ -17,6 +17,7 @@ import (
 	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/graph/sim"
 	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/testutil"
 )
 
 // newGroup creates a group in the simulator directly and returns its
@@ -93,8 +94,8 @@ func TestCreateGroup(t *testing.T) {
 		if g, ok := s.sim.Group(res.GroupID); !ok || g.Subject != "Watch club" {
 			t.Fatalf("simulator group %s = %+v, %v; want subject Watch club", res.GroupID, g, ok)
 		}
-		s.events.waitFor(t, "group.created", func() bool {
-			return len(s.events.filter(func(r recorded) bool { return r.Type == events.EventGroupCreated })) == 1
+		s.events.WaitFor(t, "group.created", func() bool {
+			return len(s.events.Filter(func(r testutil.Event) bool { return r.Type == events.EventGroupCreated })) == 1
 		})
 	})
 
@@ -108,8 +109,8 @@ func TestCreateGroup(t *testing.T) {
 		if r.Error.Reason != events.ReasonPermanentError || r.Error.Code != 131000 {
 			t.Fatalf("error = %+v, want permanent_error 131000", r.Error)
 		}
-		s.events.waitFor(t, "group.create_failed", func() bool {
-			return len(s.events.filter(func(r recorded) bool { return r.Type == events.EventGroupCreateFailed })) == 1
+		s.events.WaitFor(t, "group.create_failed", func() bool {
+			return len(s.events.Filter(func(r testutil.Event) bool { return r.Type == events.EventGroupCreateFailed })) == 1
 		})
 	})
 
@@ -208,8 +209,8 @@ func TestDeleteGroup(t *testing.T) {
 	if st, _ := s.sim.Group(g.ID); !st.Deleted {
 		t.Fatal("group not deleted in the simulator")
 	}
-	s.events.waitFor(t, "group.deleted", func() bool {
-		return len(s.events.filter(func(r recorded) bool { return r.Type == events.EventGroupDeleted })) == 1
+	s.events.WaitFor(t, "group.deleted", func() bool {
+		return len(s.events.Filter(func(r testutil.Event) bool { return r.Type == events.EventGroupDeleted })) == 1
 	})
 
 	s.publish(t, command("del-2", events.DeleteGroup, g.ID, nil))
@@ -474,7 +475,7 @@ func TestRemoveParticipants(t *testing.T) {
 		}
 		// Duplicated webhooks: still exactly one terminal event.
 		time.Sleep(100 * time.Millisecond)
-		if n := len(s.events.terminals("rm-1")); n != 1 {
+		if n := len(s.events.Terminals("rm-1")); n != 1 {
 			t.Fatalf("%d terminal events, want 1", n)
 		}
 	})
@@ -545,8 +546,8 @@ func TestSendGroupInvite(t *testing.T) {
 		if _ = json.Unmarshal(r.Result, &res); res.MessageID == "" {
 			t.Fatalf("result %s, want a message id", r.Result)
 		}
-		s.events.waitFor(t, "a status of the invite naming the command", func() bool {
-			return len(s.events.filter(func(e recorded) bool {
+		s.events.WaitFor(t, "a status of the invite naming the command", func() bool {
+			return len(s.events.Filter(func(e testutil.Event) bool {
 				var ms events.MessageStatus
 				return e.Type == events.EventMessageStatus && json.Unmarshal(e.Data, &ms) == nil && ms.MessageID == res.MessageID && ms.CommandID == "inv-1"
 			})) > 0

@@ -38,7 +38,7 @@ func (s *stack) startLimitedWorkers(t testing.TB, n int, limits ratelimit.Limits
 		lims = append(lims, lim)
 		s.startWorker(t, func(c *jobs.Config) { c.WorkerID, c.Limiter, c.Concurrency = id, lim, 16 })
 	}
-	s.events.waitFor(t, "every limiter to see every worker", func() bool {
+	s.events.WaitFor(t, "every limiter to see every worker", func() bool {
 		for _, l := range lims {
 			if l.LiveWorkers() != n {
 				return false
@@ -146,7 +146,7 @@ func TestRateLimitHoldsAcrossWorkersAndThrottlesPauseThemAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.publish(t, command("busy-throttled", events.ApproveJoinRequests, g.ID, events.JoinRequestsParams{JoinRequestIDs: []string{"nope"}}))
-	s.events.waitFor(t, "every worker to see the pause", func() bool {
+	s.events.WaitFor(t, "every worker to see the pause", func() bool {
 		for _, l := range lims {
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			err := l.Wait(ctx, phone, ratelimit.GroupOps)
@@ -185,7 +185,7 @@ func TestABacklogDeeperThanTheLimitIsDelayedNotFailed(t *testing.T) {
 	for {
 		results = results[:0]
 		for _, id := range ids {
-			if rs := s.events.terminals(id); len(rs) > 0 {
+			if rs := s.events.Terminals(id); len(rs) > 0 {
 				results = append(results, rs[0])
 			}
 		}
@@ -212,7 +212,7 @@ func TestABacklogDeeperThanTheLimitIsDelayedNotFailed(t *testing.T) {
 	// the claim (a race with the other slots) records a throttled attempt.
 	redelivered, throttled := s.redeliveries(t), s.throttledAttempts(t, ids)
 	if redelivered < backlog || throttled*2 > redelivered {
-		t.Errorf("%d redeliveries, %d of them recorded as throttled attempts: want at least %d redeliveries, most of them handed back before the claim",
+		t.Errorf("%d redeliveries, %d of them testutil.Event as throttled attempts: want at least %d redeliveries, most of them handed back before the claim",
 			redelivered, throttled, backlog)
 	}
 	if copies, claimed := requeues(); copies == 0 || claimed > 0 {
@@ -350,13 +350,13 @@ func TestADeepBacklogIsParkedOutOfOtherCommandsWay(t *testing.T) {
 	done := func() int {
 		n := 0
 		for _, id := range ids {
-			if len(s.events.terminals(id)) > 0 {
+			if len(s.events.Terminals(id)) > 0 {
 				n++
 			}
 		}
 		return n
 	}
-	s.events.waitFor(t, "the backlog to start", func() bool { return done() > 0 })
+	s.events.WaitFor(t, "the backlog to start", func() bool { return done() > 0 })
 	s.publish(t, command("read-behind", events.GetInviteLink, g.ID, nil))
 	if r := s.terminal(t, "read-behind"); r.Outcome != events.OutcomeSucceeded {
 		t.Fatalf("the read behind the backlog: %+v", r)
@@ -380,7 +380,7 @@ func TestADeepBacklogIsParkedOutOfOtherCommandsWay(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	for _, id := range ids {
-		rs := s.events.terminals(id)
+		rs := s.events.Terminals(id)
 		if len(rs) != 1 || rs[0].Error == nil || rs[0].Error.Code != 131213 {
 			t.Errorf("%s: terminal events %+v, want one, failed with code 131213 from the approval", id, rs)
 		}

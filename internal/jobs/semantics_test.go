@@ -17,6 +17,7 @@ import (
 	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/graph/sim"
 	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/testutil"
 )
 
 // corePublishes counts every publish on subject as core NATS subscribers
@@ -67,7 +68,7 @@ func TestSameIDExecutesOnceAndLateDuplicatesRepublishTheResult(t *testing.T) {
 	before := len(published())
 
 	s.publishRaw(t, subject, "dup-1#late", body)
-	s.events.waitFor(t, "the late duplicate's re-published result", func() bool { return len(published()) > before })
+	s.events.WaitFor(t, "the late duplicate's re-published result", func() bool { return len(published()) > before })
 
 	if n := s.calls(sim.EndpointCreateGroup); n != 1 {
 		t.Fatalf("%d create calls for one command id sent 4 times, want 1", n)
@@ -75,7 +76,7 @@ func TestSameIDExecutesOnceAndLateDuplicatesRepublishTheResult(t *testing.T) {
 	if n := s.groupsWithSubject("Once only"); n != 1 {
 		t.Fatalf("%d groups, want 1", n)
 	}
-	if n := len(s.events.terminals("dup-1")); n != 1 {
+	if n := len(s.events.Terminals("dup-1")); n != 1 {
 		t.Fatalf("%d terminal events in the stream, want 1", n)
 	}
 	msgs := published()
@@ -170,7 +171,7 @@ func TestWebhookBeforeResponse(t *testing.T) {
 		t.Fatalf("result %s, want the group from the early webhook", r.Result)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if n := len(s.events.terminals("early-1")); n != 1 {
+	if n := len(s.events.Terminals("early-1")); n != 1 {
 		t.Fatalf("%d terminal events, want 1", n)
 	}
 }
@@ -193,8 +194,8 @@ func TestInvalidCommandsAreRejectedAndTheWorkerGoesOn(t *testing.T) {
 			t.Errorf("%s: rejected without validation errors", id)
 		}
 	}
-	s.events.waitFor(t, "the rejection of the body that is not JSON", func() bool {
-		return len(s.events.filter(func(r recorded) bool { return r.Type == events.EventCommandRejected })) == 3
+	s.events.WaitFor(t, "the rejection of the body that is not JSON", func() bool {
+		return len(s.events.Filter(func(r testutil.Event) bool { return r.Type == events.EventCommandRejected })) == 3
 	})
 	if n := s.calls(sim.EndpointCreateGroup); n != 1 { // newGroup's own
 		t.Fatalf("%d create calls, want none from rejected commands", n-1)
@@ -226,7 +227,7 @@ func (s *stack) deadLetters(t testing.TB, n int) []jobs.DeadLetter {
 	t.Helper()
 	ctx := context.Background()
 	var out []jobs.DeadLetter
-	s.events.waitFor(t, fmt.Sprintf("%d dead letters", n), func() bool {
+	s.events.WaitFor(t, fmt.Sprintf("%d dead letters", n), func() bool {
 		str, err := s.js.Stream(ctx, s.names.DLQStream())
 		if err != nil {
 			return false
@@ -352,7 +353,7 @@ func TestSweeperFinishesEachOverdueCommandOnceAcrossWorkers(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // a few more sweeps by every worker
 	for _, id := range ids {
-		if n := len(s.events.terminals(id)); n != 1 {
+		if n := len(s.events.Terminals(id)); n != 1 {
 			t.Fatalf("%s: %d terminal events, want 1", id, n)
 		}
 	}
@@ -384,7 +385,7 @@ func TestShutdownLeavesNothingLostOrClaimed(t *testing.T) {
 		ids = append(ids, id)
 		s.publish(t, command(id, events.GetInviteLink, g.ID, nil))
 	}
-	s.events.waitFor(t, "two calls in flight", func() bool { return block.inflight.Load() == 2 })
+	s.events.WaitFor(t, "two calls in flight", func() bool { return block.inflight.Load() == 2 })
 	stopA()
 
 	ledger := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil)
@@ -407,7 +408,7 @@ func TestShutdownLeavesNothingLostOrClaimed(t *testing.T) {
 // command was acked or terminated.
 func (s *stack) waitCommandsConsumed(t testing.TB) {
 	t.Helper()
-	s.events.waitFor(t, "every command consumed", func() bool {
+	s.events.WaitFor(t, "every command consumed", func() bool {
 		str, err := s.js.Stream(context.Background(), s.names.CommandStream())
 		if err != nil {
 			return false

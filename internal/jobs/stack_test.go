@@ -19,6 +19,7 @@ import (
 	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/graph/sim"
 	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/testutil"
 	"github.com/groupflow/groupflow/internal/webhook"
 )
 
@@ -32,7 +33,7 @@ type stack struct {
 	sim    *sim.Server
 	simURL string
 	graph  *graph.Client
-	events *eventLog
+	events *testutil.EventLog
 	// parkAfter is stackOpts.parkAfter, for every worker started.
 	parkAfter time.Duration
 }
@@ -98,9 +99,9 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 	}
 	st := &stack{natsBundle: b, sim: s, simURL: srv.URL, graph: gc, parkAfter: o.parkAfter}
 	if o.noWatch {
-		st.events = &eventLog{wake: make(chan struct{})}
+		st.events = &testutil.EventLog{}
 	} else {
-		st.events = watchEvents(t, b)
+		st.events = testutil.WatchEvents(t, b.js, b.names.EventStream())
 	}
 	return st
 }
@@ -213,103 +214,11 @@ func command(id, typ, group string, params any) events.Command {
 	return c
 }
 
-// eventLog collects every event published to the event stream.
-type eventLog struct {
-	mu   sync.Mutex
-	all  []recorded
-	wake chan struct{}
-}
-
-type recorded struct {
-	Subject string
-	Type    string
-	ID      string
-	Data    json.RawMessage
-	Seq     uint64
-}
-
-func watchEvents(t testing.TB, b natsBundle) *eventLog {
-	t.Helper()
-	l := &eventLog{wake: make(chan struct{})}
-	cons, err := b.js.OrderedConsumer(context.Background(), b.names.EventStream(), jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		ev, err := events.Unmarshal(m.Data())
-		if err != nil {
-			t.Errorf("event on %s is not a CloudEvent: %v", m.Subject(), err)
-			return
-		}
-		md, _ := m.Metadata()
-		l.mu.Lock()
-		l.all = append(l.all, recorded{Subject: m.Subject(), Type: ev.Type(), ID: ev.ID(), Data: ev.Data(), Seq: md.Sequence.Stream})
-		close(l.wake)
-		l.wake = make(chan struct{})
-		l.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cc.Stop)
-	return l
-}
-
-// filter returns the events matching keep.
-func (l *eventLog) filter(keep func(recorded) bool) []recorded {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []recorded
-	for _, r := range l.all {
-		if keep(r) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// terminals returns the terminal events of a command.
-func (l *eventLog) terminals(commandID string) []events.CommandResult {
-	var out []events.CommandResult
-	for _, r := range l.filter(func(r recorded) bool { return events.IsTerminal(r.Type) }) {
-		var cr events.CommandResult
-		if err := json.Unmarshal(r.Data, &cr); err == nil && cr.CommandID == commandID {
-			out = append(out, cr)
-		}
-	}
-	return out
-}
-
-// waitFor waits until cond holds, failing the test after a generous
-// bound. It is a guard against hangs, not a timing assertion.
-func (l *eventLog) waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.After(15 * time.Second)
-	for {
-		l.mu.Lock()
-		wake := l.wake
-		l.mu.Unlock()
-		if cond() {
-			return
-		}
-		select {
-		case <-wake:
-		case <-time.After(50 * time.Millisecond):
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // terminal waits for the command's terminal event and returns it.
 func (s *stack) terminal(t testing.TB, commandID string) events.CommandResult {
 	t.Helper()
-	var got []events.CommandResult
-	s.events.waitFor(t, "terminal event of "+commandID, func() bool {
-		got = s.events.terminals(commandID)
-		return len(got) > 0
-	})
-	return got[0]
+	_, r := s.events.Terminal(t, commandID)
+	return r
 }
 
 // calls counts the simulator's calls to endpoint.

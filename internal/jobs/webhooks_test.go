@@ -8,6 +8,7 @@ import (
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/graph/sim"
+	"github.com/groupflow/groupflow/internal/testutil"
 )
 
 func TestWebhooksBecomeDomainEventsOnceEach(t *testing.T) {
@@ -59,12 +60,12 @@ func TestWebhooksBecomeDomainEventsOnceEach(t *testing.T) {
 	}
 	count := func() map[string]int {
 		got := map[string]int{}
-		for _, r := range s.events.filter(func(recorded) bool { return true }) {
+		for _, r := range s.events.Filter(func(testutil.Event) bool { return true }) {
 			got[r.Type]++
 		}
 		return got
 	}
-	s.events.waitFor(t, "every domain event", func() bool {
+	s.events.WaitFor(t, "every domain event", func() bool {
 		got := count()
 		for typ, n := range want {
 			if got[typ] < n {
@@ -74,7 +75,7 @@ func TestWebhooksBecomeDomainEventsOnceEach(t *testing.T) {
 		return true
 	})
 	// Let the duplicates arrive, and the worker process them.
-	s.events.waitFor(t, "the simulator's webhooks delivered", func() bool { return s.sim.PendingWebhooks() == 0 })
+	s.events.WaitFor(t, "the simulator's webhooks delivered", func() bool { return s.sim.PendingWebhooks() == 0 })
 	time.Sleep(100 * time.Millisecond)
 	got := count()
 	for typ, n := range want {
@@ -84,14 +85,14 @@ func TestWebhooksBecomeDomainEventsOnceEach(t *testing.T) {
 	}
 
 	var removed events.ParticipantsRemoved
-	for _, r := range s.events.filter(func(r recorded) bool { return r.Type == events.EventGroupParticipantsRemoved }) {
+	for _, r := range s.events.Filter(func(r testutil.Event) bool { return r.Type == events.EventGroupParticipantsRemoved }) {
 		_ = json.Unmarshal(r.Data, &removed)
 	}
 	if removed.CommandID != "dom-rm" || removed.GroupID != open.ID || len(removed.Removed) != 1 {
 		t.Errorf("group.participants_removed = %+v, want dom-rm's removal of one participant", removed)
 	}
 	var left events.ParticipantLeft
-	for _, r := range s.events.filter(func(r recorded) bool { return r.Type == events.EventGroupParticipantLeft }) {
+	for _, r := range s.events.Filter(func(r testutil.Event) bool { return r.Type == events.EventGroupParticipantLeft }) {
 		_ = json.Unmarshal(r.Data, &left)
 	}
 	if left.Participant.WAID != "15550000502" {
