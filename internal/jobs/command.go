@@ -186,7 +186,8 @@ func (w *Worker) park(ctx context.Context, log *slog.Logger, msg jetstream.Msg, 
 		}
 	}
 	// The exact turn, fraction of a second included: the server keeps it
-	// (it parses @at as RFC 3339, fractions allowed) and releases due
+	// (since schedules came in 2.12 it parses @at as Go's RFC 3339, which
+	// takes fractions, and stores the time in nanoseconds) and releases due
 	// copies at most every 250 ms, so a backlog comes back in small
 	// batches at its booked pace. Whole seconds brought a second's copies
 	// back at once, more than a worker admits (MaxQueue): the rest were
