@@ -37,7 +37,7 @@ func Build(ctx context.Context, dir string) (Binaries, error) {
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", dir+string(os.PathSeparator), "./cmd/worker", "./cmd/ingest", "./bench/cmd/floorworker")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return Binaries{}, fmt.Errorf("build worker and ingest: %w\n%s", err, out)
+		return Binaries{}, fmt.Errorf("build the binaries: %w\n%s", err, out)
 	}
 	return Binaries{Worker: filepath.Join(dir, "worker"), Ingest: filepath.Join(dir, "ingest"), Floor: filepath.Join(dir, "floorworker")}, nil
 }
