@@ -92,7 +92,15 @@ func runRateLimit(ctx context.Context, e *Env, r *Report) error {
 	}
 	defer StopAll(w)
 	s.Sim.ResetCalls()
+	seq0, err := s.commandStreamSeq(ctx)
+	if err != nil {
+		return err
+	}
 	if _, _, err := drain(ctx, s, t, cmds, ids, 10*time.Minute); err != nil {
+		return err
+	}
+	seq1, err := s.commandStreamSeq(ctx)
+	if err != nil {
 		return err
 	}
 
@@ -153,9 +161,26 @@ func runRateLimit(ctx context.Context, e *Env, r *Report) error {
 		How: how + "; the lowest over the numbers of (calls − 1) / (last − first call) / limit", Command: cmd})
 	r.Add(Figure{Key: "ratelimit_max_window_ratio", Value: maxRatio, Goal: &Goal{"<=", 1.0}, Baseline: "each number's configured limit",
 		How: how + "; the highest over the numbers of the most calls in any sliding 1 s window / limit", Command: cmd})
-	r.Detail("ratelimit", map[string]any{"workers": workers, "numbers": results, "chart": "ratelimit.png"})
+	r.Detail("ratelimit", map[string]any{"workers": workers, "numbers": results, "chart": "ratelimit.png",
+		// Every message the command stream stored, per command: 1 plus 2
+		// per parking (the scheduled copy and the copy it becomes) and 1
+		// per re-queue.
+		"command_stream_msgs_per_cmd": float64(seq1-seq0) / float64(len(cmds))})
 	return nil
 }
 
 // ratelimitConcurrency is each worker's concurrency in the rate-limit run.
 var ratelimitConcurrency = 64
+
+// commandStreamSeq is the last sequence the command stream stored.
+func (s *Stack) commandStreamSeq(ctx context.Context) (uint64, error) {
+	str, err := s.JS.Stream(ctx, s.Names.CommandStream())
+	if err != nil {
+		return 0, err
+	}
+	info, err := str.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
