@@ -267,6 +267,15 @@ type ClaimRequest struct {
 	Replay string
 }
 
+// check refuses a command that is not valid JSON: ledger writes store it
+// as is (see Entry.Command).
+func (r ClaimRequest) check(op string) error {
+	if len(r.Command) > 0 && !json.Valid(r.Command) {
+		return fmt.Errorf("ledger: %s %s: the command is not valid JSON", op, r.CommandID)
+	}
+	return nil
+}
+
 // entry is the first ledger entry of the command r describes.
 func (r ClaimRequest) entry(state State, now time.Time) Entry {
 	return Entry{
@@ -280,8 +289,8 @@ func (r ClaimRequest) entry(state State, now time.Time) Entry {
 // is terminal, awaiting its webhook, or claimed by a live lease is not taken;
 // the status says which, and the entry what is known.
 func (l *Ledger) Claim(ctx context.Context, r ClaimRequest) (ClaimStatus, Entry, error) {
-	if len(r.Command) > 0 && !json.Valid(r.Command) {
-		return 0, Entry{}, fmt.Errorf("ledger: claim %s: the command is not valid JSON", r.CommandID)
+	if err := r.check("claim"); err != nil {
+		return 0, Entry{}, err
 	}
 	key := LedgerKey(r.CommandID)
 	// Most commands are new: try to create the entry first (one round
@@ -340,8 +349,8 @@ func (l *Ledger) Claim(ctx context.Context, r ClaimRequest) (ClaimStatus, Entry,
 // it waits. It only starts an entry: one that exists is left as it is. The
 // first claim takes the entry over.
 func (l *Ledger) Queue(ctx context.Context, r ClaimRequest) error {
-	if len(r.Command) > 0 && !json.Valid(r.Command) {
-		return fmt.Errorf("ledger: queue %s: the command is not valid JSON", r.CommandID)
+	if err := r.check("queue"); err != nil {
+		return err
 	}
 	b, err := encodeEntry(r.entry(StateQueued, l.now()))
 	if err != nil {
