@@ -38,7 +38,7 @@ type wireRemoveResult struct {
 }
 
 // RemoveParticipants removes participants (phone numbers or WhatsApp ids;
-// business-scoped ids starting with "US." are sent as user_id) from a
+// business-scoped ids, see IsBSUID, are sent as user_id) from a
 // group. Duplicates are dropped (Graph refuses them with 131202), and the
 // rest is sent in chunks of MaxParticipantsPerRemove, one call per chunk,
 // in order. It stops at the first failed call and returns the results of
@@ -64,11 +64,20 @@ func (c *Client) RemoveParticipants(ctx context.Context, groupID string, partici
 	return results, nil
 }
 
+// IsBSUID reports whether id is a business-scoped user id: a two-letter
+// country code, a dot, then the id itself ("US.13491208655302741918"), the
+// form command validation accepts. Anything else is a phone number or a
+// WhatsApp id.
+func IsBSUID(id string) bool {
+	upper := func(b byte) bool { return 'A' <= b && b <= 'Z' }
+	return len(id) > 3 && upper(id[0]) && upper(id[1]) && id[2] == '.'
+}
+
 func (c *Client) removeChunk(ctx context.Context, groupID string, chunk []string) (RemoveResult, error) {
 	const ep = EndpointRemoveParticipants
 	entries := make([]wireRemoveParticipant, 0, len(chunk))
 	for _, p := range chunk {
-		if strings.HasPrefix(p, "US.") {
+		if IsBSUID(p) {
 			entries = append(entries, wireRemoveParticipant{UserID: p})
 		} else {
 			entries = append(entries, wireRemoveParticipant{User: p})
@@ -121,7 +130,7 @@ func dedupe(ids []string) []string {
 	out := make([]string, 0, len(ids))
 	for _, id := range ids {
 		key := id
-		if !strings.HasPrefix(id, "US.") {
+		if !IsBSUID(id) {
 			key = phoneFormatting.Replace(id)
 		}
 		if !seen[key] {
