@@ -102,8 +102,11 @@ type Command struct {
 	// Params are the type's parameters (CreateGroupParams, …), kept raw so
 	// the command can be stored and re-published byte for byte.
 	Params json.RawMessage `json:"params,omitempty"`
-	// Deadline, if set, is the time after which nothing is sent and the
-	// command fails with reason "expired".
+	// Deadline, if set, is the time after which nothing is sent. A command
+	// not started by then fails with reason "expired"; one that sent part
+	// of its work reports the items left as failed, reason "expired",
+	// beside those done; one whose earlier call may have taken effect
+	// unseen fails with reason "outcome_unknown".
 	Deadline *time.Time `json:"deadline,omitempty"`
 }
 

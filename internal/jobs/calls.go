@@ -45,6 +45,11 @@ func (w *Worker) call(ctx context.Context, job *Job, class ratelimit.Class, repe
 				return backoff.Permanent(err)
 			}
 		}
+		if class != ratelimit.Reads && job.pastDeadline() {
+			// Checked at every try, after the limiter's wait: either may
+			// run past the deadline, and nothing is sent after it.
+			return backoff.Permanent(errExpired)
+		}
 		err := fn(ctx)
 		if err == nil {
 			return nil
@@ -66,10 +71,20 @@ func (w *Worker) call(ctx context.Context, job *Job, class ratelimit.Class, repe
 	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 50*time.Millisecond, 500*time.Millisecond, w.cfg.RetryMaxElapsed
 	err := backoff.Retry(op, backoff.WithContext(b, ctx))
 	if err != nil && graph.ClassOf(err) == graph.ClassTransient && !isOutcome(err) {
-		return Transient(err)
+		err = Transient(err)
+	}
+	if err != nil && class == ratelimit.Reads {
+		err = readError{err}
 	}
 	return err
 }
+
+// readError is the error of a read: whatever it says, the read changed
+// nothing, so its attempt is not "ambiguous" (attemptOutcome) and does not
+// make a later delivery doubt what the command did.
+type readError struct{ error }
+
+func (e readError) Unwrap() error { return e.error }
 
 func isOutcome(err error) bool {
 	var pe *permanentError

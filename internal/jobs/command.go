@@ -239,8 +239,11 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 	if kind == kindPermanent {
 		log.InfoContext(cctx, "command failed", slog.Any("error", herr))
 		reason := events.ReasonPermanentError
-		if errors.Is(herr, errExpired) {
+		switch {
+		case errors.Is(herr, errExpired):
 			reason = events.ReasonExpired
+		case errors.Is(herr, errExpiredUnknown):
+			reason = events.ReasonOutcomeUnknown
 		}
 		w.finishClaimed(cctx, log, msg, job, Result{Outcome: events.OutcomeFailed, Failure: failure(reason, herr)}, at)
 		return

@@ -69,7 +69,7 @@ func (j *Job) Reconciling() bool { return j.Entry.Intent != nil && !j.Entry.Inte
 // command as expired: a reconciliation that found nothing must not send
 // after the deadline either.
 func (j *Job) RecordIntent(ctx context.Context, op string) error {
-	if dl := j.Command.Deadline; dl != nil && j.w.now().After(*dl) {
+	if j.pastDeadline() {
 		return errExpired
 	}
 	if err := j.w.ledger.RecordIntent(ctx, j.Command.ID, j.token, op); err != nil {

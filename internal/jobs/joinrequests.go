@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/groupflow/groupflow/internal/events"
@@ -91,16 +92,32 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 	// An earlier attempt, in an earlier delivery or retried in process,
 	// may have handled a request without our seeing the answer.
 	earlier := job.Delivery > 1 || len(job.Entry.Attempts) > 0
+	// A call whose answer was lost may have handled its requests.
+	maybeDone := hadAmbiguous(job)
 	for chunk := range chunks(ids, joinRequestChunk) {
 		var res graph.JoinRequestsResult
 		err := w.call(ctx, job, ratelimit.GroupOps, Safe, func(ctx context.Context) (err error) {
 			res, err = call(ctx, groupID, chunk)
 			if err != nil && graph.IsAmbiguous(err) {
-				earlier = true
+				earlier, maybeDone = true, true
 			}
 			return err
 		})
 		switch {
+		case errors.Is(err, errExpired):
+			// Nothing more is sent: the requests left are reported as
+			// expired beside those handled, or the whole command expires
+			// if none was.
+			if len(items) == 0 && len(unknown) == 0 {
+				if maybeDone {
+					return Result{}, errExpiredUnknown
+				}
+				return Result{}, err
+			}
+			for _, id := range chunk {
+				items[id] = expiredItem(id)
+			}
+			continue
 		case codeOf(err) == graph.CodeJoinRequestUnknown:
 			// The whole request refused as unknown: judge each item.
 			unknown = append(unknown, chunk...)

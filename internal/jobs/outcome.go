@@ -104,7 +104,7 @@ func attemptOutcome(err error) string {
 	switch k, _ := classify(err); {
 	case errors.As(err, new(*panicError)):
 		return "panic"
-	case graph.IsAmbiguous(err):
+	case graph.IsAmbiguous(err) && !errors.As(err, new(readError)):
 		return "ambiguous"
 	case k == kindPermanent:
 		return "permanent"

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"github.com/groupflow/groupflow/internal/events"
@@ -45,6 +46,19 @@ func (w *Worker) removeParticipants(ctx context.Context, job *Job) (Result, erro
 		})
 		switch {
 		case err == nil:
+		case errors.Is(err, errExpired):
+			// Nothing more is sent: the chunks left are reported as
+			// expired beside what was done, or the whole command
+			// expires if nothing was.
+			if len(job.Entry.Pending) == 0 && len(prog.Removed) == 0 && len(prog.Failed) == 0 {
+				if ambiguous {
+					return Result{}, errExpiredUnknown
+				}
+				return Result{}, err
+			}
+			for _, id := range chunk {
+				prog.Failed = append(prog.Failed, expiredItem(id))
+			}
 		case ambiguous && codeOf(err) == graph.CodeParticipantNotInGroup:
 			prog.Removed = append(prog.Removed, chunk...)
 		case graph.ClassOf(err) == graph.ClassPermanent:

@@ -89,6 +89,9 @@ func (w *Worker) updateGroupSettings(ctx context.Context, job *Job) (Result, err
 // for a retry.
 func (w *Worker) pendSettings(ctx context.Context, job *Job, requestID string, fields []string, callErr error) error {
 	p := Pending{RequestID: requestID, Items: fields}
+	if errors.Is(callErr, errExpired) && len(job.Entry.Pending) == 0 {
+		return callErr // nothing was sent: the command expired as a whole
+	}
 	if callErr != nil {
 		if k, _ := classify(callErr); k != kindPermanent {
 			return callErr

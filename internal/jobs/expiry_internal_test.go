@@ -1,0 +1,60 @@
+package jobs
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
+)
+
+// Past its deadline a command is not run. It fails as expired, unless an
+// earlier delivery's call may have taken effect unseen: then its outcome
+// is unknown, since finding out would mean sending again.
+func TestExpiryTellsExpiredFromUnknown(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	past := now.Add(-time.Second)
+	for name, tc := range map[string]struct {
+		typ      string
+		attempts []Attempt
+		want     string
+	}{
+		"never attempted":                   {events.ApproveJoinRequests, nil, events.ReasonExpired},
+		"an earlier attempt failed cleanly": {events.ApproveJoinRequests, []Attempt{{Outcome: "transient"}}, events.ReasonExpired},
+		"an earlier answer was lost":        {events.ApproveJoinRequests, []Attempt{{Outcome: "ambiguous"}}, events.ReasonOutcomeUnknown},
+		"shutdown cut an earlier call":      {events.RemoveParticipants, []Attempt{{Outcome: "cancelled"}}, events.ReasonOutcomeUnknown},
+		"a read changes nothing":            {events.GetInviteLink, []Attempt{{Outcome: "ambiguous"}}, events.ReasonExpired},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ran := false
+			h := Expiry(func() time.Time { return now })(HandlerFunc(func(context.Context, *Job) (Result, error) {
+				ran = true
+				return Result{}, nil
+			}))
+			job := &Job{Command: events.Command{ID: "c", Type: tc.typ, Deadline: &past}, Entry: Entry{Attempts: tc.attempts}}
+			res, err := h.Handle(context.Background(), job)
+			if err != nil || ran {
+				t.Fatalf("err %v, handler ran %v: want a result without running", err, ran)
+			}
+			if res.Outcome != events.OutcomeFailed || res.Failure == nil || res.Failure.Reason != tc.want {
+				t.Fatalf("result %+v (failure %+v), want failed with %s", res, res.Failure, tc.want)
+			}
+		})
+	}
+}
+
+// A read whose answer was lost changed nothing: its attempt is transient,
+// where the same error of a write is ambiguous.
+func TestAnAmbiguousReadIsNotAnAmbiguousAttempt(t *testing.T) {
+	lost := &graph.Error{HTTPStatus: 503, Class: graph.ClassTransient}
+	if !graph.IsAmbiguous(lost) {
+		t.Fatal("a 503 is not ambiguous; the test proves nothing")
+	}
+	if got := attemptOutcome(Transient(lost)); got != "ambiguous" {
+		t.Fatalf("a write's 503: attempt %q, want ambiguous", got)
+	}
+	if got := attemptOutcome(readError{Transient(lost)}); got != "transient" {
+		t.Fatalf("a read's 503: attempt %q, want transient", got)
+	}
+}
