@@ -54,7 +54,7 @@ func TestDLQListShowReplayPurge(t *testing.T) {
 
 	r = s.groupctl(t, "dlq", "show", seq)
 	wantCode(t, r, 0)
-	wantContains(t, "dlq show", r.stdout, "dlq-1 (get_invite_link, phone "+phone+")", "retries_exhausted", "ambiguous code 2", `"id":"dlq-1"`)
+	wantContains(t, "dlq show", r.stdout, "dlq-1 (get_invite_link, phone "+phone+")", "retries_exhausted", "transient code 2", `"id":"dlq-1"`)
 
 	r = s.groupctl(t, "dlq", "show", "9999")
 	wantCode(t, r, 1)
