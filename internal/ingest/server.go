@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -183,15 +184,23 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
 
 	// A command the ledger already knows is a duplicate for as long as the
 	// ledger remembers it, not only within the stream's duplicate window.
+	// One that is done has its stored result re-published, as a re-send
+	// over NATS has: the worker does that when a copy comes, and the copy
+	// goes under its own message id, which the stream's window would
+	// otherwise drop as the original.
+	msgID, resend := cmd.ID, false
 	if s.cfg.Ledger != nil {
-		if _, known, err := s.cfg.Ledger.Lookup(ctx, cmd.ID); err == nil && known {
-			writeJSON(w, http.StatusOK, acceptedBody{ID: cmd.ID, Status: "duplicate"})
-			return
+		if entry, known, err := s.cfg.Ledger.Lookup(ctx, cmd.ID); err == nil && known {
+			if f, ok := entry.(interface{ Finished() bool }); !ok || !f.Finished() {
+				writeJSON(w, http.StatusOK, acceptedBody{ID: cmd.ID, Status: "duplicate"})
+				return
+			}
+			msgID, resend = cmd.ID+":resent:"+nuid.Next(), true
 		}
 	}
 	msg := nats.NewMsg(s.cfg.Names.Command(cmd.PhoneNumberID, cmd.Type))
 	msg.Data = body
-	msg.Header.Set(jetstream.MsgIDHeader, cmd.ID)
+	msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	ack, err := telemetry.PublishMsg(ctx, s.tracer, s.cfg.JS, msg)
 	if err != nil {
 		s.cfg.Logger.WarnContext(ctx, "publish command failed", slog.String("command_id", cmd.ID), slog.Any("error", err))
@@ -199,7 +208,7 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "message broker unavailable, retry"})
 		return
 	}
-	if ack.Duplicate {
+	if ack.Duplicate || resend {
 		writeJSON(w, http.StatusOK, acceptedBody{ID: cmd.ID, Status: "duplicate"})
 		return
 	}

@@ -29,6 +29,11 @@ const (
 	StateRejected           State = "rejected"
 )
 
+// Finished reports whether the entry's command is done (its state is
+// terminal): what the ingest asks of an entry to tell a re-send from a
+// duplicate in flight.
+func (e Entry) Finished() bool { return e.State.Terminal() }
+
 // Terminal reports whether nothing more will happen to a command in s.
 func (s State) Terminal() bool {
 	switch s {
