@@ -5,13 +5,13 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"runtime/debug"
-	"slices"
 	"syscall"
 	"time"
 
@@ -78,8 +78,16 @@ func version() string {
 }
 
 func runMain(ctx context.Context, args []string, getenv func(string) string) error {
-	s, e := load(getenv)
-	if slices.Contains(args, "--print-config") {
+	_, known := load(getenv) // the variables, for the flags that mirror them
+	fl := config.NewFlags("ingest", known.Vars(), os.Stdout, nil)
+	switch err := fl.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		return nil
+	case err != nil:
+		return err
+	}
+	s, e := load(fl.Getenv(getenv))
+	if fl.PrintConfig {
 		return config.PrintVars(os.Stdout, e.Vars())
 	}
 	if err := e.Err(); err != nil {

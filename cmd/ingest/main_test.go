@@ -44,7 +44,8 @@ func TestPrintConfigListsEveryVariable(t *testing.T) {
 }
 
 // The whole binary against a real NATS: topology, command API with the
-// ledger behind GET /v1/commands/{id}, and a clean stop when ctx ends.
+// ledger behind GET /v1/commands/{id}, and a clean stop when ctx ends. Its
+// address comes from a flag, which wins over the environment.
 func TestIngestRunsAgainstNATS(t *testing.T) {
 	t.Parallel()
 	ns := natsembed.RunTest(t)
@@ -58,7 +59,7 @@ func TestIngestRunsAgainstNATS(t *testing.T) {
 	}
 	env := map[string]string{
 		"NATS_URL":              ns.ClientURL(),
-		"INGEST_ADDR":           addr,
+		"INGEST_ADDR":           "127.0.0.1:1", // the flag below wins
 		"WHATSAPP_APP_SECRET":   "s",
 		"WHATSAPP_VERIFY_TOKEN": "v",
 		"INGEST_API_TOKENS":     "t1,t2",
@@ -66,7 +67,7 @@ func TestIngestRunsAgainstNATS(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runMain(ctx, nil, func(k string) string { return env[k] }) }()
+	go func() { done <- runMain(ctx, []string{"--ingest-addr", addr}, func(k string) string { return env[k] }) }()
 
 	base := "http://" + addr
 	deadline := time.Now().Add(10 * time.Second)

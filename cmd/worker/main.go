@@ -69,14 +69,37 @@ type settings struct {
 	printConfig []config.Var
 }
 
+// load reads the settings from the environment and from the flags that
+// mirror it (config.Flags). --help prints the usage and returns
+// flag.ErrHelp.
 func load(args []string, getenv func(string) string) (settings, error) {
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(new(strings.Builder)) // errors are returned, as one line
-	embeddedFlag := fs.Bool("embedded-nats", false, "start an in-process JetStream server (mirrors WORKER_EMBEDDED_NATS)")
-	printConfig := fs.Bool("print-config", false, "print the environment variables the worker reads, as JSON lines, and exit")
-	if err := fs.Parse(args); err != nil {
-		return settings{}, fmt.Errorf("invalid arguments: %w", err)
+	_, known := read(getenv) // the variables, for the flags that mirror them
+	var embedded bool
+	fl := config.NewFlags("worker", known.Vars(), os.Stdout, func(fs *flag.FlagSet) {
+		fs.BoolVar(&embedded, "embedded-nats", false, "short for --worker-embedded-nats")
+	})
+	if err := fl.Parse(args); err != nil {
+		return settings{}, err
 	}
+	flagged := fl.Getenv(getenv)
+	getenv = func(name string) string {
+		if name == "WORKER_EMBEDDED_NATS" && embedded {
+			return "true"
+		}
+		return flagged(name)
+	}
+	s, e := read(getenv)
+	if fl.PrintConfig {
+		return settings{printConfig: e.Vars()}, nil
+	}
+	if err := e.Err(); err != nil {
+		return settings{}, err
+	}
+	return s, nil
+}
+
+// read reads the settings through getenv; check the Env's Err.
+func read(getenv func(string) string) (settings, *config.Env) {
 	e := config.NewEnv(getenv)
 	s := settings{
 		nats:           config.LoadNATS(e),
@@ -103,7 +126,6 @@ func load(args []string, getenv func(string) string) (settings, error) {
 		workerID:      e.String("WORKER_ID", "", "unique name of this worker (default: host, pid and a random suffix)"),
 		logLevel:      e.String("LOG_LEVEL", "info", "debug, info, warn or error"),
 	}
-	s.embedded = s.embedded || *embeddedFlag
 	overrides := e.List("RATE_LIMIT_OVERRIDES", "per-number limits: <phone_number_id>:<messages>/<group_ops>/<reads>, comma separated; empty parts keep the default")
 	var err error
 	s.overrides, err = parseOverrides(overrides)
@@ -119,13 +141,7 @@ func load(args []string, getenv func(string) string) (settings, error) {
 	if !s.parking {
 		s.parkAfter = -1 // jobs.Config: never park
 	}
-	if *printConfig {
-		return settings{printConfig: e.Vars()}, nil
-	}
-	if err := e.Err(); err != nil {
-		return settings{}, err
-	}
-	return s, nil
+	return s, e
 }
 
 // parseOverrides reads "<phone>:<messages>/<group_ops>/<reads>" entries.
@@ -173,6 +189,9 @@ const gcPercent = 400
 
 func runMain(ctx context.Context, args []string, getenv func(string) string) error {
 	s, err := load(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

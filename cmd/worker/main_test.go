@@ -50,6 +50,25 @@ func TestUnknownFlagIsAnError(t *testing.T) {
 	}
 }
 
+// Every variable has a flag that wins over it; --embedded-nats is short
+// for --worker-embedded-nats; --help is not an error.
+func TestFlagsMirrorTheEnvironment(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"WHATSAPP_ACCESS_TOKEN": "tok", "WORKER_CONCURRENCY": "8", "RATE_LIMIT_MESSAGES": "40"}
+	getenv := func(k string) string { return env[k] }
+	s, err := load([]string{"--worker-concurrency", "3", "--embedded-nats", "--rate-limit-park-after=2s"}, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.concurrency != 3 || !s.embedded || s.parkAfter != 2*time.Second || s.limits.Messages != 40 {
+		t.Fatalf("concurrency %d, embedded %v, park after %v, messages %v: want 3, true, 2s from flags and 40 from the environment",
+			s.concurrency, s.embedded, s.parkAfter, s.limits.Messages)
+	}
+	if err := runMain(context.Background(), []string{"--help"}, getenv); err != nil {
+		t.Fatalf("--help: %v", err)
+	}
+}
+
 func TestParseOverrides(t *testing.T) {
 	t.Parallel()
 	got, err := parseOverrides([]string{"111:200/20/", "222://5"})

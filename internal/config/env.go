@@ -17,6 +17,8 @@ type Var struct {
 	Default string `json:"default,omitempty"`
 	Secret  bool   `json:"secret,omitempty"`
 	Usage   string `json:"usage"`
+	// Bool marks a boolean variable, whose flag may stand alone.
+	Bool bool `json:"-"`
 }
 
 // Env reads variables through a getenv function and records every problem.
@@ -123,7 +125,7 @@ func (e *Env) Duration(name string, def time.Duration, usage string) time.Durati
 
 // Bool returns the variable as a boolean, or def when unset.
 func (e *Env) Bool(name string, def bool, usage string) bool {
-	v := e.record(Var{Name: name, Default: strconv.FormatBool(def), Usage: usage})
+	v := e.record(Var{Name: name, Default: strconv.FormatBool(def), Usage: usage, Bool: true})
 	if v == "" {
 		return def
 	}
