@@ -166,20 +166,58 @@ func TestCommandIsPublishedOnceWithItsID(t *testing.T) {
 	}
 }
 
+// Outside the stream's 2-minute duplicate window only the ledger knows a
+// command id. A command still under way is a duplicate and nothing is
+// published; a finished one is a duplicate too, and one copy goes to the
+// worker under a message id of its own, for the worker to re-publish the
+// stored result (DESIGN §4).
 func TestCommandKnownToTheLedgerIsADuplicate(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	// Outside the stream's 2-minute duplicate window only the ledger knows.
-	if _, err := b.ledger.FinishNew(context.Background(), jobs.Entry{CommandID: "order-4711-approve", State: jobs.StateSucceeded}); err != nil {
-		t.Fatal(err)
-	}
-	status, body := b.post(t, "/v1/commands", apiToken, []byte(validCommand))
-	if status != http.StatusOK || body["status"] != "duplicate" {
-		t.Fatalf("POST of a finished command = %d %v, want 200 duplicate", status, body)
-	}
-	if n := b.streamMsgs(t, "GROUPS_COMMANDS"); n != 0 {
-		t.Fatalf("command stream holds %d messages, want 0", n)
-	}
+	ctx := context.Background()
+
+	t.Run("under way", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		if err := b.ledger.Queue(ctx, jobs.ClaimRequest{CommandID: "order-4711-approve", CommandType: "approve_join_requests",
+			PhoneNumberID: "106540352242922", Command: json.RawMessage(validCommand)}); err != nil {
+			t.Fatal(err)
+		}
+		status, body := b.post(t, "/v1/commands", apiToken, []byte(validCommand))
+		if status != http.StatusOK || body["status"] != "duplicate" {
+			t.Fatalf("POST of a queued command = %d %v, want 200 duplicate", status, body)
+		}
+		if n := b.streamMsgs(t, "GROUPS_COMMANDS"); n != 0 {
+			t.Fatalf("command stream holds %d messages, want 0", n)
+		}
+	})
+
+	t.Run("finished", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		if _, err := b.ledger.FinishNew(ctx, jobs.Entry{CommandID: "order-4711-approve", State: jobs.StateSucceeded}); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			status, body := b.post(t, "/v1/commands", apiToken, []byte(validCommand))
+			if status != http.StatusOK || body["status"] != "duplicate" {
+				t.Fatalf("POST of a finished command = %d %v, want 200 duplicate", status, body)
+			}
+		}
+		if n := b.streamMsgs(t, "GROUPS_COMMANDS"); n != 2 {
+			t.Fatalf("command stream holds %d messages, want a copy per re-send", n)
+		}
+		s, _ := b.js.Stream(ctx, "GROUPS_COMMANDS")
+		msg, err := s.GetMsg(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := msg.Header.Get(jetstream.MsgIDHeader); !strings.HasPrefix(id, "order-4711-approve:resent:") {
+			t.Errorf("Nats-Msg-Id = %q, want one of its own", id)
+		}
+		if string(msg.Data) != validCommand {
+			t.Errorf("published %s, want the command as sent", msg.Data)
+		}
+	})
 }
 
 func TestInvalidCommandIsRefusedWithFieldErrors(t *testing.T) {
