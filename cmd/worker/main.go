@@ -62,6 +62,7 @@ type settings struct {
 	parkAfter      time.Duration
 	parking        bool
 	overrides      map[string]ratelimit.Limits
+	accounts       map[string]string // phone number id → WABA id
 	workerID       string
 	logLevel       string
 	queryCacheTTL  time.Duration
@@ -130,6 +131,9 @@ func read(getenv func(string) string) (settings, *config.Env) {
 	var err error
 	s.overrides, err = parseOverrides(overrides)
 	e.Check(err == nil, "RATE_LIMIT_OVERRIDES", "%v", err)
+	accounts := e.List("RATE_LIMIT_ACCOUNTS", "the WhatsApp Business Account of each number: <phone_number_id>:<waba_id>, comma separated, so that an account's throttle (80007) pauses only its numbers; numbers are also learnt from their webhooks, and one not known yet is paused by every account's throttle")
+	s.accounts, err = parseAccounts(accounts)
+	e.Check(err == nil, "RATE_LIMIT_ACCOUNTS", "%v", err)
 	e.Require("WHATSAPP_ACCESS_TOKEN", s.accessToken, "the Graph API refuses calls without it")
 	u, uerr := url.Parse(s.graphURL)
 	e.Check(uerr == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "GRAPH_API_BASE_URL", "want an http(s) URL, got %q", s.graphURL)
@@ -142,6 +146,23 @@ func read(getenv func(string) string) (settings, *config.Env) {
 		s.parkAfter = -1 // jobs.Config: never park
 	}
 	return s, e
+}
+
+// parseAccounts reads "<phone_number_id>:<waba_id>" entries.
+func parseAccounts(entries []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, ent := range entries {
+		phone, waba, ok := strings.Cut(ent, ":")
+		phone, waba = strings.TrimSpace(phone), strings.TrimSpace(waba)
+		if !ok || !events.ValidToken(phone) || !events.ValidToken(waba) {
+			return nil, fmt.Errorf("want <phone_number_id>:<waba_id>, got %q", ent)
+		}
+		if prev, dup := out[phone]; dup && prev != waba {
+			return nil, fmt.Errorf("number %s is given two accounts, %s and %s", phone, prev, waba)
+		}
+		out[phone] = waba
+	}
+	return out, nil
 }
 
 // parseOverrides reads "<phone>:<messages>/<group_ops>/<reads>" entries.
@@ -282,8 +303,9 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	if workerID == "" {
 		workerID = jobs.NewWorkerID()
 	}
+	accounts := ratelimit.NewAccounts(s.accounts)
 	limiter, err := ratelimit.New(ratelimit.Config{
-		Workers: workersKV, Throttle: throttleKV, WorkerID: workerID,
+		Workers: workersKV, Throttle: throttleKV, WorkerID: workerID, WABAOf: accounts.Of,
 		Defaults: s.limits, Overrides: s.overrides, Jitter: s.limitJitter, MaxWait: s.limitMaxWait, Logger: log,
 		MaxQueue: max(1, s.concurrency/2),
 		OnWait: func(ctx context.Context, class ratelimit.Class, outcome string, d time.Duration) {
@@ -294,7 +316,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	worker, err := jobs.New(ctx, jobs.Config{
-		JS: js, Names: names, Graph: gc, Limiter: limiter, WorkerID: workerID,
+		JS: js, Names: names, Graph: gc, Limiter: limiter, Accounts: accounts, WorkerID: workerID,
 		Concurrency: s.concurrency, WebhookTimeout: s.webhookTimeout, ShutdownTimeout: s.shutdownGrace, ParkAfter: s.parkAfter,
 		Tracer: tel.Tracer("github.com/groupflow/groupflow/internal/jobs"), Metrics: metrics, Logger: log,
 	})

@@ -69,6 +69,19 @@ func TestFlagsMirrorTheEnvironment(t *testing.T) {
 	}
 }
 
+func TestParseAccounts(t *testing.T) {
+	t.Parallel()
+	got, err := parseAccounts([]string{"111:900", " 222 : 901 ", "111:900"})
+	if err != nil || len(got) != 2 || got["111"] != "900" || got["222"] != "901" {
+		t.Fatalf("parseAccounts = %v, %v", got, err)
+	}
+	for _, bad := range [][]string{{"111"}, {"111:"}, {":900"}, {"1 1:900"}, {"111:900", "111:901"}} {
+		if _, err := parseAccounts(bad); err == nil {
+			t.Errorf("parseAccounts(%q) accepted", bad)
+		}
+	}
+}
+
 func TestParseOverrides(t *testing.T) {
 	t.Parallel()
 	got, err := parseOverrides([]string{"111:200/20/", "222://5"})

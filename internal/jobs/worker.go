@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
 	"github.com/groupflow/groupflow/internal/telemetry"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	// Limiter paces calls per phone number and shares throttles between
 	// workers. Nil: calls are not paced (tests, benchmarks).
 	Limiter Limiter
+	// Accounts, if set, learns from every webhook which account each
+	// number belongs to (the Limiter's WABAOf, for 80007 throttles).
+	Accounts *ratelimit.Accounts
 	// WorkerID names this worker in ledger claims and logs; unique among
 	// running workers. Defaults to host name, process id and a random suffix.
 	WorkerID string
