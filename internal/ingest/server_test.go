@@ -173,12 +173,11 @@ func TestCommandIsPublishedOnceWithItsID(t *testing.T) {
 // stored result (DESIGN §4).
 func TestCommandKnownToTheLedgerIsADuplicate(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 
 	t.Run("under way", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		if err := b.ledger.Queue(ctx, jobs.ClaimRequest{CommandID: "order-4711-approve", CommandType: "approve_join_requests",
+		if err := b.ledger.Queue(context.Background(), jobs.ClaimRequest{CommandID: "order-4711-approve", CommandType: "approve_join_requests",
 			PhoneNumberID: "106540352242922", Command: json.RawMessage(validCommand)}); err != nil {
 			t.Fatal(err)
 		}
@@ -194,7 +193,7 @@ func TestCommandKnownToTheLedgerIsADuplicate(t *testing.T) {
 	t.Run("finished", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		if _, err := b.ledger.FinishNew(ctx, jobs.Entry{CommandID: "order-4711-approve", State: jobs.StateSucceeded}); err != nil {
+		if _, err := b.ledger.FinishNew(context.Background(), jobs.Entry{CommandID: "order-4711-approve", State: jobs.StateSucceeded}); err != nil {
 			t.Fatal(err)
 		}
 		for range 2 {
@@ -206,8 +205,8 @@ func TestCommandKnownToTheLedgerIsADuplicate(t *testing.T) {
 		if n := b.streamMsgs(t, "GROUPS_COMMANDS"); n != 2 {
 			t.Fatalf("command stream holds %d messages, want a copy per re-send", n)
 		}
-		s, _ := b.js.Stream(ctx, "GROUPS_COMMANDS")
-		msg, err := s.GetMsg(ctx, 1)
+		s, _ := b.js.Stream(context.Background(), "GROUPS_COMMANDS")
+		msg, err := s.GetMsg(context.Background(), 1)
 		if err != nil {
 			t.Fatal(err)
 		}
