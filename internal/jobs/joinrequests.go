@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
@@ -52,6 +54,7 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 	if prog.Requesters == nil {
 		prog.Requesters = map[string]requester{}
 	}
+	listedBefore := slices.Sorted(maps.Keys(prog.Requesters)) // by earlier deliveries
 	pending := map[string]bool{}
 	var order []string
 	err = w.call(ctx, job, ratelimit.Reads, Safe, func(ctx context.Context) error {
@@ -76,8 +79,19 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 		}
 	}
 	ids := dedupe(p.JoinRequestIDs)
+	act := ids
+	var gone []string // listed by an earlier delivery, pending no more
 	if p.AllPending {
-		ids = order
+		act = order
+		// An earlier delivery's call, whose answer was lost, may have
+		// handled requests that are no longer listed: they are reported
+		// too, judged as Graph's 131213 would be, without a call.
+		for _, id := range listedBefore {
+			if !pending[id] {
+				gone = append(gone, id)
+			}
+		}
+		ids = append(slices.Clone(order), gone...)
 	}
 	if len(ids) == 0 {
 		return Result{}, nil // nothing pending: all_pending is trivially done
@@ -91,10 +105,11 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 	var unknown []string // 131213 for these
 	// An earlier attempt, in an earlier delivery or retried in process,
 	// may have handled a request without our seeing the answer.
-	earlier := job.Delivery > 1 || len(job.Entry.Attempts) > 0
+	earlier := job.Delivery > 1 || len(job.Entry.Attempts) > 0 || len(gone) > 0
+	unknown = append(unknown, gone...)
 	// A call whose answer was lost may have handled its requests.
 	maybeDone := hadAmbiguous(job)
-	for chunk := range chunks(ids, joinRequestChunk) {
+	for chunk := range chunks(act, joinRequestChunk) {
 		var res graph.JoinRequestsResult
 		err := w.call(ctx, job, ratelimit.GroupOps, Safe, func(ctx context.Context) (err error) {
 			res, err = call(ctx, groupID, chunk)
