@@ -127,6 +127,7 @@ func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
 		"WORKER_ADDR":               fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"WORKER_SHUTDOWN_GRACE":     "1s",
 		"LOG_LEVEL":                 "warn",
+		"GROUPFLOW_MAX_ACK_PENDING": "256",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -173,6 +174,19 @@ func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
 	groupID := s.State().Numbers[0].Groups[0].ID
 
 	names := events.Names{}
+	for _, name := range []string{names.CommandConsumer(), names.WebhookConsumer()} {
+		stream := names.CommandStream()
+		if name == names.WebhookConsumer() {
+			stream = names.WebhookStream()
+		}
+		c, err := js.Consumer(ctx, stream, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.CachedInfo().Config.MaxAckPending; got != 256 {
+			t.Errorf("%s: MaxAckPending %d, want GROUPFLOW_MAX_ACK_PENDING's 256", name, got)
+		}
+	}
 	cons, err := js.OrderedConsumer(ctx, names.EventStream(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{names.Event(phone, events.EventCommandSucceeded)},
 	})

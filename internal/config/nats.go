@@ -21,6 +21,9 @@ type NATS struct {
 	TLSCA    string
 	Prefix   string
 	Replicas int
+	// MaxAckPending is the shared consumers' limit of unacknowledged
+	// messages, across all workers.
+	MaxAckPending int
 	// InboxPrefix replaces nats.go's "_INBOX" in every reply subject the
 	// connection makes up (requests, publish acks, pull and ordered
 	// consumers), so a user may be allowed to subscribe to its own replies
@@ -28,7 +31,8 @@ type NATS struct {
 	InboxPrefix string
 }
 
-// LoadNATS reads the NATS_* and GROUPFLOW_PREFIX variables.
+// LoadNATS reads the NATS_* variables, GROUPFLOW_PREFIX and
+// GROUPFLOW_MAX_ACK_PENDING.
 func LoadNATS(e *Env) NATS {
 	n := NATS{
 		URL:      e.String("NATS_URL", nats.DefaultURL, "NATS server URL(s), comma separated"),
@@ -41,6 +45,8 @@ func LoadNATS(e *Env) NATS {
 		TLSCA:    e.String("NATS_TLS_CA", "", "CA bundle to verify the NATS server"),
 		Prefix:   e.String("GROUPFLOW_PREFIX", "groups", "prefix of every subject, stream and bucket"),
 		Replicas: e.Int("NATS_REPLICAS", 1, 1, "replicas of streams and buckets (3 in production)"),
+		MaxAckPending: e.Int("GROUPFLOW_MAX_ACK_PENDING", 1024, 1,
+			"unacknowledged messages the shared command and webhook consumers hand out across all workers: at least the sum of every worker's WORKER_CONCURRENCY; set it alike in every process"),
 		InboxPrefix: e.String("NATS_INBOX_PREFIX", "",
 			"prefix of reply subjects instead of _INBOX, the one the NATS user may subscribe to (_INBOX_ingest, _INBOX_worker: deploy/nats/accounts.conf)"),
 	}
