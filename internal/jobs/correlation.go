@@ -166,3 +166,61 @@ func (c *Correlations) MessageCommand(ctx context.Context, wamid string) (string
 	}
 	return string(e.Value()), nil
 }
+
+// approvalKey is where an approval leaves its command id for the join it
+// lets in: per group and user (a wa_id or a business-scoped user id).
+func approvalKey(groupID, user string) string {
+	return "join." + escapeKey(groupID) + "." + escapeKey(user)
+}
+
+// Approving records that commandID approves the join requests of users in
+// groupID, before the call: the group_participants_add webhook that follows
+// may come before the call's answer. An approval that then fails forgets
+// its users (Forget); one that is never answered leaves its keys to the
+// bucket's TTL.
+func (c *Correlations) Approving(ctx context.Context, groupID, commandID string, users []string) error {
+	b, _ := json.Marshal(correlation{CommandID: commandID})
+	for _, u := range users {
+		if _, err := c.kv.Put(ctx, approvalKey(groupID, u), b); err != nil {
+			return fmt.Errorf("correlation: record approval of %s: %w", u, err)
+		}
+	}
+	return nil
+}
+
+// ApprovedBy returns the command that approved one of users into groupID,
+// if any, and the keys that said so, to Forget once the join is reported.
+func (c *Correlations) ApprovedBy(ctx context.Context, groupID string, users []string) (commandID string, keys []string, err error) {
+	for _, u := range users {
+		key := approvalKey(groupID, u)
+		cur, _, err := c.get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			continue
+		case err != nil:
+			return "", nil, err
+		}
+		keys = append(keys, key)
+		if commandID == "" {
+			commandID = cur.CommandID
+		}
+	}
+	return commandID, keys, nil
+}
+
+// Forget deletes approval keys, best effort: a join reported, or an
+// approval that failed, must not name a later join's command.
+func (c *Correlations) Forget(ctx context.Context, keys []string) {
+	for _, k := range keys {
+		_ = c.kv.Delete(ctx, k)
+	}
+}
+
+// ForgetApprovals is Forget for the approvals of users in groupID.
+func (c *Correlations) ForgetApprovals(ctx context.Context, groupID string, users []string) {
+	keys := make([]string, 0, len(users))
+	for _, u := range users {
+		keys = append(keys, approvalKey(groupID, u))
+	}
+	c.Forget(ctx, keys)
+}

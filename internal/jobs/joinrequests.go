@@ -110,6 +110,12 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 	// A call whose answer was lost may have handled its requests.
 	maybeDone := hadAmbiguous(job)
 	for chunk := range chunks(act, joinRequestChunk) {
+		if approve {
+			// The joins this lets in name the command (group.participants_joined).
+			if err := w.corr.Approving(ctx, groupID, job.Command.ID, requesterIDs(prog, chunk)); err != nil {
+				return Result{}, err
+			}
+		}
 		var res graph.JoinRequestsResult
 		err := w.call(ctx, job, ratelimit.GroupOps, Safe, func(ctx context.Context) (err error) {
 			res, err = call(ctx, groupID, chunk)
@@ -164,12 +170,19 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 		}
 	}
 	out := make([]events.ItemOutcome, 0, len(ids))
+	var notLetIn []string
 	for _, id := range ids {
 		it, ok := items[id]
 		if !ok {
 			it = events.ItemOutcome{ID: id, Outcome: events.ItemFailed, Reason: "Graph did not report on this join request"}
 		}
+		if it.Outcome != events.ItemApproved {
+			notLetIn = append(notLetIn, id)
+		}
 		out = append(out, it)
+	}
+	if approve && len(notLetIn) > 0 {
+		w.corr.ForgetApprovals(ctx, groupID, requesterIDs(prog, notLetIn))
 	}
 	return bulkResult(out), nil
 }
@@ -277,4 +290,19 @@ func chunks[T any](s []T, n int) func(func([]T) bool) {
 			s = s[k:]
 		}
 	}
+}
+
+// requesterIDs are the users behind join requests ids, as a join webhook
+// names them: wa_id and business-scoped user id, where known.
+func requesterIDs(prog joinProgress, ids []string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		r := prog.Requesters[id]
+		for _, u := range []string{r.WAID, r.UserID} {
+			if u != "" {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
 }

@@ -60,13 +60,23 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 	if p.Status != nil && p.Status.ID != "" {
 		commandID, _ = w.corr.MessageCommand(ctx, p.Status.ID)
 	}
-	for _, ev := range w.domainEvents(it, p, commandID) {
+	eventCommand, approvals := commandID, []string(nil)
+	if g := p.Group; g != nil && g.Type == webhook.TypeParticipantsAdd {
+		// A join an approval let in names its approve_join_requests command.
+		if eventCommand, approvals, err = w.corr.ApprovedBy(ctx, g.GroupID, joinedUsers(g.AddedParticipants)); err != nil {
+			log.WarnContext(ctx, "look up the approval of a join", slog.Any("error", err))
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+	}
+	for _, ev := range w.domainEvents(it, p, eventCommand) {
 		if err := w.publishEvent(ctx, ev, msg.Headers()); err != nil {
 			log.WarnContext(ctx, "publish domain event", slog.String("event_type", ev.typ), slog.Any("error", err))
 			_ = msg.NakWithDelay(time.Second)
 			return
 		}
 	}
+	w.corr.Forget(ctx, approvals) // reported: a later join is another story
 	if err := w.campaignJoins(ctx, it, p.Group, msg.Headers()); err != nil {
 		log.WarnContext(ctx, "campaign join", slog.Any("error", err))
 		_ = msg.NakWithDelay(time.Second)
@@ -156,7 +166,7 @@ func (w *Worker) domainEvents(it webhook.Item, p webhook.Payload, commandID stri
 			add(events.EventGroupSettingsUpdated, at, d)
 		case webhook.TypeParticipantsAdd:
 			add(events.EventGroupParticipantsJoined, at, events.ParticipantsJoined{GroupID: g.GroupID, Reason: g.Reason,
-				Participants: participantRefs(g.AddedParticipants)})
+				CommandID: commandID, Participants: participantRefs(g.AddedParticipants)})
 		case webhook.TypeParticipantsRemove:
 			if g.InitiatedBy == webhook.InitiatedByParticipant || (g.InitiatedBy == "" && g.RequestID == "") {
 				for _, pt := range g.RemovedParticipants {
@@ -212,6 +222,19 @@ func graphErrors(errs []webhook.Error) []events.GraphError {
 
 func participantRef(p webhook.Participant) events.ParticipantRef {
 	return events.ParticipantRef{Input: p.Input, WAID: p.WAID, UserID: p.UserID, ParentUserID: p.ParentUserID, Username: p.Username}
+}
+
+// joinedUsers are the ids a join webhook names its participants by.
+func joinedUsers(ps []webhook.Participant) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		for _, u := range []string{p.WAID, p.UserID} {
+			if u != "" {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
 }
 
 func participantRefs(ps []webhook.Participant) []events.ParticipantRef {
