@@ -34,7 +34,11 @@ const (
 // every worker. The worker is never blocked by a throttle.
 func (w *Worker) call(ctx context.Context, job *Job, class ratelimit.Class, repeat Repeat, fn func(context.Context) error) error {
 	phone := job.Command.PhoneNumberID
+	expired := func() bool { return class != ratelimit.Reads && job.pastDeadline() }
 	op := func() error {
+		if expired() {
+			return backoff.Permanent(errExpired) // no token taken for nothing
+		}
 		if w.limiter != nil {
 			job.adm.release() // it queues in Wait now
 			if err := w.limiter.Wait(ctx, phone, class); err != nil {
@@ -45,9 +49,10 @@ func (w *Worker) call(ctx context.Context, job *Job, class ratelimit.Class, repe
 				return backoff.Permanent(err)
 			}
 		}
-		if class != ratelimit.Reads && job.pastDeadline() {
-			// Checked at every try, after the limiter's wait: either may
-			// run past the deadline, and nothing is sent after it.
+		if expired() {
+			// Checked again after the limiter's wait: it, or a retry's
+			// backoff, may run past the deadline, and nothing is sent
+			// after it.
 			return backoff.Permanent(errExpired)
 		}
 		err := fn(ctx)

@@ -24,7 +24,7 @@ func Expiry(now func() time.Time) Middleware {
 			if dl == nil || !now().After(*dl) || job.Entry.Intent != nil || len(job.Entry.Pending) > 0 {
 				return next.Handle(ctx, job)
 			}
-			if admissionClass[job.Command.Type] != ratelimit.Reads && hadAmbiguous(job) {
+			if class, ok := admissionClass[job.Command.Type]; (!ok || class != ratelimit.Reads) && hadAmbiguous(job) {
 				return Result{Outcome: events.OutcomeFailed, Failure: failure(events.ReasonOutcomeUnknown, errExpiredUnknown)}, nil
 			}
 			return Result{Outcome: events.OutcomeFailed, Failure: &events.FailureInfo{

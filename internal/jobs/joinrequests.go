@@ -133,6 +133,9 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 				if maybeDone {
 					return Result{}, errExpiredUnknown
 				}
+				if approve {
+					w.corr.ForgetApprovals(ctx, groupID, requesterIDs(prog, chunk))
+				}
 				return Result{}, err
 			}
 			for _, id := range chunk {
