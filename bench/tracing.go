@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // otlpSink accepts OTLP/HTTP exports and counts them: a collector that
@@ -61,6 +62,11 @@ func runTracing(ctx context.Context, e *Env, r *Report) error {
 		"OTEL_TRACES_SAMPLER=always_on",
 		"OTEL_SERVICE_NAME=groupflow-worker-bench",
 	}
+	// CPU per command of the worker process and of the harness (NATS,
+	// simulator, and the OTLP sink): steadier than throughput when other
+	// work shares the machine, and it says where tracing's cost lands.
+	cpu := map[bool][]float64{}
+	harness := map[bool][]float64{}
 	run := func(i int, on bool) (float64, error) {
 		env := noLimits
 		name := fmt.Sprintf("off%d", i)
@@ -76,7 +82,11 @@ func runTracing(ctx context.Context, e *Env, r *Report) error {
 		if err := warmUp(ctx, s, t, "warm-"+name, group); err != nil {
 			return 0, err
 		}
-		return workerRate(ctx, s, t, "trace-"+name, n, group)
+		cpu0, self0 := w[0].CPUTime(), selfCPUTime()
+		rate, err := workerRate(ctx, s, t, "trace-"+name, n, group)
+		cpu[on] = append(cpu[on], float64(w[0].CPUTime()-cpu0)/float64(time.Microsecond)/float64(n))
+		harness[on] = append(harness[on], float64(selfCPUTime()-self0)/float64(time.Microsecond)/float64(n))
+		return rate, err
 	}
 	var off, on []float64
 	for i := range e.Size.TracingPairs {
@@ -118,6 +128,8 @@ func runTracing(ctx context.Context, e *Env, r *Report) error {
 		How:     fmt.Sprintf("internal/e2e BenchmarkTracingOverhead: worker throughput with every span sampled, batched and handed to a discarding exporter / untraced, in one process (no export cost), simulator at 0 ms, 16 commands at once; median of 4 alternating pairs of %d commands each (CPU per command untraced/traced: %.3f)", iters/8, e2e["cpu_ratio"]),
 		Command: fmt.Sprintf("go test -run '^$' -bench BenchmarkTracingOverhead -benchtime %dx ./internal/e2e/", iters)})
 	r.Detail("tracing", map[string]any{"off_cmds_per_s": off, "on_cmds_per_s": on, "otlp_requests": sink.requests.Load(), "otlp_bytes": sink.bytes.Load(),
+		"worker_cpu_us_per_cmd": map[string][]float64{"off": cpu[false], "on": cpu[true]},
+		"harness_cpu_us_per_cmd": map[string][]float64{"off": harness[false], "on": harness[true]},
 		"e2e_benchmark": e2e})
 	return nil
 }
