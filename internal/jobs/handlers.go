@@ -131,7 +131,15 @@ func codeOf(err error) int {
 
 // ClearIntent forgets an intent whose call certainly did not reach Meta,
 // so the next delivery makes the call rather than reconciling.
+//
+// It writes even when ctx is done: a call cut short by shutdown (in the
+// limiter's wait, or before its request was written) is exactly one that
+// did not reach Meta, and an intent left open would have the next delivery
+// reconcile it as possibly made: an invite reported outcome_unknown
+// without ever being sent, a link reset reported done with the old link.
 func (j *Job) ClearIntent(ctx context.Context) error {
+	ctx, cancel := cleanupCtx(ctx)
+	defer cancel()
 	_, err := j.w.ledger.UpdateOwned(ctx, j.Command.ID, j.token, func(e *Entry) error {
 		e.Intent = nil
 		return nil
