@@ -128,9 +128,9 @@ func runTracing(ctx context.Context, e *Env, r *Report) error {
 		How:     fmt.Sprintf("internal/e2e BenchmarkTracingOverhead: worker throughput with every span sampled, batched and handed to a discarding exporter / untraced, in one process (no export cost), simulator at 0 ms, 16 commands at once; median of 4 alternating pairs of %d commands each (CPU per command untraced/traced: %.3f)", iters/8, e2e["cpu_ratio"]),
 		Command: fmt.Sprintf("go test -run '^$' -bench BenchmarkTracingOverhead -benchtime %dx ./internal/e2e/", iters)})
 	r.Detail("tracing", map[string]any{"off_cmds_per_s": off, "on_cmds_per_s": on, "otlp_requests": sink.requests.Load(), "otlp_bytes": sink.bytes.Load(),
-		"worker_cpu_us_per_cmd": map[string][]float64{"off": cpu[false], "on": cpu[true]},
+		"worker_cpu_us_per_cmd":  map[string][]float64{"off": cpu[false], "on": cpu[true]},
 		"harness_cpu_us_per_cmd": map[string][]float64{"off": harness[false], "on": harness[true]},
-		"e2e_benchmark": e2e})
+		"e2e_benchmark":          e2e})
 	return nil
 }
 
