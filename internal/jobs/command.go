@@ -78,7 +78,13 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 		_ = msg.Ack()
 	case Awaiting:
 		// The call was made; its webhook completes the command. Make sure
-		// the correlations exist (a crash may have come between).
+		// the sweeper's index and the correlations exist (a crash may have
+		// come between).
+		if err := w.ledger.IndexAwaiting(ctx, entry.CommandID, entry.AwaitUntil); err != nil {
+			log.WarnContext(ctx, "index awaiting command", slog.Any("error", err))
+			_ = msg.NakWithDelay(time.Second)
+			return false
+		}
 		if err := w.linkPending(ctx, entry); err != nil {
 			log.WarnContext(ctx, "link pending requests", slog.Any("error", err))
 			_ = msg.NakWithDelay(time.Second)

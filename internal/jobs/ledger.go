@@ -612,11 +612,20 @@ func (l *Ledger) Await(ctx context.Context, commandID, token string, pending []P
 	if err != nil {
 		return e, err
 	}
+	return e, l.IndexAwaiting(ctx, commandID, until)
+}
+
+// IndexAwaiting indexes an awaiting command for the sweeper (AwaitingIDs).
+// Await does it after the state change; a redelivery of an awaiting
+// command does it again, since a crash or a failed write between the two
+// would leave the command awaiting a webhook that may never come, with
+// nothing to time it out.
+func (l *Ledger) IndexAwaiting(ctx context.Context, commandID string, until time.Time) error {
 	b, _ := json.Marshal(map[string]time.Time{"until": until})
 	if _, err := l.kv.Put(ctx, awaitKey(commandID), b); err != nil {
-		return e, fmt.Errorf("ledger: index awaiting %s: %w", commandID, err)
+		return fmt.Errorf("ledger: index awaiting %s: %w", commandID, err)
 	}
-	return e, nil
+	return nil
 }
 
 // AddPending records a request id under the claim before the command
