@@ -167,11 +167,16 @@ func (c TopologyConfig) Consumers() map[string]jetstream.ConsumerConfig {
 			Replicas:      c.Replicas,
 		},
 		n.WebhookStream(): {
-			Durable:       n.WebhookConsumer(),
-			Description:   "every worker turns webhook items into events here",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       c.AckWait,
-			MaxDeliver:    c.MaxDeliver,
+			Durable:     n.WebhookConsumer(),
+			Description: "every worker turns webhook items into events here",
+			AckPolicy:   jetstream.AckExplicitPolicy,
+			AckWait:     c.AckWait,
+			// Without limit: Meta got its 200 and will not send the item
+			// again, so the consumer must not give up on it either. An
+			// item fails only while NATS (the event stream, a bucket) is
+			// unavailable, and the worker backs off; one it cannot
+			// decode it terminates.
+			MaxDeliver:    -1,
 			MaxAckPending: c.MaxAckPending,
 			FilterSubject: n.AllWebhooks(),
 			DeliverPolicy: jetstream.DeliverAllPolicy,

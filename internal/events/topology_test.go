@@ -99,6 +99,34 @@ func TestEnsureUpdatesChangedSettings(t *testing.T) {
 	}
 }
 
+// The webhook consumer never gives up on an item (Meta had its 200 and
+// will not send it again), and a deployment whose consumer still had the
+// old limit of 10 deliveries is upgraded in place.
+func TestTheWebhookConsumerNeverGivesUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := jetStreamAt(t, natsembed.RunTest(t).ClientURL())
+	cfg := events.TopologyConfig{}
+	if err := events.Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	old := cfg.Consumers()["GROUPS_WEBHOOKS"]
+	old.MaxDeliver = 10
+	if _, err := js.CreateOrUpdateConsumer(ctx, "GROUPS_WEBHOOKS", old); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(ctx, "GROUPS_WEBHOOKS", "worker-webhooks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cons.CachedInfo().Config.MaxDeliver; got != -1 {
+		t.Fatalf("webhook consumer MaxDeliver = %d, want -1 (no limit)", got)
+	}
+}
+
 func TestEnsureFromSeveralProcessesAtOnce(t *testing.T) {
 	t.Parallel()
 	url := natsembed.RunTest(t).ClientURL()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -28,6 +29,16 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak()
 		return
 	}
+	defer func() {
+		// A bug, not the item's fault or NATS's: the item is set aside,
+		// loudly, rather than crash every worker it is delivered to.
+		if v := recover(); v != nil {
+			w.log.ErrorContext(ctx, "webhook item handler panicked; item terminated", slog.String("subject", msg.Subject()),
+				slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+			w.metrics.Webhook(ctx, "unknown", "panic")
+			_ = msg.Term()
+		}
+	}()
 	ctx, span := telemetry.StartProcess(ctx, w.tracer, msg)
 	defer span.End()
 	var it webhook.Item
@@ -53,7 +64,7 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 		// Meet the worker that made the request (see Correlations).
 		if commandID, err = w.corr.Arrive(ctx, g.RequestID, json.RawMessage(msg.Data())); err != nil {
 			log.WarnContext(ctx, "correlate webhook", slog.Any("error", err))
-			_ = msg.NakWithDelay(time.Second)
+			w.retryWebhook(msg)
 			return
 		}
 	}
@@ -65,28 +76,28 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 		// A join an approval let in names its approve_join_requests command.
 		if eventCommand, approvals, err = w.corr.ApprovedBy(ctx, g.GroupID, joinedUsers(g.AddedParticipants)); err != nil {
 			log.WarnContext(ctx, "look up the approval of a join", slog.Any("error", err))
-			_ = msg.NakWithDelay(time.Second)
+			w.retryWebhook(msg)
 			return
 		}
 	}
 	for _, ev := range w.domainEvents(it, p, eventCommand) {
 		if err := w.publishEvent(ctx, ev, msg.Headers()); err != nil {
 			log.WarnContext(ctx, "publish domain event", slog.String("event_type", ev.typ), slog.Any("error", err))
-			_ = msg.NakWithDelay(time.Second)
+			w.retryWebhook(msg)
 			return
 		}
 	}
 	w.corr.Forget(ctx, approvals) // reported: a later join is another story
 	if err := w.campaignJoins(ctx, it, p.Group, msg.Headers()); err != nil {
 		log.WarnContext(ctx, "campaign join", slog.Any("error", err))
-		_ = msg.NakWithDelay(time.Second)
+		w.retryWebhook(msg)
 		return
 	}
 	result := "published"
 	if commandID != "" && p.Group != nil {
 		if err := w.applyWebhook(ctx, commandID, json.RawMessage(msg.Data())); err != nil {
 			log.WarnContext(ctx, "complete command from webhook", slog.String("command_id", commandID), slog.Any("error", err))
-			_ = msg.NakWithDelay(time.Second)
+			w.retryWebhook(msg)
 			return
 		}
 		result = "completed"
@@ -254,3 +265,17 @@ func (w *Worker) rememberMessage(ctx context.Context, wamid, commandID string) {
 		w.log.WarnContext(ctx, "remember sent message", slog.String("command_id", commandID), slog.Any("error", fmt.Errorf("%w", err)))
 	}
 }
+
+// retryWebhook hands an item back after a failure of NATS (the event
+// stream, a bucket), backing off from 1 s to 30 s: the webhook consumer
+// never gives up on an item, so an outage delays events but drops none.
+func (w *Worker) retryWebhook(msg jetstream.Msg) {
+	n := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		n = max(md.NumDelivered, 1)
+	}
+	_ = msg.NakWithDelay(min(time.Second<<min(n-1, 5), maxWebhookRetryDelay))
+}
+
+// maxWebhookRetryDelay caps retryWebhook's back-off.
+const maxWebhookRetryDelay = 30 * time.Second
