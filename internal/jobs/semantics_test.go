@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -86,29 +89,39 @@ func TestSameIDExecutesOnceAndLateDuplicatesRepublishTheResult(t *testing.T) {
 	}
 }
 
-// hangingGraph makes the real call, then hangs until its context ends:
-// the call took effect but its worker never learns the answer.
-type hangingGraph struct {
-	jobs.Graph
+// hangAfterCreate is an HTTP transport that makes create_group calls for
+// real, then holds their answer until the request's context ends: the call
+// took effect, but the client sees its request written and no answer, as
+// with a worker stopped mid-call.
+type hangAfterCreate struct {
+	base   http.RoundTripper
 	called chan struct{}
 	once   sync.Once
 }
 
-func (g *hangingGraph) CreateGroup(ctx context.Context, phoneID string, req graph.CreateGroupRequest) (graph.CreateGroupResponse, error) {
-	if _, err := g.Graph.CreateGroup(ctx, phoneID, req); err != nil {
-		return graph.CreateGroupResponse{}, err
+func (h *hangAfterCreate) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := h.base.RoundTrip(req)
+	if err != nil || req.Method != http.MethodPost || !strings.HasSuffix(req.URL.Path, "/groups") {
+		return resp, err
 	}
-	g.once.Do(func() { close(g.called) })
-	<-ctx.Done()
-	return graph.CreateGroupResponse{}, ctx.Err()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	h.once.Do(func() { close(h.called) })
+	<-req.Context().Done()
+	return nil, req.Context().Err()
 }
 
 func TestWorkerStoppedMidCallNeverCreatesTwoGroups(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
-	hang := &hangingGraph{Graph: s.graph, called: make(chan struct{})}
+	hang := &hangAfterCreate{base: http.DefaultTransport, called: make(chan struct{})}
+	gc, err := graph.New(graph.Config{BaseURL: s.simURL, AccessToken: sim.DefaultAccessToken, Timeout: time.Minute,
+		HTTPClient: &http.Client{Transport: hang}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, stopA := s.startWorker(t, func(c *jobs.Config) {
-		c.Graph, c.ShutdownTimeout, c.WorkerID = hang, 100*time.Millisecond, "worker-a"
+		c.Graph, c.ShutdownTimeout, c.WorkerID = gc, 100*time.Millisecond, "worker-a"
 	})
 	s.publish(t, command("mid-1", events.CreateGroup, "", events.CreateGroupParams{Subject: "Exactly one"}))
 	select {
