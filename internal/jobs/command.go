@@ -64,7 +64,7 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 	status, entry, err := w.ledger.Claim(ctx, req)
 	if err != nil {
 		log.WarnContext(ctx, "claim failed", slog.Any("error", err))
-		_ = msg.NakWithDelay(time.Second)
+		w.retryLater(ctx, msg, md, cmd.ID)
 		return false
 	}
 	switch status {
@@ -72,7 +72,7 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 		// A re-sent id: answer with the stored result, call nothing.
 		log.InfoContext(ctx, "command already done; re-publishing its result", slog.String("state", string(entry.State)))
 		if err := w.publishTerminal(ctx, entry, true); err != nil {
-			_ = msg.NakWithDelay(time.Second)
+			w.retryLater(ctx, msg, md, cmd.ID)
 			return false
 		}
 		_ = msg.Ack()
@@ -82,12 +82,12 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 		// come between).
 		if err := w.ledger.IndexAwaiting(ctx, entry.CommandID, entry.AwaitUntil); err != nil {
 			log.WarnContext(ctx, "index awaiting command", slog.Any("error", err))
-			_ = msg.NakWithDelay(time.Second)
+			w.retryLater(ctx, msg, md, cmd.ID)
 			return false
 		}
 		if err := w.linkPending(ctx, entry); err != nil {
 			log.WarnContext(ctx, "link pending requests", slog.Any("error", err))
-			_ = msg.NakWithDelay(time.Second)
+			w.retryLater(ctx, msg, md, cmd.ID)
 			return false
 		}
 		_ = msg.Ack()
@@ -300,6 +300,31 @@ func (w *Worker) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.M
 	_, err := w.publishMsg(ctx, m, fmt.Sprintf("%s:requeue:%d", commandID, md.Sequence.Stream))
 	return err
 }
+
+// retryLater hands back a command that NATS failed before it was claimed
+// (the ledger, or the event stream for a stored result, unavailable): with
+// a back-off, and one delivery before its last as a fresh copy, as a
+// command waiting for its rate limit is. An outage then delays commands
+// without using up their deliveries; used up, they went to the DLQ, or -
+// when the ledger the dead-letter path needs was down too - nowhere.
+func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, commandID string) {
+	if w.maxDeliver > 0 && md.NumDelivered+1 >= uint64(w.maxDeliver) {
+		if err := w.requeue(ctx, msg, md, commandID); err == nil {
+			_ = msg.Ack()
+			return
+		}
+	}
+	_ = msg.NakWithDelay(retryDelay(md.NumDelivered))
+}
+
+// retryDelay is the back-off before delivery n+1 after an infrastructure
+// failure of delivery n: 1 s, doubling, at most 30 s.
+func retryDelay(n uint64) time.Duration {
+	return min(time.Second<<min(max(n, 1)-1, 5), maxRetryDelay)
+}
+
+// maxRetryDelay caps retryDelay.
+const maxRetryDelay = 30 * time.Second
 
 // inLedgerHeader on a command's copy says that the ledger has an entry
 // for its id (see park).

@@ -136,13 +136,37 @@ func (w *Worker) subscribeAdvisories(ctx context.Context) (*nats.Subscription, e
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if err := w.handleMaxDeliveries(actx, a.StreamSeq); err != nil {
-			w.log.WarnContext(actx, "dead-letter after max deliveries", slog.Uint64("stream_seq", a.StreamSeq), slog.Any("error", err))
+			w.log.WarnContext(actx, "dead-letter after max deliveries; retrying", slog.Uint64("stream_seq", a.StreamSeq), slog.Any("error", err))
+			// The advisory comes once, and the consumer will not deliver
+			// the message again: keep trying (the ledger or the DLQ may be
+			// down), rather than leave the command in the stream unseen.
+			go w.retryMaxDeliveries(ctx, a.StreamSeq)
 		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: subscribe to max-deliveries advisories: %w", err)
 	}
 	return sub, nil
+}
+
+// retryMaxDeliveries calls handleMaxDeliveries for seq, backing off up to
+// retryDelay's cap, until it succeeds or the worker stops.
+func (w *Worker) retryMaxDeliveries(ctx context.Context, seq uint64) {
+	for n := uint64(1); ; n++ {
+		select {
+		case <-ctx.Done():
+			w.log.ErrorContext(context.WithoutCancel(ctx), "stopped before dead-lettering a command after its max deliveries; it stays in the command stream", slog.Uint64("stream_seq", seq))
+			return
+		case <-time.After(retryDelay(n)):
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := w.handleMaxDeliveries(actx, seq)
+		cancel()
+		if err == nil {
+			return
+		}
+		w.log.WarnContext(ctx, "dead-letter after max deliveries; retrying", slog.Uint64("stream_seq", seq), slog.Any("error", err))
+	}
 }
 
 // handleMaxDeliveries dead-letters the command at seq in the command

@@ -267,15 +267,12 @@ func (w *Worker) rememberMessage(ctx context.Context, wamid, commandID string) {
 }
 
 // retryWebhook hands an item back after a failure of NATS (the event
-// stream, a bucket), backing off from 1 s to 30 s: the webhook consumer
-// never gives up on an item, so an outage delays events but drops none.
+// stream, a bucket), backing off (retryDelay): the webhook consumer never
+// gives up on an item, so an outage delays events but drops none.
 func (w *Worker) retryWebhook(msg jetstream.Msg) {
 	n := uint64(1)
 	if md, err := msg.Metadata(); err == nil {
-		n = max(md.NumDelivered, 1)
+		n = md.NumDelivered
 	}
-	_ = msg.NakWithDelay(min(time.Second<<min(n-1, 5), maxWebhookRetryDelay))
+	_ = msg.NakWithDelay(retryDelay(n))
 }
-
-// maxWebhookRetryDelay caps retryWebhook's back-off.
-const maxWebhookRetryDelay = 30 * time.Second
