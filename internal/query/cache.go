@@ -35,11 +35,15 @@ type scope struct {
 	phone, group string
 }
 
+// markerKey is the scope's generation marker. A group's marker does not
+// name a number: Graph's group reads do not depend on the number a query
+// came in on, and events invalidate under the group's own number, so an
+// answer asked through another number must go stale with the group's.
 func (s scope) markerKey() string {
 	if s.group == "" {
 		return "gen." + s.phone + ".list"
 	}
-	return "gen." + s.phone + ".group." + digest(s.group)
+	return "gen.group." + digest(s.group)
 }
 
 func answerKey(phone, endpoint string, parts ...string) string {
