@@ -146,12 +146,13 @@ type Service struct {
 	endpoints []*endpoint
 	sem       chan struct{}
 
-	mu      sync.Mutex
-	state   int // 0 new, 1 started, 2 stopped
-	svc     micro.Service
-	subs    []*nats.Subscription
-	cache   *cache // nil when the cache is off
-	running sync.WaitGroup
+	mu       sync.Mutex
+	state    int // 0 new, 1 started, 2 stopped
+	svc      micro.Service
+	subs     []*nats.Subscription
+	draining []*nats.Subscription // invalidation subscriptions Stop waits for
+	cache    *cache               // nil when the cache is off
+	running  sync.WaitGroup
 	// base is the parent of every request's context: requests must outlive
 	// Start's ctx, and Stop cancels them when it stops waiting.
 	base   context.Context
@@ -315,7 +316,17 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 	s.state = 2
 	err := s.stopLocked()
+	draining := s.draining
+	s.draining = nil
 	s.mu.Unlock()
+	// The invalidations this worker was handed finish (they take the lock),
+	// within a bound so that a stop never hangs on them.
+	deadline := time.Now().Add(2 * time.Second)
+	for _, sub := range draining {
+		for sub.IsValid() && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	// Once the server answers a ping it has the unsubscriptions: no new
 	// request is routed here after Stop returns.
 	if ferr := s.cfg.Conn.FlushTimeout(5 * time.Second); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
@@ -336,11 +347,17 @@ func (s *Service) Stop(ctx context.Context) error {
 
 func (s *Service) stopLocked() error {
 	var errs []error
+	// Drained, not unsubscribed: an invalidation already routed to this
+	// worker's queue member is still handled (Stop waits for it), since no
+	// other worker will see it: a rolling deploy would otherwise leave
+	// answers stale for a TTL.
 	for _, sub := range s.subs {
-		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+		if err := sub.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) &&
+			!errors.Is(err, nats.ErrConnectionDraining) {
 			errs = append(errs, err)
 		}
 	}
+	s.draining = append(s.draining, s.subs...)
 	s.subs = nil
 	if s.svc != nil {
 		if err := s.svc.Stop(); err != nil {
