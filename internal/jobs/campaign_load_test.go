@@ -16,16 +16,7 @@ import (
 // and dereference the chunks it never read.
 func TestFanoutLoadFailureLeavesNothingLoaded(t *testing.T) {
 	t.Parallel()
-	srv := natsembed.RunTest(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := embeddedJS(t)
 	ctx := context.Background()
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "load_test"})
 	if err != nil {
@@ -52,4 +43,21 @@ func TestFanoutLoadFailureLeavesNothingLoaded(t *testing.T) {
 	if len(f.chunks) != 3 || f.sent != 1 {
 		t.Fatalf("after a load: %d chunks, sent %d; want 3 and 1", len(f.chunks), f.sent)
 	}
+}
+
+// embeddedJS is a JetStream handle on a real in-process server of the
+// test's own.
+func embeddedJS(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	srv := natsembed.RunTest(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

@@ -6,11 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/groupflow/groupflow/internal/events"
-	"github.com/groupflow/groupflow/internal/natsembed"
 )
 
 // A call cut short by shutdown (its context cancelled in the limiter's
@@ -18,16 +16,7 @@ import (
 // open, the next delivery would reconcile a call that was never made.
 func TestClearIntentWritesWithACancelledContext(t *testing.T) {
 	t.Parallel()
-	srv := natsembed.RunTest(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := embeddedJS(t)
 	ctx := context.Background()
 	names := events.Names{}
 	if err := events.Ensure(ctx, js, events.TopologyConfig{Names: names, Storage: jetstream.MemoryStorage}); err != nil {

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/groupflow/groupflow/internal/events"
 )
 
@@ -25,30 +23,15 @@ func TestACommandOutlastsALedgerOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, "filler", []byte("{}")); err != nil { // the cap below is then at least one message
+	if _, err := kv.Put(ctx, "filler", []byte("{}")); err != nil { // refuseWrites caps at what it holds
 		t.Fatal(err)
 	}
-	stream, err := s.js.Stream(ctx, "KV_"+s.names.LedgerBucket())
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	normal := info.Config
-	full := normal
-	full.MaxMsgs, full.Discard = int64(info.State.Msgs), jetstream.DiscardNew
-	if _, err := s.js.UpdateStream(ctx, full); err != nil {
-		t.Fatal(err)
-	}
+	restore := s.refuseWrites(t, "KV_"+s.names.LedgerBucket())
 	s.publish(t, command("outage-1", events.GetInviteLink, g.ID, nil))
 	// Three deliveries a second or more apart: longer than the consumer
 	// allows the message.
 	time.Sleep(4 * time.Second)
-	if _, err := s.js.UpdateStream(ctx, normal); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	wantOutcome(t, s.terminal(t, "outage-1"), events.OutcomeSucceeded)
 	if n := len(s.events.Terminals("outage-1")); n != 1 {
 		t.Fatalf("%d terminal events, want 1", n)

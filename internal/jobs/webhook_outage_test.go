@@ -19,30 +19,15 @@ func TestAWebhookItemOutlastsAnEventStreamOutage(t *testing.T) {
 	s := setup(t, func(o *stackOpts) { o.maxDeliv = 2 })
 	s.startWorker(t)
 	g := s.newGroup(t, "Outage", "")
-	ctx := context.Background()
-	stream, err := s.js.Stream(ctx, s.names.EventStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	normal := info.Config
-	full := normal
-	full.MaxMsgs, full.Discard = int64(max(info.State.Msgs, 1)), jetstream.DiscardNew
-	if _, err := s.js.UpdateStream(ctx, full); err != nil {
-		t.Fatal(err)
-	}
+	s.events.WaitFor(t, "group.created", func() bool { return len(s.events.OfType(events.EventGroupCreated)) > 0 })
+	restore := s.refuseWrites(t, s.names.EventStream())
 	if err := s.sim.Suspend(g.ID); err != nil {
 		t.Fatal(err)
 	}
 	// Long enough for two deliveries (1 s apart) to fail: the old
 	// consumer limit dropped the item after them.
 	time.Sleep(2500 * time.Millisecond)
-	if _, err := s.js.UpdateStream(ctx, normal); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	s.events.WaitFor(t, "group.suspended after the outage", func() bool {
 		for _, e := range s.events.OfType(events.EventGroupSuspended) {
 			var d struct {
@@ -54,4 +39,35 @@ func TestAWebhookItemOutlastsAnEventStreamOutage(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// refuseWrites makes stream refuse every new message, as a stream that
+// lost its leader or quorum does, until restore. It must hold a message
+// already: the refusal is a cap at what it holds.
+func (s *stack) refuseWrites(t testing.TB, stream string) (restore func()) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs == 0 {
+		t.Fatalf("stream %s is empty: a cap at what it holds would still take one message", stream)
+	}
+	normal := info.Config
+	full := normal
+	full.MaxMsgs, full.Discard = int64(info.State.Msgs), jetstream.DiscardNew
+	if _, err := s.js.UpdateStream(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if _, err := s.js.UpdateStream(ctx, normal); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
