@@ -14,7 +14,6 @@ const maxLearnt = 10000
 type Accounts struct {
 	mu     sync.RWMutex
 	of     map[string]string
-	learnt int
 	pinned map[string]bool // configured: not overwritten by learning
 }
 
@@ -46,11 +45,8 @@ func (a *Accounts) Learn(phone, waba string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	_, had := a.of[phone]
-	if a.pinned[phone] || (!had && a.learnt >= maxLearnt) {
+	if a.pinned[phone] || (!had && len(a.of)-len(a.pinned) >= maxLearnt) {
 		return
-	}
-	if !had {
-		a.learnt++
 	}
 	a.of[phone] = waba
 }
