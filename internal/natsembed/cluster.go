@@ -3,11 +3,15 @@ package natsembed
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nuid"
 )
 
 // Cluster is a set of embedded servers routed into one JetStream cluster.
@@ -18,30 +22,45 @@ type Cluster struct {
 
 // StartCluster starts n servers (n ≥ 3 for R3 streams) with their stores under
 // dir and waits until the cluster has a meta leader that sees every peer.
+//
+// Client ports are picked by the kernel as each server binds. Route ports
+// must be known before any server starts (JetStream wants its peers
+// configured), so they are found free first; if another process takes one
+// before its server binds it, the cluster starts again on fresh ports.
 func StartCluster(dir string, n int) (*Cluster, error) {
 	if n < 1 {
 		return nil, errors.New("natsembed: a cluster needs at least one server")
 	}
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		c, err := startCluster(dir, n)
+		if err == nil || !errors.Is(err, errStart) || attempt == attempts {
+			return c, err
+		}
+		for i := range n {
+			if err := os.RemoveAll(nodeDir(dir, i)); err != nil {
+				return nil, fmt.Errorf("natsembed: clear the store of a failed start: %w", err)
+			}
+		}
+	}
+}
+
+func startCluster(dir string, n int) (*Cluster, error) {
 	const host = "127.0.0.1"
-	clientPorts := make([]int, n)
 	routePorts := make([]int, n)
 	routes := make([]*url.URL, n)
 	for i := range n {
 		var err error
-		if clientPorts[i], err = freePort(host); err != nil {
+		if routePorts[i], err = pickPort(host); err != nil {
 			return nil, err
 		}
-		if routePorts[i], err = freePort(host); err != nil {
-			return nil, err
-		}
-		routes[i] = &url.URL{Scheme: "nats-route", Host: host + ":" + strconv.Itoa(routePorts[i])}
+		routes[i] = &url.URL{Scheme: "nats-route", Host: net.JoinHostPort(host, strconv.Itoa(routePorts[i]))}
 	}
-	c := &Cluster{name: "groupflow-" + strconv.Itoa(clientPorts[0])}
+	c := &Cluster{name: "groupflow-" + nuid.Next()}
 	for i := range n {
 		s, err := Start(Options{
-			Dir:        filepath.Join(dir, "n"+strconv.Itoa(i)),
+			Dir:        nodeDir(dir, i),
 			Host:       host,
-			Port:       clientPorts[i],
 			ServerName: "n" + strconv.Itoa(i),
 			cluster:    &clusterOptions{name: c.name, port: routePorts[i], routes: routes},
 		})
@@ -57,6 +76,12 @@ func StartCluster(dir string, n int) (*Cluster, error) {
 	}
 	return c, nil
 }
+
+// pickPort finds a route port; tests replace it to lose a port to another
+// process.
+var pickPort = freePort
+
+func nodeDir(dir string, i int) string { return filepath.Join(dir, "n"+strconv.Itoa(i)) }
 
 // WaitReady waits until one running server is the JetStream meta leader and
 // sees every running server as a current peer.

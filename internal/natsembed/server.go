@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strconv"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/logger"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nuid"
 )
 
 // DefaultReadyTimeout bounds how long Start waits for the server to accept
@@ -23,10 +24,12 @@ type Options struct {
 	Dir string
 	// Host to listen on. Defaults to 127.0.0.1.
 	Host string
-	// Port to listen on; 0 picks a free port. Defaults to 0.
+	// Port to listen on; 0 lets the kernel pick a free port when the server
+	// binds (no window in which another process can take it). Options()
+	// reports the port taken. Defaults to 0.
 	Port int
 	// ServerName names the server (and its node in a cluster). Defaults to
-	// a name derived from the port.
+	// a unique name.
 	ServerName string
 	// MaxStore caps JetStream file storage in bytes. Defaults to 1 GiB.
 	MaxStore int64
@@ -39,7 +42,7 @@ type Options struct {
 
 type clusterOptions struct {
 	name   string
-	port   int
+	port   int // 0: the kernel picks one
 	routes []*url.URL
 }
 
@@ -57,43 +60,48 @@ func Start(opts Options) (*Server, error) {
 		return nil, errors.New("natsembed: Options.Dir is required")
 	}
 	opts.Host = cmp.Or(opts.Host, "127.0.0.1")
-	if opts.Port == 0 {
-		port, err := freePort(opts.Host)
-		if err != nil {
-			return nil, err
-		}
-		opts.Port = port
-	}
-	opts.ServerName = cmp.Or(opts.ServerName, "groupflow-"+strconv.Itoa(opts.Port))
+	opts.ServerName = cmp.Or(opts.ServerName, "groupflow-"+nuid.Next())
 	opts.MaxStore = cmp.Or(opts.MaxStore, 1<<30)
 
 	sopts := &server.Options{
 		ServerName:         opts.ServerName,
 		Host:               opts.Host,
-		Port:               opts.Port,
+		Port:               orRandom(opts.Port),
 		JetStream:          true,
 		StoreDir:           opts.Dir,
 		JetStreamMaxStore:  opts.MaxStore,
 		JetStreamMaxMemory: 256 << 20,
 		NoSigs:             true,
-		NoLog:              !opts.Logging,
+		NoLog:              true, // the server logs through a fatalWatch
 		MaxPayload:         8 << 20,
 	}
 	if c := opts.cluster; c != nil {
-		sopts.Cluster = server.ClusterOpts{Name: c.name, Host: opts.Host, Port: c.port}
+		sopts.Cluster = server.ClusterOpts{Name: c.name, Host: opts.Host, Port: orRandom(c.port)}
 		sopts.Routes = c.routes
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("natsembed: configure server: %w", err)
 	}
+	log := &fatalWatch{failed: make(chan string, 1)}
 	if opts.Logging {
-		ns.ConfigureLogger()
+		log.next = logger.NewStdLogger(true, false, false, true, true)
 	}
+	ns.SetLogger(log, false, false)
 	go ns.Start()
-	if !ns.ReadyForConnections(DefaultReadyTimeout) {
+	if err := waitReady(ns, log.failed, DefaultReadyTimeout); err != nil {
 		ns.Shutdown()
-		return nil, fmt.Errorf("natsembed: server on %s:%d not ready within %s", opts.Host, opts.Port, DefaultReadyTimeout)
+		return nil, fmt.Errorf("natsembed: server %s on %s: %w", opts.ServerName, opts.Host, err)
+	}
+	// Record the ports taken, so a restart on the same options finds the
+	// same address (and, in a cluster, its peers find it again).
+	if a, ok := ns.Addr().(*net.TCPAddr); ok {
+		opts.Port = a.Port
+	}
+	if c := opts.cluster; c != nil {
+		if a := ns.ClusterAddr(); a != nil {
+			c.port = a.Port
+		}
 	}
 	s := &Server{Server: ns, opts: opts}
 	if opts.cluster == nil {
@@ -115,6 +123,8 @@ func (s *Server) Shutdown() {
 	s.WaitForShutdown()
 }
 
+// freePort finds a port free now; another process can take it before the
+// server binds it, which Start reports as errStart.
 func freePort(host string) (int, error) {
 	// Start takes no context, and binding a local port does not block.
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0")) //nolint:noctx // see above
@@ -127,6 +137,66 @@ func freePort(host string) (int, error) {
 		return 0, fmt.Errorf("natsembed: release port %d: %w", port, err)
 	}
 	return port, nil
+}
+
+// orRandom maps 0 to the server's "kernel picks the port" value.
+func orRandom(port int) int {
+	if port == 0 {
+		return server.RANDOM_PORT
+	}
+	return port
+}
+
+// errStart is a fatal error the server reported while starting, such as a
+// port another process took between freePort and the server's listen.
+var errStart = errors.New("failed to start")
+
+// waitReady waits until ns accepts clients, the server reports a fatal
+// error on failed (an embedded server logs it and carries on, so without
+// this a lost port would cost the whole timeout), or timeout passes.
+func waitReady(ns *server.Server, failed <-chan string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case msg := <-failed:
+			return fmt.Errorf("%w: %s", errStart, msg)
+		default:
+		}
+		if ns.ReadyForConnections(50 * time.Millisecond) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready within %s", timeout)
+		}
+	}
+}
+
+// fatalWatch is the server's logger: it passes every line to next (when
+// set) and reports the first fatal one on failed instead of exiting the
+// process, as the server's own logger would.
+type fatalWatch struct {
+	next   server.Logger
+	failed chan string
+}
+
+func (w *fatalWatch) Fatalf(format string, v ...any) {
+	select {
+	case w.failed <- fmt.Sprintf(format, v...):
+	default:
+	}
+	w.Errorf(format, v...)
+}
+
+func (w *fatalWatch) Noticef(format string, v ...any) { w.log(server.Logger.Noticef, format, v) }
+func (w *fatalWatch) Warnf(format string, v ...any)   { w.log(server.Logger.Warnf, format, v) }
+func (w *fatalWatch) Errorf(format string, v ...any)  { w.log(server.Logger.Errorf, format, v) }
+func (w *fatalWatch) Debugf(format string, v ...any)  { w.log(server.Logger.Debugf, format, v) }
+func (w *fatalWatch) Tracef(format string, v ...any)  { w.log(server.Logger.Tracef, format, v) }
+
+func (w *fatalWatch) log(f func(server.Logger, string, ...any), format string, v []any) {
+	if w.next != nil {
+		f(w.next, format, v...)
+	}
 }
 
 func waitFor(timeout time.Duration, cond func() bool) error {
