@@ -37,7 +37,13 @@ import (
 //     and the survivors take the freed share only Settle after they saw the
 //     deletion, when its last calls have left the window;
 //   - a worker that cannot heartbeat stops taking tokens (fenceAt) before the
-//     others can have dropped it, TTL after its last successful heartbeat.
+//     others can have dropped it, TTL after its last successful heartbeat;
+//   - a heartbeat counts as successful only once the worker has seen it come
+//     back through its own watch: the watch delivers in order, so its view
+//     then holds every change made before the heartbeat. A worker whose
+//     watch falls behind (a stalled consumer, a slow connection) while its
+//     puts still succeed is fenced like one that cannot heartbeat, instead
+//     of using an old, larger share for as long as the watch lags.
 
 // snapshot is one view of the live workers.
 type snapshot struct {
@@ -77,6 +83,9 @@ type registry struct {
 	// fenceAt is when this worker must stop taking tokens unless a
 	// heartbeat succeeds first.
 	fenceAt time.Time
+	// unseen are the heartbeats stored but not yet seen through the
+	// watch, oldest first.
+	unseen []sentBeat
 	// history holds the views since the last one at or before now − settle,
 	// oldest first. Before the first view the share counts as 0.
 	history []snapshot
@@ -89,7 +98,40 @@ func newRegistry(self string, settle time.Duration) registry {
 func (r *registry) put(id string, now time.Time) { r.seen[id] = now }
 func (r *registry) remove(id string)             { delete(r.seen, id) }
 
-// beat records a successful heartbeat sent at sent.
+// sentBeat is a heartbeat the bucket stored at rev.
+type sentBeat struct {
+	rev uint64
+	at  time.Time // when it was sent
+}
+
+// maxUnseen bounds the heartbeats kept while the watch lags; the oldest
+// go first (they would only move the fence less far).
+const maxUnseen = 64
+
+// stored records a heartbeat sent at sent and stored at rev. The fence
+// moves when the watch delivers it (echoed).
+func (r *registry) stored(rev uint64, sent time.Time) {
+	if len(r.unseen) == maxUnseen {
+		r.unseen = r.unseen[1:]
+	}
+	r.unseen = append(r.unseen, sentBeat{rev: rev, at: sent})
+}
+
+// echoed records that the watch delivered this worker's entry at rev: the
+// view now holds every change before the last heartbeat stored by then, so
+// the fence moves on from that heartbeat.
+func (r *registry) echoed(rev uint64) {
+	i := 0
+	for i < len(r.unseen) && r.unseen[i].rev <= rev {
+		i++
+	}
+	if i > 0 {
+		r.beat(r.unseen[i-1].at)
+		r.unseen = r.unseen[i:]
+	}
+}
+
+// beat moves the fence on from a heartbeat sent at sent.
 func (r *registry) beat(sent time.Time) {
 	r.fenceAt = sent.Add(r.ttl - r.margin)
 }
@@ -317,7 +359,8 @@ func watchEnded(ctx context.Context, bucket string) error {
 	return nil
 }
 
-// heartbeat renews this worker's entry; on success the fence moves on.
+// heartbeat renews this worker's entry; the fence moves on when the watch
+// delivers it.
 func (l *Limiter) heartbeat(ctx context.Context, hb time.Duration) error {
 	sent := l.cfg.Clock.Now()
 	v, err := json.Marshal(heartbeatValue{Worker: l.cfg.WorkerID, At: sent.UTC()})
@@ -326,11 +369,12 @@ func (l *Limiter) heartbeat(ctx context.Context, hb time.Duration) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, hb)
 	defer cancel()
-	if _, err := l.cfg.Workers.Put(ctx, l.cfg.WorkerID, v); err != nil {
+	rev, err := l.cfg.Workers.Put(ctx, l.cfg.WorkerID, v)
+	if err != nil {
 		return err
 	}
 	l.mu.Lock()
-	l.reg.beat(sent)
+	l.reg.stored(rev, sent)
 	l.mu.Unlock()
 	return nil
 }
@@ -343,6 +387,9 @@ func (l *Limiter) onWorker(e jetstream.KeyValueEntry) (selfDeleted bool) {
 	defer l.mu.Unlock()
 	if e.Operation() == jetstream.KeyValuePut {
 		l.reg.put(e.Key(), now)
+		if e.Key() == l.cfg.WorkerID {
+			l.reg.echoed(e.Revision())
+		}
 	} else {
 		l.reg.remove(e.Key())
 		selfDeleted = e.Key() == l.cfg.WorkerID

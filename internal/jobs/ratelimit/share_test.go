@@ -359,3 +359,61 @@ func TestSharesNeverExceedTheLimitAcrossMembershipChanges(t *testing.T) {
 		}
 	}
 }
+
+func TestOnlyAHeartbeatSeenThroughTheWatchMovesTheFence(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	r := newRegistry("self", time.Second)
+	r.ttl, r.margin = 10*time.Second, 3*time.Second
+
+	r.stored(1, t0)
+	r.echoed(1)
+	if got, want := r.fenceAt, at(7*time.Second); !got.Equal(want) {
+		t.Fatalf("fence after the first heartbeat came back = %v, want %v", got, want)
+	}
+
+	// Stored, but the watch lags: the view may miss a worker that joined
+	// before these heartbeats, so they must not move the fence.
+	r.stored(2, at(3*time.Second))
+	r.stored(3, at(6*time.Second))
+	if !r.fenced(at(7 * time.Second)) {
+		t.Fatalf("not fenced at %v though no heartbeat after the first came back through the watch", at(7*time.Second))
+	}
+
+	// The watch catches up to the first of them, then past both (a later
+	// revision of the entry covers every heartbeat stored before it).
+	r.echoed(2)
+	if got, want := r.fenceAt, at(10*time.Second); !got.Equal(want) {
+		t.Errorf("fence after heartbeat 2 came back = %v, want %v", got, want)
+	}
+	r.stored(5, at(9*time.Second))
+	r.echoed(7)
+	if got, want := r.fenceAt, at(16*time.Second); !got.Equal(want) {
+		t.Errorf("fence after the watch passed every heartbeat = %v, want %v (from the last one, sent at 9s)", got, want)
+	}
+	if len(r.unseen) != 0 {
+		t.Errorf("%d heartbeats still wait for the watch, want 0", len(r.unseen))
+	}
+	r.echoed(8) // someone else's put of the entry, or a repeat: nothing to move
+	if got, want := r.fenceAt, at(16*time.Second); !got.Equal(want) {
+		t.Errorf("fence after an echo with no heartbeat behind it = %v, want %v", got, want)
+	}
+}
+
+func TestUnseenHeartbeatsAreBounded(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1000, 0)
+	r := newRegistry("self", time.Second)
+	r.ttl, r.margin = 10*time.Second, 3*time.Second
+	for i := range 3 * maxUnseen {
+		r.stored(uint64(i+1), t0.Add(time.Duration(i)*time.Second)) //nolint:gosec // G115: i is small and positive
+	}
+	if len(r.unseen) != maxUnseen {
+		t.Fatalf("%d unseen heartbeats kept, want at most %d", len(r.unseen), maxUnseen)
+	}
+	r.echoed(3 * maxUnseen)
+	if got, want := r.fenceAt, t0.Add(time.Duration(3*maxUnseen-1)*time.Second+7*time.Second); !got.Equal(want) {
+		t.Errorf("fence = %v, want %v: from the newest heartbeat", got, want)
+	}
+}
