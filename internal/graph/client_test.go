@@ -1072,3 +1072,36 @@ func BenchmarkClientAgainstSimulator(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 }
+
+// TestARefusalWith5xxIsNotAmbiguous: Graph sends some refusals, such as the
+// capability error 3, with HTTP 500. A permanent code says the call was
+// refused, so a send must not be reported as possibly made (outcome_unknown),
+// while a 5xx with a transient code, or none, still may have been executed.
+func TestARefusalWith5xxIsNotAmbiguous(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		switch r.URL.Path {
+		case "/v23.0/capability/messages":
+			_, _ = fmt.Fprint(w, `{"error":{"message":"(#3) Application does not have the capability to make this API call.","type":"OAuthException","code":3,"fbtrace_id":"x"}}`)
+		default:
+			_, _ = fmt.Fprint(w, `{"error":{"message":"Something went wrong","code":131000,"fbtrace_id":"y"}}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c, err := graph.New(graph.Config{BaseURL: srv.URL, AccessToken: testToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := graph.TemplateRef{Name: "group_invite_link", Language: "en_US"}
+	_, err = c.SendGroupInvite(t.Context(), "capability", "15550001", "g", tpl)
+	graphErr(t, err, 3, graph.ClassPermanent)
+	if graph.IsAmbiguous(err) {
+		t.Errorf("a refusal with code 3 and HTTP 500 is reported as possibly executed: %v", err)
+	}
+	_, err = c.SendGroupInvite(t.Context(), "other", "15550001", "g", tpl)
+	graphErr(t, err, graph.CodeSendUnknown, graph.ClassTransient)
+	if !graph.IsAmbiguous(err) {
+		t.Errorf("a 131000 with HTTP 500 is reported as certainly not executed: %v", err)
+	}
+}

@@ -314,14 +314,16 @@ func ClassOf(err error) Class {
 // executed by Meta, so that a non-idempotent call (create group, reset
 // invite link, send) must not be blindly repeated: a timeout or a broken
 // connection after the request was written, a 5xx answer, or an unreadable
-// 2xx answer. Errors raised before anything was sent are not ambiguous.
+// 2xx answer. Errors raised before anything was sent are not ambiguous, nor
+// is a 5xx answer whose code is a refusal (a permanent class, such as the
+// capability error 3 that Graph sends with HTTP 500).
 func IsAmbiguous(err error) bool {
 	if err == nil {
 		return false
 	}
 	var ge *Error
 	if errors.As(err, &ge) {
-		return ge.HTTPStatus >= 500 || ge.ambiguous
+		return ge.ambiguous || ge.HTTPStatus >= 500 && ge.Class != ClassPermanent
 	}
 	var te *transportError
 	if errors.As(err, &te) {
