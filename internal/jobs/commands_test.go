@@ -554,6 +554,70 @@ func TestSendGroupInvite(t *testing.T) {
 		})
 	})
 
+	// The status of an invite is looked up in the correlation bucket. While
+	// the bucket is unreachable the status waits: published without its
+	// command it would stay so, and a campaign would not count it.
+	t.Run("a status waits out a correlation outage", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) { o.sim.WebhookDelay = time.Second }) // statuses a second apart
+		withTemplate(t, s)
+		s.startWorker(t)
+		g := s.newGroup(t, "Invites", "")
+		s.publish(t, command("inv-out", events.SendGroupInvite, "", invite(g, "15550000304", "")))
+		wantOutcome(t, s.terminal(t, "inv-out"), events.OutcomeSucceeded)
+
+		ctx := context.Background()
+		bucket := "KV_" + s.names.CorrelationBucket()
+		st, err := s.js.Stream(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved := st.CachedInfo().Config
+		kv := s.kv(t, s.names.CorrelationBucket())
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := map[string][]byte{}
+		for k := range keys.Keys() {
+			if e, err := kv.Get(ctx, k); err == nil {
+				kept[k] = e.Value()
+			}
+		}
+		if len(kept) == 0 {
+			t.Fatal("the invite left nothing in the correlation bucket; the test proves nothing")
+		}
+		if err := s.js.DeleteStream(ctx, bucket); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2500 * time.Millisecond) // the first statuses arrive meanwhile
+		if _, err := s.js.CreateStream(ctx, saved); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range kept {
+			if _, err := kv.Put(ctx, k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		statuses := func() []events.MessageStatus {
+			var out []events.MessageStatus
+			for _, e := range s.events.OfType(events.EventMessageStatus) {
+				var ms events.MessageStatus
+				if json.Unmarshal(e.Data, &ms) == nil {
+					out = append(out, ms)
+				}
+			}
+			return out
+		}
+		s.events.WaitFor(t, "two statuses of the invite", func() bool { return len(statuses()) >= 2 })
+		for _, ms := range statuses() {
+			if ms.CommandID != "inv-out" {
+				t.Errorf("status %q of %s names command %q, want inv-out", ms.Status, ms.MessageID, ms.CommandID)
+			}
+		}
+	})
+
 	t.Run("an ambiguous send fails as outcome_unknown by default", func(t *testing.T) {
 		t.Parallel()
 		s := setup(t, func(o *stackOpts) {

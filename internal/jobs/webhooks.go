@@ -69,7 +69,14 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 		}
 	}
 	if p.Status != nil && p.Status.ID != "" {
-		commandID, _ = w.corr.MessageCommand(ctx, p.Status.ID)
+		// A status published without its command would stay so: its
+		// event id is fixed by the item, so a corrected copy is a
+		// duplicate, and a campaign's delivered and read counts miss it.
+		if commandID, err = w.corr.MessageCommand(ctx, p.Status.ID); err != nil {
+			log.WarnContext(ctx, "look up the command of a message status", slog.Any("error", err))
+			w.retryWebhook(msg)
+			return
+		}
 	}
 	eventCommand, approvals := commandID, []string(nil)
 	if g := p.Group; g != nil && g.Type == webhook.TypeParticipantsAdd {
