@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/webhook"
 )
 
@@ -321,14 +322,21 @@ func removeCompletion(cmd events.Command, e Entry) Result {
 			}
 		}
 		for _, id := range pd.Items {
+			var it events.ItemOutcome
 			switch errs, isFailed := failed[id]; {
 			case isFailed:
-				outcome[id] = webhookItem(id, append(errs, ge.Errors...), "removal failed")
+				it = webhookItem(id, append(errs, ge.Errors...), "removal failed")
 			case removed[id] || len(ge.Errors) == 0:
-				outcome[id] = events.ItemOutcome{ID: id, Outcome: events.ItemRemoved}
+				it = events.ItemOutcome{ID: id, Outcome: events.ItemRemoved}
 			default:
-				outcome[id] = webhookItem(id, ge.Errors, "removal failed")
+				it = webhookItem(id, ge.Errors, "removal failed")
 			}
+			if pd.Unsure && it.Outcome == events.ItemFailed && it.Code == graph.CodeParticipantNotInGroup {
+				// Sent again after a call that may have removed them
+				// unseen: gone is what this command asked for.
+				it = events.ItemOutcome{ID: id, Outcome: events.ItemRemoved}
+			}
+			outcome[id] = it
 		}
 	}
 	items := make([]events.ItemOutcome, 0, len(p.Participants))

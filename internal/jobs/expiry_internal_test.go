@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -56,5 +57,20 @@ func TestAnAmbiguousReadIsNotAnAmbiguousAttempt(t *testing.T) {
 	}
 	if got := attemptOutcome(readError{Transient(lost)}); got != "transient" {
 		t.Fatalf("a read's 503: attempt %q, want transient", got)
+	}
+}
+
+// A call that took effect but whose outcome could not be saved looks, to
+// the next delivery, like a call whose answer was lost.
+func TestAnUnsavedEffectIsAnAmbiguousAttempt(t *testing.T) {
+	if got := attemptOutcome(unrecorded(errors.New("kv: timeout"))); got != "ambiguous" {
+		t.Errorf("a call whose effect could not be saved is %q in the history, want ambiguous", got)
+	}
+	job := &Job{Entry: Entry{Attempts: []Attempt{{Outcome: attemptOutcome(unrecorded(errors.New("kv: timeout")))}}}}
+	if !hadAmbiguous(job) {
+		t.Error("hadAmbiguous is false after an unsaved effect")
+	}
+	if !hadAmbiguous(&Job{Entry: Entry{Attempts: []Attempt{{Outcome: AttemptAbandoned}}}}) {
+		t.Error("hadAmbiguous is false after an abandoned attempt")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
@@ -113,12 +114,20 @@ func (w *Worker) deleteGroup(ctx context.Context, job *Job) (Result, error) {
 // hadAmbiguous reports whether an earlier delivery of the job ended with
 // an error after which the call may have taken effect.
 func hadAmbiguous(job *Job) bool {
-	for _, a := range job.Entry.Attempts {
-		if a.Outcome == "ambiguous" || a.Outcome == "cancelled" {
-			return true
-		}
-	}
-	return job.Reconciling()
+	return slices.ContainsFunc(job.Entry.Attempts, mayHaveTakenEffect) || job.Reconciling()
+}
+
+// lastMayHaveTakenEffect reports whether the delivery before this one
+// ended in a way after which the call it was making may have taken effect
+// unseen. Only that delivery's last call can have been cut off: the ones
+// before it were answered.
+func lastMayHaveTakenEffect(job *Job) bool {
+	a := job.Entry.Attempts
+	return len(a) > 0 && mayHaveTakenEffect(a[len(a)-1])
+}
+
+func mayHaveTakenEffect(a Attempt) bool {
+	return a.Outcome == "ambiguous" || a.Outcome == "cancelled" || a.Outcome == AttemptAbandoned
 }
 
 func codeOf(err error) int {

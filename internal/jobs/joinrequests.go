@@ -17,10 +17,13 @@ import (
 const joinRequestChunk = 100
 
 // joinProgress remembers, across deliveries, whom each join request was
-// for: once a request is handled it disappears from the pending list, and
-// only this tells whether a 131213 means "already done by us".
+// for (once a request is handled it disappears from the pending list, and
+// only this tells whether a 131213 means "already done by us") and what
+// each call answered, saved after every chunk: a later delivery neither
+// repeats those calls nor has to guess what a 131213 for them means.
 type joinProgress struct {
-	Requesters map[string]requester `json:"requesters,omitempty"`
+	Requesters map[string]requester          `json:"requesters,omitempty"`
+	Done       map[string]events.ItemOutcome `json:"done,omitempty"`
 }
 
 type requester struct {
@@ -80,35 +83,48 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 	}
 	ids := dedupe(p.JoinRequestIDs)
 	act := ids
-	var gone []string // listed by an earlier delivery, pending no more
+	var gone []string // listed by an earlier delivery, pending no more, outcome not saved
 	if p.AllPending {
 		act = order
 		// An earlier delivery's call, whose answer was lost, may have
 		// handled requests that are no longer listed: they are reported
 		// too, judged as Graph's 131213 would be, without a call.
 		for _, id := range listedBefore {
-			if !pending[id] {
+			if _, saved := prog.Done[id]; !pending[id] && !saved {
 				gone = append(gone, id)
 			}
 		}
 		ids = append(slices.Clone(order), gone...)
+		for _, id := range slices.Sorted(maps.Keys(prog.Done)) {
+			if !pending[id] {
+				ids = append(ids, id) // handled by an earlier delivery
+			}
+		}
 	}
 	if len(ids) == 0 {
 		return Result{}, nil // nothing pending: all_pending is trivially done
 	}
+	act = slices.DeleteFunc(slices.Clone(act), func(id string) bool { _, saved := prog.Done[id]; return saved })
 
 	done, call := events.ItemRejected, w.graph.RejectJoinRequests
 	if approve {
 		done, call = events.ItemApproved, w.graph.ApproveJoinRequests
 	}
-	items := make(map[string]events.ItemOutcome, len(ids))
-	var unknown []string // 131213 for these
-	// An earlier attempt, in an earlier delivery or retried in process,
-	// may have handled a request without our seeing the answer.
-	earlier := job.Delivery > 1 || len(job.Entry.Attempts) > 0 || len(gone) > 0
-	unknown = append(unknown, gone...)
-	// A call whose answer was lost may have handled its requests.
-	maybeDone := hadAmbiguous(job)
+	items := maps.Clone(prog.Done)
+	if items == nil {
+		items = make(map[string]events.ItemOutcome, len(ids))
+	}
+	if prog.Done == nil {
+		prog.Done = map[string]events.ItemOutcome{}
+	}
+	// unknown are the requests Graph called unknown (131213), and those
+	// gone from the list since an earlier delivery: judged at the end.
+	unknown := slices.Clone(gone)
+	// unseen: a call, in an earlier delivery or retried in process, may
+	// have handled requests without our seeing the answer (lost answer,
+	// crash, shutdown, an outcome that could not be saved). Only then can
+	// a 131213 mean "done by this command".
+	unseen := hadAmbiguous(job)
 	for chunk := range chunks(act, joinRequestChunk) {
 		if approve {
 			// The joins this lets in name the command (group.participants_joined).
@@ -120,17 +136,22 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 		err := w.call(ctx, job, ratelimit.GroupOps, Safe, func(ctx context.Context) (err error) {
 			res, err = call(ctx, groupID, chunk)
 			if err != nil && graph.IsAmbiguous(err) {
-				earlier, maybeDone = true, true
+				unseen = true
 			}
 			return err
 		})
+		if err != nil && graph.ClassOf(err) == graph.ClassPermanent && len(res.Failed)+len(res.Succeeded) > 0 {
+			// Every item failed: Graph answers with the first item's
+			// code but lists each item's own reason.
+			err = nil
+		}
 		switch {
 		case errors.Is(err, errExpired):
 			// Nothing more is sent: the requests left are reported as
 			// expired beside those handled, or the whole command expires
 			// if none was.
 			if len(items) == 0 && len(unknown) == 0 {
-				if maybeDone {
+				if unseen {
 					return Result{}, errExpiredUnknown
 				}
 				if approve {
@@ -151,7 +172,6 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 			for _, id := range chunk {
 				items[id] = events.ItemOutcome{ID: id, Outcome: events.ItemFailed, Code: codeOf(err), Reason: truncate(err.Error(), 200)}
 			}
-			continue
 		case err != nil:
 			return Result{}, err
 		}
@@ -166,9 +186,20 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 			}
 			items[f.ID] = events.ItemOutcome{ID: f.ID, Outcome: events.ItemFailed, Code: code, Reason: reason}
 		}
+		saved := false
+		for _, id := range chunk {
+			if it, ok := items[id]; ok {
+				prog.Done[id], saved = it, true
+			}
+		}
+		if saved {
+			if err := job.SetProgress(ctx, prog); err != nil {
+				return Result{}, unrecorded(err)
+			}
+		}
 	}
 	if len(unknown) > 0 {
-		if err := w.judgeUnknown(ctx, job, earlier, approve, unknown, pending, prog, items, done); err != nil {
+		if err := w.judgeUnknown(ctx, job, unseen, approve, unknown, pending, prog, items, done); err != nil {
 			return Result{}, err
 		}
 	}
@@ -190,8 +221,8 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 	return bulkResult(out), nil
 }
 
-// judgeUnknown decides the items Graph called unknown (131213): done by an
-// earlier delivery of this command, or really unknown.
+// judgeUnknown decides the items Graph called unknown (131213): done by a
+// call of this command whose answer was not seen, or really unknown.
 func (w *Worker) judgeUnknown(ctx context.Context, job *Job, earlier, approve bool, ids []string, pending map[string]bool, prog joinProgress, items map[string]events.ItemOutcome, done string) error {
 	var members map[string]bool
 	if earlier {

@@ -92,11 +92,18 @@ type Attempt struct {
 	Worker   string    `json:"worker,omitempty"`
 	Delivery uint64    `json:"delivery,omitempty"`
 	// Outcome is "succeeded", "awaiting_webhook", "transient", "throttled",
-	// "permanent", "cancelled", "panic" or "ambiguous".
+	// "permanent", "cancelled", "panic", "ambiguous" or "abandoned" (the
+	// worker holding the claim stopped without releasing it: recorded by
+	// the claim that took over, since whatever call it was making may have
+	// taken effect).
 	Outcome string `json:"outcome"`
 	Code    int    `json:"code,omitempty"`
 	Error   string `json:"error,omitempty"`
 }
+
+// AttemptAbandoned is the outcome of an attempt whose worker stopped
+// holding the claim without releasing it.
+const AttemptAbandoned = "abandoned"
 
 // Intent records that a call that is not safe to repeat is about to be
 // made.
@@ -113,7 +120,11 @@ type Pending struct {
 	RequestID string `json:"request_id"`
 	// Items are what the request covered (participants of a removal chunk).
 	Items []string `json:"items,omitempty"`
-	Done  bool     `json:"done,omitempty"`
+	// Unsure marks a removal chunk sent after a call for it that may have
+	// taken effect unseen (lost answer, crash): "not in group" (131212)
+	// for its participants then means this command removed them.
+	Unsure bool `json:"unsure,omitempty"`
+	Done   bool `json:"done,omitempty"`
 	// Result is the completion's outcome, filled by the webhook consumer.
 	Result json.RawMessage `json:"result,omitempty"`
 }
@@ -335,6 +346,12 @@ func (l *Ledger) Claim(ctx context.Context, r ClaimRequest) (ClaimStatus, Entry,
 			return Awaiting, e, nil
 		case e.Owner != "" && now.Before(e.LeaseUntil):
 			return HeldElsewhere, e, nil
+		}
+		if e.Owner != "" {
+			// The lease ran out: the holder crashed or lost its
+			// connection mid-command, with no record of how far it got.
+			e.Attempts = append(e.Attempts, Attempt{At: now, Outcome: AttemptAbandoned,
+				Error: "the worker holding the claim stopped without releasing it"})
 		}
 		e.State, e.Owner, e.LeaseUntil, e.UpdatedAt = StateRunning, r.Token, now.Add(r.Lease), now
 		if e.Traceparent == "" {

@@ -99,8 +99,14 @@ func TestClaimTakesOverAnExpiredLease(t *testing.T) {
 		t.Fatalf("claim during w1's lease = %v owner %q, want held by w1", s, e.Owner)
 	}
 	clk.Advance(31 * time.Second)
-	if s, e, _ := l.Claim(ctx, claimReq("c2", "w2")); s != jobs.Claimed || e.Owner != "w2" {
+	s, e, _ := l.Claim(ctx, claimReq("c2", "w2"))
+	if s != jobs.Claimed || e.Owner != "w2" {
 		t.Fatalf("claim after lease expiry = %v owner %q, want claimed by w2", s, e.Owner)
+	}
+	// w1 stopped mid-command without a word: the history says so, so that
+	// w2 treats whatever call w1 was making as possibly made.
+	if len(e.Attempts) != 1 || e.Attempts[0].Outcome != jobs.AttemptAbandoned {
+		t.Fatalf("attempts after the takeover = %+v, want one %q", e.Attempts, jobs.AttemptAbandoned)
 	}
 	if err := l.Renew(ctx, "c2", "w1", time.Minute); !errors.Is(err, jobs.ErrNotOwner) {
 		t.Fatalf("old owner renewing = %v, want ErrNotOwner", err)

@@ -99,11 +99,23 @@ func classify(err error) (outcomeKind, time.Duration) {
 	return kindTransient, 0
 }
 
+// unrecordedError is a failure to save what a call did after the call
+// took effect: the next delivery cannot see the effect, so the attempt is
+// recorded as ambiguous, as if the call's answer had been lost.
+type unrecordedError struct{ err error }
+
+func (e *unrecordedError) Error() string { return "save a call's outcome: " + e.err.Error() }
+func (e *unrecordedError) Unwrap() error { return e.err }
+
+func unrecorded(err error) error { return &unrecordedError{err: err} }
+
 // attemptOutcome names err in the attempt history.
 func attemptOutcome(err error) string {
 	switch k, _ := classify(err); {
 	case errors.As(err, new(*panicError)):
 		return "panic"
+	case errors.As(err, new(*unrecordedError)):
+		return "ambiguous"
 	case graph.IsAmbiguous(err) && !errors.As(err, new(readError)):
 		return "ambiguous"
 	case k == kindPermanent:

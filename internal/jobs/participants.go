@@ -31,16 +31,22 @@ func (w *Worker) removeParticipants(ctx context.Context, job *Job) (Result, erro
 	all := dedupe(p.Participants)
 	var prog removeProgress
 	job.Progress(&prog)
-	ambiguous := hadAmbiguous(job)
+	// The first chunk this delivery sends is the one an earlier delivery
+	// may have been sending when it was cut off.
+	carried := lastMayHaveTakenEffect(job)
 	for chunk := range chunks(all, graph.MaxParticipantsPerRemove) {
 		if allHandled(chunk, job.Entry.Pending, prog) {
 			continue
 		}
+		// unsure: a call for this chunk may already have removed its
+		// participants, so "not in group" (131212) now means removed.
+		unsure := carried
+		carried = false
 		var rr []graph.RemoveResult
 		err := w.call(ctx, job, ratelimit.GroupOps, Safe, func(ctx context.Context) (err error) {
 			rr, err = w.graph.RemoveParticipants(ctx, groupID, chunk)
 			if err != nil && graph.IsAmbiguous(err) {
-				ambiguous = true
+				unsure = true
 			}
 			return err
 		})
@@ -51,7 +57,7 @@ func (w *Worker) removeParticipants(ctx context.Context, job *Job) (Result, erro
 			// expired beside what was done, or the whole command
 			// expires if nothing was.
 			if len(job.Entry.Pending) == 0 && len(prog.Removed) == 0 && len(prog.Failed) == 0 {
-				if ambiguous {
+				if unsure || hadAmbiguous(job) {
 					return Result{}, errExpiredUnknown
 				}
 				return Result{}, err
@@ -59,7 +65,7 @@ func (w *Worker) removeParticipants(ctx context.Context, job *Job) (Result, erro
 			for _, id := range chunk {
 				prog.Failed = append(prog.Failed, expiredItem(id))
 			}
-		case ambiguous && codeOf(err) == graph.CodeParticipantNotInGroup:
+		case unsure && codeOf(err) == graph.CodeParticipantNotInGroup:
 			prog.Removed = append(prog.Removed, chunk...)
 		case graph.ClassOf(err) == graph.ClassPermanent:
 			code, _ := graphCode(err)
@@ -74,6 +80,9 @@ func (w *Worker) removeParticipants(ctx context.Context, job *Job) (Result, erro
 			failed := map[string]bool{}
 			for _, f := range r.Failed {
 				code, reason := firstItemError(f.Errors)
+				if unsure && code == graph.CodeParticipantNotInGroup {
+					continue // removed by the earlier call: counted below
+				}
 				prog.Failed = append(prog.Failed, events.ItemOutcome{ID: f.ID, Outcome: events.ItemFailed, Code: code, Reason: reason})
 				failed[f.ID] = true
 			}
@@ -88,13 +97,13 @@ func (w *Worker) removeParticipants(ctx context.Context, job *Job) (Result, erro
 			case r.RequestID == "":
 				prog.Removed = append(prog.Removed, rest...) // nothing to wait for
 			default:
-				if err := job.AddPending(ctx, Pending{RequestID: r.RequestID, Items: rest}); err != nil {
-					return Result{}, err
+				if err := job.AddPending(ctx, Pending{RequestID: r.RequestID, Items: rest, Unsure: unsure}); err != nil {
+					return Result{}, unrecorded(err)
 				}
 			}
 		}
 		if err := job.SetProgress(ctx, prog); err != nil {
-			return Result{}, err
+			return Result{}, unrecorded(err)
 		}
 	}
 	var waiting []Pending

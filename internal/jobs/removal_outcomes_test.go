@@ -1,0 +1,64 @@
+package jobs_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph/sim"
+)
+
+// A removal whose answer was lost had removed the participants: the repeat
+// (removal is safe to repeat) is answered, in its webhook, "not in group"
+// (131212) for each. They are reported removed, not failed.
+func TestALostRemovalAnswerStillReportsTheRemoval(t *testing.T) {
+	t.Parallel()
+	s := setup(t, func(o *stackOpts) {
+		o.sim.Faults = sim.Faults{LostResponse: 1, Limit: 1, Endpoints: []string{sim.EndpointRemoveParticipant}}
+	})
+	s.startWorker(t)
+	g := s.newGroup(t, "Lost removal", "")
+	s.members(t, g, "15550000301", "15550000302")
+	s.publish(t, command("rm-lost", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: []string{"15550000301", "15550000302"}}))
+	r := s.terminal(t, "rm-lost")
+	if n := s.calls(sim.EndpointRemoveParticipant); n != 2 {
+		t.Fatalf("%d removal calls, want 2 (the lost one and its repeat)", n)
+	}
+	if st, _ := s.sim.Group(g.ID); len(st.Participants) != 0 {
+		t.Fatalf("participants left: %v", st.Participants)
+	}
+	wantOutcome(t, r, events.OutcomeSucceeded)
+	for _, it := range r.Items {
+		if it.Outcome != events.ItemRemoved {
+			t.Errorf("participant %s: %s (code %d), want removed", it.ID, it.Outcome, it.Code)
+		}
+	}
+}
+
+// A throttled removal did nothing: when its repeat finds a participant not
+// in the group, that is reported as it is (131212), not as removed.
+func TestAStrangerIsNotReportedRemovedAfterAThrottle(t *testing.T) {
+	t.Parallel()
+	s := setup(t, func(o *stackOpts) {
+		o.sim.Faults = sim.Faults{Throttle: 1, Limit: 1, ThrottleRetryAfter: time.Second, Endpoints: []string{sim.EndpointRemoveParticipant}}
+	})
+	s.startWorker(t)
+	g := s.newGroup(t, "Stranger", "")
+	s.members(t, g, "15550000311")
+	s.publish(t, command("rm-stranger", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: []string{"15550000311", "15550000312"}}))
+	r := s.terminal(t, "rm-stranger")
+	if n := s.calls(sim.EndpointRemoveParticipant); n != 2 {
+		t.Fatalf("%d removal calls, want 2 (throttled, then repeated)", n)
+	}
+	wantOutcome(t, r, events.OutcomePartiallySucceeded)
+	got := map[string]events.ItemOutcome{}
+	for _, it := range r.Items {
+		got[it.ID] = it
+	}
+	if it := got["15550000311"]; it.Outcome != events.ItemRemoved {
+		t.Errorf("member: %+v, want removed", it)
+	}
+	if it := got["15550000312"]; it.Outcome != events.ItemFailed || it.Code != 131212 {
+		t.Errorf("stranger: %+v, want failed with 131212", it)
+	}
+}
