@@ -333,6 +333,29 @@ func TestInviteLinks(t *testing.T) {
 		}
 	})
 
+	// A reset that timed out without effect must not be reported done with
+	// the old link, which would stay valid (perhaps leaked: why reset it).
+	t.Run("a reset that never happened is made again", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) {
+			o.sim.Faults = sim.Faults{Timeout: 1, Limit: 1, Endpoints: []string{sim.EndpointResetInviteLink}}
+		})
+		s.startWorker(t)
+		g := s.newGroup(t, "Timed out reset", "")
+		s.publish(t, command("link-6", events.ResetInviteLink, g.ID, nil))
+		r := s.terminalWithin(t, "link-6", 30*time.Second)
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		var got events.InviteLinkResult
+		_ = json.Unmarshal(r.Result, &got)
+		st, _ := s.sim.Group(g.ID)
+		if got.InviteLink == g.InviteLink || got.InviteLink != st.InviteLink {
+			t.Fatalf("link %q, current %q, original %q: want a new link, the current one", got.InviteLink, st.InviteLink, g.InviteLink)
+		}
+		if n := s.calls(sim.EndpointResetInviteLink); n != 2 {
+			t.Fatalf("%d resets, want 2: the one without effect, then one that worked", n)
+		}
+	})
+
 	t.Run("permanent error", func(t *testing.T) {
 		t.Parallel()
 		s := setup(t)

@@ -69,13 +69,19 @@ func (j *Job) Reconciling() bool { return j.Entry.Intent != nil && !j.Entry.Inte
 // command as expired: a reconciliation that found nothing must not send
 // after the deadline either.
 func (j *Job) RecordIntent(ctx context.Context, op string) error {
+	return j.RecordIntentBefore(ctx, op, "")
+}
+
+// RecordIntentBefore is RecordIntent with what the call is to change, as
+// read just before it, for a reconciliation to compare (Intent.Before).
+func (j *Job) RecordIntentBefore(ctx context.Context, op, before string) error {
 	if j.pastDeadline() {
 		return errExpired
 	}
-	if err := j.w.ledger.RecordIntent(ctx, j.Command.ID, j.token, op); err != nil {
+	if err := j.w.ledger.RecordIntentBefore(ctx, j.Command.ID, j.token, op, before); err != nil {
 		return err
 	}
-	j.Entry.Intent = &Intent{Op: op, At: j.w.now()}
+	j.Entry.Intent = &Intent{Op: op, At: j.w.now(), Before: before}
 	return nil
 }
 

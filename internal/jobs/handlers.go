@@ -43,11 +43,7 @@ func params[T any](job *Job) (T, error) {
 
 // getInviteLink reads the link: a read, safe to repeat.
 func (w *Worker) getInviteLink(ctx context.Context, job *Job) (Result, error) {
-	var link string
-	err := w.call(ctx, job, ratelimit.Reads, Safe, func(ctx context.Context) (err error) {
-		link, err = w.graph.InviteLink(ctx, job.Command.GroupID)
-		return err
-	})
+	link, err := w.readInviteLink(ctx, job)
 	if err != nil {
 		return Result{}, err
 	}
@@ -55,8 +51,10 @@ func (w *Worker) getInviteLink(ctx context.Context, job *Job) (Result, error) {
 }
 
 // resetInviteLink replaces the link. Resetting twice would invalidate the
-// link the first reset handed out, so after a lost answer the current link
-// is read instead: it is the one the lost reset made.
+// link the first reset handed out, so the link is read before the reset
+// and kept with the intent. After a lost answer the link is read again:
+// changed, it is the one the lost reset made; unchanged, the reset did not
+// take effect and is made again.
 func (w *Worker) resetInviteLink(ctx context.Context, job *Job) (Result, error) {
 	if in := job.Entry.Intent; in != nil && in.Done {
 		var r events.InviteLinkResult
@@ -64,14 +62,20 @@ func (w *Worker) resetInviteLink(ctx context.Context, job *Job) (Result, error) 
 			return Result{Data: r}, nil
 		}
 	}
-	if job.Reconciling() {
-		return w.getInviteLink(ctx, job)
+	current, err := w.readInviteLink(ctx, job)
+	if err != nil {
+		return Result{}, err
 	}
-	if err := job.RecordIntent(ctx, events.ResetInviteLink); err != nil {
+	if job.Reconciling() && current != job.Entry.Intent.Before {
+		// Made by the lost reset (or, for an intent kept without the old
+		// link, the best that can be known).
+		return Result{Data: events.InviteLinkResult{InviteLink: current}}, nil
+	}
+	if err := job.RecordIntentBefore(ctx, events.ResetInviteLink, current); err != nil {
 		return Result{}, err
 	}
 	var link string
-	err := w.call(ctx, job, ratelimit.GroupOps, Unsafe, func(ctx context.Context) (err error) {
+	err = w.call(ctx, job, ratelimit.GroupOps, Unsafe, func(ctx context.Context) (err error) {
 		link, err = w.graph.ResetInviteLink(ctx, job.Command.GroupID)
 		return err
 	})
@@ -84,6 +88,14 @@ func (w *Worker) resetInviteLink(ctx context.Context, job *Job) (Result, error) 
 	r := events.InviteLinkResult{InviteLink: link}
 	_ = job.RecordOutcome(ctx, r) // best effort: the result is recorded with the terminal state anyway
 	return Result{Data: r}, nil
+}
+
+func (w *Worker) readInviteLink(ctx context.Context, job *Job) (link string, err error) {
+	err = w.call(ctx, job, ratelimit.Reads, Safe, func(ctx context.Context) (err error) {
+		link, err = w.graph.InviteLink(ctx, job.Command.GroupID)
+		return err
+	})
+	return link, err
 }
 
 // deleteGroup deletes a group; its group_delete webhook completes it.

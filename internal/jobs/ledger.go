@@ -108,9 +108,13 @@ const AttemptAbandoned = "abandoned"
 // Intent records that a call that is not safe to repeat is about to be
 // made.
 type Intent struct {
-	Op   string    `json:"op"`
-	At   time.Time `json:"at"`
-	Done bool      `json:"done,omitempty"`
+	Op string    `json:"op"`
+	At time.Time `json:"at"`
+	// Before is what the call is to change, read just before it (the
+	// invite link a reset replaces): a reconciliation that finds it
+	// unchanged knows the call did not take effect.
+	Before string `json:"before,omitempty"`
+	Done   bool   `json:"done,omitempty"`
 	// Outcome is what the call answered (request id, message id), once Done.
 	Outcome json.RawMessage `json:"outcome,omitempty"`
 }
@@ -571,8 +575,14 @@ func (l *Ledger) Release(ctx context.Context, commandID, token string, a Attempt
 
 // RecordIntent records, under the claim, that op is about to be called.
 func (l *Ledger) RecordIntent(ctx context.Context, commandID, token, op string) error {
+	return l.RecordIntentBefore(ctx, commandID, token, op, "")
+}
+
+// RecordIntentBefore records an intent with what the call is to change,
+// as read just before it (Intent.Before).
+func (l *Ledger) RecordIntentBefore(ctx context.Context, commandID, token, op, before string) error {
 	_, err := l.UpdateOwned(ctx, commandID, token, func(e *Entry) error {
-		e.Intent = &Intent{Op: op, At: l.now()}
+		e.Intent = &Intent{Op: op, At: l.now(), Before: before}
 		return nil
 	})
 	return err
