@@ -116,6 +116,7 @@ func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry)
 		cctx, end := w.commandTrace(ctx, "complete "+e.CommandType, e)
 		defer end()
 		w.log.InfoContext(cctx, "command completed by webhook", slog.String("command_id", commandID), slog.String("state", string(e.State)))
+		w.claimCreated(cctx, e)
 		w.metrics.CommandDone(cctx, e.CommandType, string(e.State), w.now().Sub(e.CreatedAt))
 		return w.publishTerminal(cctx, e, false)
 	}
@@ -123,6 +124,31 @@ func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry)
 		linkCommand(ctx, e)
 	}
 	return nil
+}
+
+// claimCreated claims the group a create_group made, so that no command
+// reconciling an ambiguous create of the same subject adopts it. The
+// webhook is Meta's word: if such a command adopted the group first,
+// that cannot be undone, and it is logged.
+func (w *Worker) claimCreated(ctx context.Context, e Entry) {
+	if e.CommandType != events.CreateGroup || e.State != StateSucceeded {
+		return
+	}
+	for _, pd := range e.Pending {
+		var ge webhook.GroupEvent
+		if json.Unmarshal(pd.Result, &ge) != nil || ge.GroupID == "" || len(ge.Errors) > 0 {
+			continue
+		}
+		holder, err := w.corr.ClaimGroup(ctx, ge.GroupID, e.CommandID)
+		switch {
+		case err != nil:
+			w.log.WarnContext(ctx, "could not claim the created group; a reconciling create_group of the same subject may adopt it",
+				slog.String("command_id", e.CommandID), slog.String("group_id", ge.GroupID), slog.Any("error", err))
+		case holder != e.CommandID:
+			w.log.ErrorContext(ctx, "a group this command created was adopted by another create_group reconciling an ambiguous call",
+				slog.String("command_id", e.CommandID), slog.String("group_id", ge.GroupID), slog.String("adopted_by", holder))
+		}
+	}
 }
 
 // makeTerminal sets e's terminal state and result from its pending

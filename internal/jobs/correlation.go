@@ -167,6 +167,35 @@ func (c *Correlations) MessageCommand(ctx context.Context, wamid string) (string
 	return string(e.Value()), nil
 }
 
+// createdKey is where the create_group command a group belongs to is kept.
+func createdKey(groupID string) string { return "created." + escapeKey(groupID) }
+
+// ClaimGroup records that groupID was created by commandID, unless another
+// command holds it: it returns the command that holds the group now. A
+// create_group completed by its webhook claims its group, and one that
+// adopts a group found after an ambiguous call adopts only a group nobody
+// holds, so two commands never report the same new group.
+func (c *Correlations) ClaimGroup(ctx context.Context, groupID, commandID string) (holder string, err error) {
+	key := createdKey(groupID)
+	for {
+		_, err := c.kv.Create(ctx, key, []byte(commandID))
+		if err == nil {
+			return commandID, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", fmt.Errorf("correlation: claim group %s: %w", groupID, err)
+		}
+		e, err := c.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue // expired meanwhile
+		}
+		if err != nil {
+			return "", fmt.Errorf("correlation: read the claim on group %s: %w", groupID, err)
+		}
+		return string(e.Value()), nil
+	}
+}
+
 // approvalKey is where an approval leaves its command id for the join it
 // lets in: per group and user (a wa_id or a business-scoped user id).
 func approvalKey(groupID, user string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,31 +76,43 @@ func (w *Worker) createGroup(ctx context.Context, job *Job) (Result, error) {
 // findCreatedGroup looks for the group an ambiguous create may have made:
 // one of the number's groups with the command's subject, created no
 // earlier than the intent (less a second of clock and rounding slack). The
-// earliest such group is adopted.
+// earliest such group that no other command holds (ClaimGroup) is adopted:
+// another create_group of the same subject, made meanwhile, keeps its own.
 func (w *Worker) findCreatedGroup(ctx context.Context, job *Job, p events.CreateGroupParams) (Result, bool, error) {
 	since := job.Entry.Intent.At.Add(-time.Second).Truncate(time.Second)
 	subject := strings.TrimSpace(p.Subject)
-	var found *graph.GroupSummary
+	var found []graph.GroupSummary
 	err := w.call(ctx, job, ratelimit.Reads, Safe, func(ctx context.Context) error {
-		found = nil
+		found = found[:0]
 		for g, err := range w.graph.Groups(ctx, job.Command.PhoneNumberID, 1024) {
 			if err != nil {
 				return err
 			}
-			if g.Subject == subject && !g.CreatedAt.Before(since) && (found == nil || g.CreatedAt.Before(found.CreatedAt)) {
-				found = &g
+			if g.Subject == subject && !g.CreatedAt.Before(since) {
+				found = append(found, g)
 			}
 		}
 		return nil
 	})
-	if err != nil || found == nil {
+	if err != nil {
 		return Result{}, false, err
 	}
-	if err := job.RecordOutcome(ctx, createOutcome{GroupID: found.ID}); err != nil {
-		return Result{}, false, err
+	slices.SortStableFunc(found, func(a, b graph.GroupSummary) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	for _, g := range found {
+		holder, err := w.corr.ClaimGroup(ctx, g.ID, job.Command.ID)
+		if err != nil {
+			return Result{}, false, err
+		}
+		if holder != job.Command.ID {
+			continue // created by another command
+		}
+		if err := job.RecordOutcome(ctx, createOutcome{GroupID: g.ID}); err != nil {
+			return Result{}, false, err
+		}
+		res, err := w.adoptGroup(ctx, job, g.ID)
+		return res, err == nil, err
 	}
-	res, err := w.adoptGroup(ctx, job, found.ID)
-	return res, err == nil, err
+	return Result{}, false, nil
 }
 
 // adoptGroup completes a create_group with a group found rather than
