@@ -2,9 +2,7 @@ package ingest
 
 import (
 	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,9 +27,9 @@ type httpMetrics struct {
 	respSize metric.Int64Histogram
 
 	// attrs caches the attribute set of each combination seen; building
-	// one costs allocations and a sort. The host comes from the client, so
-	// the cache stops growing at maxAttrSets and further combinations are
-	// built per request.
+	// one costs allocations and a sort. Every part is bounded (the host a
+	// client names is left out, see telemetry.HTTPServerView), but the
+	// cache stops growing at maxAttrSets all the same.
 	mu    sync.RWMutex
 	attrs map[attrKey]metric.MeasurementOption
 }
@@ -39,9 +37,9 @@ type httpMetrics struct {
 const maxAttrSets = 512
 
 type attrKey struct {
-	method, host, proto, route string
-	port, status               int
-	tls                        bool
+	method, proto, route string
+	status               int
+	tls                  bool
 }
 
 func newHTTPMetrics(mp metric.MeterProvider) (*httpMetrics, error) {
@@ -92,27 +90,23 @@ func (m *httpMetrics) handler(next http.Handler) http.Handler {
 }
 
 func (m *httpMetrics) attributes(r *http.Request, status int) metric.MeasurementOption {
-	host, port := splitHostPort(r.Host)
 	tls := r.TLS != nil
-	if (!tls && port == 80) || (tls && port == 443) {
-		port = -1 // the scheme's default port is left out, as otelhttp does
-	}
-	k := attrKey{method: standardMethod(r.Method), host: host, proto: r.Proto, route: routeOf(r.Pattern), port: port, status: status, tls: tls}
+	k := attrKey{method: standardMethod(r.Method), proto: r.Proto, route: routeOf(r.Pattern), status: status, tls: tls}
 	m.mu.RLock()
 	o, ok := m.attrs[k]
 	m.mu.RUnlock()
 	if ok {
 		return o
 	}
-	kvs := make([]attribute.KeyValue, 0, 8)
+	kvs := make([]attribute.KeyValue, 0, 6)
 	scheme := "http"
 	if tls {
 		scheme = "https"
 	}
-	kvs = append(kvs, semconv.HTTPRequestMethodKey.String(k.method), semconv.URLScheme(scheme), semconv.ServerAddress(host))
-	if port > 0 {
-		kvs = append(kvs, semconv.ServerPort(port))
-	}
+	// No server.address or server.port: they come from the Host header,
+	// which the client chooses (telemetry.HTTPServerView drops them from
+	// otelhttp's series too).
+	kvs = append(kvs, semconv.HTTPRequestMethodKey.String(k.method), semconv.URLScheme(scheme))
 	name, version, _ := strings.Cut(r.Proto, "/")
 	if name = strings.ToLower(name); name != "" {
 		kvs = append(kvs, semconv.NetworkProtocolName(name))
@@ -150,31 +144,6 @@ func routeOf(pattern string) string {
 		return pattern[i:]
 	}
 	return ""
-}
-
-// splitHostPort splits a Host header as otelhttp does: "host", "[host]",
-// "host:port" or "[host]:port"; port is -1 when absent or invalid.
-func splitHostPort(hostport string) (host string, port int) {
-	if strings.HasPrefix(hostport, "[") {
-		end := strings.LastIndexByte(hostport, ']')
-		if end < 0 {
-			return "", -1
-		}
-		if !strings.Contains(hostport[end:], ":") {
-			return hostport[1:end], -1
-		}
-	} else if !strings.Contains(hostport, ":") {
-		return hostport, -1
-	}
-	host, p, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return host, -1
-	}
-	n, err := strconv.ParseUint(p, 10, 16)
-	if err != nil {
-		return host, -1
-	}
-	return host, int(n)
 }
 
 // measuredWriter notes the status and the bytes written, and holds the

@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/groupflow/groupflow/internal/telemetry"
 )
 
 // The lean middleware must keep /metrics and the dashboards as otelhttp
@@ -37,8 +39,10 @@ func TestHTTPMetricsRecordWhatOtelhttpRecords(t *testing.T) {
 		return mux
 	}
 	otelReader, leanReader := sdkmetric.NewManualReader(), sdkmetric.NewManualReader()
-	otelMP := sdkmetric.NewMeterProvider(sdkmetric.WithReader(otelReader))
-	leanMP := sdkmetric.NewMeterProvider(sdkmetric.WithReader(leanReader))
+	// Both as telemetry.Setup builds them: with the view that keeps the
+	// client's Host header out of the series.
+	otelMP := sdkmetric.NewMeterProvider(sdkmetric.WithReader(otelReader), sdkmetric.WithView(telemetry.HTTPServerView))
+	leanMP := sdkmetric.NewMeterProvider(sdkmetric.WithReader(leanReader), sdkmetric.WithView(telemetry.HTTPServerView))
 	lean, err := newHTTPMetrics(leanMP)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -118,5 +119,57 @@ func TestMetricsCountWebhooksAndSignatureFailures(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// The Host header is the client's to choose, signed in or not: made-up
+// hosts must not each become a series on /metrics (and memory in the
+// process), with tracing on (otelhttp) or off (the lean middleware).
+func TestMadeUpHostsDoNotMultiplyTheSeries(t *testing.T) {
+	t.Parallel()
+	for _, tracing := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tracing=%v", tracing), func(t *testing.T) {
+			t.Parallel()
+			var tel *telemetry.Telemetry
+			if tracing {
+				tel, _ = withTelemetry(t)
+			} else {
+				var err error
+				tel, err = telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "ingest-test", Getenv: func(string) string { return "" }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+			}
+			if tel.TracingEnabled() != tracing {
+				t.Fatalf("tracing enabled = %v, want %v", tel.TracingEnabled(), tracing)
+			}
+			b := setupWith(t, tel)
+			for i := range 50 {
+				req, _ := http.NewRequest(http.MethodPost, b.url+"/webhook", strings.NewReader(`{}`))
+				req.Host = fmt.Sprintf("made-up-%d.example:%d", i, 1000+i)
+				if status, _ := do(t, req); status != http.StatusUnauthorized {
+					t.Fatalf("unsigned POST = %d, want 401", status)
+				}
+			}
+			resp, err := http.Get(b.url + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			var series []string
+			for line := range strings.Lines(string(raw)) {
+				if strings.HasPrefix(line, "http_server_request_duration_seconds_count{") && strings.Contains(line, `http_route="/webhook"`) {
+					series = append(series, line)
+				}
+			}
+			if len(series) != 1 {
+				t.Fatalf("%d series of /webhook requests after 50 made-up hosts, want 1:\n%s", len(series), strings.Join(series, ""))
+			}
+			if strings.Contains(series[0], "made-up") || strings.Contains(series[0], "server_port") {
+				t.Errorf("the series names the client's host: %s", series[0])
+			}
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -140,6 +141,17 @@ func (e *maskedError) Timeout() bool {
 func (e *maskedError) Temporary() bool { return false }
 
 var _ net.Error = (*maskedError)(nil)
+
+// HTTPServerView keeps server.address and server.port out of the HTTP
+// server metrics. Both come from the request's Host header, which any
+// client, signed in or not, chooses: with them, each made-up host was a new
+// series (a reviewer's 3,000 unsigned requests grew /metrics from 722 lines
+// to 106,139 and the ingest by 110 MB). The semantic conventions make them
+// opt-in on these metrics for that reason; spans keep them.
+var HTTPServerView = sdkmetric.NewView(
+	sdkmetric.Instrument{Name: "http.server.*"},
+	sdkmetric.Stream{AttributeFilter: attribute.NewDenyKeysFilter(semconv.ServerAddressKey, semconv.ServerPortKey)},
+)
 
 // HTTPHandler wraps h so every request is a server span continuing the
 // caller's traceparent, and is counted in http.server.request.duration

@@ -186,6 +186,7 @@ func build(ctx context.Context, cfg Config, getenv func(string) string) (*Teleme
 		}
 		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp, ropts...)))
 	}
+	mopts = append(mopts, sdkmetric.WithView(HTTPServerView))
 	t.sdkMeter = sdkmetric.NewMeterProvider(mopts...)
 	t.meterProvider = t.sdkMeter
 	t.metricsHandler = promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{})
