@@ -1037,7 +1037,7 @@ func TestTokenNeverInErrors(t *testing.T) {
 	if !errors.Is(errs[2], graph.ErrMalformedResponse) || !graph.IsAmbiguous(errs[2]) {
 		t.Errorf("garbled 200: %v, want an ambiguous ErrMalformedResponse", errs[2])
 	}
-	wantGraphErr(t, errs[3], graph.CodeAccessTokenExpired, graph.ClassPermanent)
+	wantGraphErr(t, errs[3], graph.CodeAccessTokenExpired, graph.ClassCredentials)
 }
 
 func BenchmarkClientAgainstSimulator(b *testing.B) {
@@ -1095,12 +1095,12 @@ func TestARefusalWith5xxIsNotAmbiguous(t *testing.T) {
 	}
 	tpl := graph.TemplateRef{Name: "group_invite_link", Language: "en_US"}
 	_, err = c.SendGroupInvite(t.Context(), "capability", "15550001", "g", tpl)
-	graphErr(t, err, 3, graph.ClassPermanent)
+	wantGraphErr(t, err, 3, graph.ClassPermanent)
 	if graph.IsAmbiguous(err) {
 		t.Errorf("a refusal with code 3 and HTTP 500 is reported as possibly executed: %v", err)
 	}
 	_, err = c.SendGroupInvite(t.Context(), "other", "15550001", "g", tpl)
-	graphErr(t, err, graph.CodeSendUnknown, graph.ClassTransient)
+	wantGraphErr(t, err, graph.CodeSendUnknown, graph.ClassTransient)
 	if !graph.IsAmbiguous(err) {
 		t.Errorf("a 131000 with HTTP 500 is reported as certainly not executed: %v", err)
 	}
