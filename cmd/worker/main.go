@@ -363,6 +363,12 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 			http.Error(w, "nats disconnected", http.StatusServiceUnavailable)
 			return
 		}
+		if worker.CredentialsRefused() {
+			// Not ready: a rollout with a wrong token stops here, and
+			// the commands wait rather than fail.
+			http.Error(w, "Graph refuses the access token (code 190 / HTTP 401): replace WHATSAPP_ACCESS_TOKEN", http.StatusServiceUnavailable)
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if _, err := js.Stream(ctx, names.CommandStream()); err != nil {

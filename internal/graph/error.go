@@ -37,6 +37,10 @@ const (
 	// ClassPartial means some items succeeded and some failed; read the
 	// per-item outcomes instead of retrying the whole request.
 	ClassPartial
+	// ClassCredentials means Graph refused the caller's access token
+	// (expired, revoked, wrong: code 190, or HTTP 401). Nothing is wrong
+	// with the request: it will succeed once the token is replaced.
+	ClassCredentials
 )
 
 func (c Class) String() string {
@@ -51,6 +55,8 @@ func (c Class) String() string {
 		return "permanent"
 	case ClassPartial:
 		return "partial"
+	case ClassCredentials:
+		return "credentials"
 	}
 	return "class(" + strconv.Itoa(int(c)) + ")"
 }
@@ -144,14 +150,14 @@ var codeTable = map[int]codeInfo{
 
 	// §5.3 general Cloud API codes. Code 0 (AuthException) is absent on
 	// purpose: 0 is also what a missing code decodes to, so it is classified
-	// by status, and AuthException comes with 401 → permanent.
+	// by status, and AuthException comes with 401 → credentials.
 	CodeUnknown:            {class: ClassTransient}, // "maybe transient": the caller's retry budget limits it
 	CodeServiceUnavailable: {class: ClassTransient},
 	CodeCapability:         {class: ClassPermanent},
 	CodeAppRateLimit:       {class: ClassThrottled, scope: ScopeApp, delay: time.Minute},
 	CodePermissionDenied:   {class: ClassPermanent},
 	CodeInvalidParameter:   {class: ClassPermanent},
-	CodeAccessTokenExpired: {class: ClassPermanent},
+	CodeAccessTokenExpired: {class: ClassCredentials}, // "permanent until re-auth": the token's fault, not the request's
 	CodePolicyBlocked:      {class: ClassPermanent},
 	CodeAccountRateLimit:   {class: ClassThrottled, scope: ScopeAccount, delay: time.Minute},
 	CodeThroughput:         {class: ClassThrottled, scope: ScopeNumber, delay: time.Second},
@@ -207,6 +213,8 @@ func classifyStatus(httpStatus int) Class {
 		return ClassTransient
 	case httpStatus == http.StatusPartialContent:
 		return ClassPartial
+	case httpStatus == http.StatusUnauthorized:
+		return ClassCredentials
 	case httpStatus >= 300:
 		return ClassPermanent
 	}

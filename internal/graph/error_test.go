@@ -40,7 +40,7 @@ var classificationCases = []struct {
 	{"number not eligible", 131215, 400, ClassPermanent, ScopeNone},
 
 	// §5.3 general codes.
-	{"auth exception", 0, 401, ClassPermanent, ScopeNone},
+	{"auth exception", 0, 401, ClassCredentials, ScopeNone},
 	{"unknown API error", 1, 400, ClassTransient, ScopeNone},
 	{"service temporarily unavailable", 2, 503, ClassTransient, ScopeNone},
 	{"capability issue despite HTTP 500", 3, 500, ClassPermanent, ScopeNone},
@@ -50,7 +50,7 @@ var classificationCases = []struct {
 	{"permission family middle", 250, 403, ClassPermanent, ScopeNone},
 	{"permission family high end", 299, 403, ClassPermanent, ScopeNone},
 	{"invalid parameter", 100, 400, ClassPermanent, ScopeNone},
-	{"access token expired", 190, 401, ClassPermanent, ScopeNone},
+	{"access token expired", 190, 401, ClassCredentials, ScopeNone},
 	{"blocked for policy violations", 368, 403, ClassPermanent, ScopeNone},
 	{"business account rate limit", 80007, 429, ClassThrottled, ScopeAccount},
 	{"throughput exceeded", 130429, 429, ClassThrottled, ScopeNumber},

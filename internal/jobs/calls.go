@@ -39,6 +39,9 @@ func (w *Worker) call(ctx context.Context, job *Job, class ratelimit.Class, repe
 		if expired() {
 			return backoff.Permanent(errExpired) // no token taken for nothing
 		}
+		if err := w.creds.admit(w.now()); err != nil {
+			return backoff.Permanent(err) // no token taken for a call not sent
+		}
 		if w.limiter != nil {
 			job.adm.release() // it queues in Wait now
 			if err := w.limiter.Wait(ctx, phone, class); err != nil {
@@ -56,6 +59,7 @@ func (w *Worker) call(ctx context.Context, job *Job, class ratelimit.Class, repe
 			return backoff.Permanent(errExpired)
 		}
 		err := fn(ctx)
+		w.creds.observe(ctx, w.now(), err)
 		if err == nil {
 			return nil
 		}

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
 	"github.com/groupflow/groupflow/internal/telemetry"
 )
@@ -242,6 +243,9 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 		return
 	}
 	kind, delay := classify(herr)
+	if graph.ClassOf(herr) == graph.ClassCredentials {
+		delay = w.cfg.CredentialsWait // the next try of the token
+	}
 	if kind == kindPermanent {
 		log.InfoContext(cctx, "command failed", slog.Any("error", herr))
 		reason := events.ReasonPermanentError

@@ -90,6 +90,10 @@ func classify(err error) (outcomeKind, time.Duration) {
 	switch graph.ClassOf(err) {
 	case graph.ClassPermanent, graph.ClassPartial:
 		return kindPermanent, 0
+	case graph.ClassCredentials:
+		// The worker's token, not the command: it waits, as in an outage
+		// (for Config.CredentialsWait: the runner fills it in).
+		return kindRetryAfter, 0
 	case graph.ClassThrottled:
 		if errors.As(err, &ge) {
 			return kindRetryAfter, ge.RetryAfter
@@ -120,6 +124,8 @@ func attemptOutcome(err error) string {
 		return "ambiguous"
 	case k == kindPermanent:
 		return "permanent"
+	case graph.ClassOf(err) == graph.ClassCredentials:
+		return "credentials"
 	case k == kindRetryAfter:
 		return "throttled"
 	}

@@ -70,6 +70,10 @@ type Config struct {
 	// keeps looking for the group it may have created before it concludes
 	// the call never took effect. Defaults to 30 seconds.
 	ReconcileGrace time.Duration
+	// CredentialsWait is how long commands wait, and how often the token
+	// is tried again, while Graph refuses the access token (code 190,
+	// HTTP 401). Defaults to 30s.
+	CredentialsWait time.Duration
 	// ParkAfter is how far off a rate-limited command's turn must be for
 	// the worker to park it (a copy scheduled for its turn, out of the
 	// consumer's way) instead of naking it; a command handed back a second
@@ -114,6 +118,7 @@ func (c Config) withDefaults() Config {
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 10*time.Second)
 	c.RetryMaxElapsed = cmp.Or(c.RetryMaxElapsed, 2*time.Second)
 	c.ReconcileGrace = cmp.Or(c.ReconcileGrace, 30*time.Second)
+	c.CredentialsWait = cmp.Or(c.CredentialsWait, 30*time.Second)
 	c.ParkAfter = cmp.Or(c.ParkAfter, DefaultParkAfter)
 	if c.NakDelay == nil {
 		c.NakDelay = defaultNakDelay
@@ -209,7 +214,14 @@ type Worker struct {
 	// finish (within ShutdownTimeout), new work is nak'ed at once.
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
+
+	creds credentialsGate
 }
+
+// CredentialsRefused reports whether Graph refuses the worker's access
+// token (its last answer was code 190 or HTTP 401): commands wait meanwhile,
+// and the worker should not count as ready.
+func (w *Worker) CredentialsRefused() bool { return w.creds.Refused() }
 
 // New checks cfg and returns a worker. It opens the ledger and
 // correlation buckets, which must exist.
@@ -237,6 +249,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		shutdown: make(chan struct{}), tracer: cfg.Tracer, metrics: cfg.Metrics,
 		parkings: newParkings(),
 	}
+	w.creds.log, w.creds.wait = w.log, cfg.CredentialsWait
 	w.campaigns = newCampaigns(w, campaignKV, cfg.Campaigns)
 	w.handlers = w.builtinHandlers()
 	for t, h := range cfg.Handlers {

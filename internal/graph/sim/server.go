@@ -31,12 +31,13 @@ type Server struct {
 	bsuids       sync.Map // user_id → wa_id
 	templates    templateStore
 
-	faults     atomic.Pointer[faultState]
-	webhookURL atomic.Pointer[string]
-	callRand   *lockedRand // call-level fault draws
-	statusRand *lockedRand // status behaviour
-	hookRand   *lockedRand // webhook faults and retry jitter
-	opRand     *lockedRand // async operation failures
+	faults      atomic.Pointer[faultState]
+	webhookURL  atomic.Pointer[string]
+	accessToken atomic.Pointer[string]
+	callRand    *lockedRand // call-level fault draws
+	statusRand  *lockedRand // status behaviour
+	hookRand    *lockedRand // webhook faults and retry jitter
+	opRand      *lockedRand // async operation failures
 
 	calls *callLog
 	hooks *dispatcher
@@ -72,6 +73,7 @@ func New(cfg Config) *Server {
 	}
 	s.faults.Store(newFaultState(cfg.Faults))
 	s.SetWebhookURL(cfg.WebhookURL)
+	s.SetAccessToken(cfg.AccessToken)
 	s.admin = s.adminMux()
 	s.hooks = newDispatcher(s)
 	return s
@@ -253,8 +255,13 @@ func (s *Server) authorized(r *http.Request, queryToken string) bool {
 		}
 		tok = strings.TrimSpace(rest)
 	}
-	return tok != "" && constantTimeEqual(tok, s.cfg.AccessToken)
+	return tok != "" && constantTimeEqual(tok, *s.accessToken.Load())
 }
+
+// SetAccessToken replaces the token the simulator accepts, as rotating or
+// revoking a token in Meta's business settings does: calls with the old
+// one are refused with code 190 from now on.
+func (s *Server) SetAccessToken(tok string) { s.accessToken.Store(&tok) }
 
 // ok answers 200 with v as JSON.
 func (s *Server) ok(v any) response { return s.okStatus(http.StatusOK, v) }
