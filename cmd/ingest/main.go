@@ -42,6 +42,7 @@ type settings struct {
 	apiTokens     []string
 	maxBody       int64
 	shutdownGrace time.Duration
+	drain         time.Duration
 	logLevel      string
 }
 
@@ -55,6 +56,7 @@ func load(getenv func(string) string) (settings, *config.Env) {
 		apiTokens:     e.SecretList("INGEST_API_TOKENS", "bearer tokens accepted by POST /v1/commands, comma separated"),
 		maxBody:       int64(e.Int("INGEST_MAX_BODY_BYTES", 4<<20, 1024, "largest webhook body accepted (Meta sends ≤ 3 MB)")),
 		shutdownGrace: e.Duration("INGEST_SHUTDOWN_GRACE", 15*time.Second, "time in-flight requests get to finish on SIGTERM"),
+		drain:         e.Duration("INGEST_DRAIN", 0, "on SIGTERM, time /readyz answers 503 while requests are still served, before the listener closes (a load balancer's time to stop sending; 5s or more behind one)"),
 		logLevel:      e.String("LOG_LEVEL", "info", "debug, info, warn or error"),
 	}
 	e.Require("WHATSAPP_APP_SECRET", s.appSecret, "webhooks cannot be verified without it")
@@ -116,7 +118,11 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	}
 
 	nc, err := s.nats.Connect("groupflow-ingest",
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", slog.Any("error", err)) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: our own Close
+				log.Warn("nats disconnected", slog.Any("error", err))
+			}
+		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))
 	if err != nil {
 		return err
@@ -174,6 +180,14 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		}
 		return nil
 	}, func(error) {
+		if s.drain > 0 {
+			// Unready but still serving, until the load balancer has
+			// taken this instance out: closing the listener first refuses
+			// the requests still routed here.
+			handler.Drain()
+			log.Info("draining: /readyz answers 503, requests are still served", slog.Duration("for", s.drain))
+			time.Sleep(s.drain)
+		}
 		// Finish in-flight requests: each answers only after JetStream acked.
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdownGrace)
 		defer cancel()

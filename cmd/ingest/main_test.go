@@ -48,42 +48,7 @@ func TestPrintConfigListsEveryVariable(t *testing.T) {
 // address comes from a flag, which wins over the environment.
 func TestIngestRunsAgainstNATS(t *testing.T) {
 	t.Parallel()
-	ns := natsembed.RunTest(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil { // the server under test takes the address next
-		t.Fatal(err)
-	}
-	env := map[string]string{
-		"NATS_URL":              ns.ClientURL(),
-		"INGEST_ADDR":           "127.0.0.1:1", // the flag below wins
-		"WHATSAPP_APP_SECRET":   "s",
-		"WHATSAPP_VERIFY_TOKEN": "v",
-		"INGEST_API_TOKENS":     "t1,t2",
-		"LOG_LEVEL":             "error",
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runMain(ctx, []string{"--ingest-addr", addr}, func(k string) string { return env[k] }) }()
-
-	base := "http://" + addr
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ingest not ready after 10 s: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	base, cancel, done := startIngest(t, nil)
 	req, _ := http.NewRequest(http.MethodPost, base+"/v1/commands", strings.NewReader(
 		`{"id":"e2e-1","type":"delete_group","phone_number_id":"106540352242922","group_id":"Y2FwaV9ncm91cDoxZD"}`))
 	req.Header.Set("Authorization", "Bearer t2")
@@ -122,5 +87,103 @@ func TestIngestRunsAgainstNATS(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("ingest did not stop within 20 s")
+	}
+}
+
+// startIngest runs the whole binary against a real NATS, with env added to
+// a working environment, and waits until it is ready. Its address comes
+// from a flag, which wins over the environment. done has runMain's result
+// once cancel is called.
+func startIngest(t *testing.T, env map[string]string) (base string, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	ns := natsembed.RunTest(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil { // the server under test takes the address next
+		t.Fatal(err)
+	}
+	all := map[string]string{
+		"NATS_URL":              ns.ClientURL(),
+		"INGEST_ADDR":           "127.0.0.1:1", // the flag below wins
+		"WHATSAPP_APP_SECRET":   "s",
+		"WHATSAPP_VERIFY_TOKEN": "v",
+		"INGEST_API_TOKENS":     "t1,t2",
+		"LOG_LEVEL":             "error",
+	}
+	for k, v := range env {
+		all[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	result := make(chan error, 1)
+	go func() {
+		result <- runMain(ctx, []string{"--ingest-addr", addr}, func(k string) string { return all[k] })
+	}()
+
+	base = "http://" + addr
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return base, cancel, result
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ingest not ready after 10 s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// On SIGTERM with INGEST_DRAIN set, the ingest first says it is not ready
+// while it keeps serving (a load balancer stops routing to it), and only
+// then closes its listener.
+func TestIngestDrainsBeforeClosing(t *testing.T) {
+	t.Parallel()
+	base, cancel, done := startIngest(t, map[string]string{"INGEST_DRAIN": "1500ms"})
+	cancel()
+	// Within the drain: unready, yet a command is still taken.
+	deadline := time.Now().Add(time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz during the drain: %v; the listener closed too early", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz = %d a second after the stop, want 503 while draining", resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/commands", strings.NewReader(
+		`{"id":"drain-1","type":"delete_group","phone_number_id":"106540352242922","group_id":"Y2FwaV9ncm91cDoxZD"}`))
+	req.Header.Set("Authorization", "Bearer t1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST /v1/commands during the drain: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /v1/commands during the drain = %d, want 202", resp.StatusCode)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("runMain after the drain = %v, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("ingest did not stop within 20 s of the drain")
+	}
+	if resp, err := http.Get(base + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Error("the ingest still answers after it stopped")
 	}
 }

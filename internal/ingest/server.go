@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,7 +73,14 @@ type Server struct {
 
 	readyMu    sync.Mutex
 	readyUntil time.Time
+	draining   atomic.Bool
 }
+
+// Drain makes /readyz answer 503 from now on, while every other route
+// keeps serving: on SIGTERM a load balancer stops sending new requests
+// once it sees that, before the listener closes under requests in flight
+// to it.
+func (s *Server) Drain() { s.draining.Store(true) }
 
 var _ http.Handler = (*Server)(nil)
 
@@ -242,6 +250,10 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 // readyz answers 200 when NATS is connected and the streams the ingest
 // publishes to exist. A success is cached for a second so probes stay cheap.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining: shutting down"})
+		return
+	}
 	s.readyMu.Lock()
 	fresh := time.Now().Before(s.readyUntil)
 	s.readyMu.Unlock()
