@@ -49,7 +49,24 @@ type Handler struct {
 	// by reason. Optional; *telemetry.Metrics satisfies it.
 	Metrics Metrics
 
-	macs macPool
+	macs     macPool
+	refusals oncePerSecond
+}
+
+// oncePerSecond lets one event a second through (the zero value is ready).
+type oncePerSecond struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (o *oncePerSecond) allow(now time.Time) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if now.Sub(o.last) < time.Second {
+		return false
+	}
+	o.last = now
+	return true
 }
 
 // Metrics is what the handler reports; results are "published",
@@ -130,14 +147,20 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	// Signature first: nothing unauthenticated is parsed.
+	// Anyone can post unsigned bodies: the metric counts every refusal,
+	// the log says at most one a second, with who sent it.
 	switch err := h.macs.verify(h.AppSecret, body, r.Header.Get(SignatureHeader)); {
 	case errors.Is(err, ErrSignatureMissing):
-		log.WarnContext(ctx, "webhook refused: signature missing", slog.Int("bytes", len(body)))
+		if h.refusals.allow(time.Now()) {
+			log.WarnContext(ctx, "webhook refused: signature missing (at most one such line a second)", slog.Int("bytes", len(body)), slog.String("remote_addr", r.RemoteAddr))
+		}
 		h.signatureFailure(ctx, "missing")
 		http.Error(w, "signature missing", http.StatusUnauthorized)
 		return
 	case err != nil:
-		log.WarnContext(ctx, "webhook refused: signature invalid", slog.Int("bytes", len(body)))
+		if h.refusals.allow(time.Now()) {
+			log.WarnContext(ctx, "webhook refused: signature invalid (at most one such line a second)", slog.Int("bytes", len(body)), slog.String("remote_addr", r.RemoteAddr))
+		}
 		h.signatureFailure(ctx, "mismatch")
 		http.Error(w, "signature invalid", http.StatusForbidden)
 		return

@@ -247,6 +247,27 @@ func TestHandlerRefusesWithoutPublishing(t *testing.T) {
 	}
 }
 
+// Anyone can post unsigned bodies as fast as they like: each is refused
+// (and counted by the metrics), but the log gets one line a second, with
+// the sender's address, not one per request.
+func TestRefusedSignaturesAreLoggedAtMostOnceASecond(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := []byte(`{"object":"whatsapp_business_account","entry":[]}`)
+	for range 50 {
+		if code := b.post(t, body, ""); code != http.StatusUnauthorized {
+			t.Fatalf("unsigned POST = %d, want 401", code)
+		}
+	}
+	lines := strings.Count(b.logs.String(), "webhook refused: signature")
+	if lines < 1 || lines > 2 { // two if the posts straddled a second
+		t.Fatalf("%d log lines for 50 refused posts, want 1 (or 2):\n%s", lines, b.logs.String())
+	}
+	if !strings.Contains(b.logs.String(), "remote_addr=127.0.0.1:") {
+		t.Errorf("the refusal does not say who sent it:\n%s", b.logs.String())
+	}
+}
+
 func TestHandlerVerifiesWithAReplacedAppSecret(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
