@@ -250,7 +250,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		log.Info("embedded NATS started", slog.String("url", s.nats.URL), slog.String("dir", s.embeddedDir))
 	}
 
-	nc, err := s.nats.Connect("groupflow-worker",
+	nc, err := s.nats.Connect("groupflow-worker", s.nats.LogAttempts(log),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: our own Close
 				log.Warn("nats disconnected", slog.Any("error", err))

@@ -1,9 +1,12 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,10 +53,53 @@ func LoadNATS(e *Env) NATS {
 		InboxPrefix: e.String("NATS_INBOX_PREFIX", "",
 			"prefix of reply subjects instead of _INBOX, the one the NATS user may subscribe to (_INBOX_ingest, _INBOX_worker: deploy/nats/accounts.conf)"),
 	}
+	if err := checkURLs(n.URL); err != nil {
+		e.fail("NATS_URL", "%v", err)
+	}
 	e.Check(ValidInboxPrefix(n.InboxPrefix), "NATS_INBOX_PREFIX", "want a subject prefix such as _INBOX_worker (no wildcards, spaces or empty tokens), got %q", n.InboxPrefix)
 	e.Check((n.TLSCert == "") == (n.TLSKey == ""), "NATS_TLS_CERT", "NATS_TLS_CERT and NATS_TLS_KEY go together")
 	e.Check(n.User == "" || n.Password != "", "NATS_PASSWORD", "required with NATS_USER")
 	return n
+}
+
+// checkURLs says what is wrong with a comma-separated list of NATS URLs,
+// naming each entry with its credentials hidden. nats.go would take
+// "notaurl" for a host and "http://…" for a NATS server, and retry them
+// forever in silence.
+func checkURLs(urls string) error {
+	const want = "want nats://, tls://, ws:// or wss:// URLs, comma separated"
+	var ws, plain bool
+	for i, raw := range splitList(urls) {
+		if !strings.Contains(raw, "://") {
+			if at := strings.LastIndex(raw, "@"); at >= 0 {
+				raw = "xxxxx@" + raw[at+1:] // url.Parse may not get to the credentials
+			}
+			return fmt.Errorf("%s; %q has no scheme", want, raw)
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			var ue *url.Error
+			if strings.Contains(raw, "@") || !errors.As(err, &ue) {
+				return fmt.Errorf("%s; entry %d is not a URL", want, i+1) // the error could quote a credential
+			}
+			return fmt.Errorf("%s; entry %d is not a URL: %w", want, i+1, ue.Err)
+		}
+		switch u.Scheme {
+		case "nats", "tls":
+			plain = true
+		case "ws", "wss":
+			ws = true
+		default:
+			return fmt.Errorf("%s; %q has scheme %s", want, RedactURL(raw), u.Scheme)
+		}
+		if u.Hostname() == "" {
+			return fmt.Errorf("%s; %q has no host", want, RedactURL(raw))
+		}
+	}
+	if ws && plain {
+		return errors.New("ws:// and wss:// URLs cannot be mixed with nats:// and tls:// ones (nats.go refuses the mix)")
+	}
+	return nil
 }
 
 // Connect connects with the configured credentials and reconnects forever:
@@ -95,6 +141,93 @@ func (n NATS) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", RedactURL(n.URL), err)
 	}
 	return nc, nil
+}
+
+// connectLogEvery is how often a connection that keeps failing for the same
+// reason is logged again: nats.go tries about four times a second.
+const connectLogEvery = 10 * time.Second
+
+// LogAttempts is an option for Connect that logs, through log, why the
+// connection to NATS cannot be made, so that an unreachable or wrong
+// NATS_URL is not waited on in silence: the first failed attempt at once,
+// then one line per changed reason or every 10 s, with the count of failed
+// attempts; and a line when the connection is finally made. It covers the
+// first connection (nats.go reports its failures to ReconnectErrHandler
+// when RetryOnFailedConnect is set, as Connect sets it) and every
+// reconnection. It sets nats.go's ConnectHandler and ReconnectErrHandler.
+func (n NATS) LogAttempts(log *slog.Logger) nats.Option {
+	a := &attempts{log: log, url: RedactURL(n.URL), secrets: n.secrets(), every: connectLogEvery, now: time.Now}
+	return func(o *nats.Options) error {
+		o.ReconnectErrCB = func(_ *nats.Conn, err error) { a.failed(err) }
+		o.ConnectedCB = func(*nats.Conn) { a.connected() }
+		return nil
+	}
+}
+
+// secrets lists what must never be logged: the password option and the
+// credentials in the URLs.
+func (n NATS) secrets() []string {
+	var out []string
+	if n.Password != "" {
+		out = append(out, n.Password)
+	}
+	for _, raw := range splitList(n.URL) {
+		u, err := url.Parse(raw)
+		if err != nil || u.User == nil {
+			continue
+		}
+		if p, ok := u.User.Password(); ok {
+			out = append(out, p)
+		} else if t := u.User.Username(); t != "" {
+			out = append(out, t) // a bare token
+		}
+	}
+	return out
+}
+
+// attempts keeps LogAttempts's count between nats.go's callbacks.
+type attempts struct {
+	log     *slog.Logger
+	url     string // redacted
+	secrets []string
+	every   time.Duration
+	now     func() time.Time
+
+	mu       sync.Mutex
+	failures int // since the last line
+	total    int // since the last connection
+	reason   string
+	logged   time.Time
+}
+
+func (a *attempts) failed(err error) {
+	// nats.go's first report when every server refused the connection; the
+	// next attempt, a quarter of a second later, says why.
+	if err == nil || errors.Is(err, nats.ErrNoServers) {
+		return
+	}
+	reason := err.Error()
+	for _, s := range a.secrets {
+		reason = strings.ReplaceAll(reason, s, "xxxxx")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.failures++
+	a.total++
+	now := a.now()
+	if reason == a.reason && now.Sub(a.logged) < a.every {
+		return
+	}
+	a.log.Warn("cannot connect to NATS", slog.String("nats", a.url), slog.String("error", reason),
+		slog.Int("failed_attempts", a.failures))
+	a.reason, a.logged, a.failures = reason, now, 0
+}
+
+func (a *attempts) connected() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.log.Info("connected to NATS", slog.String("nats", a.url), slog.Int("failed_attempts", a.total))
+	a.failures, a.total, a.reason = 0, 0, ""
 }
 
 // ValidInboxPrefix reports whether p can start reply subjects: empty (the

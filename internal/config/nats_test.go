@@ -3,6 +3,9 @@ package config_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -260,5 +263,105 @@ func TestConnectRefusesAnInvalidInboxPrefix(t *testing.T) {
 	_, err := config.NATS{URL: "nats://127.0.0.1:1", InboxPrefix: "_INBOX.>"}.Connect("config-test")
 	if err == nil || !strings.Contains(err.Error(), "inbox prefix") {
 		t.Fatalf("Connect = %v, want an inbox prefix error", err)
+	}
+}
+
+func TestLoadNATSChecksTheURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url  string
+		want string // in the error; empty: accepted
+	}{
+		{"nats://127.0.0.1:4222", ""},
+		{"tls://nats.example.com", ""},
+		{"ws://h:80", ""},
+		{"wss://u:pa55@h:443", ""},
+		{"nats://a:4222, nats://b:4222,", ""}, // nats.go skips empty entries too
+		{"notaurl", `"notaurl" has no scheme`},
+		{"127.0.0.1:4222", `"127.0.0.1:4222" has no scheme`},
+		{"alice:pa55@127.0.0.1:4222", `"xxxxx@127.0.0.1:4222" has no scheme`},
+		{"http://127.0.0.1:8080", `"http://127.0.0.1:8080" has scheme http`},
+		{"nats://a:4222,https://alice:pa55@b", `"https://alice:xxxxx@b" has scheme https`},
+		{"nats://:4222", `"nats://:4222" has no host`},
+		{"nats://h:x", `entry 1 is not a URL: invalid port ":x" after host`},
+		{"nats://h,nats://u:pa%zz55@h", "entry 2 is not a URL"},
+		{"nats://a:4222,ws://b:80", "cannot be mixed"},
+	} {
+		e := config.NewEnv(envOf(map[string]string{"NATS_URL": tc.url}))
+		config.LoadNATS(e)
+		err := e.Err()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("NATS_URL=%q: error %v, want none", tc.url, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), "NATS_URL: ") || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("NATS_URL=%q: error %v, want one naming NATS_URL with %q", tc.url, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "pa55"):
+			t.Errorf("NATS_URL=%q: error %v shows the password", tc.url, err)
+		}
+	}
+}
+
+// syncBuffer is a log destination the test reads while nats.go writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor waits until the log holds want.
+func waitFor(t *testing.T, log *syncBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(log.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log has no %q after 10 s:\n%s", want, log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLogAttemptsSaysWhyTheFirstConnectionFails(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close() // nothing listens there until the server starts below
+
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	n := config.NATS{URL: fmt.Sprintf("nats://u:s3cret@127.0.0.1:%d", port)}
+	nc, err := n.Connect("config-test", n.LogAttempts(log))
+	if err != nil {
+		t.Fatalf("Connect = %v, want it to retry in the background", err)
+	}
+	defer nc.Close()
+	waitFor(t, &buf, "connection refused")
+
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
+		Users: []*server.User{{Username: "u", Password: "s3cret"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	defer func() { s.Shutdown(); s.WaitForShutdown() }()
+	waitFor(t, &buf, "connected to NATS")
+	if strings.Contains(buf.String(), "s3cret") {
+		t.Errorf("the log shows the password:\n%s", buf.String())
+	}
+	if got := strings.Count(buf.String(), "cannot connect"); got > 2 {
+		t.Errorf("%d lines for the same refusal within a few seconds, want at most 2:\n%s", got, buf.String())
 	}
 }
