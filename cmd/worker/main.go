@@ -68,7 +68,15 @@ type settings struct {
 	queryCacheTTL  time.Duration
 	// printConfig is set by --print-config: print it and exit.
 	printConfig []config.Var
+	// warnings are settings that work but not as their value suggests,
+	// logged at start-up.
+	warnings []string
 }
+
+// readsBucketTTL caps QUERY_CACHE_TTL: it is the TTL events.Ensure gives
+// the reads bucket (events.TopologyConfig.ReadsTTL's default), after which
+// NATS drops a cached answer whatever the cache's own TTL.
+const readsBucketTTL = 30 * time.Second
 
 // load reads the settings from the environment and from the flags that
 // mirror it (config.Flags). --help prints the usage and returns
@@ -123,7 +131,7 @@ func read(getenv func(string) string) (settings, *config.Env) {
 		limitMaxWait:  e.Duration("RATE_LIMIT_MAX_WAIT", ratelimit.DefaultMaxWait, "longest a command waits in the worker for its number's rate-limit token or for a throttle to end; beyond it the command goes back to the queue until its turn, for any worker to take (shorter: the backlog's end is spread over all workers; longer: fewer redeliveries)"),
 		parkAfter:     e.Duration("RATE_LIMIT_PARK_AFTER", jobs.DefaultParkAfter, "a command whose number's limit cannot take it within this (or that was handed back before) is parked: a copy the command stream holds until its booked turn, out of other commands' way"),
 		parking:       e.Bool("RATE_LIMIT_PARKING", true, "park deep backlogs (needs NATS 2.12+; a worker on an older server naks instead by itself); false: always nak, and a deep backlog waits among the consumer's MaxAckPending"),
-		queryCacheTTL: e.Duration("QUERY_CACHE_TTL", 30*time.Second, "how long a read answer (group info, lists, invite link) is served from the shared cache; at most the reads bucket's TTL"),
+		queryCacheTTL: e.Duration("QUERY_CACHE_TTL", readsBucketTTL, "how long a read answer (group info, lists, invite link) is served from the shared cache; at most 30s, the reads bucket's TTL"),
 		workerID:      e.String("WORKER_ID", "", "unique name of this worker (default: host, pid and a random suffix)"),
 		logLevel:      e.String("LOG_LEVEL", "info", "debug, info, warn or error"),
 	}
@@ -142,10 +150,26 @@ func read(getenv func(string) string) (settings, *config.Env) {
 		_, aerr := strconv.Atoi(port)
 		e.Check(perr == nil && aerr == nil, "WORKER_EMBEDDED_NATS_ADDR", "want host:port, got %q", s.embeddedAddr)
 	}
+	// Refused rather than capped: the reads bucket is shared by every
+	// worker and no setting here raises its TTL, so a longer value could
+	// only be ignored, and a cap said in a log line goes unread.
+	e.Check(s.queryCacheTTL <= readsBucketTTL, "QUERY_CACHE_TTL", "want at most %s (the reads bucket's TTL, after which NATS drops a cached answer), got %s", readsBucketTTL, s.queryCacheTTL)
+	if s.concurrency > s.nats.MaxAckPending {
+		s.warnings = append(s.warnings, fmt.Sprintf("WORKER_CONCURRENCY=%d is above GROUPFLOW_MAX_ACK_PENDING=%d: "+
+			"the shared consumers hand out at most %[2]d unacknowledged messages across all workers, so this worker never runs more than %[2]d commands at once "+
+			"and the rest of its slots stay idle; set GROUPFLOW_MAX_ACK_PENDING, alike in every process, to at least the sum of the workers' WORKER_CONCURRENCY",
+			s.concurrency, s.nats.MaxAckPending))
+	}
 	if !s.parking {
 		s.parkAfter = -1 // jobs.Config: never park
 	}
 	return s, e
+}
+
+// numericID reports whether s can be a Graph phone number id, as commands
+// must carry it (events.Command.Validate): digits only.
+func numericID(s string) bool {
+	return s != "" && len(s) <= 32 && strings.Trim(s, "0123456789") == ""
 }
 
 // parseAccounts reads "<phone_number_id>:<waba_id>" entries.
@@ -156,6 +180,9 @@ func parseAccounts(entries []string) (map[string]string, error) {
 		phone, waba = strings.TrimSpace(phone), strings.TrimSpace(waba)
 		if !ok || !events.ValidToken(phone) || !events.ValidToken(waba) {
 			return nil, fmt.Errorf("want <phone_number_id>:<waba_id>, got %q", ent)
+		}
+		if !numericID(phone) {
+			return nil, fmt.Errorf("phone number id %q in %q is not numeric, so no command's number could match it", phone, ent)
 		}
 		if prev, dup := out[phone]; dup && prev != waba {
 			return nil, fmt.Errorf("number %s is given two accounts, %s and %s", phone, prev, waba)
@@ -170,9 +197,14 @@ func parseOverrides(entries []string) (map[string]ratelimit.Limits, error) {
 	out := map[string]ratelimit.Limits{}
 	for _, ent := range entries {
 		phone, spec, ok := strings.Cut(ent, ":")
+		phone = strings.TrimSpace(phone)
 		if !ok || !events.ValidToken(phone) {
 			return nil, fmt.Errorf("want <phone_number_id>:<messages>/<group_ops>/<reads>, got %q", ent)
 		}
+		if !numericID(phone) {
+			return nil, fmt.Errorf("phone number id %q in %q is not numeric, so no command's number could match it", phone, ent)
+		}
+
 		parts := strings.Split(spec, "/")
 		if len(parts) > 3 {
 			return nil, fmt.Errorf("want at most three limits in %q", ent)
@@ -188,7 +220,11 @@ func parseOverrides(entries []string) (map[string]ratelimit.Limits, error) {
 			}
 			vals[i] = v
 		}
-		out[phone] = ratelimit.Limits{Messages: vals[0], GroupOps: vals[1], Reads: vals[2]}
+		l := ratelimit.Limits{Messages: vals[0], GroupOps: vals[1], Reads: vals[2]}
+		if prev, dup := out[phone]; dup && prev != l {
+			return nil, fmt.Errorf("number %s is given two sets of limits; keep one entry", phone)
+		}
+		out[phone] = l
 	}
 	return out, nil
 }
@@ -224,6 +260,9 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return fmt.Errorf("invalid configuration: LOG_LEVEL: %w", err)
 	}
 	log := slog.New(telemetry.NewLogHandler(os.Stderr, level))
+	for _, w := range s.warnings {
+		log.Warn("configuration warning", slog.String("warning", w))
+	}
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}

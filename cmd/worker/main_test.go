@@ -75,7 +75,7 @@ func TestParseAccounts(t *testing.T) {
 	if err != nil || len(got) != 2 || got["111"] != "900" || got["222"] != "901" {
 		t.Fatalf("parseAccounts = %v, %v", got, err)
 	}
-	for _, bad := range [][]string{{"111"}, {"111:"}, {":900"}, {"1 1:900"}, {"111:900", "111:901"}} {
+	for _, bad := range [][]string{{"111"}, {"111:"}, {":900"}, {"1 1:900"}, {"111:900", "111:901"}, {"abc:900"}} {
 		if _, err := parseAccounts(bad); err == nil {
 			t.Errorf("parseAccounts(%q) accepted", bad)
 		}
@@ -91,10 +91,66 @@ func TestParseOverrides(t *testing.T) {
 	if got["111"].Messages != 200 || got["111"].GroupOps != 20 || got["111"].Reads != 0 || got["222"].Reads != 5 {
 		t.Fatalf("overrides = %+v", got)
 	}
-	for _, bad := range []string{"111", "a.b:1", "111:0", "111:1/2/3/4"} {
+	for _, bad := range []string{"111", "a.b:1", "111:0", "111:1/2/3/4", "abc:10//"} {
 		if _, err := parseOverrides([]string{bad}); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+	if _, err := parseOverrides([]string{"123:10//", "123:20//"}); err == nil || !strings.Contains(err.Error(), "number 123") {
+		t.Errorf("two limits for one number: error %v, want one naming the number", err)
+	}
+	if got, err := parseOverrides([]string{"123:10//", " 123 :10//"}); err != nil || len(got) != 1 {
+		t.Errorf("the same entry twice = %v, %v; want it taken once", got, err)
+	}
+}
+
+func TestLoadRefusesWhatCouldNeverTakeEffect(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"An override for a number that is not numeric", map[string]string{"RATE_LIMIT_OVERRIDES": "abc:10//"}, `RATE_LIMIT_OVERRIDES: phone number id "abc"`},
+		{"Two overrides for one number", map[string]string{"RATE_LIMIT_OVERRIDES": "123:10//,123:20//"}, "RATE_LIMIT_OVERRIDES: number 123 is given two"},
+		{"A cache longer than the reads bucket keeps answers", map[string]string{"QUERY_CACHE_TTL": "1h"}, "QUERY_CACHE_TTL: want at most 30s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.env["WHATSAPP_ACCESS_TOKEN"] = "tok"
+			_, err := load(nil, func(k string) string { return tc.env[k] })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("load = %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadWarnsOfConcurrencyAboveMaxAckPending(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"WHATSAPP_ACCESS_TOKEN": "tok", "WORKER_CONCURRENCY": "2000"}
+	s, err := load(nil, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.warnings) != 1 || !strings.Contains(s.warnings[0], "WORKER_CONCURRENCY=2000 is above GROUPFLOW_MAX_ACK_PENDING=1024") {
+		t.Fatalf("warnings %q, want one about WORKER_CONCURRENCY above the default GROUPFLOW_MAX_ACK_PENDING", s.warnings)
+	}
+	env["GROUPFLOW_MAX_ACK_PENDING"] = "2000"
+	if s, err := load(nil, func(k string) string { return env[k] }); err != nil || len(s.warnings) != 0 {
+		t.Fatalf("load = %v with warnings %q, want neither when they are equal", err, s.warnings)
+	}
+}
+
+func TestAnUnreadableSecretFileIsOneProblem(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"WHATSAPP_ACCESS_TOKEN_FILE": t.TempDir() + "/missing"}
+	_, err := load(nil, func(k string) string { return env[k] })
+	if err == nil || !strings.Contains(err.Error(), "WHATSAPP_ACCESS_TOKEN_FILE: cannot read") {
+		t.Fatalf("load = %v, want the file named", err)
+	}
+	if strings.Contains(err.Error(), "required") {
+		t.Errorf("error %q also calls the token missing", err)
 	}
 }
 
@@ -174,6 +230,13 @@ func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
 	groupID := s.State().Numbers[0].Groups[0].ID
 
 	names := events.Names{}
+	reads, err := js.KeyValue(ctx, names.ReadsBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := reads.Status(ctx); err != nil || st.TTL() != readsBucketTTL {
+		t.Errorf("reads bucket TTL %v (%v), want readsBucketTTL's %s, which caps QUERY_CACHE_TTL", st.TTL(), err, readsBucketTTL)
+	}
 	for _, name := range []string{names.CommandConsumer(), names.WebhookConsumer()} {
 		stream := names.CommandStream()
 		if name == names.WebhookConsumer() {

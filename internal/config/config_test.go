@@ -105,3 +105,22 @@ func TestRedactURLHidesCredentials(t *testing.T) {
 		t.Errorf("RedactURL lost non-secret parts: %s", got)
 	}
 }
+
+func TestAnUnreadableSecretFileIsNotAlsoMissing(t *testing.T) {
+	t.Parallel()
+	e := config.NewEnv(envOf(map[string]string{"TOKEN_FILE": filepath.Join(t.TempDir(), "nope")}))
+	e.Require("TOKEN", e.Secret("TOKEN", ""), "needed for the test")
+	e.Check(false, "TOKEN", "a consequence of the empty token")
+	e.Require("OTHER", "", "needed too")
+	err := e.Err()
+	if err == nil {
+		t.Fatal("Err = nil, want the file's problem")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "TOKEN_FILE: cannot read") || !strings.Contains(msg, "OTHER: required") {
+		t.Errorf("error %q, want the file's problem and OTHER's", msg)
+	}
+	if strings.Contains(msg, "TOKEN: ") {
+		t.Errorf("error %q also reports TOKEN, whose file is the problem", msg)
+	}
+}

@@ -28,6 +28,7 @@ type Env struct {
 	readFile func(string) ([]byte, error)
 	vars     []Var
 	errs     []string
+	failed   map[string]bool // variables with a problem recorded
 }
 
 // NewEnv returns an Env reading from getenv (os.Getenv in a main).
@@ -44,7 +45,19 @@ func (e *Env) record(v Var) string {
 	return strings.TrimSpace(e.getenv(v.Name))
 }
 
+// fail records a problem with name. A variable gets its first problem
+// only: a later one is its consequence (a secret file that cannot be read
+// leaves the secret empty, and "required" would only repeat it), so
+// NAME_FILE's problem stands for NAME too.
 func (e *Env) fail(name, format string, args ...any) {
+	base := strings.TrimSuffix(name, "_FILE")
+	if e.failed[base] {
+		return
+	}
+	if e.failed == nil {
+		e.failed = map[string]bool{}
+	}
+	e.failed[base] = true
 	e.errs = append(e.errs, name+": "+fmt.Sprintf(format, args...))
 }
 
@@ -149,14 +162,16 @@ func (e *Env) SecretList(name, usage string) []string {
 	return splitList(strings.ReplaceAll(e.Secret(name, usage), "\n", ","))
 }
 
-// Require records an error when value is empty.
+// Require records an error when value is empty, unless name (or
+// name_FILE) already has one.
 func (e *Env) Require(name, value, why string) {
 	if value == "" {
 		e.fail(name, "required: %s", why)
 	}
 }
 
-// Check records an error for name when ok is false.
+// Check records an error for name when ok is false, unless name (or
+// name_FILE) already has one.
 func (e *Env) Check(ok bool, name, format string, args ...any) {
 	if !ok {
 		e.fail(name, format, args...)
