@@ -117,7 +117,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		log.Warn("INGEST_API_TOKENS is empty: the command API refuses every request")
 	}
 
-	nc, err := s.nats.Connect("groupflow-ingest",
+	nc, err := s.nats.Connect("groupflow-ingest", s.nats.LogAttempts(log),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: our own Close
 				log.Warn("nats disconnected", slog.Any("error", err))
