@@ -64,17 +64,15 @@ func LoadNATS(e *Env) NATS {
 
 // checkURLs says what is wrong with a comma-separated list of NATS URLs,
 // naming each entry with its credentials hidden. nats.go would take
-// "notaurl" for a host and "http://…" for a NATS server, and retry them
-// forever in silence.
+// "http://…" for a NATS server, and retry it forever in silence. An entry
+// without a scheme is a host (and port) as nats.go takes it, nats://; an
+// unreachable one is reported by LogAttempts.
 func checkURLs(urls string) error {
-	const want = "want nats://, tls://, ws:// or wss:// URLs, comma separated"
+	const want = "want nats://, tls://, ws:// or wss:// URLs (or host:port), comma separated"
 	var ws, plain bool
 	for i, raw := range splitList(urls) {
 		if !strings.Contains(raw, "://") {
-			if at := strings.LastIndex(raw, "@"); at >= 0 {
-				raw = "xxxxx@" + raw[at+1:] // url.Parse may not get to the credentials
-			}
-			return fmt.Errorf("%s; %q has no scheme", want, raw)
+			raw = "nats://" + raw
 		}
 		u, err := url.Parse(raw)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/groupflow/groupflow/internal/config"
+	"github.com/groupflow/groupflow/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -277,9 +278,12 @@ func TestLoadNATSChecksTheURL(t *testing.T) {
 		{"ws://h:80", ""},
 		{"wss://u:pa55@h:443", ""},
 		{"nats://a:4222, nats://b:4222,", ""}, // nats.go skips empty entries too
-		{"notaurl", `"notaurl" has no scheme`},
-		{"127.0.0.1:4222", `"127.0.0.1:4222" has no scheme`},
-		{"alice:pa55@127.0.0.1:4222", `"xxxxx@127.0.0.1:4222" has no scheme`},
+		// Without a scheme, a host (and port) as nats.go takes it: a
+		// Kubernetes service name is a usual NATS_URL.
+		{"nats", ""},
+		{"127.0.0.1:4222", ""},
+		{"alice:pa55@127.0.0.1:4222", ""},
+		{"127.0.0.1:x", `entry 1 is not a URL: invalid port ":x" after host`},
 		{"http://127.0.0.1:8080", `"http://127.0.0.1:8080" has scheme http`},
 		{"nats://a:4222,https://alice:pa55@b", `"https://alice:xxxxx@b" has scheme https`},
 		{"nats://:4222", `"nats://:4222" has no host`},
@@ -301,26 +305,8 @@ func TestLoadNATSChecksTheURL(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination the test reads while nats.go writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor waits until the log holds want.
-func waitFor(t *testing.T, log *syncBuffer, want string) {
+func waitFor(t *testing.T, log *testutil.SyncBuffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(log.String(), want) {
@@ -340,7 +326,7 @@ func TestLogAttemptsSaysWhyTheFirstConnectionFails(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close() // nothing listens there until the server starts below
 
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	n := config.NATS{URL: fmt.Sprintf("nats://u:s3cret@127.0.0.1:%d", port)}
 	nc, err := n.Connect("config-test", n.LogAttempts(log))
