@@ -88,6 +88,7 @@ type tree struct {
 	ids              []byte   // the items' MsgIDs, back to back
 	idKey            []byte   // the MsgID key being built
 	objs, left, kept []int32
+	below            []int32 // attachOrphanInitiatedBy's stack
 	idBuf            []byte
 	idSpans          [][2]int
 }
@@ -110,7 +111,7 @@ func putTree(t *tree) {
 	*t = tree{
 		side: t.side[:0], nodes: t.nodes[:0], members: t.members[:0], stack: t.stack[:0], buf: t.buf[:0],
 		items: t.items[:0], out: t.out[:0], ends: t.ends[:0], ids: t.ids[:0], idKey: t.idKey[:0],
-		objs: t.objs[:0], left: t.left[:0], kept: t.kept[:0], idBuf: t.idBuf[:0], idSpans: t.idSpans[:0],
+		objs: t.objs[:0], left: t.left[:0], kept: t.kept[:0], below: t.below[:0], idBuf: t.idBuf[:0], idSpans: t.idSpans[:0],
 	}
 	treePool.Put(t)
 }

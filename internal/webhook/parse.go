@@ -213,9 +213,9 @@ func (p *parser) change(wabaID string, change int32) {
 		p.setOrDelete(rest, keyGroups, leftover)
 	}
 
-	contacts := t.get(value, keyContacts)
-	if !t.isArray(contacts) {
-		contacts = noNode
+	contacts := &contactIndex{list: t.get(value, keyContacts)}
+	if !t.isArray(contacts.list) {
+		contacts.list = noNode
 	}
 	if statuses := t.get(value, keyStatuses); t.isArray(statuses) {
 		split = true
@@ -282,7 +282,7 @@ func (p *parser) emitGroup(b *base, g int32) {
 	p.emit(b, KindGroup, ev("type"), ev("group_id"), "group", g, noNode)
 }
 
-func (p *parser) emitStatus(b *base, s, contacts int32) {
+func (p *parser) emitStatus(b *base, s int32, contacts *contactIndex) {
 	t := p.t
 	if drift := t.get(s, "participant_recipient_id"); drift != noNode {
 		if !t.has(s, "recipient_participant_id") {
@@ -314,14 +314,14 @@ func (p *parser) emitStatus(b *base, s, contacts int32) {
 	}
 	// For a group send the recipient is the participant; otherwise it is
 	// recipient_id itself.
-	contact := p.findContact(contacts, st("recipient_participant_id"), st("recipient_participant_user_id"))
+	contact := contacts.find(t, st("recipient_participant_id"), st("recipient_participant_user_id"))
 	if contact == noNode && groupID == "" {
-		contact = p.findContact(contacts, st("recipient_id"), st("recipient_user_id"))
+		contact = contacts.find(t, st("recipient_id"), st("recipient_user_id"))
 	}
 	p.emit(b, KindStatus, st("status"), groupID, "status", s, contact)
 }
 
-func (p *parser) emitMessage(b *base, m, contacts int32) {
+func (p *parser) emitMessage(b *base, m int32, contacts *contactIndex) {
 	t := p.t
 	p.normaliseNumbers(m)
 	msg := func(k string) string { return t.text(t.get(m, k)) }
@@ -332,7 +332,7 @@ func (p *parser) emitMessage(b *base, m, contacts int32) {
 	if msg("id") == "" {
 		p.partJSON(m)
 	}
-	contact := p.findContact(contacts, msg("from"), msg("from_user_id"))
+	contact := contacts.find(t, msg("from"), msg("from_user_id"))
 	p.emit(b, KindMessage, msg("type"), msg("group_id"), "message", m, contact)
 }
 
@@ -465,46 +465,55 @@ func (p *parser) splitObjects(list int32) (objs, leftover []int32) {
 
 // attachOrphanInitiatedBy handles a doc sample that puts "initiated_by"
 // after the group object inside groups[]: an element holding nothing but
-// initiated_by belongs to the group object before it (or, if first, after
-// it).
+// initiated_by belongs to the nearest group object before it (or, when
+// there is none, the nearest after it).
+//
+// An empty object given initiated_by looks like an orphan from then on, so
+// later orphans look past it, as they did when each one searched the list
+// (the golden file pins this). That search made a list of orphans cost its
+// square; this is one pass: below stacks the objects before i that are not
+// orphans (only its top is ever attached to, so only its top can turn into
+// one), and next finds the first object after i that is not, for orphans
+// with nothing below.
 func (p *parser) attachOrphanInitiatedBy(objs, leftover []int32) ([]int32, []int32) {
 	t := p.t
 	isOrphan := func(m int32) bool {
 		return t.nodes[m].n == 1 && t.has(m, "initiated_by")
 	}
-	owner := func(i int) int32 {
-		for j := i - 1; j >= 0; j-- {
-			if !isOrphan(objs[j]) {
-				return objs[j]
-			}
-		}
-		for j := i + 1; j < len(objs); j++ {
-			if !isOrphan(objs[j]) {
-				return objs[j]
-			}
-		}
-		return noNode
-	}
-	kept := p.t.kept[:0]
+	kept, below := p.t.kept[:0], p.t.below[:0]
+	next := 0
 	for i, m := range objs {
 		if !isOrphan(m) {
 			kept = append(kept, m)
+			below = append(below, m)
 			continue
 		}
-		o := owner(i)
-		if o == noNode {
-			leftover = append(leftover, m)
-			continue
+		o := noNode
+		if len(below) > 0 {
+			o = below[len(below)-1]
+		} else {
+			// Objects after i only turn into orphans, so next never
+			// moves back.
+			next = max(next, i+1)
+			for next < len(objs) && isOrphan(objs[next]) {
+				next++
+			}
+			if next < len(objs) {
+				o = objs[next]
+			}
 		}
-		if t.has(o, "initiated_by") {
-			// The owner already says who initiated it; keep the orphan
-			// rather than drop or overwrite anything.
+		if o == noNode || t.has(o, "initiated_by") {
+			// No owner, or the owner already says who initiated it: keep
+			// the orphan rather than drop or overwrite anything.
 			leftover = append(leftover, m)
 			continue
 		}
 		t.set(o, "initiated_by", t.get(m, "initiated_by"))
+		if len(below) > 0 && isOrphan(o) {
+			below = below[:len(below)-1]
+		}
 	}
-	p.t.kept, p.t.left = kept, leftover
+	p.t.kept, p.t.below, p.t.left = kept, below, leftover
 	return kept, leftover
 }
 
@@ -612,22 +621,74 @@ func (p *parser) participantParts(name string, v int32) {
 	p.t.idBuf, p.t.idSpans = buf, spans
 }
 
-// findContact returns the contacts[] entry whose wa_id is waID or whose
-// user_id is userID, or noNode.
-func (p *parser) findContact(contacts int32, waID, userID string) int32 {
-	t := p.t
-	if contacts == noNode || waID == "" && userID == "" {
+// contactScanMax is the longest contacts[] list searched in place; a
+// longer one is indexed on its first lookup. Meta sends one contact per
+// status or message, and aggregates group statuses for at most a group's
+// participants.
+const contactScanMax = 16
+
+// contactIndex finds the value.contacts[] entries of one change by wa_id or
+// user_id. Searching the list for every status made a change with n
+// statuses and n contacts cost n²; a long list is indexed once instead.
+type contactIndex struct {
+	list int32 // the contacts array, or noNode
+	// byID maps an id to the positions (plus one; 0 is none) of the first
+	// entries holding it as wa_id and as user_id. Nil until a long list
+	// is first searched.
+	byID map[string]contactPos
+}
+
+type contactPos struct{ wa, user int32 }
+
+// find returns the first entry whose wa_id is waID or whose user_id is
+// userID, or noNode.
+func (c *contactIndex) find(t *tree, waID, userID string) int32 {
+	if c.list == noNode || waID == "" && userID == "" {
 		return noNode
 	}
-	for _, c := range t.elems(contacts) {
-		if !t.isObject(c.val) {
-			continue
+	elems := t.elems(c.list)
+	if len(elems) <= contactScanMax {
+		for _, e := range elems {
+			if t.isObject(e.val) && (waID != "" && t.text(t.get(e.val, "wa_id")) == waID || userID != "" && t.text(t.get(e.val, "user_id")) == userID) {
+				return e.val
+			}
 		}
-		if waID != "" && t.text(t.get(c.val, "wa_id")) == waID || userID != "" && t.text(t.get(c.val, "user_id")) == userID {
-			return c.val
+		return noNode
+	}
+	if c.byID == nil {
+		c.byID = make(map[string]contactPos, len(elems))
+		for i, e := range elems {
+			if !t.isObject(e.val) {
+				continue
+			}
+			pos := int32(i) + 1 //nolint:gosec // G115: a list's length is an int32
+			if id := t.text(t.get(e.val, "wa_id")); id != "" {
+				if p := c.byID[id]; p.wa == 0 {
+					p.wa = pos
+					c.byID[id] = p
+				}
+			}
+			if id := t.text(t.get(e.val, "user_id")); id != "" {
+				if p := c.byID[id]; p.user == 0 {
+					p.user = pos
+					c.byID[id] = p
+				}
+			}
 		}
 	}
-	return noNode
+	var pos int32
+	if waID != "" {
+		pos = c.byID[waID].wa
+	}
+	if userID != "" {
+		if u := c.byID[userID].user; u != 0 && (pos == 0 || u < pos) {
+			pos = u
+		}
+	}
+	if pos == 0 {
+		return noNode
+	}
+	return elems[pos-1].val
 }
 
 func truncate(s string) string {
