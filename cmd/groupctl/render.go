@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -90,9 +91,9 @@ func describe(e event.Event) string {
 	case *events.GroupSuspensionCleared:
 		return "group " + d.GroupID + " may send again"
 	case *events.MessageStatus:
-		to := d.RecipientID
-		if d.ParticipantID != "" {
-			to = d.ParticipantID + " in group " + d.GroupID
+		to := cmp.Or(d.RecipientID, d.RecipientUserID)
+		if p := cmp.Or(d.ParticipantID, d.ParticipantUserID); p != "" {
+			to = p + " in group " + d.GroupID
 		}
 		s := fmt.Sprintf("%s: message %s to %s", d.Status, d.MessageID, to)
 		if len(d.Errors) > 0 {

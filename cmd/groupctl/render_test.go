@@ -45,6 +45,7 @@ func TestRenderEventNamesWhatHappened(t *testing.T) {
 		{events.EventGroupSuspended, events.GroupSuspended{GroupID: "G1"}, "group G1 suspended by Meta: sends fail with 131207"},
 		{events.EventGroupSuspensionCleared, events.GroupSuspensionCleared{GroupID: "G1"}, "group G1 may send again"},
 		{events.EventMessageStatus, events.MessageStatus{MessageID: "wamid.1", Status: "delivered", RecipientID: "1555", CampaignID: "k1"}, "delivered: message wamid.1 to 1555 (campaign k1)"},
+		{events.EventMessageStatus, events.MessageStatus{MessageID: "wamid.2", Status: "read", RecipientUserID: "US.1"}, "read: message wamid.2 to US.1"},
 		{events.EventCampaignStarted, events.CampaignStarted{CampaignID: "k1", CommandID: "c9", Template: events.TemplateRef{Name: "inv", Language: "en"}, Total: 5},
 			"campaign k1: 5 invites with template inv/en (command c9)"},
 		{events.EventCampaignProgress, events.CampaignProgress{CampaignID: "k1", Counts: events.CampaignCounts{Total: 4, Pending: 2, Sent: 1, Failed: 1, FailedByCode: map[string]int{"131026": 1}}, State: events.CampaignStatePaused},

@@ -144,7 +144,8 @@ type GroupSuspensionCleared struct {
 	GroupID string `json:"group_id"`
 }
 
-// Message statuses (MessageStatus.Status).
+// Message statuses (MessageStatus.Status) known today. Meta may add others;
+// they are passed on as they come.
 const (
 	StatusSent      = "sent"
 	StatusDelivered = "delivered"
@@ -156,12 +157,18 @@ const (
 // MessageStatus is the data of message.status: the status of one message for
 // one recipient. Meta's aggregated group statuses are split so each event is
 // about one participant; "sent" and "failed" for a group name no participant.
+// A 1:1 message's recipient is named by RecipientID, RecipientUserID or both.
 type MessageStatus struct {
 	MessageID string `json:"message_id"`
 	Status    string `json:"status"`
-	// RecipientID is the group id for group messages, else the user's wa_id.
-	RecipientID   string `json:"recipient_id"`
-	RecipientType string `json:"recipient_type,omitempty"`
+	// RecipientID is the group id for group messages, else the user's
+	// wa_id; empty for a user Meta names only by business-scoped user id.
+	RecipientID string `json:"recipient_id,omitempty"`
+	// RecipientUserID and RecipientParentUserID are a 1:1 message's
+	// recipient by business-scoped user id, when Meta gives it.
+	RecipientUserID       string `json:"recipient_user_id,omitempty"`
+	RecipientParentUserID string `json:"recipient_parent_user_id,omitempty"`
+	RecipientType         string `json:"recipient_type,omitempty"`
 	// GroupID is set for messages sent to a group.
 	GroupID                 string       `json:"group_id,omitempty"`
 	ParticipantID           string       `json:"participant_id,omitempty"`

@@ -434,7 +434,7 @@ func sampleData() map[string]any {
 		EventGroupJoinRequestRevoked:  JoinRequestRevoked{GroupID: testGroup, JoinRequestID: "j1", Participant: who},
 		EventGroupSuspended:           GroupSuspended{GroupID: testGroup},
 		EventGroupSuspensionCleared:   GroupSuspensionCleared{GroupID: testGroup},
-		EventMessageStatus: MessageStatus{MessageID: "wamid.1", Status: StatusDelivered, RecipientID: testGroup, RecipientType: "group",
+		EventMessageStatus: MessageStatus{MessageID: "wamid.1", Status: StatusDelivered, RecipientID: testGroup, RecipientUserID: "US.1349", RecipientParentUserID: "US.1", RecipientType: "group",
 			GroupID: testGroup, ParticipantID: "16505551234", ParticipantUserID: "US.1349", ParticipantParentUserID: "US.1",
 			Pricing: &Pricing{Billable: &yes, PricingModel: "PMP", Type: "regular", Category: "group_marketing"}, Errors: errs,
 			CommandID: "c9", CampaignID: "spring"},
@@ -482,3 +482,34 @@ func TestEventValuesMatchSchemas(t *testing.T) {
 }
 
 func ptrTime(t time.Time) *time.Time { return &t }
+
+// TestMessageStatusNamesItsRecipient: a 1:1 status names its recipient by
+// wa_id, by business-scoped user id or by both, and its data matches the
+// schema in each case; a status Meta adds later is passed on as it comes.
+func TestMessageStatusNamesItsRecipient(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		data  MessageStatus
+		valid bool
+	}{
+		{"By wa_id", MessageStatus{MessageID: "wamid.1", Status: StatusRead, RecipientID: "16505551234"}, true},
+		{"By user id only", MessageStatus{MessageID: "wamid.1", Status: StatusRead, RecipientUserID: "US.1349", RecipientParentUserID: "US.ENT.1"}, true},
+		{"By both", MessageStatus{MessageID: "wamid.1", Status: StatusFailed, RecipientID: "16505551234", RecipientUserID: "US.1349"}, true},
+		{"A status Meta adds later", MessageStatus{MessageID: "wamid.1", Status: "deleted", RecipientID: "16505551234"}, true},
+		{"By parent user id only", MessageStatus{MessageID: "wamid.1", Status: StatusRead, RecipientParentUserID: "US.ENT.1"}, false},
+		{"By nothing", MessageStatus{MessageID: "wamid.1", Status: StatusRead}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			data, _ := json.Marshal(tc.data)
+			err := validateJSON(t, dataSchema(EventMessageStatus), data)
+			if tc.valid && err != nil {
+				t.Errorf("want %s valid, got:\n%v", data, err)
+			}
+			if !tc.valid && err == nil {
+				t.Errorf("want %s refused, it was accepted", data)
+			}
+		})
+	}
+}

@@ -32,8 +32,10 @@ type stack struct {
 	natsBundle
 	sim    *sim.Server
 	simURL string
-	graph  *graph.Client
-	events *testutil.EventLog
+	// hooksURL is the webhook handler's: Meta's side of the ingest.
+	hooksURL string
+	graph    *graph.Client
+	events   *testutil.EventLog
 	// parkAfter is stackOpts.parkAfter, for every worker started.
 	parkAfter time.Duration
 }
@@ -97,7 +99,7 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{natsBundle: b, sim: s, simURL: srv.URL, graph: gc, parkAfter: o.parkAfter}
+	st := &stack{natsBundle: b, sim: s, simURL: srv.URL, hooksURL: hooks.URL, graph: gc, parkAfter: o.parkAfter}
 	if o.noWatch {
 		st.events = &testutil.EventLog{}
 	} else {

@@ -188,7 +188,9 @@ func (w *Worker) domainEvents(it webhook.Item, p webhook.Payload, commandID stri
 		case webhook.TypeParticipantsRemove:
 			if g.InitiatedBy == webhook.InitiatedByParticipant || (g.InitiatedBy == "" && g.RequestID == "") {
 				for _, pt := range g.RemovedParticipants {
-					add(events.EventGroupParticipantLeft, at, events.ParticipantLeft{GroupID: g.GroupID, Participant: participantRef(pt)})
+					if ref := participantRef(pt); ref != (events.ParticipantRef{}) {
+						add(events.EventGroupParticipantLeft, at, events.ParticipantLeft{GroupID: g.GroupID, Participant: ref})
+					}
 				}
 				break
 			}
@@ -196,7 +198,9 @@ func (w *Worker) domainEvents(it webhook.Item, p webhook.Payload, commandID stri
 				InitiatedBy: cmpStr(g.InitiatedBy, events.InitiatedByBusiness), Removed: participantRefs(g.RemovedParticipants),
 				Errors: graphErrors(g.Errors)}
 			for _, f := range g.FailedParticipants {
-				d.Failed = append(d.Failed, events.ParticipantFailure{Participant: participantRef(f), Errors: graphErrors(f.Errors)})
+				if ref := participantRef(f); ref != (events.ParticipantRef{}) {
+					d.Failed = append(d.Failed, events.ParticipantFailure{Participant: ref, Errors: graphErrors(f.Errors)})
+				}
 			}
 			add(events.EventGroupParticipantsRemoved, at, d)
 		case webhook.TypeJoinRequestCreated:
@@ -212,7 +216,8 @@ func (w *Worker) domainEvents(it webhook.Item, p webhook.Payload, commandID stri
 		}
 	case p.Status != nil:
 		s := p.Status
-		d := events.MessageStatus{MessageID: s.ID, Status: s.Status, RecipientID: s.RecipientID, RecipientType: s.RecipientType,
+		d := events.MessageStatus{MessageID: s.ID, Status: s.Status, RecipientID: s.RecipientID, RecipientUserID: s.RecipientUserID,
+			RecipientParentUserID: s.RecipientParentUserID, RecipientType: s.RecipientType,
 			ParticipantID: s.RecipientParticipantID, ParticipantUserID: s.RecipientParticipantUserID,
 			ParticipantParentUserID: s.RecipientParticipantParentUserID, Errors: graphErrors(s.Errors), CommandID: commandID,
 			CampaignID: w.campaigns.campaignOf(commandID)}
@@ -255,10 +260,14 @@ func joinedUsers(ps []webhook.Participant) []string {
 	return out
 }
 
+// participantRefs leaves out entries that name nobody: an event cannot
+// say who they were, and its schema wants every reference to say something.
 func participantRefs(ps []webhook.Participant) []events.ParticipantRef {
 	out := make([]events.ParticipantRef, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, participantRef(p))
+		if ref := participantRef(p); ref != (events.ParticipantRef{}) {
+			out = append(out, ref)
+		}
 	}
 	return out
 }

@@ -29,6 +29,8 @@ type Event struct {
 	ID      string
 	Data    json.RawMessage
 	Seq     uint64 // stream sequence
+	// Raw is the whole CloudEvent as published.
+	Raw json.RawMessage
 }
 
 // WatchEvents records stream's events from its start until the test ends.
@@ -51,7 +53,7 @@ func WatchEvents(t testing.TB, js jetstream.JetStream, stream string) *EventLog 
 			seq = md.Sequence.Stream
 		}
 		l.mu.Lock()
-		l.all = append(l.all, Event{Subject: m.Subject(), Header: m.Headers(), Type: ev.Type(), ID: ev.ID(), Data: ev.Data(), Seq: seq})
+		l.all = append(l.all, Event{Subject: m.Subject(), Header: m.Headers(), Type: ev.Type(), ID: ev.ID(), Data: ev.Data(), Seq: seq, Raw: m.Data()})
 		close(l.wake)
 		l.wake = make(chan struct{})
 		l.mu.Unlock()

@@ -311,6 +311,27 @@ func TestParseStatusCarriesItsContact(t *testing.T) {
 	}
 }
 
+// A 1:1 status for a user known only by business-scoped user id names
+// them by recipient_user_id; Meta leaves recipient_id out.
+func TestParseOneToOneStatusByUserID(t *testing.T) {
+	t.Parallel()
+	items := mustParse(t, envelope("messages", `{`+metadata+`,"contacts":[{"profile":{"name":"Pablo M."},"user_id":"US.13491208655302741918",`+
+		`"parent_user_id":"US.ENT.11815799212886844830"}],"statuses":[{"id":"`+wamidPage+`","status":"read","timestamp":"1750030073",`+
+		`"recipient_user_id":"US.13491208655302741918","recipient_parent_user_id":"US.ENT.11815799212886844830"}]}`))
+	if len(items) != 1 {
+		t.Fatalf("%d items, want the status alone", len(items))
+	}
+	p := mustDecode(t, items[0])
+	want := webhook.Status{ID: wamidPage, Status: "read", Timestamp: 1750030073,
+		RecipientUserID: "US.13491208655302741918", RecipientParentUserID: "US.ENT.11815799212886844830"}
+	if p.Status == nil || !reflect.DeepEqual(*p.Status, want) {
+		t.Fatalf("status = %+v, want %+v", p.Status, want)
+	}
+	if p.Contact == nil || p.Contact.UserID != want.RecipientUserID || p.Contact.Profile.Name != "Pablo M." {
+		t.Fatalf("contact = %+v, want Pablo M.'s", p.Contact)
+	}
+}
+
 func TestParseFailedStatusAndMessages(t *testing.T) {
 	t.Parallel()
 	failed := mustDecode(t, mustParse(t, readFixture(t, "groups.groups-messaging__group_message_failed.json"))[0]).Status

@@ -202,9 +202,15 @@ type Status struct {
 	ID        string `json:"id"`
 	Status    string `json:"status"`
 	Timestamp int64  `json:"timestamp"`
-	// RecipientID is the group id when RecipientType is "group".
-	RecipientID   string `json:"recipient_id,omitempty"`
-	RecipientType string `json:"recipient_type,omitempty"`
+	// RecipientID is the group id when RecipientType is "group", else the
+	// user's wa_id, which Meta leaves out for a user known only by
+	// business-scoped user id.
+	RecipientID string `json:"recipient_id,omitempty"`
+	// RecipientUserID and RecipientParentUserID are the business-scoped
+	// user ids of a 1:1 send's recipient.
+	RecipientUserID       string `json:"recipient_user_id,omitempty"`
+	RecipientParentUserID string `json:"recipient_parent_user_id,omitempty"`
+	RecipientType         string `json:"recipient_type,omitempty"`
 	// RecipientParticipantID is also accepted as participant_recipient_id.
 	RecipientParticipantID           string        `json:"recipient_participant_id,omitempty"`
 	RecipientParticipantUserID       string        `json:"recipient_participant_user_id,omitempty"`

@@ -1,0 +1,162 @@
+package jobs_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph/sim"
+	"github.com/groupflow/groupflow/internal/testutil"
+)
+
+// Webhooks the simulator does not send, delivered as Meta would, become
+// events that match their published schemas.
+func TestWebhookEventsMatchTheirSchemas(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	s.startWorker(t)
+	const group = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD"
+
+	t.Run("A 1:1 status for a user known only by user id names them", func(t *testing.T) {
+		s.deliverWebhook(t, "messages", `{"contacts":[{"profile":{"name":"Pablo M."},"user_id":"US.13491208655302741918"}],`+
+			`"statuses":[{"id":"wamid.bsuid-1","status":"read","timestamp":"1750030073","recipient_user_id":"US.13491208655302741918",`+
+			`"recipient_parent_user_id":"US.ENT.11815799212886844830"}]}`)
+		got := s.statusOf(t, "wamid.bsuid-1")
+		if got.RecipientID != "" || got.RecipientUserID != "US.13491208655302741918" || got.RecipientParentUserID != "US.ENT.11815799212886844830" {
+			t.Errorf("message.status = %+v, want the recipient by user id and parent user id", got)
+		}
+	})
+	t.Run("A status value Meta adds later is passed on", func(t *testing.T) {
+		s.deliverWebhook(t, "messages", `{"statuses":[{"id":"wamid.new-1","status":"deleted","timestamp":"1750030073","recipient_id":"16505551234"}]}`)
+		if got := s.statusOf(t, "wamid.new-1"); got.Status != "deleted" || got.RecipientID != "16505551234" {
+			t.Errorf("message.status = %+v, want status deleted for 16505551234", got)
+		}
+	})
+	t.Run("A leave naming nobody gives no event", func(t *testing.T) {
+		// The nameless entry comes first: had it an event, that event
+		// would be published before the named one's.
+		s.deliverWebhook(t, "group_participants_update", `{"groups":[{"timestamp":"1750030073","group_id":"`+group+`",`+
+			`"type":"group_participants_remove","initiated_by":"participant","removed_participants":[{},{"wa_id":"16505551299"}]}]}`)
+		ofGroup := func(e testutil.Event) bool {
+			var d events.ParticipantLeft
+			return e.Type == events.EventGroupParticipantLeft && json.Unmarshal(e.Data, &d) == nil && d.GroupID == group
+		}
+		s.events.WaitFor(t, "group.participant_left", func() bool { return len(s.events.Filter(ofGroup)) > 0 })
+		left := s.events.Filter(ofGroup)
+		for _, e := range left {
+			checkEventSchema(t, e)
+		}
+		var d events.ParticipantLeft
+		_ = json.Unmarshal(left[0].Data, &d)
+		if len(left) != 1 || d.Participant.WAID != "16505551299" {
+			t.Errorf("%d group.participant_left events, the first for %+v; want one, for 16505551299", len(left), d.Participant)
+		}
+	})
+}
+
+// deliverWebhook posts one change of field with value (metadata added) to
+// the webhook handler, signed as Meta signs it.
+func (s *stack) deliverWebhook(t testing.TB, field, value string) {
+	t.Helper()
+	value = `{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"` + phone + `"},` +
+		strings.TrimPrefix(value, "{")
+	body := []byte(`{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"` + field +
+		`","value":` + value + `}]}]}`)
+	req, err := http.NewRequest(http.MethodPost, s.hooksURL, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Hub-Signature-256", sim.Sign(sim.DefaultAppSecret, body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("webhook answered %s, want 200", resp.Status)
+	}
+}
+
+// statusOf waits for the message.status event of message id, checks it
+// against its schema and returns its data.
+func (s *stack) statusOf(t testing.TB, id string) events.MessageStatus {
+	t.Helper()
+	var d events.MessageStatus
+	var found testutil.Event
+	s.events.WaitFor(t, "message.status of "+id, func() bool {
+		for _, e := range s.events.OfType(events.EventMessageStatus) {
+			if json.Unmarshal(e.Data, &d) == nil && d.MessageID == id {
+				found = e
+				return true
+			}
+		}
+		return false
+	})
+	checkEventSchema(t, found)
+	return d
+}
+
+// checkEventSchema fails the test unless e matches its type's schema, as
+// internal/events ships it.
+func checkEventSchema(t testing.TB, e testutil.Event) {
+	t.Helper()
+	schema := events.EventSchema(e.Type)
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(e.Raw))
+	if err != nil {
+		t.Fatalf("%s event is not JSON: %v", e.Type, err)
+	}
+	if err := compiledEventSchema(t, schema).Validate(inst); err != nil {
+		t.Errorf("%s event does not match %s:\n%s\n%v", e.Type, schema, e.Raw, err)
+	}
+}
+
+// schemaBase is where the embedded schemas pretend to be served, so their
+// relative $refs resolve.
+const schemaBase = "https://schemas.groupflow.test/"
+
+type embeddedSchemas struct{}
+
+func (embeddedSchemas) Load(url string) (any, error) {
+	name, ok := strings.CutPrefix(url, schemaBase)
+	if !ok {
+		return nil, fmt.Errorf("schema %s is outside %s", url, schemaBase)
+	}
+	b, err := fs.ReadFile(events.Schemas(), name)
+	if err != nil {
+		return nil, err
+	}
+	return jsonschema.UnmarshalJSON(bytes.NewReader(b))
+}
+
+var (
+	eventSchemasMu sync.Mutex
+	eventSchemas   = map[string]*jsonschema.Schema{}
+)
+
+func compiledEventSchema(t testing.TB, name string) *jsonschema.Schema {
+	t.Helper()
+	eventSchemasMu.Lock()
+	defer eventSchemasMu.Unlock()
+	if sc, ok := eventSchemas[name]; ok {
+		return sc
+	}
+	c := jsonschema.NewCompiler()
+	c.UseLoader(embeddedSchemas{})
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.AssertFormat()
+	sc, err := c.Compile(schemaBase + name)
+	if err != nil {
+		t.Fatalf("compile schema %s: %v", name, err)
+	}
+	eventSchemas[name] = sc
+	return sc
+}
