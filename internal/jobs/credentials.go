@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/groupflow/groupflow/internal/graph"
@@ -22,6 +23,9 @@ type credentialsGate struct {
 	log  *slog.Logger
 	wait time.Duration
 
+	// refusing mirrors refused != nil, so that calls made while Graph
+	// takes the token (nearly all) pass without the lock.
+	refusing  atomic.Bool
 	mu        sync.Mutex
 	refused   *graph.Error // Graph's last refusal; nil while the token works
 	refusedAt time.Time
@@ -31,6 +35,9 @@ type credentialsGate struct {
 // admit returns nil when a call may go to Graph: the token works, or this
 // call is the next probe. Otherwise it returns Graph's last refusal.
 func (g *credentialsGate) admit(now time.Time) error {
+	if !g.refusing.Load() {
+		return nil
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.refused == nil || !now.Before(g.nextProbe) {
@@ -49,16 +56,21 @@ func (g *credentialsGate) observe(ctx context.Context, now time.Time, err error)
 		g.mu.Lock()
 		first := g.refused == nil
 		g.refused, g.refusedAt = ge, now
+		if first {
+			g.nextProbe = now.Add(g.wait)
+		}
+		g.refusing.Store(true)
 		g.mu.Unlock()
 		if first {
 			g.log.ErrorContext(ctx, "Graph refused the worker's access token: commands wait, and the worker reports not ready, until it is accepted; replace WHATSAPP_ACCESS_TOKEN",
 				slog.Int("code", ge.Code), slog.Int("http_status", ge.HTTPStatus), slog.String("fbtrace_id", ge.FBTraceID))
 		}
-	case err == nil || isGraph:
+	case (err == nil || isGraph) && g.refusing.Load():
 		// Any other answer from Graph means it took the token.
 		g.mu.Lock()
 		was := g.refused != nil
 		g.refused = nil
+		g.refusing.Store(false)
 		g.mu.Unlock()
 		if was {
 			g.log.InfoContext(ctx, "Graph accepts the worker's access token again")
@@ -67,8 +79,4 @@ func (g *credentialsGate) observe(ctx context.Context, now time.Time, err error)
 }
 
 // Refused reports whether Graph refuses the access token now.
-func (g *credentialsGate) Refused() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.refused != nil
-}
+func (g *credentialsGate) Refused() bool { return g.refusing.Load() }
