@@ -41,6 +41,8 @@ type options struct {
 	wabaID        string
 	seed          int64
 	webhookDelay  time.Duration
+	hookAttempts  int
+	hookBackoff   time.Duration
 	mps           int
 	pairInterval  time.Duration
 	groupOps      int
@@ -70,6 +72,10 @@ func parse(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.wabaID, "waba-id", sim.DefaultWABAID, "WhatsApp Business Account id of every number")
 	fs.Int64Var(&o.seed, "seed", 0, "seed for ids, faults and status behaviour (0: a new one each start, logged; set one to repeat a run)")
 	fs.DurationVar(&o.webhookDelay, "webhook-delay", sim.DefaultWebhookDelay, "delay between an operation and its webhook")
+	// Meta keeps retrying a webhook its endpoint refuses for hours; these
+	// defaults give an ingest restarted under load about 10 minutes.
+	fs.IntVar(&o.hookAttempts, "webhook-max-attempts", 30, "deliveries of one webhook before the simulator gives up on an endpoint that refuses it")
+	fs.DurationVar(&o.hookBackoff, "webhook-retry-max-backoff", 30*time.Second, "longest wait between re-deliveries of a refused webhook (the first is 50ms, doubling)")
 	fs.IntVar(&o.mps, "mps", sim.DefaultMPS, "messages per second per number before 130429 (negative: unlimited)")
 	fs.DurationVar(&o.pairInterval, "pair-interval", sim.DefaultPairInterval, "minimum gap between 1:1 messages to one user before 131056 (negative: off)")
 	fs.IntVar(&o.groupOps, "group-ops-per-second", sim.DefaultGroupOps, "group operations per second per number before 131208 (negative: unlimited)")
@@ -138,18 +144,20 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		o.seed = time.Now().UnixNano()
 	}
 	cfg := sim.Config{
-		AccessToken:        o.accessToken,
-		AppSecret:          o.appSecret,
-		WebhookURL:         o.webhookURL,
-		WABAID:             o.wabaID,
-		Seed:               o.seed,
-		WebhookDelay:       o.webhookDelay,
-		MPS:                o.mps,
-		PairInterval:       o.pairInterval,
-		GroupOpsPerSecond:  o.groupOps,
-		MaxGroupsPerNumber: o.maxGroups,
-		BSUID:              o.bsuid,
-		Logger:             log,
+		AccessToken:            o.accessToken,
+		AppSecret:              o.appSecret,
+		WebhookURL:             o.webhookURL,
+		WABAID:                 o.wabaID,
+		Seed:                   o.seed,
+		WebhookDelay:           o.webhookDelay,
+		WebhookMaxAttempts:     o.hookAttempts,
+		WebhookRetryMaxBackoff: o.hookBackoff,
+		MPS:                    o.mps,
+		PairInterval:           o.pairInterval,
+		GroupOpsPerSecond:      o.groupOps,
+		MaxGroupsPerNumber:     o.maxGroups,
+		BSUID:                  o.bsuid,
+		Logger:                 log,
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)

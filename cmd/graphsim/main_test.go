@@ -60,6 +60,15 @@ func TestParseEnvMirrorsAndFlagsWin(t *testing.T) {
 	if err != nil || d.addr != "127.0.0.1:8090" || d.accessToken != "dev-token" || d.mps != 80 {
 		t.Fatalf("defaults = %+v, %v", d, err)
 	}
+	// A refused webhook is retried for about ten minutes, as Meta keeps
+	// retrying: an ingest restarted under load loses nothing.
+	if d.hookAttempts != 30 || d.hookBackoff != 30*time.Second {
+		t.Fatalf("webhook retry defaults = %d attempts, %s apart at most; want 30, 30s", d.hookAttempts, d.hookBackoff)
+	}
+	r, err := parse([]string{"--webhook-max-attempts=3"}, envOf(map[string]string{"GRAPHSIM_WEBHOOK_RETRY_MAX_BACKOFF": "2s"}))
+	if err != nil || r.hookAttempts != 3 || r.hookBackoff != 2*time.Second {
+		t.Fatalf("webhook retry options = %d, %s, %v", r.hookAttempts, r.hookBackoff, err)
+	}
 }
 
 func TestParseErrorsNameTheVariable(t *testing.T) {
