@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,5 +41,18 @@ func TestAttemptsLogsOncePerReasonAndInterval(t *testing.T) {
 	a.connected()
 	if !strings.Contains(buf.String(), "connected to NATS") || !strings.Contains(buf.String(), "failed_attempts=7") {
 		t.Errorf("the connection is not logged with its 7 failed attempts:\n%s", buf.String())
+	}
+}
+
+// The credentials of a NATS_URL entry without a scheme ("user:pw@host",
+// as nats.go accepts it) are among the secrets masked in connection logs.
+func TestSecretsIncludeSchemelessCredentials(t *testing.T) {
+	t.Parallel()
+	n := NATS{URL: "nats://a:pw1@h1:4222,bob:pw2@h2:4222,t0ken@h3", Password: "pw3"}
+	got := n.secrets()
+	for _, want := range []string{"pw1", "pw2", "t0ken", "pw3"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("secrets %q lack %q", got, want)
+		}
 	}
 }

@@ -71,9 +71,7 @@ func checkURLs(urls string) error {
 	const want = "want nats://, tls://, ws:// or wss:// URLs (or host:port), comma separated"
 	var ws, plain bool
 	for i, raw := range splitList(urls) {
-		if !strings.Contains(raw, "://") {
-			raw = "nats://" + raw
-		}
+		raw = withScheme(raw)
 		u, err := url.Parse(raw)
 		if err != nil {
 			var ue *url.Error
@@ -170,7 +168,7 @@ func (n NATS) secrets() []string {
 		out = append(out, n.Password)
 	}
 	for _, raw := range splitList(n.URL) {
-		u, err := url.Parse(raw)
+		u, err := parseNATSURL(raw)
 		if err != nil || u.User == nil {
 			continue
 		}
@@ -248,7 +246,7 @@ func ValidInboxPrefix(p string) bool {
 func RedactURL(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
+		u, err := parseNATSURL(strings.TrimSpace(p))
 		if err != nil {
 			parts[i] = "(unparsable URL)"
 			continue
@@ -264,3 +262,15 @@ func RedactURL(urls string) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// withScheme gives a NATS URL entry without a scheme the one nats.go
+// assumes: "alice:pw@nats:4222" is nats://alice:pw@nats:4222, where
+// url.Parse alone would take "alice" for the scheme and miss the password.
+func withScheme(raw string) string {
+	if raw != "" && !strings.Contains(raw, "://") {
+		return "nats://" + raw
+	}
+	return raw
+}
+
+func parseNATSURL(raw string) (*url.URL, error) { return url.Parse(withScheme(raw)) }
