@@ -279,6 +279,11 @@ func (w *Worker) startInviteCampaign(ctx context.Context, job *Job) (Result, err
 		return Result{}, err
 	case st.CommandID != job.Command.ID:
 		return Result{}, Permanent(fmt.Errorf("campaign %q was started by command %q", p.CampaignID, st.CommandID))
+	case st.Ended:
+		// Over, and its end already handed out: the command is re-sent or
+		// replayed after its ledger entry expired (the campaign's lives
+		// longer). Nobody would end it again; its result is the campaign's.
+		return Result{Data: events.CampaignResult{CampaignID: st.CampaignID, Counts: st.Counts}}, nil
 	}
 	if err := w.publishCampaignEvent(ctx, st.PhoneNumberID, events.EventCampaignStarted, events.EventID(st.CampaignID, "started"),
 		events.CampaignStarted{CampaignID: st.CampaignID, CommandID: st.CommandID, Template: st.Template, Total: st.Total}); err != nil {

@@ -615,8 +615,8 @@ func (f *fanout) topUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		f.next++
 		if f.isDone(n) {
+			f.next++
 			continue // counted already: a worker before this one published it
 		}
 		cmd := inviteCommand(&f.st, n, inv)
@@ -628,9 +628,13 @@ func (f *fanout) topUp(ctx context.Context) error {
 		end := f.w.startPublish(f.traceCtx(ctx), m, cmd.ID)
 		fut, err := f.w.js.PublishMsgAsync(m)
 		if err != nil {
+			// Refused before it was sent (too many in flight, connection
+			// closed): the checkpoint must not pass it, or it is never
+			// sent and the campaign never ends.
 			end(nil, err)
 			return fmt.Errorf("campaign: publish invite %d: %w", n, err)
 		}
+		f.next++
 		f.inflight = append(f.inflight, published{n: n, fut: fut, end: end})
 		f.pending++
 		if len(f.inflight) >= cfg.MaxPublishesInFlight {
@@ -863,10 +867,10 @@ func (f *fanout) stop(ctx context.Context) error {
 			if !f.isDone(n) {
 				f.pending++
 			}
-			f.next = n + 1
 			if err := f.endUnclaimed(ctx, n, reason, msg); err != nil {
-				return err
+				return err // not past n: the next holder ends it again
 			}
+			f.next = n + 1
 		}
 		f.stopped = true
 		f.lastSwep = f.w.now()
@@ -926,6 +930,10 @@ func (f *fanout) endUnclaimed(ctx context.Context, n int, reason, msg string) er
 	e, err := f.w.ledger.FinishNew(ctx, Entry{CommandID: cmd.ID, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
 		Subject: f.w.names.Command(cmd.PhoneNumberID, cmd.Type), Command: body, State: StateFailed, Result: &t})
 	switch {
+	case errors.Is(err, ErrTerminal) && e.Result != nil && !e.Result.Published:
+		// Ended before (here, or by its command) but its event never went
+		// out: a failed publish, or a holder gone in between. Nothing else
+		// publishes it, and the campaign counts the invite from it.
 	case errors.Is(err, ErrExists), errors.Is(err, ErrTerminal):
 		return nil // its command got there first and ends it
 	case err != nil:

@@ -199,8 +199,16 @@ func (w *Worker) campaignJoins(ctx context.Context, it webhook.Item, g *webhook.
 		if err := json.Unmarshal(e.Value(), &ix); err != nil || ix.CampaignID == "" {
 			continue
 		}
-		if err := w.campaigns.markJoined(ctx, ix.CampaignID, ix.N); err != nil {
+		// Once per invitee, whenever the join comes again (a leave and a
+		// rejoin, Meta's retry hours later): the event stream's duplicate
+		// window is two minutes. The event goes out before the bit is
+		// set, so a failed publish is retried rather than skipped.
+		joined, err := w.campaigns.isJoined(ctx, ix.CampaignID, ix.N)
+		if err != nil {
 			return err
+		}
+		if joined {
+			continue
 		}
 		ev := domainEvent{typ: events.EventCampaignInviteeJoined, id: events.EventID(ix.CampaignID, strconv.Itoa(ix.N), "joined"),
 			phone: phone, at: g.Time(), data: events.CampaignInviteeJoined{CampaignID: ix.CampaignID, GroupID: g.GroupID,
@@ -208,9 +216,34 @@ func (w *Worker) campaignJoins(ctx context.Context, it webhook.Item, g *webhook.
 		if err := w.publishEvent(ctx, ev, h); err != nil {
 			return fmt.Errorf("publish %s: %w", ev.typ, err)
 		}
+		if err := w.campaigns.markJoined(ctx, ix.CampaignID, ix.N); err != nil {
+			return err
+		}
 		w.log.InfoContext(ctx, "campaign invitee joined", slog.String("campaign_id", ix.CampaignID), slog.Int("invite", ix.N))
 	}
 	return nil
+}
+
+// joinedChunkAt reads the chunk of joined bits holding invite n, with its
+// revision (0: none yet).
+func (c *campaigns) joinedChunkAt(ctx context.Context, campaignID string, n int) (joinedChunk, uint64, error) {
+	var jc joinedChunk
+	e, err := c.kv.Get(ctx, joinedChunkKey(campaignID, n/campaignChunkSize))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+		return jc, 0, nil
+	case err != nil:
+		return jc, 0, fmt.Errorf("campaign: read joined: %w", err)
+	}
+	_ = json.Unmarshal(e.Value(), &jc)
+	return jc, e.Revision(), nil
+}
+
+// isJoined reports whether invite n's joined bit is set.
+func (c *campaigns) isJoined(ctx context.Context, campaignID string, n int) (bool, error) {
+	jc, _, err := c.joinedChunkAt(ctx, campaignID, n)
+	bit := n % campaignChunkSize
+	return err == nil && bitSet(jc.Joined, bit), err
 }
 
 // markJoined sets the joined bit of invite n.
@@ -218,16 +251,9 @@ func (c *campaigns) markJoined(ctx context.Context, campaignID string, n int) er
 	key := joinedChunkKey(campaignID, n/campaignChunkSize)
 	bit := n % campaignChunkSize
 	for {
-		var jc joinedChunk
-		var rev uint64
-		e, err := c.kv.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-		case err != nil:
-			return fmt.Errorf("campaign: read joined: %w", err)
-		default:
-			rev = e.Revision()
-			_ = json.Unmarshal(e.Value(), &jc)
+		jc, rev, err := c.joinedChunkAt(ctx, campaignID, n)
+		if err != nil {
+			return err
 		}
 		if len(jc.Joined) < campaignChunkSize/8 {
 			jc.Joined = append(jc.Joined, make([]byte, campaignChunkSize/8-len(jc.Joined))...)

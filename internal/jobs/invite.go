@@ -48,11 +48,12 @@ func (w *Worker) sendGroupInvite(ctx context.Context, job *Job) (Result, error) 
 		}
 		return Result{}, err // the next delivery reconciles
 	}
+	// The message id first: its statuses are already on their way.
+	w.rememberMessage(ctx, sent.MessageID, job.Command.ID)
 	r := events.SendGroupInviteResult{MessageID: sent.MessageID, WAID: sent.WAID}
 	if err := job.RecordOutcome(ctx, r); err != nil {
 		w.log.WarnContext(ctx, "record send outcome", "command_id", job.Command.ID, "error", err)
 	}
-	w.rememberMessage(ctx, sent.MessageID, job.Command.ID)
 	return Result{GroupID: p.GroupID, Data: r}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
@@ -75,6 +76,12 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 		if commandID, err = w.corr.MessageCommand(ctx, p.Status.ID); err != nil {
 			log.WarnContext(ctx, "look up the command of a message status", slog.Any("error", err))
 			w.retryWebhook(msg)
+			return
+		}
+		if commandID == "" && w.mayBeUnrecordedSend(msg, p.Status) {
+			// The send may be ours with its message id not written yet
+			// (a slow write): look once more before publishing without it.
+			_ = msg.NakWithDelay(statusLookAgain)
 			return
 		}
 	}
@@ -277,9 +284,33 @@ func (w *Worker) rememberMessage(ctx context.Context, wamid, commandID string) {
 	if wamid == "" {
 		return
 	}
-	if err := w.corr.RememberMessage(ctx, wamid, commandID); err != nil {
-		w.log.WarnContext(ctx, "remember sent message", slog.String("command_id", commandID), slog.Any("error", fmt.Errorf("%w", err)))
+	// The message is sent: without this key its statuses never name the
+	// command, so a failed write is tried again (for a second or so).
+	ctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxElapsedTime = 50*time.Millisecond, 1500*time.Millisecond
+	err := backoff.Retry(func() error { return w.corr.RememberMessage(ctx, wamid, commandID) }, backoff.WithContext(b, ctx))
+	if err != nil {
+		w.log.WarnContext(ctx, "remember sent message: its statuses will not name the command", slog.String("command_id", commandID), slog.Any("error", fmt.Errorf("%w", err)))
 	}
+}
+
+// statusLookAgain is how long a fresh status whose message is not (yet)
+// known as ours waits before it is looked up again.
+const statusLookAgain = time.Second
+
+// mayBeUnrecordedSend reports whether a status whose message id no command
+// claims is worth a second look: on its first delivery, and only when it
+// is at most a few seconds old (the send's id may still be on its way to
+// the correlation bucket). Statuses of messages that are not ours then
+// wait a second once; older ones, and redeliveries, never.
+func (w *Worker) mayBeUnrecordedSend(msg jetstream.Msg, st *webhook.Status) bool {
+	md, err := msg.Metadata()
+	if err != nil || md.NumDelivered > 1 || st.Timestamp == 0 {
+		return false
+	}
+	return w.now().Sub(st.Time()) < 15*time.Second
 }
 
 // retryWebhook hands an item back after a failure of NATS (the event
