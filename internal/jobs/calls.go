@@ -35,6 +35,7 @@ const (
 func (w *Worker) call(ctx context.Context, job *Job, class ratelimit.Class, repeat Repeat, fn func(context.Context) error) error {
 	phone := job.Command.PhoneNumberID
 	expired := func() bool { return class != ratelimit.Reads && job.pastDeadline() }
+	unsure := false // a try's answer was lost: it may have taken effect
 	op := func() error {
 		if expired() {
 			return backoff.Permanent(errExpired) // no token taken for nothing
@@ -63,6 +64,9 @@ func (w *Worker) call(ctx context.Context, job *Job, class ratelimit.Class, repe
 		if err == nil {
 			return nil
 		}
+		if graph.IsAmbiguous(err) {
+			unsure = true
+		}
 		if ctx.Err() != nil {
 			return backoff.Permanent(err)
 		}
@@ -81,6 +85,9 @@ func (w *Worker) call(ctx context.Context, job *Job, class ratelimit.Class, repe
 	err := backoff.Retry(op, backoff.WithContext(b, ctx))
 	if err != nil && graph.ClassOf(err) == graph.ClassTransient && !isOutcome(err) {
 		err = Transient(err)
+	}
+	if err != nil && unsure && !graph.IsAmbiguous(err) && class != ratelimit.Reads {
+		err = afterUnsureTry(err)
 	}
 	if err != nil && class == ratelimit.Reads {
 		err = readError{err}

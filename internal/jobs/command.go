@@ -55,6 +55,9 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 		Traceparent: cmp.Or(telemetry.TraceParent(ctx), headerTraceparent(msg.Headers())),
 		Replay:      msg.Headers().Get(events.ReplayHeader),
 	}
+	if w.waitForCredentials(ctx, log, msg, md, cmd) {
+		return true
+	}
 	handled, pause, adm := w.handBack(ctx, log, msg, md, cmd, req)
 	if handled {
 		return pause
@@ -98,6 +101,29 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 		w.execute(ctx, log, msg, md, cmd, entry, token, adm)
 	}
 	return false
+}
+
+// waitForCredentials gives a command that calls Graph back, before any
+// ledger work, while Graph refuses the access token and no try of it is
+// due: it waits, as in an outage, without a claim and an attempt written
+// every CredentialsWait. Near its last delivery it is re-queued as a copy.
+func (w *Worker) waitForCredentials(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command) bool {
+	if _, calls := admissionClass[cmd.Type]; !calls && cmd.Type != events.EnsureInviteTemplate {
+		return false
+	}
+	if !w.creds.holdBack(w.now()) {
+		return false
+	}
+	if w.maxDeliver > 0 && md.NumDelivered+1 >= uint64(w.maxDeliver) {
+		if err := w.requeue(ctx, msg, md, cmd.ID); err != nil {
+			return false // claim and execute: the call's refusal hands it back
+		}
+		_ = msg.Ack()
+		return true
+	}
+	log.DebugContext(ctx, "command waits: Graph refuses the access token", slog.Duration("delay", w.cfg.CredentialsWait))
+	_ = msg.NakWithDelay(w.cfg.CredentialsWait)
+	return true
 }
 
 // admissionClass is the limiter class of each command type's main Graph

@@ -47,6 +47,18 @@ func (g *credentialsGate) admit(now time.Time) error {
 	return fmt.Errorf("not calling Graph: it refused the access token %s ago: %w", now.Sub(g.refusedAt).Round(time.Second), g.refused)
 }
 
+// holdBack reports whether a command should wait without being claimed:
+// Graph refuses the token and it is not yet time to try it again. A
+// command let through may then make the probe.
+func (g *credentialsGate) holdBack(now time.Time) bool {
+	if !g.refusing.Load() {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.refused != nil && now.Before(g.nextProbe)
+}
+
 // observe records what Graph answered a call.
 func (g *credentialsGate) observe(ctx context.Context, now time.Time, err error) {
 	var ge *graph.Error

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -72,5 +73,42 @@ func TestAnUnsavedEffectIsAnAmbiguousAttempt(t *testing.T) {
 	}
 	if !hadAmbiguous(&Job{Entry: Entry{Attempts: []Attempt{{Outcome: AttemptAbandoned}}}}) {
 		t.Error("hadAmbiguous is false after an abandoned attempt")
+	}
+}
+
+// A call retried in process after a try whose answer was lost, and ended
+// by a throttle, is an ambiguous attempt: the throttle says nothing about
+// the lost try.
+func TestALostTryIsNotForgottenByTheRetryAfterIt(t *testing.T) {
+	throttled := &graph.Error{HTTPStatus: 429, Code: graph.CodeGroupRateLimit, Class: graph.ClassThrottled}
+	if got := attemptOutcome(afterUnsureTry(throttled)); got != "ambiguous" {
+		t.Errorf("attempt %q, want ambiguous", got)
+	}
+	if k, _ := classify(afterUnsureTry(throttled)); k != kindRetryAfter {
+		t.Errorf("classified %v, want the throttle's retry-after", k)
+	}
+}
+
+// Trimming a long history keeps the attempt after which a call may have
+// taken effect: after 40 refused-token waits, the lost answer before them
+// still counts.
+func TestTrimmingKeepsTheAttemptThatMayHaveTakenEffect(t *testing.T) {
+	a := []Attempt{{Outcome: "transient"}, {Outcome: "ambiguous", Code: 2}}
+	for range 40 {
+		a = append(a, Attempt{Outcome: "credentials", Code: graph.CodeAccessTokenExpired})
+	}
+	got := trimAttempts(a)
+	if len(got) != maxAttempts {
+		t.Fatalf("%d attempts kept, want %d", len(got), maxAttempts)
+	}
+	if !slices.ContainsFunc(got, mayHaveTakenEffect) {
+		t.Fatal("the ambiguous attempt was trimmed away")
+	}
+	if got[len(got)-1] != a[len(a)-1] {
+		t.Error("the newest attempt was not kept")
+	}
+	plain := make([]Attempt, 40)
+	if got := trimAttempts(plain); len(got) != maxAttempts {
+		t.Errorf("%d attempts kept of a plain history, want %d", len(got), maxAttempts)
 	}
 }

@@ -129,15 +129,6 @@ func hadAmbiguous(job *Job) bool {
 	return slices.ContainsFunc(job.Entry.Attempts, mayHaveTakenEffect) || job.Reconciling()
 }
 
-// lastMayHaveTakenEffect reports whether the delivery before this one
-// ended in a way after which the call it was making may have taken effect
-// unseen. Only that delivery's last call can have been cut off: the ones
-// before it were answered.
-func lastMayHaveTakenEffect(job *Job) bool {
-	a := job.Entry.Attempts
-	return len(a) > 0 && mayHaveTakenEffect(a[len(a)-1])
-}
-
 func mayHaveTakenEffect(a Attempt) bool {
 	return a.Outcome == "ambiguous" || a.Outcome == "cancelled" || a.Outcome == AttemptAbandoned
 }

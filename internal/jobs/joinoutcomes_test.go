@@ -76,3 +76,32 @@ func TestARequestRevokedAfterAThrottleIsNotReportedRejected(t *testing.T) {
 		t.Fatalf("items %+v, want the revoked request failed with 131213, not rejected by this command", r.Items)
 	}
 }
+
+// An approval whose answer is lost and whose in-process retry is then
+// throttled: the next delivery's 131213 is judged "approved" (the user is
+// a member), the throttle notwithstanding.
+func TestALostApprovalRetriedIntoAThrottleIsStillReportedApproved(t *testing.T) {
+	t.Parallel()
+	s := setup(t, func(o *stackOpts) {
+		o.sim.Faults = sim.Faults{LostResponse: 1, Limit: 1, Endpoints: []string{sim.EndpointApproveJoin}}
+	})
+	s.startWorker(t)
+	g := s.newGroup(t, "Lost approval", "approval_required")
+	ids := s.joinRequests(t, g, "15550000951")
+	s.publish(t, command("appr-lost-thr", events.ApproveJoinRequests, g.ID, events.JoinRequestsParams{JoinRequestIDs: ids}))
+	deadline := time.Now().Add(10 * time.Second)
+	for s.calls(sim.EndpointApproveJoin) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("never sent")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.sim.SetFaults(sim.Faults{Throttle: 1, Limit: 1, ThrottleCode: 131208, ThrottleRetryAfter: time.Second, Endpoints: []string{sim.EndpointApproveJoin}}); err != nil {
+		t.Fatal(err)
+	}
+	r := s.terminal(t, "appr-lost-thr")
+	t.Logf("calls %d, outcome %s items %+v", s.calls(sim.EndpointApproveJoin), r.Outcome, r.Items)
+	if len(r.Items) != 1 || r.Items[0].Outcome != events.ItemApproved {
+		t.Fatalf("items %+v, want approved", r.Items)
+	}
+}

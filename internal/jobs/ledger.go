@@ -47,6 +47,24 @@ func (s State) Terminal() bool {
 // dropped) so an entry stays small whatever the redelivery count.
 const maxAttempts = 32
 
+// trimAttempts keeps the last maxAttempts attempts, and the first one
+// after which a call may have taken effect unseen if it is older: the
+// handlers judge "already done" answers by it (hadAmbiguous), however many
+// waits (throttles, a refused token) came after.
+func trimAttempts(a []Attempt) []Attempt {
+	if len(a) <= maxAttempts {
+		return a
+	}
+	kept := a[len(a)-maxAttempts:]
+	if slices.ContainsFunc(kept, mayHaveTakenEffect) {
+		return kept
+	}
+	if i := slices.IndexFunc(a, mayHaveTakenEffect); i >= 0 {
+		return append([]Attempt{a[i]}, a[len(a)-maxAttempts+1:]...)
+	}
+	return kept
+}
+
 // Entry is one command's ledger record (JSON in the groups_ledger bucket).
 type Entry struct {
 	CommandID     string `json:"command_id"`
@@ -92,7 +110,8 @@ type Attempt struct {
 	Worker   string    `json:"worker,omitempty"`
 	Delivery uint64    `json:"delivery,omitempty"`
 	// Outcome is "succeeded", "awaiting_webhook", "transient", "throttled",
-	// "permanent", "cancelled", "panic", "ambiguous" or "abandoned" (the
+	// "permanent", "cancelled", "panic", "ambiguous", "credentials" (Graph
+	// refused the access token) or "abandoned" (the
 	// worker holding the claim stopped without releasing it: recorded by
 	// the claim that took over, since whatever call it was making may have
 	// taken effect).
@@ -482,9 +501,7 @@ func (l *Ledger) UpdateOwned(ctx context.Context, commandID, token string, fn fu
 // put stores e at key if its revision is still rev, and returns the new
 // revision. It reports false on a conflict.
 func (l *Ledger) put(ctx context.Context, key string, e Entry, rev uint64) (uint64, bool, error) {
-	if len(e.Attempts) > maxAttempts {
-		e.Attempts = e.Attempts[len(e.Attempts)-maxAttempts:]
-	}
+	e.Attempts = trimAttempts(e.Attempts)
 	b, err := encodeEntry(e)
 	if err != nil {
 		return 0, false, fmt.Errorf("ledger: encode %s: %w", e.CommandID, err)

@@ -103,22 +103,37 @@ func classify(err error) (outcomeKind, time.Duration) {
 	return kindTransient, 0
 }
 
-// unrecordedError is a failure to save what a call did after the call
-// took effect: the next delivery cannot see the effect, so the attempt is
-// recorded as ambiguous, as if the call's answer had been lost.
-type unrecordedError struct{ err error }
+// unseenEffectError is a failure after which a call of the command may
+// have taken effect without the next delivery being able to see it: the
+// attempt is recorded as ambiguous, as if the call's answer had been lost.
+// It is classified as the error it wraps.
+type unseenEffectError struct {
+	why string
+	err error
+}
 
-func (e *unrecordedError) Error() string { return "save a call's outcome: " + e.err.Error() }
-func (e *unrecordedError) Unwrap() error { return e.err }
+func (e *unseenEffectError) Error() string { return e.why + ": " + e.err.Error() }
+func (e *unseenEffectError) Unwrap() error { return e.err }
 
-func unrecorded(err error) error { return &unrecordedError{err: err} }
+// unrecorded wraps the failure to save what a call did after it took
+// effect.
+func unrecorded(err error) error {
+	return &unseenEffectError{why: "save a call's outcome", err: err}
+}
+
+// afterUnsureTry wraps the last error of a call retried in process after a
+// try whose answer was lost: the last error (a throttle, a refused
+// connection) says nothing about that try.
+func afterUnsureTry(err error) error {
+	return &unseenEffectError{why: "after a try that may have taken effect", err: err}
+}
 
 // attemptOutcome names err in the attempt history.
 func attemptOutcome(err error) string {
 	switch k, _ := classify(err); {
 	case errors.As(err, new(*panicError)):
 		return "panic"
-	case errors.As(err, new(*unrecordedError)):
+	case errors.As(err, new(*unseenEffectError)):
 		return "ambiguous"
 	case graph.IsAmbiguous(err) && !errors.As(err, new(readError)):
 		return "ambiguous"

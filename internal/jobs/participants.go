@@ -32,8 +32,10 @@ func (w *Worker) removeParticipants(ctx context.Context, job *Job) (Result, erro
 	var prog removeProgress
 	job.Progress(&prog)
 	// The first chunk this delivery sends is the one an earlier delivery
-	// may have been sending when it was cut off.
-	carried := lastMayHaveTakenEffect(job)
+	// may have been sending when it was cut off (or whose outcome it
+	// could not save). Any such attempt counts, not only the last: a
+	// throttled delivery after it sent nothing.
+	carried := hadAmbiguous(job)
 	for chunk := range chunks(all, graph.MaxParticipantsPerRemove) {
 		if allHandled(chunk, job.Entry.Pending, prog) {
 			continue

@@ -6,6 +6,7 @@ import (
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph/sim"
+	"github.com/groupflow/groupflow/internal/jobs"
 )
 
 // A removal whose answer was lost had removed the participants: the repeat
@@ -60,5 +61,74 @@ func TestAStrangerIsNotReportedRemovedAfterAThrottle(t *testing.T) {
 	}
 	if it := got["15550000312"]; it.Outcome != events.ItemFailed || it.Code != 131212 {
 		t.Errorf("stranger: %+v, want failed with 131212", it)
+	}
+}
+
+// A removal whose answer is lost, and whose in-process retry is then
+// throttled: the throttle says nothing about the lost try, so the next
+// delivery's 131212 still means "removed".
+func TestALostRemovalRetriedIntoAThrottleStillReportsTheRemoval(t *testing.T) {
+	t.Parallel()
+	s := setup(t, func(o *stackOpts) {
+		o.sim.Faults = sim.Faults{LostResponse: 1, Limit: 1, Endpoints: []string{sim.EndpointRemoveParticipant}}
+	})
+	s.startWorker(t)
+	g := s.newGroup(t, "Lost then throttled", "")
+	s.members(t, g, "15550000901", "15550000902")
+	s.publish(t, command("rm-lost-thr", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: []string{"15550000901", "15550000902"}}))
+	deadline := time.Now().Add(10 * time.Second)
+	for s.calls(sim.EndpointRemoveParticipant) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("never sent")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.sim.SetFaults(sim.Faults{Throttle: 1, Limit: 1, ThrottleCode: 131208, ThrottleRetryAfter: time.Second, Endpoints: []string{sim.EndpointRemoveParticipant}}); err != nil {
+		t.Fatal(err)
+	}
+	r := s.terminal(t, "rm-lost-thr")
+	t.Logf("calls %d, outcome %s", s.calls(sim.EndpointRemoveParticipant), r.Outcome)
+	if st, _ := s.sim.Group(g.ID); len(st.Participants) != 0 {
+		t.Fatalf("participants left: %v", st.Participants)
+	}
+	for _, it := range r.Items {
+		if it.Outcome != events.ItemRemoved {
+			t.Errorf("participant %s: %s (code %d), want removed", it.ID, it.Outcome, it.Code)
+		}
+	}
+}
+
+// The lost removal's delivery ends "ambiguous" (5xx on every retry); a
+// later delivery is throttled. The delivery after that still counts
+// 131212 as removed: not only the last attempt is looked at.
+func TestALostRemovalIsRememberedPastAThrottledDelivery(t *testing.T) {
+	t.Parallel()
+	s := setup(t, func(o *stackOpts) {
+		o.sim.Faults = sim.Faults{LostResponse: 1, Limit: 1, Endpoints: []string{sim.EndpointRemoveParticipant}}
+	})
+	s.startWorker(t, func(c *jobs.Config) { c.RetryMaxElapsed = 100 * time.Millisecond })
+	g := s.newGroup(t, "Ambiguous then throttled", "")
+	s.members(t, g, "15550000911", "15550000912")
+	s.publish(t, command("rm-amb-thr", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: []string{"15550000911", "15550000912"}}))
+	deadline := time.Now().Add(10 * time.Second)
+	for s.calls(sim.EndpointRemoveParticipant) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("never sent")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.sim.SetFaults(sim.Faults{Status5xx: 1, Endpoints: []string{sim.EndpointRemoveParticipant}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if err := s.sim.SetFaults(sim.Faults{Throttle: 1, Limit: 1, ThrottleCode: 131208, ThrottleRetryAfter: time.Second, Endpoints: []string{sim.EndpointRemoveParticipant}}); err != nil {
+		t.Fatal(err)
+	}
+	r := s.terminal(t, "rm-amb-thr")
+	t.Logf("calls %d, outcome %s", s.calls(sim.EndpointRemoveParticipant), r.Outcome)
+	for _, it := range r.Items {
+		if it.Outcome != events.ItemRemoved {
+			t.Errorf("participant %s: %s (code %d), want removed", it.ID, it.Outcome, it.Code)
+		}
 	}
 }

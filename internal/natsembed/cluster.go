@@ -26,7 +26,9 @@ type Cluster struct {
 // Client ports are picked by the kernel as each server binds. Route ports
 // must be known before any server starts (JetStream wants its peers
 // configured), so they are found free first; if another process takes one
-// before its server binds it, the cluster starts again on fresh ports.
+// before its server binds it, the cluster starts again on fresh ports,
+// after removing what the failed start left in the nodes' stores: dir is
+// for a new cluster.
 func StartCluster(dir string, n int) (*Cluster, error) {
 	if n < 1 {
 		return nil, errors.New("natsembed: a cluster needs at least one server")
