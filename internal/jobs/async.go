@@ -54,6 +54,14 @@ func (w *Worker) applyWebhook(ctx context.Context, commandID string, raw json.Ra
 	if err != nil || p.Group == nil || p.Group.RequestID == "" {
 		return nil //nolint:nilerr // not a group event answering a request: nothing to apply, and retrying will not help
 	}
+	if g := p.Group; g.Type == webhook.TypeGroupCreate && g.GroupID != "" && len(g.Errors) == 0 {
+		// Claimed before the command can be terminal: a create of the
+		// same subject reconciling an ambiguous call waits for every
+		// other one still in flight, then adopts only unclaimed groups.
+		if err := w.claimCreated(ctx, commandID, g.GroupID); err != nil {
+			return err
+		}
+	}
 	ge, _ := json.Marshal(p.Group)
 	return w.settle(ctx, commandID, func(e *Entry) error {
 		i := slices.IndexFunc(e.Pending, func(pd Pending) bool { return pd.RequestID == p.Group.RequestID })
@@ -116,7 +124,6 @@ func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry)
 		cctx, end := w.commandTrace(ctx, "complete "+e.CommandType, e)
 		defer end()
 		w.log.InfoContext(cctx, "command completed by webhook", slog.String("command_id", commandID), slog.String("state", string(e.State)))
-		w.claimCreated(cctx, e)
 		w.metrics.CommandDone(cctx, e.CommandType, string(e.State), w.now().Sub(e.CreatedAt))
 		return w.publishTerminal(cctx, e, false)
 	}
@@ -128,27 +135,19 @@ func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry)
 
 // claimCreated claims the group a create_group made, so that no command
 // reconciling an ambiguous create of the same subject adopts it. The
-// webhook is Meta's word: if such a command adopted the group first,
-// that cannot be undone, and it is logged.
-func (w *Worker) claimCreated(ctx context.Context, e Entry) {
-	if e.CommandType != events.CreateGroup || e.State != StateSucceeded {
-		return
+// webhook is Meta's word: if such a command adopted the group first
+// (it waited WebhookTimeout for this one in vain), that cannot be undone,
+// and it is logged.
+func (w *Worker) claimCreated(ctx context.Context, commandID, groupID string) error {
+	holder, err := w.corr.ClaimGroup(ctx, groupID, commandID)
+	if err != nil {
+		return err
 	}
-	for _, pd := range e.Pending {
-		var ge webhook.GroupEvent
-		if json.Unmarshal(pd.Result, &ge) != nil || ge.GroupID == "" || len(ge.Errors) > 0 {
-			continue
-		}
-		holder, err := w.corr.ClaimGroup(ctx, ge.GroupID, e.CommandID)
-		switch {
-		case err != nil:
-			w.log.WarnContext(ctx, "could not claim the created group; a reconciling create_group of the same subject may adopt it",
-				slog.String("command_id", e.CommandID), slog.String("group_id", ge.GroupID), slog.Any("error", err))
-		case holder != e.CommandID:
-			w.log.ErrorContext(ctx, "a group this command created was adopted by another create_group reconciling an ambiguous call",
-				slog.String("command_id", e.CommandID), slog.String("group_id", ge.GroupID), slog.String("adopted_by", holder))
-		}
+	if holder != commandID {
+		w.log.ErrorContext(ctx, "a group this command created was adopted by another create_group reconciling an ambiguous call",
+			slog.String("command_id", commandID), slog.String("group_id", groupID), slog.String("adopted_by", holder))
 	}
+	return nil
 }
 
 // makeTerminal sets e's terminal state and result from its pending

@@ -2,9 +2,13 @@ package jobs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -170,6 +174,18 @@ func (c *Correlations) MessageCommand(ctx context.Context, wamid string) (string
 // createdKey is where the create_group command a group belongs to is kept.
 func createdKey(groupID string) string { return "created." + escapeKey(groupID) }
 
+// GroupHolder returns the command that claimed groupID, or "".
+func (c *Correlations) GroupHolder(ctx context.Context, groupID string) (string, error) {
+	e, err := c.kv.Get(ctx, createdKey(groupID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("correlation: read the claim on group %s: %w", groupID, err)
+	}
+	return string(e.Value()), nil
+}
+
 // ClaimGroup records that groupID was created by commandID, unless another
 // command holds it: it returns the command that holds the group now. A
 // create_group completed by its webhook claims its group, and one that
@@ -194,6 +210,74 @@ func (c *Correlations) ClaimGroup(ctx context.Context, groupID, commandID string
 		}
 		return string(e.Value()), nil
 	}
+}
+
+// creatingKey is where the create_group commands of one number and subject
+// note their calls, so that one reconciling an ambiguous call can tell
+// whether another is still waiting to claim its group.
+func creatingKey(phoneNumberID, subject string) string {
+	sum := sha256.Sum256([]byte(subject))
+	return "creating." + escapeKey(phoneNumberID) + "." + hex.EncodeToString(sum[:12])
+}
+
+// Creating notes that commandID is about to create a group with subject,
+// at, and forgets notes older than keep.
+func (c *Correlations) Creating(ctx context.Context, phoneNumberID, subject, commandID string, at time.Time, keep time.Duration) error {
+	key := creatingKey(phoneNumberID, subject)
+	for {
+		notes := map[string]time.Time{}
+		var rev uint64
+		e, err := c.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+		case err != nil:
+			return fmt.Errorf("correlation: read creates of a subject: %w", err)
+		default:
+			rev = e.Revision()
+			_ = json.Unmarshal(e.Value(), &notes)
+		}
+		for id, t := range notes {
+			if at.Sub(t) > keep {
+				delete(notes, id)
+			}
+		}
+		notes[commandID] = at
+		b, _ := json.Marshal(notes)
+		if rev == 0 {
+			_, err = c.kv.Create(ctx, key, b)
+		} else {
+			_, err = c.kv.Update(ctx, key, b, rev)
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("correlation: note a create: %w", err)
+		}
+		return nil
+	}
+}
+
+// OthersCreating returns the commands other than commandID that noted a
+// create of subject on the number since since.
+func (c *Correlations) OthersCreating(ctx context.Context, phoneNumberID, subject, commandID string, since time.Time) ([]string, error) {
+	e, err := c.kv.Get(ctx, creatingKey(phoneNumberID, subject))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("correlation: read creates of a subject: %w", err)
+	}
+	notes := map[string]time.Time{}
+	_ = json.Unmarshal(e.Value(), &notes)
+	var out []string
+	for id, t := range notes {
+		if id != commandID && !t.Before(since) {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // approvalKey is where an approval leaves its command id for the join it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -53,6 +54,12 @@ func (w *Worker) createGroup(ctx context.Context, job *Job) (Result, error) {
 		}
 		// Long enough: the earlier call did not take effect.
 	}
+	// Noted before the call, so that another command of the subject
+	// reconciling an ambiguous create waits for this one's group to be
+	// claimed rather than take it.
+	if err := w.corr.Creating(ctx, job.Command.PhoneNumberID, strings.TrimSpace(p.Subject), job.Command.ID, w.now(), w.cfg.WebhookTimeout); err != nil {
+		return Result{}, err
+	}
 	if err := job.RecordIntent(ctx, events.CreateGroup); err != nil {
 		return Result{}, err
 	}
@@ -78,6 +85,9 @@ func (w *Worker) createGroup(ctx context.Context, job *Job) (Result, error) {
 // earlier than the intent (less a second of clock and rounding slack). The
 // earliest such group that no other command holds (ClaimGroup) is adopted:
 // another create_group of the same subject, made meanwhile, keeps its own.
+// A command claims its group when its webhook comes; while another create
+// of the subject is still waiting for its webhook, the unclaimed groups
+// may be its, and this one waits.
 func (w *Worker) findCreatedGroup(ctx context.Context, job *Job, p events.CreateGroupParams) (Result, bool, error) {
 	since := job.Entry.Intent.At.Add(-time.Second).Truncate(time.Second)
 	subject := strings.TrimSpace(p.Subject)
@@ -98,21 +108,60 @@ func (w *Worker) findCreatedGroup(ctx context.Context, job *Job, p events.Create
 		return Result{}, false, err
 	}
 	slices.SortStableFunc(found, func(a, b graph.GroupSummary) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	var free []string // groups nobody claimed yet, or this command did
 	for _, g := range found {
-		holder, err := w.corr.ClaimGroup(ctx, g.ID, job.Command.ID)
+		holder, err := w.corr.GroupHolder(ctx, g.ID)
+		if err != nil {
+			return Result{}, false, err
+		}
+		if holder == "" || holder == job.Command.ID {
+			free = append(free, g.ID)
+		}
+	}
+	if len(free) == 0 {
+		return Result{}, false, nil
+	}
+	if busy, err := w.otherCreateInFlight(ctx, job, subject); err != nil || busy != "" {
+		if err == nil {
+			err = RetryAfter(2*time.Second, fmt.Errorf("create_group %s of the same subject still waits for its group", busy))
+		}
+		return Result{}, false, err
+	}
+	for _, id := range free {
+		holder, err := w.corr.ClaimGroup(ctx, id, job.Command.ID)
 		if err != nil {
 			return Result{}, false, err
 		}
 		if holder != job.Command.ID {
-			continue // created by another command
+			continue // claimed meanwhile
 		}
-		if err := job.RecordOutcome(ctx, createOutcome{GroupID: g.ID}); err != nil {
+		if err := job.RecordOutcome(ctx, createOutcome{GroupID: id}); err != nil {
 			return Result{}, false, err
 		}
-		res, err := w.adoptGroup(ctx, job, g.ID)
+		res, err := w.adoptGroup(ctx, job, id)
 		return res, err == nil, err
 	}
 	return Result{}, false, nil
+}
+
+// otherCreateInFlight returns another create_group command of subject on
+// the number that called within WebhookTimeout and is not over yet, or "".
+func (w *Worker) otherCreateInFlight(ctx context.Context, job *Job, subject string) (string, error) {
+	others, err := w.corr.OthersCreating(ctx, job.Command.PhoneNumberID, subject, job.Command.ID, w.now().Add(-w.cfg.WebhookTimeout))
+	if err != nil {
+		return "", err
+	}
+	for _, id := range others {
+		e, _, err := w.ledger.Get(ctx, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return "", err
+		case !e.State.Terminal():
+			return id, nil
+		}
+	}
+	return "", nil
 }
 
 // adoptGroup completes a create_group with a group found rather than

@@ -178,6 +178,36 @@ func TestAnAmbiguousCreateDoesNotAdoptAnotherCommandsGroup(t *testing.T) {
 	}
 }
 
+// As TestAnAmbiguousCreateDoesNotAdoptAnotherCommandsGroup, but B's
+// group_create webhook comes after A reconciles (a slow webhook path): B's
+// group is not claimed yet, and A must wait for B rather than take it.
+func TestAnAmbiguousCreateWaitsForAnotherCreatesSlowWebhook(t *testing.T) {
+	t.Parallel()
+	s := setup(t, func(o *stackOpts) {
+		o.sim.Faults = sim.Faults{Timeout: 1, Limit: 1, Endpoints: []string{sim.EndpointCreateGroup}, WebhookExtraDelay: 4 * time.Second}
+	})
+	s.startWorker(t, func(c *jobs.Config) { c.ReconcileGrace = 300 * time.Millisecond })
+	s.publish(t, command("create-a", events.CreateGroup, "", events.CreateGroupParams{Subject: "Order support"}))
+	deadline := time.Now().Add(10 * time.Second)
+	for s.calls(sim.EndpointCreateGroup) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("command A never called create")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.publish(t, command("create-b", events.CreateGroup, "", events.CreateGroupParams{Subject: "Order support"}))
+	rb := s.terminalWithin(t, "create-b", 20*time.Second)
+	ra := s.terminalWithin(t, "create-a", 30*time.Second)
+	wantOutcome(t, ra, events.OutcomeSucceeded)
+	wantOutcome(t, rb, events.OutcomeSucceeded)
+	if ra.GroupID == rb.GroupID {
+		t.Fatalf("both commands report group %s", ra.GroupID)
+	}
+	if n := s.groupsWithSubject("Order support"); n != 2 {
+		t.Fatalf("%d groups with the subject, want 2", n)
+	}
+}
+
 // slowAnswerGraph returns create's answer only once the group_create
 // webhook has been stored as early (no command linked yet).
 type slowAnswerGraph struct {
