@@ -111,6 +111,9 @@ func (w *Worker) waitForCredentials(ctx context.Context, log *slog.Logger, msg j
 	if _, calls := admissionClass[cmd.Type]; !calls && cmd.Type != events.EnsureInviteTemplate {
 		return false
 	}
+	if cmd.Deadline != nil && !w.now().Before(*cmd.Deadline) {
+		return false // it expires without a call: let it
+	}
 	if !w.creds.holdBack(w.now()) {
 		return false
 	}

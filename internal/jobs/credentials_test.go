@@ -44,6 +44,16 @@ func TestARefusedAccessTokenMakesCommandsWaitNotFail(t *testing.T) {
 		}
 	}
 
+	// A command whose deadline passes meanwhile expires; it is not held
+	// for a token it will never use.
+	late := command("tok-late", events.GetInviteLink, g.ID, nil)
+	deadlineAt := time.Now().Add(300 * time.Millisecond)
+	late.Deadline = &deadlineAt
+	s.publish(t, late)
+	if r := s.terminal(t, "tok-late"); r.Outcome != events.OutcomeFailed || r.Error == nil || r.Error.Reason != events.ReasonExpired {
+		t.Fatalf("command past its deadline while the token is refused: %s %+v, want failed, expired", r.Outcome, r.Error)
+	}
+
 	s.sim.SetAccessToken(sim.DefaultAccessToken)
 	for _, id := range ids {
 		wantOutcome(t, s.terminal(t, id), events.OutcomeSucceeded)
