@@ -169,7 +169,18 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	if err != nil {
 		return fmt.Errorf("listen on INGEST_ADDR %s: %w", s.addr, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// The ingest faces the internet: every phase of a connection has a
+	// bound, so that slow or idle clients cannot hold goroutines, memory
+	// and descriptors for ever. A 3 MB webhook arrives well within 30 s;
+	// the write bound covers the body, the publish and the answer.
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30*time.Second + webhook.DefaultPublishTimeout + 5*time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
 
 	var g run.Group
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))

@@ -70,9 +70,14 @@ func (m *httpMetrics) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		mw := &measuredWriter{ResponseWriter: w}
-		if r.Body != nil && r.Body != http.NoBody {
-			mw.body.ReadCloser = r.Body
+		if body := r.Body; body != nil && body != http.NoBody {
+			mw.body.ReadCloser = body
 			r.Body = &mw.body
+			// The server decides what to do with an unread body (close
+			// the connection when much is left, instead of reading it)
+			// by the body's own type, on this very request, after the
+			// handler: give it back its body.
+			defer func() { r.Body = body }()
 		}
 		next.ServeHTTP(mw, r)
 		elapsed := time.Since(start)

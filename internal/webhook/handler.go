@@ -95,6 +95,28 @@ func (h *Handler) signatureFailure(ctx context.Context, reason string) {
 	h.count(ctx, "unknown", "signature_invalid")
 }
 
+// refuseSignature answers a delivery whose signature is missing (401) or
+// wrong (403). Anyone can post such requests: the metric counts every one,
+// the log says at most one refusal a second, with who sent it. bytes is
+// the body's size, or -1 when it was not read.
+func (h *Handler) refuseSignature(ctx context.Context, log *slog.Logger, w http.ResponseWriter, r *http.Request, err error, bytes int) {
+	missing := errors.Is(err, ErrSignatureMissing)
+	if h.refusals.allow(time.Now()) {
+		msg := "webhook refused: signature invalid (at most one refusal line a second)"
+		if missing {
+			msg = "webhook refused: signature missing (at most one refusal line a second)"
+		}
+		log.WarnContext(ctx, msg, slog.Int("bytes", bytes), slog.String("remote_addr", r.RemoteAddr))
+	}
+	if missing {
+		h.signatureFailure(ctx, "missing")
+		http.Error(w, "signature missing", http.StatusUnauthorized)
+		return
+	}
+	h.signatureFailure(ctx, "mismatch")
+	http.Error(w, "signature invalid", http.StatusForbidden)
+}
+
 var _ http.Handler = (*Handler)(nil)
 
 // ServeHTTP implements http.Handler.
@@ -118,9 +140,18 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not configured", http.StatusInternalServerError)
 		return
 	}
+	// A request without a well-formed signature cannot be Meta's: it is
+	// refused before its body is read, so that unsigned requests cost no
+	// memory and no wait for bytes that may never come.
+	if err := CheckSignatureHeader(r.Header.Get(SignatureHeader)); err != nil {
+		h.refuseSignature(ctx, log, w, r, err, -1)
+		return
+	}
 	limit := cmp.Or(h.MaxBody, DefaultMaxBody)
 	if r.ContentLength > limit {
-		log.WarnContext(ctx, "webhook refused: body too large", slog.Int64("bytes", r.ContentLength), slog.Int64("limit", limit))
+		if h.refusals.allow(time.Now()) {
+			log.WarnContext(ctx, "webhook refused: body too large (at most one refusal line a second)", slog.Int64("bytes", r.ContentLength), slog.Int64("limit", limit), slog.String("remote_addr", r.RemoteAddr))
+		}
 		h.count(ctx, "unknown", "too_large")
 		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 		return
@@ -128,12 +159,16 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	bp, err := readBody(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			log.WarnContext(ctx, "webhook refused: body too large", slog.Int64("limit", limit))
+			if h.refusals.allow(time.Now()) {
+				log.WarnContext(ctx, "webhook refused: body too large (at most one refusal line a second)", slog.Int64("limit", limit), slog.String("remote_addr", r.RemoteAddr))
+			}
 			h.count(ctx, "unknown", "too_large")
 			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		log.WarnContext(ctx, "webhook refused: read body", slog.String("err", err.Error()))
+		if h.refusals.allow(time.Now()) {
+			log.WarnContext(ctx, "webhook refused: read body (at most one refusal line a second)", slog.String("err", err.Error()), slog.String("remote_addr", r.RemoteAddr))
+		}
 		http.Error(w, "cannot read body", http.StatusBadRequest)
 		return
 	}
@@ -147,22 +182,8 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	// Signature first: nothing unauthenticated is parsed.
-	// Anyone can post unsigned bodies: the metric counts every refusal,
-	// the log says at most one a second, with who sent it.
-	switch err := h.macs.verify(h.AppSecret, body, r.Header.Get(SignatureHeader)); {
-	case errors.Is(err, ErrSignatureMissing):
-		if h.refusals.allow(time.Now()) {
-			log.WarnContext(ctx, "webhook refused: signature missing (at most one such line a second)", slog.Int("bytes", len(body)), slog.String("remote_addr", r.RemoteAddr))
-		}
-		h.signatureFailure(ctx, "missing")
-		http.Error(w, "signature missing", http.StatusUnauthorized)
-		return
-	case err != nil:
-		if h.refusals.allow(time.Now()) {
-			log.WarnContext(ctx, "webhook refused: signature invalid (at most one such line a second)", slog.Int("bytes", len(body)), slog.String("remote_addr", r.RemoteAddr))
-		}
-		h.signatureFailure(ctx, "mismatch")
-		http.Error(w, "signature invalid", http.StatusForbidden)
+	if err := h.macs.verify(h.AppSecret, body, r.Header.Get(SignatureHeader)); err != nil {
+		h.refuseSignature(ctx, log, w, r, err, len(body))
 		return
 	}
 
@@ -199,6 +220,10 @@ var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
 // of the pool.
 const maxPooledBody = 256 << 10
 
+// maxPresize is the most readBody allocates on the strength of a
+// Content-Length alone.
+const maxPresize = 64 << 10
+
 func putBody(bp *[]byte) {
 	if cap(*bp) <= maxPooledBody {
 		bodyPool.Put(bp)
@@ -212,7 +237,10 @@ func readBody(r io.Reader, contentLength, limit int64) (*[]byte, error) {
 	buf := (*bp)[:0]
 	// One byte more than announced lets the read that sees EOF happen
 	// without growing the buffer.
-	if want := contentLength + 1; contentLength >= 0 && contentLength <= limit && int64(cap(buf)) < want {
+	// Sized up front only up to maxPresize: the length is the client's
+	// word, and a client that announces megabytes and sends nothing must
+	// not get them allocated. Larger bodies grow as their bytes arrive.
+	if want := min(contentLength+1, maxPresize); contentLength >= 0 && contentLength <= limit && int64(cap(buf)) < want {
 		buf = make([]byte, 0, want)
 	}
 	for {

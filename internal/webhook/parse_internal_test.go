@@ -159,3 +159,23 @@ func TestContactIndexMatchesTheScan(t *testing.T) {
 		}
 	}
 }
+
+// A body's announced length sizes the buffer only up to maxPresize: the
+// length is the client's word, and announcing 3 MB must not allocate them.
+func TestReadBodyDoesNotTrustTheAnnouncedLength(t *testing.T) {
+	bp, err := readBody(strings.NewReader("{}"), 3<<20, 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(*bp) != "{}" {
+		t.Fatalf("body = %q", *bp)
+	}
+	if c := cap(*bp); c > maxPresize {
+		t.Fatalf("buffer of %d bytes for a 2-byte body announced as 3 MB, want at most %d", c, maxPresize)
+	}
+	big := strings.Repeat("x", 1<<20)
+	bp, err = readBody(strings.NewReader(big), int64(len(big)), 4<<20)
+	if err != nil || len(*bp) != len(big) {
+		t.Fatalf("a 1 MB body read as %d bytes, %v", len(*bp), err)
+	}
+}

@@ -51,6 +51,27 @@ func Verify(appSecret, body []byte, header string) error {
 // verifyMAC is Verify with a fresh (or reset) HMAC state keyed with the app
 // secret and room for its sum.
 func verifyMAC(m hash.Hash, sum *[sha256.Size]byte, body []byte, header string) error {
+	var got [sha256.Size]byte
+	if err := parseSignature(got[:], header); err != nil {
+		return err
+	}
+	m.Write(body)
+	if !hmac.Equal(got[:], m.Sum(sum[:0])) {
+		return ErrSignatureInvalid
+	}
+	return nil
+}
+
+// CheckSignatureHeader says whether header is shaped like a signature
+// (ErrSignatureMissing, ErrSignatureInvalid or nil), without the body: a
+// request that cannot be Meta's is refused before its body is read.
+func CheckSignatureHeader(header string) error {
+	var got [sha256.Size]byte
+	return parseSignature(got[:], header)
+}
+
+// parseSignature decodes an X-Hub-Signature-256 value into dst.
+func parseSignature(dst []byte, header string) error {
 	header = strings.TrimSpace(header)
 	if header == "" {
 		return ErrSignatureMissing
@@ -60,12 +81,7 @@ func verifyMAC(m hash.Hash, sum *[sha256.Size]byte, body []byte, header string) 
 	if len(header) < len(signaturePrefix) || !strings.EqualFold(header[:len(signaturePrefix)], signaturePrefix) {
 		return ErrSignatureInvalid
 	}
-	var got [sha256.Size]byte
-	if !decodeHex(got[:], header[len(signaturePrefix):]) {
-		return ErrSignatureInvalid
-	}
-	m.Write(body)
-	if !hmac.Equal(got[:], m.Sum(sum[:0])) {
+	if !decodeHex(dst, header[len(signaturePrefix):]) {
 		return ErrSignatureInvalid
 	}
 	return nil
