@@ -1,22 +1,20 @@
 package ingest_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/groupflow/groupflow/internal/telemetry"
+	"github.com/groupflow/groupflow/internal/testutil"
 	"github.com/groupflow/groupflow/internal/webhook"
 )
 
@@ -192,21 +190,7 @@ func TestAnEarlyAnswerDoesNotWaitForTheBody(t *testing.T) {
 		t.Fatal("tracing is on: the lean middleware is not under test")
 	}
 	b := setupWith(t, tel)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(b.url, "http://")) //nolint:noctx // a test's raw connection
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close() }()
-	if _, err := fmt.Fprintf(conn, "POST /v1/commands HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		t.Fatalf("no answer to an unauthenticated POST whose body never came: %v", err)
-	}
+	line := testutil.PostWithoutBody(t, b.url, "/v1/commands", "", 100000000)
 	if !strings.Contains(line, "401") {
 		t.Fatalf("answer %q, want 401", line)
 	}

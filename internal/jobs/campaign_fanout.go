@@ -726,18 +726,12 @@ func (f *fanout) checkpoint(ctx context.Context, mutate func(*campaignState)) er
 		}
 		b, _ := json.Marshal(cs.c)
 		key := campaignChunkKey(f.st.CampaignID, k)
-		var rev uint64
-		var err error
-		if cs.rev == 0 {
-			rev, err = f.c.kv.Create(ctx, key, b)
-		} else {
-			rev, err = f.c.kv.Update(ctx, key, b, cs.rev)
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return errLostCampaign
-		}
+		rev, ok, err := putAtRevision(ctx, f.c.kv, key, b, cs.rev)
 		if err != nil {
 			return fmt.Errorf("campaign: write chunk %d: %w", k, err)
+		}
+		if !ok {
+			return errLostCampaign
 		}
 		cs.rev, cs.dirty = rev, false
 	}

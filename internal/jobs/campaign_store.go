@@ -263,18 +263,11 @@ func (c *campaigns) markJoined(ctx context.Context, campaignID string, n int) er
 		}
 		setBit(jc.Joined, bit)
 		b, _ := json.Marshal(jc)
-		if rev == 0 {
-			_, err = c.kv.Create(ctx, key, b)
-		} else {
-			_, err = c.kv.Update(ctx, key, b, rev)
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			continue
-		}
-		if err != nil {
+		if _, ok, err := putAtRevision(ctx, c.kv, key, b, rev); err != nil {
 			return fmt.Errorf("campaign: count joined: %w", err)
+		} else if ok {
+			return nil
 		}
-		return nil
 	}
 }
 

@@ -243,19 +243,27 @@ func (c *Correlations) Creating(ctx context.Context, phoneNumberID, subject, com
 		}
 		notes[commandID] = at
 		b, _ := json.Marshal(notes)
-		if rev == 0 {
-			_, err = c.kv.Create(ctx, key, b)
-		} else {
-			_, err = c.kv.Update(ctx, key, b, rev)
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			continue
-		}
-		if err != nil {
+		if _, ok, err := putAtRevision(ctx, c.kv, key, b, rev); err != nil {
 			return fmt.Errorf("correlation: note a create: %w", err)
+		} else if ok {
+			return nil
 		}
-		return nil
 	}
+}
+
+// putAtRevision stores b at key if the key is still at rev (0: the key
+// must not exist yet), and returns the new revision. ok is false when
+// another writer got there first: read again and retry.
+func putAtRevision(ctx context.Context, kv jetstream.KeyValue, key string, b []byte, rev uint64) (newRev uint64, ok bool, err error) {
+	if rev == 0 {
+		newRev, err = kv.Create(ctx, key, b)
+	} else {
+		newRev, err = kv.Update(ctx, key, b, rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, false, nil
+	}
+	return newRev, err == nil, err
 }
 
 // OthersCreating returns the commands other than commandID that noted a

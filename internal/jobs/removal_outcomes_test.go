@@ -76,13 +76,7 @@ func TestALostRemovalRetriedIntoAThrottleStillReportsTheRemoval(t *testing.T) {
 	g := s.newGroup(t, "Lost then throttled", "")
 	s.members(t, g, "15550000901", "15550000902")
 	s.publish(t, command("rm-lost-thr", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: []string{"15550000901", "15550000902"}}))
-	deadline := time.Now().Add(10 * time.Second)
-	for s.calls(sim.EndpointRemoveParticipant) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("never sent")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	s.waitForCall(t, sim.EndpointRemoveParticipant)
 	if err := s.sim.SetFaults(sim.Faults{Throttle: 1, Limit: 1, ThrottleCode: 131208, ThrottleRetryAfter: time.Second, Endpoints: []string{sim.EndpointRemoveParticipant}}); err != nil {
 		t.Fatal(err)
 	}
@@ -110,13 +104,7 @@ func TestALostRemovalIsRememberedPastAThrottledDelivery(t *testing.T) {
 	g := s.newGroup(t, "Ambiguous then throttled", "")
 	s.members(t, g, "15550000911", "15550000912")
 	s.publish(t, command("rm-amb-thr", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: []string{"15550000911", "15550000912"}}))
-	deadline := time.Now().Add(10 * time.Second)
-	for s.calls(sim.EndpointRemoveParticipant) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("never sent")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	s.waitForCall(t, sim.EndpointRemoveParticipant)
 	if err := s.sim.SetFaults(sim.Faults{Status5xx: 1, Endpoints: []string{sim.EndpointRemoveParticipant}}); err != nil {
 		t.Fatal(err)
 	}

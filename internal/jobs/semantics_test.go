@@ -147,64 +147,35 @@ func TestWorkerStoppedMidCallNeverCreatesTwoGroups(t *testing.T) {
 
 // A create whose call timed out without effect looks for the group it may
 // have made. Another create_group of the same subject, made meanwhile,
-// created one: that group is the other command's, not to be adopted.
+// created one: that group is the other command's, not to be adopted. With
+// a slow webhook, B's group is not claimed yet when A reconciles, and A
+// must wait for B rather than take it.
 func TestAnAmbiguousCreateDoesNotAdoptAnotherCommandsGroup(t *testing.T) {
 	t.Parallel()
-	s := setup(t, func(o *stackOpts) {
-		o.sim.Faults = sim.Faults{Timeout: 1, Limit: 1, Endpoints: []string{sim.EndpointCreateGroup}}
-	})
-	s.startWorker(t, func(c *jobs.Config) { c.ReconcileGrace = 300 * time.Millisecond })
-	s.publish(t, command("create-a", events.CreateGroup, "", events.CreateGroupParams{Subject: "Order support"}))
-	deadline := time.Now().Add(10 * time.Second)
-	for s.calls(sim.EndpointCreateGroup) == 0 { // A's call hangs until the client gives up
-		if time.Now().After(deadline) {
-			t.Fatal("command A never called create")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	s.publish(t, command("create-b", events.CreateGroup, "", events.CreateGroupParams{Subject: "Order support"}))
-	rb := s.terminalWithin(t, "create-b", 20*time.Second)
-	ra := s.terminalWithin(t, "create-a", 30*time.Second)
-	wantOutcome(t, ra, events.OutcomeSucceeded)
-	wantOutcome(t, rb, events.OutcomeSucceeded)
-	if ra.GroupID == rb.GroupID {
-		t.Fatalf("both commands report group %s", ra.GroupID)
-	}
-	if n := s.groupsWithSubject("Order support"); n != 2 {
-		t.Fatalf("%d groups with the subject, want 2", n)
-	}
-	if n := s.calls(sim.EndpointCreateGroup); n != 3 {
-		t.Fatalf("%d create calls, want 3: A's without effect, B's, A's again", n)
-	}
-}
-
-// As TestAnAmbiguousCreateDoesNotAdoptAnotherCommandsGroup, but B's
-// group_create webhook comes after A reconciles (a slow webhook path): B's
-// group is not claimed yet, and A must wait for B rather than take it.
-func TestAnAmbiguousCreateWaitsForAnotherCreatesSlowWebhook(t *testing.T) {
-	t.Parallel()
-	s := setup(t, func(o *stackOpts) {
-		o.sim.Faults = sim.Faults{Timeout: 1, Limit: 1, Endpoints: []string{sim.EndpointCreateGroup}, WebhookExtraDelay: 4 * time.Second}
-	})
-	s.startWorker(t, func(c *jobs.Config) { c.ReconcileGrace = 300 * time.Millisecond })
-	s.publish(t, command("create-a", events.CreateGroup, "", events.CreateGroupParams{Subject: "Order support"}))
-	deadline := time.Now().Add(10 * time.Second)
-	for s.calls(sim.EndpointCreateGroup) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("command A never called create")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	s.publish(t, command("create-b", events.CreateGroup, "", events.CreateGroupParams{Subject: "Order support"}))
-	rb := s.terminalWithin(t, "create-b", 20*time.Second)
-	ra := s.terminalWithin(t, "create-a", 30*time.Second)
-	wantOutcome(t, ra, events.OutcomeSucceeded)
-	wantOutcome(t, rb, events.OutcomeSucceeded)
-	if ra.GroupID == rb.GroupID {
-		t.Fatalf("both commands report group %s", ra.GroupID)
-	}
-	if n := s.groupsWithSubject("Order support"); n != 2 {
-		t.Fatalf("%d groups with the subject, want 2", n)
+	for name, hookDelay := range map[string]time.Duration{"prompt webhooks": 0, "webhooks 4 s late": 4 * time.Second} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t, func(o *stackOpts) {
+				o.sim.Faults = sim.Faults{Timeout: 1, Limit: 1, Endpoints: []string{sim.EndpointCreateGroup}, WebhookExtraDelay: hookDelay}
+			})
+			s.startWorker(t, func(c *jobs.Config) { c.ReconcileGrace = 300 * time.Millisecond })
+			s.publish(t, command("create-a", events.CreateGroup, "", events.CreateGroupParams{Subject: "Order support"}))
+			s.waitForCall(t, sim.EndpointCreateGroup) // A's call hangs until the client gives up
+			s.publish(t, command("create-b", events.CreateGroup, "", events.CreateGroupParams{Subject: "Order support"}))
+			rb := s.terminalWithin(t, "create-b", 20*time.Second)
+			ra := s.terminalWithin(t, "create-a", 30*time.Second)
+			wantOutcome(t, ra, events.OutcomeSucceeded)
+			wantOutcome(t, rb, events.OutcomeSucceeded)
+			if ra.GroupID == rb.GroupID {
+				t.Fatalf("both commands report group %s", ra.GroupID)
+			}
+			if n := s.groupsWithSubject("Order support"); n != 2 {
+				t.Fatalf("%d groups with the subject, want 2", n)
+			}
+			if n := s.calls(sim.EndpointCreateGroup); n != 3 {
+				t.Fatalf("%d create calls, want 3: A's without effect, B's, A's again", n)
+			}
+		})
 	}
 }
 

@@ -224,6 +224,19 @@ func (s *stack) terminal(t testing.TB, commandID string) events.CommandResult {
 }
 
 // calls counts the simulator's calls to endpoint.
+// waitForCall waits until the simulator has seen a call of endpoint, for
+// a test to change the faults under a command already under way.
+func (s *stack) waitForCall(t testing.TB, endpoint string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.calls(endpoint) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s call within 10 s", endpoint)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (s *stack) calls(endpoint string) int {
 	n := 0
 	for _, c := range s.sim.Calls() {

@@ -1,14 +1,11 @@
 package webhook_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -271,29 +268,6 @@ func TestRefusedSignaturesAreLoggedAtMostOnceASecond(t *testing.T) {
 	}
 }
 
-// rawPost sends a POST's head only, announcing a body of length bytes that
-// never comes, and returns the status line of the answer, read with a
-// generous bound: the answer must not wait for the body.
-func rawPost(t *testing.T, url, path string, header string, length int) string {
-	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://")) //nolint:noctx // a test's raw connection
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close() }()
-	if _, err := fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n", path, length, header); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		t.Fatalf("no answer to a POST whose body never came: %v (the handler waits for it)", err)
-	}
-	return strings.TrimSpace(line)
-}
-
 // A POST that cannot be Meta's (no signature, or one that is not a
 // signature) is refused before its body is read: a client announcing
 // megabytes and sending nothing got them allocated, and held the
@@ -301,10 +275,10 @@ func rawPost(t *testing.T, url, path string, header string, length int) string {
 func TestAnUnsignedPostIsRefusedBeforeItsBody(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	if got := rawPost(t, b.url, "/", "", 3<<20); !strings.Contains(got, "401") {
+	if got := testutil.PostWithoutBody(t, b.url, "/", "", 3<<20); !strings.Contains(got, "401") {
 		t.Errorf("unsigned: %q, want 401", got)
 	}
-	if got := rawPost(t, b.url, "/", webhook.SignatureHeader+": sha256=nothex\r\n", 3<<20); !strings.Contains(got, "403") {
+	if got := testutil.PostWithoutBody(t, b.url, "/", webhook.SignatureHeader+": sha256=nothex\r\n", 3<<20); !strings.Contains(got, "403") {
 		t.Errorf("malformed signature: %q, want 403", got)
 	}
 }
