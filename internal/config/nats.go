@@ -99,13 +99,19 @@ func checkURLs(urls string) error {
 }
 
 // Connect connects with the configured credentials and reconnects forever:
-// a broker outage delays work, it never ends the process.
+// a broker outage delays work, it never ends the process. A refused
+// password, token or credential is tried again too (nats.go would give up
+// after the same refusal twice and leave the process connected to
+// nothing): a user provisioned late or a secret rotated on the server
+// first is taken as soon as the server and the client agree, and
+// LogAttempts says why until then.
 func (n NATS) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
+		nats.IgnoreAuthErrorAbort(),
 	}
 	if n.Creds != "" {
 		opts = append(opts, nats.UserCredentials(n.Creds))

@@ -351,3 +351,53 @@ func TestLogAttemptsSaysWhyTheFirstConnectionFails(t *testing.T) {
 		t.Errorf("%d lines for the same refusal within a few seconds, want at most 2:\n%s", got, buf.String())
 	}
 }
+
+// TestARefusedPasswordIsTriedAgainUntilTheServerTakesIt: a user not yet
+// provisioned, or a password rotated on the server before the client's
+// secret, refuses the connection; nats.go gives up for good after the same
+// refusal twice, which would leave a process connected to nothing and
+// never ready. Connect keeps trying, as it does for an unreachable server.
+func TestARefusedPasswordIsTriedAgainUntilTheServerTakesIt(t *testing.T) {
+	t.Parallel()
+	start := func(port int, password string) *server.Server {
+		t.Helper()
+		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
+			Users: []*server.User{{Username: "u", Password: password}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("NATS server did not start")
+		}
+		return s
+	}
+	old := start(server.RANDOM_PORT, "rotated")
+	port := old.Addr().(*net.TCPAddr).Port
+
+	var buf testutil.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	n := config.NATS{URL: fmt.Sprintf("nats://127.0.0.1:%d", port), User: "u", Password: "s3cret"}
+	nc, err := n.Connect("config-test", n.LogAttempts(log))
+	if err != nil {
+		t.Fatalf("Connect = %v, want it to retry in the background", err)
+	}
+	defer nc.Close()
+	waitFor(t, &buf, "Authorization Violation")
+	time.Sleep(time.Second) // several refusals: nats.go gives up after the second
+	if nc.IsClosed() {
+		t.Fatal("the connection was closed after the server refused the password: it would never connect")
+	}
+	old.Shutdown()
+	old.WaitForShutdown()
+
+	s := start(port, "s3cret")
+	defer func() { s.Shutdown(); s.WaitForShutdown() }()
+	waitFor(t, &buf, "connected to NATS")
+	if !nc.IsConnected() {
+		t.Fatalf("status %v after the server took the password, want connected", nc.Status())
+	}
+	if strings.Contains(buf.String(), "s3cret") {
+		t.Errorf("the log shows the password:\n%s", buf.String())
+	}
+}
