@@ -26,7 +26,7 @@ const (
 	CodeThrottled    = 429 // retry after RetryAfterMS
 	CodeInternal     = 500 // groupflow failed (NATS, ledger)
 	CodeGraphRefused = 502 // Graph refused the read for another reason (see GraphCode)
-	CodeUnavailable  = 503 // Graph unreachable or failing, or the worker is stopping
+	CodeUnavailable  = 503 // Graph unreachable or failing, Graph refusing groupflow's access token, or the worker is stopping
 )
 
 // RetryAfterHeader carries, on 429 replies (and 503 when Graph suggested a
@@ -160,6 +160,10 @@ func graphError(ge *graph.Error) *Error {
 		e.Code, e.Message = CodeBadRequest, "invalid or expired cursor: restart from the first page (Graph code 131059)"
 	case ge.Code == graph.CodeInvalidParameter, ge.Code == graph.CodeParameterMissing, ge.Code == graph.CodeParameterInvalid:
 		e.Code, e.Message = CodeBadRequest, fmt.Sprintf("Graph refused a parameter (code %d): %s", ge.Code, ge.Details)
+	case ge.Class == graph.ClassCredentials:
+		// The worker's token, not the request: the read goes through once
+		// the operators replace the token, as the commands waiting do.
+		e.Code, e.Message = CodeUnavailable, fmt.Sprintf("Graph refused groupflow's access token (code %d): its operators must replace it; retry later", ge.Code)
 	case ge.Class == graph.ClassTransient:
 		e.Code, e.Message = CodeUnavailable, fmt.Sprintf("Graph API unavailable (code %d, HTTP %d): retry", ge.Code, ge.HTTPStatus)
 		if ge.RetryAfter > 0 {

@@ -89,3 +89,19 @@ func TestTransientGraphFailureIs503(t *testing.T) {
 		t.Errorf("read after a failure: cache %q, want miss", h)
 	}
 }
+
+func TestRefusedAccessTokenIs503NotTheCallersFault(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	g := b.createGroup(t, "Locked out", "", "")
+	// The operators' token was revoked: every Graph call answers 190.
+	b.sim.SetAccessToken("rotated-elsewhere")
+
+	qe := b.askErr(t, events.QueryGroupInfo, phone, query.GroupInfoRequest{GroupID: g.ID}, query.CodeUnavailable)
+	if qe.GraphCode != graph.CodeAccessTokenExpired {
+		t.Errorf("graph_code %d, want %d", qe.GraphCode, graph.CodeAccessTokenExpired)
+	}
+	if !strings.Contains(qe.Message, "access token") {
+		t.Errorf("message %q does not say groupflow's access token was refused", qe.Message)
+	}
+}
