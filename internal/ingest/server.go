@@ -235,6 +235,7 @@ func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err != nil:
 		s.cfg.Logger.WarnContext(ctx, "ledger lookup failed", slog.String("command_id", id), slog.Any("error", err))
+		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "ledger unavailable, retry"})
 	case !found:
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "unknown command id (not received yet, or forgotten after the ledger's retention)"})

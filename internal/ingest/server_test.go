@@ -292,6 +292,23 @@ func TestCommandStatusComesFromTheLedger(t *testing.T) {
 	}
 }
 
+func TestCommandStatusDuringANATSOutageSaysWhenToRetry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.nats.Shutdown()
+	req, _ := http.NewRequest(http.MethodGet, b.url+"/v1/commands/order-4711-approve", nil)
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("status with NATS down: %d, Retry-After %q; want 503 with a Retry-After, as a POST gets",
+			resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
 func TestReadinessFollowsNATS(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
