@@ -137,8 +137,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !s.validToken(token) {
+		// The scheme is case-insensitive (RFC 9110 section 11.1).
+		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || !s.validToken(token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="groupflow"`)
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "missing or invalid bearer token"})
 			return

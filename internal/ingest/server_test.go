@@ -265,6 +265,20 @@ func TestCommandAPIRequiresAValidToken(t *testing.T) {
 	}
 }
 
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// RFC 9110 section 11.1: the scheme is case-insensitive; clients and
+	// proxies send "bearer".
+	for _, scheme := range []string{"bearer", "BEARER"} {
+		req, _ := http.NewRequest(http.MethodGet, b.url+"/v1/commands/order-4711-approve", nil)
+		req.Header.Set("Authorization", scheme+" "+apiToken)
+		if status, out := do(t, req); status != http.StatusNotFound {
+			t.Errorf("scheme %q with a valid token: %d %v, want 404 (authorised, unknown id)", scheme, status, out)
+		}
+	}
+}
+
 func TestOversizedCommandIsRefused(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
