@@ -39,7 +39,7 @@ func (a *app) query(ctx context.Context, phone, name string, req, out any) error
 	}
 	if qe := query.ReplyError(reply); qe != nil {
 		msg := fmt.Sprintf("%s: %d %s", name, qe.Code, qe.Message)
-		if qe.GraphCode != 0 {
+		if qe.GraphCode != 0 && !strings.Contains(qe.Message, fmt.Sprintf("code %d", qe.GraphCode)) {
 			msg += fmt.Sprintf(" (Graph code %d)", qe.GraphCode)
 		}
 		if d := qe.RetryAfter(); d > 0 {

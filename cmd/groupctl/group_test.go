@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/groupflow/groupflow/internal/query"
@@ -36,7 +37,10 @@ func TestGroupReadsGoThroughTheQueryService(t *testing.T) {
 
 	r = s.groupctl(t, "group", "info", "no-such-group", "--phone", phone)
 	wantCode(t, r, 1)
-	wantContains(t, "stderr", r.stderr, "group_info:")
+	wantContains(t, "stderr", r.stderr, "group_info:", "Graph code")
+	if n := strings.Count(r.stderr, "code "); n != 1 {
+		t.Errorf("stderr %q names the Graph code %d times, want once", r.stderr, n)
+	}
 }
 
 func TestGroupWithoutQueryServiceSaysSo(t *testing.T) {
