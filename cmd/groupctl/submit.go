@@ -326,6 +326,9 @@ func (a *app) submit(ctx context.Context, body []byte, f submitFlags) error {
 	if err != nil {
 		return err
 	}
+	if err := a.checkNotReused(ctx, js, cmd); err != nil {
+		return err
+	}
 	names := a.names()
 	subject := names.Command(cmd.PhoneNumberID, cmd.Type)
 
@@ -373,6 +376,28 @@ func (a *app) submit(ctx context.Context, body []byte, f submitFlags) error {
 	}
 	if ev.Type() != events.EventCommandSucceeded {
 		return failed(nil)
+	}
+	return nil
+}
+
+// checkNotReused refuses a command whose id the ledger has for another
+// command: the worker would answer it with that command's stored result,
+// and --wait would show it as this one's. A ledger that cannot be read
+// (a NATS user without access to it) does not stop the submit.
+func (a *app) checkNotReused(ctx context.Context, js jetstream.JetStream, cmd events.Command) error {
+	rctx, cancel := a.requestCtx(ctx)
+	defer cancel()
+	kv, err := js.KeyValue(rctx, a.names().LedgerBucket())
+	if err != nil {
+		return nil
+	}
+	e, _, err := jobs.NewLedger(kv, nil).Get(rctx, cmd.ID)
+	if err != nil {
+		return nil
+	}
+	if why := e.Conflict(cmd); why != "" {
+		return failed(fmt.Errorf("command id %q is already used by another command (%s; that one is %s): give this one a new --id (ids are remembered 7 days)",
+			cmd.ID, why, e.State))
 	}
 	return nil
 }

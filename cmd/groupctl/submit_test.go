@@ -78,6 +78,15 @@ func TestSubmitWaitExitsByOutcome(t *testing.T) {
 		}
 	})
 
+	t.Run("Another command under a used id is refused", func(t *testing.T) {
+		r := s.groupctl(t, "submit", "reset_invite_link", "--phone", phone, "--group", g.GroupID, "--id", "wait-ok", "--wait")
+		wantCode(t, r, 1)
+		wantContains(t, "stderr", r.stderr, `command id "wait-ok" is already used`, "get_invite_link")
+		if strings.Contains(r.stdout, "command.succeeded") {
+			t.Errorf("stdout %q shows the earlier command's result as this one's", r.stdout)
+		}
+	})
+
 	t.Run("A command from a file", func(t *testing.T) {
 		body := `{"id":"wait-file","type":"get_invite_link","phone_number_id":"` + phone + `","group_id":"` + g.GroupID + `"}`
 		r := s.groupctlIn(t, body, "submit", "--file", "-", "--wait")

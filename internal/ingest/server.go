@@ -200,6 +200,13 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
 	msgID, resend := cmd.ID, false
 	if s.cfg.Ledger != nil {
 		if entry, known, err := s.cfg.Ledger.Lookup(ctx, cmd.ID); err == nil && known {
+			if c, ok := entry.(interface{ Conflict(events.Command) string }); ok {
+				if why := c.Conflict(cmd); why != "" {
+					writeJSON(w, http.StatusConflict, errorBody{Error: fmt.Sprintf(
+						"command id %q is already used by another command (%s): a re-send must repeat the same command; give a new command a new id (ids are remembered 7 days)", cmd.ID, why)})
+					return
+				}
+			}
 			if f, ok := entry.(interface{ Finished() bool }); !ok || !f.Finished() {
 				writeJSON(w, http.StatusOK, acceptedBody{ID: cmd.ID, Status: "duplicate"})
 				return

@@ -219,6 +219,27 @@ func TestCommandKnownToTheLedgerIsADuplicate(t *testing.T) {
 	})
 }
 
+func TestCommandIDUsedForAnotherCommandIsAConflict(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// order-4711-approve was a create_group: an approval sent under the same
+	// id is not a re-send of it, and must not be answered "duplicate" with
+	// the group's result.
+	created := `{"id":"order-4711-approve","type":"create_group","phone_number_id":"106540352242922","params":{"subject":"Shop"}}`
+	if _, err := b.ledger.FinishNew(context.Background(), jobs.Entry{CommandID: "order-4711-approve", CommandType: "create_group",
+		PhoneNumberID: "106540352242922", Command: json.RawMessage(created), State: jobs.StateSucceeded}); err != nil {
+		t.Fatal(err)
+	}
+	status, body := b.post(t, "/v1/commands", apiToken, []byte(validCommand))
+	msg, _ := body["error"].(string)
+	if status != http.StatusConflict || !strings.Contains(msg, "create_group") {
+		t.Fatalf("POST of another command under a used id = %d %v, want 409 naming the command the id was used for", status, body)
+	}
+	if n := b.streamMsgs(t, "GROUPS_COMMANDS"); n != 0 {
+		t.Fatalf("command stream holds %d messages, want 0", n)
+	}
+}
+
 func TestInvalidCommandIsRefusedWithFieldErrors(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
 )
 
 // State is where a command is in its life. The last four are terminal.
@@ -33,6 +35,31 @@ const (
 // terminal): what the ingest asks of an entry to tell a re-send from a
 // duplicate in flight.
 func (e Entry) Finished() bool { return e.State.Terminal() }
+
+// Conflict says how cmd differs from the command the entry records (its
+// type, phone number or group), or "" when cmd may be a re-send of it.
+// Parameters are not compared: a re-send may encode them differently. A
+// different command under a used id is what the ingest and groupctl refuse
+// instead of answering it with the first command's state.
+func (e Entry) Conflict(cmd events.Command) string {
+	var group string
+	if len(e.Command) > 0 {
+		var c struct {
+			GroupID string `json:"group_id"`
+		}
+		_ = json.Unmarshal(e.Command, &c)
+		group = c.GroupID
+	}
+	switch {
+	case e.CommandType != "" && e.CommandType != cmd.Type:
+		return fmt.Sprintf("it was a %s, not a %s", e.CommandType, cmd.Type)
+	case e.PhoneNumberID != "" && e.PhoneNumberID != cmd.PhoneNumberID:
+		return fmt.Sprintf("it was for phone number %s, not %s", e.PhoneNumberID, cmd.PhoneNumberID)
+	case len(e.Command) > 0 && group != cmd.GroupID:
+		return fmt.Sprintf("it was for group %q, not %q", group, cmd.GroupID)
+	}
+	return ""
+}
 
 // Terminal reports whether nothing more will happen to a command in s.
 func (s State) Terminal() bool {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/jobs"
 )
 
@@ -43,6 +44,37 @@ func mustClaim(ctx context.Context, t *testing.T, l *jobs.Ledger, r jobs.ClaimRe
 	if s, _, err := l.Claim(ctx, r); err != nil || s != jobs.Claimed {
 		t.Fatalf("Claim(%s) = %v, %v; want Claimed", r.CommandID, s, err)
 	}
+}
+
+func TestEntryConflictTellsAnotherCommandFromAReSend(t *testing.T) {
+	t.Parallel()
+	sent := events.Command{ID: "c-1", Type: events.ResetInviteLink, PhoneNumberID: "1065", GroupID: "g-1"}
+	entry := jobs.Entry{CommandID: "c-1", CommandType: events.ResetInviteLink, PhoneNumberID: "1065",
+		Command: json.RawMessage(`{"id":"c-1","type":"reset_invite_link","phone_number_id":"1065","group_id":"g-1"}`)}
+	for _, tc := range []struct {
+		name     string
+		mutate   func(*events.Command)
+		conflict bool
+	}{
+		{"The same command is a re-send", func(*events.Command) {}, false},
+		{"Another type conflicts", func(c *events.Command) { c.Type = events.GetInviteLink }, true},
+		{"Another number conflicts", func(c *events.Command) { c.PhoneNumberID = "1066" }, true},
+		{"Another group conflicts", func(c *events.Command) { c.GroupID = "g-2" }, true},
+		{"No group conflicts", func(c *events.Command) { c.GroupID = "" }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := sent
+			tc.mutate(&cmd)
+			if why := entry.Conflict(cmd); (why != "") != tc.conflict {
+				t.Errorf("Conflict(%+v) = %q, want a conflict: %v", cmd, why, tc.conflict)
+			}
+		})
+	}
+	t.Run("What the entry does not record is not compared", func(t *testing.T) {
+		if why := (jobs.Entry{CommandID: "c-1"}).Conflict(sent); why != "" {
+			t.Errorf("Conflict with a bare entry = %q, want none", why)
+		}
+	})
 }
 
 func TestLedgerKeyEscapesWhatKVKeysForbid(t *testing.T) {
