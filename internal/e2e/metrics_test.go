@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -248,5 +249,41 @@ func (s *stack) awaitIdle(t *testing.T) {
 			t.Fatalf("consumers never went idle: %+v", lags)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRejectedCommandsAddNoSeriesPerMadeUpType publishes invalid commands
+// whose type is made up, each a different one, as a buggy or hostile
+// publisher would: groupflow_commands_total counts them all under one
+// command_type, so /metrics does not grow a series (and a histogram of
+// them) per invented type.
+func TestRejectedCommandsAddNoSeriesPerMadeUpType(t *testing.T) {
+	s := setup(t)
+	s.startWorker(t, workerOpts{})
+	const n = 5
+	for i := range n {
+		id := fmt.Sprintf("made-up-%d", i)
+		body, _ := json.Marshal(map[string]any{"id": id, "type": fmt.Sprintf("made_up_type_%d", i), "phone_number_id": phone, "params": map[string]any{}})
+		if _, err := s.js.Publish(context.Background(), s.names.Command(phone, events.CreateGroup), body); err != nil {
+			t.Fatal(err)
+		}
+		if _, r := s.events.Terminal(t, id); r.Outcome != events.OutcomeRejected {
+			t.Fatalf("%s: outcome %q, want rejected", id, r.Outcome)
+		}
+	}
+	fams := scrape(t, s.workerTel.MetricsHandler())
+	for _, name := range []string{"groupflow_commands_total", "groupflow_command_duration_seconds"} {
+		types := map[string]bool{}
+		for _, m := range fams[name].GetMetric() {
+			types[labelMap(m)["command_type"]] = true
+		}
+		for typ := range types {
+			if !events.IsCommandType(typ) && typ != "unknown" {
+				t.Errorf("%s has command_type %q: a label value the publisher made up", name, typ)
+			}
+		}
+	}
+	if got := value(t, fams, "groupflow_commands_total", map[string]string{"command_type": "unknown", "outcome": "rejected"}); got != n {
+		t.Errorf("rejected commands of unknown type = %v, want %d", got, n)
 	}
 }

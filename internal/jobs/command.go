@@ -548,7 +548,13 @@ func (w *Worker) reject(ctx context.Context, msg jetstream.Msg, md *jetstream.Ms
 	}
 	log := w.log.With(slog.String("command_id", cmd.ID), slog.Uint64("stream_seq", md.Sequence.Stream))
 	log.InfoContext(ctx, "command rejected", slog.Any("error", cause))
-	w.metrics.CommandDone(ctx, cmd.Type, events.OutcomeRejected, 0)
+	// The type is the publisher's text, valid or not: as a label, each
+	// made-up one would be a new series (and a histogram) for good.
+	typ := cmd.Type
+	if !events.IsCommandType(typ) {
+		typ = "unknown"
+	}
+	w.metrics.CommandDone(ctx, typ, events.OutcomeRejected, 0)
 
 	id := cmd.ID
 	if !validCommandID(id) {

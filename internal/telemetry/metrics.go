@@ -112,7 +112,8 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 
 // CommandDone counts a command that reached an outcome ("succeeded",
 // "partially_succeeded", "failed", "rejected", "dead_lettered") and records
-// how long it took.
+// how long it took. commandType must be one of the contract's types or
+// "unknown", never a caller's text: each value is a series for good.
 func (m *Metrics) CommandDone(ctx context.Context, commandType, outcome string, d time.Duration) {
 	if m == nil {
 		return
