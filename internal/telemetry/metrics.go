@@ -107,7 +107,23 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("create metric instruments: %w", err)
 	}
+	m.zeroAlerted()
 	return m, nil
+}
+
+// zeroAlerted exports, at 0, the counter series that alerts watch with
+// increase(): Prometheus counts only the difference between samples, so
+// a series whose first sample is already 6 (a burst of refused webhooks
+// in one scrape interval, one account throttle) never raises increase()
+// above 0 and its alert never fires.
+func (m *Metrics) zeroAlerted() {
+	ctx := context.Background()
+	for _, reason := range []string{"missing", "mismatch"} {
+		m.signatureFailures.Add(ctx, 0, metric.WithAttributes(KeyReason.String(reason)))
+	}
+	// Graph's app (4) and account (80007) throttles: GroupflowAccountThrottled.
+	m.throttles.Add(ctx, 0, metric.WithAttributes(KeyCode.Int(4), KeyScope.String("app")))
+	m.throttles.Add(ctx, 0, metric.WithAttributes(KeyCode.Int(80007), KeyScope.String("account")))
 }
 
 // CommandDone counts a command that reached an outcome ("succeeded",
@@ -149,7 +165,7 @@ func (m *Metrics) RateLimitWait(ctx context.Context, class, outcome string, d ti
 
 // Throttle counts a throttling answer: the Graph error code (130429, 131056,
 // 131208, 4, 80007, 131048) and the scope it pauses ("number", "recipient",
-// "app", "account", "campaign").
+// "app", "account", "spam").
 func (m *Metrics) Throttle(ctx context.Context, code int, scope string) {
 	if m == nil {
 		return

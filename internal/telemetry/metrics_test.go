@@ -223,8 +223,8 @@ func TestMetricsRegistriesAreSeparate(t *testing.T) {
 	t.Parallel()
 	a, b := setup(t), setup(t)
 	a.tel.Metrics().Throttle(context.Background(), 4, "app")
-	if _, ok := scrape(t, b.tel)["groupflow_throttles_total"]; ok {
-		t.Error("a measurement in one Telemetry shows on another's /metrics")
+	if v := sample(t, scrape(t, b.tel), "groupflow_throttles_total", map[string]string{"code": "4", "scope": "app"}).GetCounter().GetValue(); v != 0 {
+		t.Errorf("a measurement in one Telemetry shows on another's /metrics: %v, want 0", v)
 	}
 }
 
@@ -244,5 +244,28 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	}
 	if r, err := m.ObserveConsumers(nil); err != nil || r.Unregister() != nil {
 		t.Errorf("ObserveConsumers on nil: %v", err)
+	}
+}
+
+// An alert on increase() sees nothing of a counter series' first value:
+// Prometheus only counts the difference between samples, so a series that
+// appears at 6 (a burst of refused webhooks in one scrape interval) and
+// stays there never makes increase() > 0. The counters the alerts in
+// deploy/prometheus watch that way must be on /metrics at 0 from the start.
+func TestAlertedCountersAreExportedAtZeroBeforeTheirFirstEvent(t *testing.T) {
+	t.Parallel()
+	fams := scrape(t, setup(t).tel)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+	}{
+		{"groupflow_webhook_signature_failures_total", map[string]string{"reason": "missing"}},
+		{"groupflow_webhook_signature_failures_total", map[string]string{"reason": "mismatch"}},
+		{"groupflow_throttles_total", map[string]string{"code": "4", "scope": "app"}},
+		{"groupflow_throttles_total", map[string]string{"code": "80007", "scope": "account"}},
+	} {
+		if v := sample(t, fams, c.name, c.labels).GetCounter().GetValue(); v != 0 {
+			t.Errorf("%s%v = %v before any event, want 0", c.name, c.labels, v)
+		}
 	}
 }
