@@ -425,7 +425,9 @@ func (w *Worker) finishClaimed(ctx context.Context, log *slog.Logger, msg jetstr
 		_ = msg.NakWithDelay(time.Second) // the redelivery re-publishes it
 		return
 	}
-	log.InfoContext(ctx, "command finished", slog.String("outcome", r.Outcome))
+	// A line per command at info would be a line per message under load:
+	// a success is the event and the metrics; a failure is worth a line.
+	log.Log(ctx, outcomeLevel(r.Outcome), "command finished", slog.String("outcome", r.Outcome))
 	w.metrics.CommandDone(ctx, r.CommandType, r.Outcome, w.now().Sub(entry.CreatedAt))
 	if r.Outcome == events.OutcomeFailed {
 		_ = msg.Term()
@@ -458,8 +460,18 @@ func (w *Worker) await(ctx context.Context, log *slog.Logger, msg jetstream.Msg,
 		_ = msg.NakWithDelay(time.Second) // the redelivery links again
 		return
 	}
-	log.InfoContext(ctx, "command awaits its webhook", slog.Int("requests", len(entry.Pending)))
+	log.DebugContext(ctx, "command awaits its webhook", slog.Int("requests", len(entry.Pending)))
 	_ = msg.Ack()
+}
+
+// outcomeLevel is the level of the line saying a command ended with
+// outcome (a result's outcome or a ledger state): debug for a success,
+// info for anything that failed, in part or whole.
+func outcomeLevel(outcome string) slog.Level {
+	if outcome == events.OutcomeSucceeded {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 // deliveryCount is a JetStream delivery count as an int. MaxDeliver keeps

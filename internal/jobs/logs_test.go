@@ -1,0 +1,51 @@
+package jobs_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/testutil"
+)
+
+// At the default level (info) a worker under load must not write a line
+// for every command that simply succeeds — sync or completed by its
+// webhook — while a command that fails still says so.
+func TestSucceedingCommandsLogNothingAtInfo(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	logs := &testutil.SyncBuffer{}
+	s.startWorker(t, func(c *jobs.Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	g := s.newGroup(t, "Quiet", "")
+	s.publish(t, command("quiet-create", events.CreateGroup, "", events.CreateGroupParams{Subject: "Quiet too"}))
+	s.publish(t, command("quiet-link", events.GetInviteLink, g.ID, nil))
+	s.publish(t, command("loud-fail", events.GetInviteLink, "120363999999999999", nil))
+	wantOutcome(t, s.terminal(t, "quiet-create"), events.OutcomeSucceeded)
+	wantOutcome(t, s.terminal(t, "quiet-link"), events.OutcomeSucceeded)
+	wantOutcome(t, s.terminal(t, "loud-fail"), events.OutcomeFailed)
+
+	perCommand := map[string][]string{}
+	sc := bufio.NewScanner(strings.NewReader(logs.String()))
+	for sc.Scan() {
+		var ln map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &ln); err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		id, _ := ln["command_id"].(string)
+		perCommand[id] = append(perCommand[id], ln["level"].(string)+" "+ln["msg"].(string))
+	}
+	for _, id := range []string{"quiet-create", "quiet-link"} {
+		if lines := perCommand[id]; len(lines) > 0 {
+			t.Errorf("succeeded command %s logged %q at info or above, want nothing", id, lines)
+		}
+	}
+	if len(perCommand["loud-fail"]) == 0 {
+		t.Errorf("the failed command logged nothing at info; lines by command: %v", perCommand)
+	}
+}
