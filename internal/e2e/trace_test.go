@@ -225,6 +225,55 @@ func TestOneTracePerCommand(t *testing.T) {
 	})
 }
 
+// TestEachDeliverySpanSaysHowItWasSettled throttles a command's first
+// call: its first delivery is handed back with a delay, its second
+// succeeds. Each consumer span must say what became of its delivery —
+// otherwise a trace shows two "process" spans and no reason for the second.
+func TestEachDeliverySpanSaysHowItWasSettled(t *testing.T) {
+	s := setup(t)
+	s.startWorker(t, workerOpts{})
+	const id = "settle-1"
+	if code, body := s.post(t, command("settle-group", events.CreateGroup, "", events.CreateGroupParams{Subject: "Settled"}), s.opts.secrets.APIToken); code != http.StatusAccepted {
+		t.Fatalf("POST /v1/commands = %d %s, want 202", code, body)
+	}
+	_, created := s.events.Terminal(t, "settle-group")
+	g := created.GroupID
+	must(t, s.sim.SetFaults(sim.Faults{Endpoints: []string{sim.EndpointGetInviteLink}, Limit: 1, Throttle: 1, ThrottleCode: 130429}))
+	defer func() { _ = s.sim.SetFaults(sim.Faults{}) }()
+	if code, body := s.post(t, command(id, events.GetInviteLink, g, nil), s.opts.secrets.APIToken); code != http.StatusAccepted {
+		t.Fatalf("POST /v1/commands = %d %s, want 202", code, body)
+	}
+	if _, res := s.events.Terminal(t, id); res.Outcome != events.OutcomeSucceeded {
+		t.Fatalf("outcome %q (%+v), want succeeded after the throttle", res.Outcome, res.Error)
+	}
+	const name = "process groups.cmd.*.get_invite_link"
+	spans := s.waitSpans(t, "two deliveries of "+id, func(all tracetest.SpanStubs) bool {
+		n := 0
+		for _, sp := range named(all, name) {
+			if attr(sp, "groupflow.command.id") == id {
+				n++
+			}
+		}
+		return n == 2
+	})
+	var deliveries tracetest.SpanStubs
+	for _, sp := range named(spans, name) {
+		if attr(sp, "groupflow.command.id") == id {
+			deliveries = append(deliveries, sp)
+		}
+	}
+	slices.SortFunc(deliveries, func(a, b tracetest.SpanStub) int { return a.StartTime.Compare(b.StartTime) })
+	first, second := deliveries[0], deliveries[1]
+	wantAttrs(t, first, map[string]string{"messaging.nats.message.delivery_count": "1", "messaging.nats.message.settlement": "nak"})
+	if d := attr(first, "messaging.nats.message.nak_delay"); d == "" || d == "0" {
+		t.Errorf("first delivery: nak_delay %q, want the throttle's delay in seconds", d)
+	}
+	if first.Status.Code != codes.Error {
+		t.Errorf("first delivery: status %v, want an error (the throttle)", first.Status)
+	}
+	wantAttrs(t, second, map[string]string{"messaging.nats.message.delivery_count": "2", "messaging.nats.message.settlement": "ack"})
+}
+
 // checkLogs proves every log line about the given commands carries the
 // trace id of the command's trace and a span id.
 func (s *stack) checkLogs(t *testing.T, traces map[string]trace.TraceID) {

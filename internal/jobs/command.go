@@ -35,6 +35,7 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 	ca, n := commandAttrs(cmd)
 	ctx, span := telemetry.StartProcess(ctx, w.tracer, msg, ca[:n]...)
 	defer span.End()
+	msg = telemetry.SettledOnSpan(msg, span)
 	md, mdErr := msg.Metadata()
 	if mdErr != nil {
 		_ = msg.Term()

@@ -42,6 +42,7 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 	}()
 	ctx, span := telemetry.StartProcess(ctx, w.tracer, msg)
 	defer span.End()
+	msg = telemetry.SettledOnSpan(msg, span)
 	var it webhook.Item
 	if err := json.Unmarshal(msg.Data(), &it); err != nil {
 		w.log.WarnContext(ctx, "webhook item is not JSON; dropped", slog.String("subject", msg.Subject()), slog.Any("error", err))

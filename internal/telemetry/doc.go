@@ -26,10 +26,12 @@
 // messaging.destination.name (the subject), messaging.operation.type
 // send/process, messaging.message.id (Nats-Msg-Id) and
 // messaging.consumer.group.name (the durable consumer the workers share).
-// NATS has no registered attributes of its own, so three are added under the
+// NATS has no registered attributes of its own, so these are added under the
 // messaging.nats namespace: messaging.nats.message.delivery_count (JetStream's
-// NumDelivered, 1 on first delivery), messaging.nats.message.stream_sequence
-// and messaging.nats.stream.name.
+// NumDelivered, 1 on first delivery), messaging.nats.message.stream_sequence,
+// messaging.nats.stream.name, and on a consumer span what the worker did with
+// the delivery, messaging.nats.message.settlement (ack, nak, term) with
+// messaging.nats.message.nak_delay (seconds) for a nak ([SettledOnSpan]).
 //
 // Secrets (access token, app secret, API tokens) must never reach a span, a
 // metric or a log line. The HTTP transport masks token-bearing query

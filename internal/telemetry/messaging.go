@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,6 +29,11 @@ const (
 	// AttrDuplicate is set on a publish JetStream acknowledged as a duplicate
 	// of a message with the same Nats-Msg-Id.
 	AttrDuplicate = attribute.Key("messaging.nats.message.duplicate")
+	// AttrSettlement is what the consumer did with the delivery: "ack",
+	// "nak" (redelivered, after AttrNakDelay) or "term" (never again).
+	AttrSettlement = attribute.Key("messaging.nats.message.settlement")
+	// AttrNakDelay is the delay in seconds a nak asked for (0: at once).
+	AttrNakDelay = attribute.Key("messaging.nats.message.nak_delay")
 )
 
 // What every messaging span of a kind starts with, built once: a span's
@@ -279,4 +285,57 @@ func saturatingInt64(u uint64) int64 {
 		return math.MaxInt64
 	}
 	return int64(u)
+}
+
+// SettledOnSpan returns msg recording on span how it is settled: Ack,
+// DoubleAck, Nak, NakWithDelay, Term and TermWithReason set AttrSettlement
+// (and AttrNakDelay), so a trace says why a message came back, or did not.
+// Settle before ending span. msg is returned as is when span records
+// nothing.
+func SettledOnSpan(msg jetstream.Msg, span trace.Span) jetstream.Msg {
+	if !span.IsRecording() {
+		return msg
+	}
+	return settledMsg{Msg: msg, span: span}
+}
+
+type settledMsg struct {
+	jetstream.Msg
+	span trace.Span
+}
+
+var (
+	settleAck  = AttrSettlement.String("ack")
+	settleNak  = AttrSettlement.String("nak")
+	settleTerm = AttrSettlement.String("term")
+)
+
+func (m settledMsg) Ack() error {
+	m.span.SetAttributes(settleAck)
+	return m.Msg.Ack()
+}
+
+func (m settledMsg) DoubleAck(ctx context.Context) error {
+	m.span.SetAttributes(settleAck)
+	return m.Msg.DoubleAck(ctx)
+}
+
+func (m settledMsg) Nak() error {
+	m.span.SetAttributes(settleNak, AttrNakDelay.Float64(0))
+	return m.Msg.Nak()
+}
+
+func (m settledMsg) NakWithDelay(delay time.Duration) error {
+	m.span.SetAttributes(settleNak, AttrNakDelay.Float64(delay.Seconds()))
+	return m.Msg.NakWithDelay(delay)
+}
+
+func (m settledMsg) Term() error {
+	m.span.SetAttributes(settleTerm)
+	return m.Msg.Term()
+}
+
+func (m settledMsg) TermWithReason(reason string) error {
+	m.span.SetAttributes(settleTerm)
+	return m.Msg.TermWithReason(reason)
 }
