@@ -386,6 +386,11 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return fmt.Errorf("observe consumer lag: %w", err)
 	}
 	defer func() { _ = lagObs.Unregister() }()
+	tokenObs, err := metrics.ObserveAccessToken(worker.CredentialsRefused)
+	if err != nil {
+		return fmt.Errorf("observe the access token: %w", err)
+	}
+	defer func() { _ = tokenObs.Unregister() }()
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.addr)
 	if err != nil {

@@ -287,3 +287,25 @@ func TestRejectedCommandsAddNoSeriesPerMadeUpType(t *testing.T) {
 		t.Errorf("rejected commands of unknown type = %v, want %d", got, n)
 	}
 }
+
+// TestARefusedAccessTokenShowsOnMetrics starts a worker whose access token
+// Graph refuses: groupflow_graph_access_token_refused, which the alert
+// GroupflowGraphAccessTokenRefused watches, reads 0 before and 1 once a
+// command has met the refusal (and waits).
+func TestARefusedAccessTokenShowsOnMetrics(t *testing.T) {
+	s := setup(t)
+	s.startWorker(t, workerOpts{accessToken: "EAAG-not-the-token"})
+	if got := value(t, scrape(t, s.workerTel.MetricsHandler()), "groupflow_graph_access_token_refused", nil); got != 0 {
+		t.Fatalf("access token refused = %v before any call, want 0", got)
+	}
+	if code, body := s.post(t, command("refused-1", events.GetInviteLink, "120363000000000001", nil), s.opts.secrets.APIToken); code != http.StatusAccepted {
+		t.Fatalf("POST = %d %s", code, body)
+	}
+	deadline := time.Now().Add(15 * time.Second) // a guard against hangs
+	for value(t, scrape(t, s.workerTel.MetricsHandler()), "groupflow_graph_access_token_refused", nil) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("groupflow_graph_access_token_refused never read 1 while Graph refused the token")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -207,11 +208,13 @@ func newTelemetry(t testing.TB, service string, exp sdktrace.SpanExporter) *tele
 // workerOpts tweak one worker.
 type workerOpts struct {
 	graphURL string // defaults to the stack's simulator
+	// accessToken defaults to the one the simulator takes.
+	accessToken string
 	cfg      func(*jobs.Config)
 }
 
 // startWorker runs a worker wired as cmd/worker wires it (traced Graph
-// transport, OnResponse metrics, limiter wait metrics, DLQ and lag
+// transport, OnResponse metrics, limiter wait metrics, DLQ, lag and access-token
 // observers) until the test ends or stop is called.
 func (s *stack) startWorker(t testing.TB, wo workerOpts) (stop func()) {
 	t.Helper()
@@ -223,7 +226,7 @@ func (s *stack) startWorker(t testing.TB, wo workerOpts) (stop func()) {
 		graphURL = s.simURL
 	}
 	gc, err := graph.New(graph.Config{
-		BaseURL: graphURL, AccessToken: s.opts.secrets.AccessToken, Timeout: 5 * time.Second,
+		BaseURL: graphURL, AccessToken: cmp.Or(wo.accessToken, s.opts.secrets.AccessToken), Timeout: 5 * time.Second,
 		HTTPClient: &http.Client{Transport: tel.HTTPTransport(tr)},
 		OnResponse: func(endpoint string, status, code int, d time.Duration) {
 			metrics.GraphCall(context.Background(), endpoint, status, code, d)
@@ -295,6 +298,10 @@ func (s *stack) startWorker(t testing.TB, wo workerOpts) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tokenObs, err := metrics.ObserveAccessToken(w.CredentialsRefused)
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	var once sync.Once
@@ -310,6 +317,7 @@ func (s *stack) startWorker(t testing.TB, wo workerOpts) (stop func()) {
 			wg.Wait()
 			_ = dlqObs.Unregister()
 			_ = lagObs.Unregister()
+			_ = tokenObs.Unregister()
 			_ = nc.Flush() // events published while stopping leave first
 			nc.Close()
 			tr.CloseIdleConnections()

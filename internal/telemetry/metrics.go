@@ -29,6 +29,7 @@ const (
 	MetricDLQMessages       = "groupflow.dlq.messages"               // gauge {message}: stream
 	MetricConsumerLag       = "groupflow.consumer.lag"               // gauge {message}: stream, consumer
 	MetricConsumerAckPend   = "groupflow.consumer.ack_pending"       // gauge {message}: stream, consumer
+	MetricTokenRefused      = "groupflow.graph.access_token_refused" // gauge {worker}: 1 while Graph refuses the worker's token
 )
 
 // Metric attribute keys: plain snake_case so they are also the Prometheus
@@ -70,6 +71,7 @@ type Metrics struct {
 	dlqMessages       metric.Int64ObservableGauge
 	consumerLag       metric.Int64ObservableGauge
 	consumerAckPend   metric.Int64ObservableGauge
+	tokenRefused      metric.Int64ObservableGauge
 }
 
 // NewMetrics creates the instruments on meter.
@@ -87,8 +89,8 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 		errs = append(errs, err)
 		return h
 	}
-	gauge := func(name, desc string) metric.Int64ObservableGauge {
-		g, err := meter.Int64ObservableGauge(name, metric.WithUnit("{message}"), metric.WithDescription(desc))
+	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
+		g, err := meter.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		errs = append(errs, err)
 		return g
 	}
@@ -101,9 +103,10 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	m.webhooks = counter(MetricWebhooks, "{webhook}", "Webhook changes received, by field and result.")
 	m.signatureFailures = counter(MetricSignatureFailures, "{failure}", "Webhook deliveries rejected for a missing or wrong X-Hub-Signature-256.")
 	m.campaignInvites = counter(MetricCampaignInvites, "{invite}", "Campaign invites finished, by outcome.")
-	m.dlqMessages = gauge(MetricDLQMessages, "Messages in the dead-letter stream.")
-	m.consumerLag = gauge(MetricConsumerLag, "Messages not yet delivered to a durable consumer (JetStream num_pending).")
-	m.consumerAckPend = gauge(MetricConsumerAckPend, "Messages delivered to a durable consumer and not yet acknowledged.")
+	m.dlqMessages = gauge(MetricDLQMessages, "{message}", "Messages in the dead-letter stream.")
+	m.consumerLag = gauge(MetricConsumerLag, "{message}", "Messages not yet delivered to a durable consumer (JetStream num_pending).")
+	m.consumerAckPend = gauge(MetricConsumerAckPend, "{message}", "Messages delivered to a durable consumer and not yet acknowledged.")
+	m.tokenRefused = gauge(MetricTokenRefused, "{worker}", "1 while Graph refuses the worker's access token (code 190, HTTP 401) and commands wait; else 0.")
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("create metric instruments: %w", err)
 	}
@@ -250,6 +253,25 @@ func (m *Metrics) ObserveConsumers(fn func(ctx context.Context) ([]ConsumerLag, 
 		}
 		return err
 	}, m.consumerLag, m.consumerAckPend)
+}
+
+// ObserveAccessToken registers refused to report, each time metrics are
+// collected, whether Graph refuses the worker's access token (the state
+// /readyz reports). A gauge is there from the first collection, unlike a
+// count of 401 answers, whose series per endpoint each start with a
+// refusal that increase() cannot see. Unregister on shutdown.
+func (m *Metrics) ObserveAccessToken(refused func() bool) (metric.Registration, error) {
+	if m == nil {
+		return noRegistration{}, nil
+	}
+	return m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		var v int64
+		if refused() {
+			v = 1
+		}
+		o.ObserveInt64(m.tokenRefused, v)
+		return nil
+	}, m.tokenRefused)
 }
 
 type noRegistration struct{ metric.Registration }

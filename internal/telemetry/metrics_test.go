@@ -46,6 +46,15 @@ func exercise(t *testing.T, tel *Telemetry) {
 			t.Errorf("unregister the DLQ callback: %v", err)
 		}
 	})
+	reg3, err := m.ObserveAccessToken(func() bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := reg3.Unregister(); err != nil {
+			t.Errorf("unregister the access token callback: %v", err)
+		}
+	})
 	reg2, err := m.ObserveConsumers(func(context.Context) ([]ConsumerLag, error) {
 		return []ConsumerLag{
 			{Stream: "GROUPS_COMMANDS", Consumer: "worker-commands", Pending: 42, AckPending: 7},
