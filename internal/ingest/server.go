@@ -219,7 +219,8 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	ack, err := telemetry.PublishMsg(ctx, s.tracer, s.cfg.JS, msg)
 	if err != nil {
-		s.cfg.Logger.WarnContext(ctx, "publish command failed", slog.String("command_id", cmd.ID), slog.Any("error", err))
+		s.cfg.Logger.WarnContext(ctx, "publish command failed", slog.String("command_id", cmd.ID),
+			slog.String("phone_number_id", cmd.PhoneNumberID), slog.Any("error", err))
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "message broker unavailable, retry"})
 		return

@@ -141,7 +141,7 @@ func (w *Worker) throttled(ctx context.Context, phone string, err error) error {
 	}
 	if scope != nil && w.limiter != nil {
 		if perr := w.limiter.Pause(ctx, *scope, until, fmt.Sprint(ge.Code)); perr != nil {
-			w.log.WarnContext(ctx, "share throttle", slog.String("scope", scope.String()), slog.Any("error", perr))
+			w.log.WarnContext(ctx, "share throttle", slog.String("phone_number_id", phone), slog.String("scope", scope.String()), slog.Any("error", perr))
 		}
 	}
 	return RetryAfter(delay, err)

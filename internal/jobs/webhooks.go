@@ -53,7 +53,8 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 	if w.cfg.Accounts != nil {
 		w.cfg.Accounts.Learn(it.PhoneNumberID, it.WABAID)
 	}
-	log := w.log.With(slog.String("webhook_item", it.MsgID), slog.String("field", it.Field), slog.String("type", it.Type))
+	log := w.log.With(slog.String("webhook_item", it.MsgID), slog.String("phone_number_id", it.PhoneNumberID),
+		slog.String("field", it.Field), slog.String("type", it.Type))
 	p, err := webhook.Decode(it)
 	if err != nil {
 		log.WarnContext(ctx, "webhook item undecodable; dropped", slog.Any("error", err))
@@ -86,6 +87,9 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 	}
+	if commandID != "" {
+		log = log.With(slog.String("command_id", commandID))
+	}
 	eventCommand, approvals := commandID, []string(nil)
 	if g := p.Group; g != nil && g.Type == webhook.TypeParticipantsAdd {
 		// A join an approval let in names its approve_join_requests command.
@@ -111,7 +115,7 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 	result := "published"
 	if commandID != "" && p.Group != nil {
 		if err := w.applyWebhook(ctx, commandID, json.RawMessage(msg.Data())); err != nil {
-			log.WarnContext(ctx, "complete command from webhook", slog.String("command_id", commandID), slog.Any("error", err))
+			log.WarnContext(ctx, "complete command from webhook", slog.Any("error", err))
 			w.retryWebhook(msg)
 			return
 		}
