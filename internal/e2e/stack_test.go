@@ -1,8 +1,8 @@
 package e2e
 
 import (
-	"cmp"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -210,7 +210,7 @@ type workerOpts struct {
 	graphURL string // defaults to the stack's simulator
 	// accessToken defaults to the one the simulator takes.
 	accessToken string
-	cfg      func(*jobs.Config)
+	cfg         func(*jobs.Config)
 }
 
 // startWorker runs a worker wired as cmd/worker wires it (traced Graph
