@@ -8,6 +8,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -50,6 +51,7 @@ type settings struct {
 	embeddedAddr   string
 	embeddedDir    string
 	graphURL       string
+	graphShown     string // graphURL without its password, for logs
 	graphVersion   string
 	accessToken    string
 	concurrency    int
@@ -144,7 +146,10 @@ func read(getenv func(string) string) (settings, *config.Env) {
 	e.Check(err == nil, "RATE_LIMIT_ACCOUNTS", "%v", err)
 	e.Require("WHATSAPP_ACCESS_TOKEN", s.accessToken, "the Graph API refuses calls without it")
 	u, uerr := url.Parse(s.graphURL)
-	e.Check(uerr == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "GRAPH_API_BASE_URL", "want an http(s) URL, got %q", s.graphURL)
+	if uerr == nil {
+		s.graphShown = u.Redacted() // a proxy's password stays out of the log
+	}
+	e.Check(uerr == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "GRAPH_API_BASE_URL", "want an http(s) URL, got %q", cmp.Or(s.graphShown, "an unparsable value"))
 	if s.embedded {
 		_, port, perr := net.SplitHostPort(s.embeddedAddr)
 		_, aerr := strconv.Atoi(port)
@@ -435,7 +440,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	g.Add(func() error {
 		defer close(workerDone)
 		log.Info("worker running", slog.String("worker_id", workerID), slog.Int("concurrency", s.concurrency),
-			slog.String("nats", config.RedactURL(s.nats.URL)), slog.String("graph", s.graphURL))
+			slog.String("nats", config.RedactURL(s.nats.URL)), slog.String("graph", s.graphShown))
 		return worker.Run(workerCtx)
 	}, func(error) { stopWorker() })
 

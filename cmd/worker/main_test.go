@@ -24,7 +24,7 @@ func TestInvalidConfigurationStopsStartUpWithOneLine(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
 		"WORKER_CONCURRENCY":   "0",
-		"GRAPH_API_BASE_URL":   "graph.example",
+		"GRAPH_API_BASE_URL":   "ftp://proxy:sekr1t-in-url@graph.example", // its password must not show either
 		"RATE_LIMIT_OVERRIDES": "123:80/x",
 		"NATS_PASSWORD":        "sekr1t-value",
 	}
