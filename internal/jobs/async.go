@@ -123,7 +123,8 @@ func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry)
 		// with the call that started it, not with the webhook delivery.
 		cctx, end := w.commandTrace(ctx, "complete "+e.CommandType, e)
 		defer end()
-		w.log.Log(cctx, outcomeLevel(string(e.State)), "command completed by webhook", slog.String("command_id", commandID), slog.String("state", string(e.State)))
+		w.log.Log(cctx, outcomeLevel(string(e.State)), "command completed by webhook", slog.String("command_id", commandID),
+			slog.String("phone_number_id", e.PhoneNumberID), slog.String("state", string(e.State)))
 		w.metrics.CommandDone(cctx, e.CommandType, string(e.State), w.now().Sub(e.CreatedAt))
 		return w.publishTerminal(cctx, e, false)
 	}

@@ -219,7 +219,7 @@ func (w *Worker) campaignJoins(ctx context.Context, it webhook.Item, g *webhook.
 		if err := w.campaigns.markJoined(ctx, ix.CampaignID, ix.N); err != nil {
 			return err
 		}
-		w.log.InfoContext(ctx, "campaign invitee joined", slog.String("campaign_id", ix.CampaignID), slog.Int("invite", ix.N))
+		w.log.DebugContext(ctx, "campaign invitee joined", slog.String("campaign_id", ix.CampaignID), slog.Int("invite", ix.N))
 	}
 	return nil
 }

@@ -73,7 +73,8 @@ func (w *Worker) SweepOnce(ctx context.Context) (int, error) {
 			continue
 		}
 		ectx := traceCtx(ctx, e.Traceparent) // log and publish in the command's trace
-		w.log.InfoContext(ectx, "webhook never came; command finished", slog.String("command_id", id), slog.String("state", string(e.State)))
+		w.log.InfoContext(ectx, "webhook never came; command finished", slog.String("command_id", id),
+			slog.String("phone_number_id", e.PhoneNumberID), slog.String("state", string(e.State)))
 		n++
 		w.metrics.CommandDone(ectx, e.CommandType, string(e.State), w.now().Sub(e.CreatedAt))
 		errs = append(errs, w.publishTerminal(ectx, e, false))
