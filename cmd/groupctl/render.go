@@ -91,7 +91,7 @@ func describe(e event.Event) string {
 	case *events.GroupSuspensionCleared:
 		return "group " + d.GroupID + " may send again"
 	case *events.MessageStatus:
-		to := cmp.Or(d.RecipientID, d.RecipientUserID)
+		to := cmp.Or(d.RecipientID, d.RecipientUserID, "an unnamed recipient")
 		if p := cmp.Or(d.ParticipantID, d.ParticipantUserID); p != "" {
 			to = p + " in group " + d.GroupID
 		}

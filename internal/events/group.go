@@ -120,17 +120,19 @@ type ParticipantLeft struct {
 
 // JoinRequestCreated is the data of group.join_request_created.
 type JoinRequestCreated struct {
-	GroupID       string         `json:"group_id"`
-	JoinRequestID string         `json:"join_request_id"`
-	Participant   ParticipantRef `json:"participant"`
+	GroupID       string `json:"group_id"`
+	JoinRequestID string `json:"join_request_id"`
+	// Participant is absent when Meta named nobody.
+	Participant ParticipantRef `json:"participant,omitzero"`
 }
 
 // JoinRequestRevoked is the data of group.join_request_revoked: the user
 // withdrew the request.
 type JoinRequestRevoked struct {
-	GroupID       string         `json:"group_id"`
-	JoinRequestID string         `json:"join_request_id"`
-	Participant   ParticipantRef `json:"participant"`
+	GroupID       string `json:"group_id"`
+	JoinRequestID string `json:"join_request_id"`
+	// Participant is absent when Meta named nobody.
+	Participant ParticipantRef `json:"participant,omitzero"`
 }
 
 // GroupSuspended is the data of group.suspended: Meta suspended the group;
@@ -157,7 +159,8 @@ const (
 // MessageStatus is the data of message.status: the status of one message for
 // one recipient. Meta's aggregated group statuses are split so each event is
 // about one participant; "sent" and "failed" for a group name no participant.
-// A 1:1 message's recipient is named by RecipientID, RecipientUserID or both.
+// A 1:1 message's recipient is named by RecipientID, RecipientUserID or both;
+// neither when Meta named no recipient (the status is published all the same).
 type MessageStatus struct {
 	MessageID string `json:"message_id"`
 	Status    string `json:"status"`

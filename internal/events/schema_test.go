@@ -485,7 +485,8 @@ func ptrTime(t time.Time) *time.Time { return &t }
 
 // TestMessageStatusNamesItsRecipient: a 1:1 status names its recipient by
 // wa_id, by business-scoped user id or by both, and its data matches the
-// schema in each case; a status Meta adds later is passed on as it comes.
+// schema in each case; a status Meta adds later is passed on as it comes,
+// and one in which Meta named no recipient is published without one.
 func TestMessageStatusNamesItsRecipient(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -497,8 +498,9 @@ func TestMessageStatusNamesItsRecipient(t *testing.T) {
 		{"By user id only", MessageStatus{MessageID: "wamid.1", Status: StatusRead, RecipientUserID: "US.1349", RecipientParentUserID: "US.ENT.1"}, true},
 		{"By both", MessageStatus{MessageID: "wamid.1", Status: StatusFailed, RecipientID: "16505551234", RecipientUserID: "US.1349"}, true},
 		{"A status Meta adds later", MessageStatus{MessageID: "wamid.1", Status: "deleted", RecipientID: "16505551234"}, true},
-		{"By parent user id only", MessageStatus{MessageID: "wamid.1", Status: StatusRead, RecipientParentUserID: "US.ENT.1"}, false},
-		{"By nothing", MessageStatus{MessageID: "wamid.1", Status: StatusRead}, false},
+		{"By parent user id only", MessageStatus{MessageID: "wamid.1", Status: StatusRead, RecipientParentUserID: "US.ENT.1"}, true},
+		{"By nothing, as Meta may send it", MessageStatus{MessageID: "wamid.1", Status: StatusFailed}, true},
+		{"Without its status", MessageStatus{MessageID: "wamid.1", RecipientID: "16505551234"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

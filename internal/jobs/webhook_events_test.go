@@ -40,6 +40,37 @@ func TestWebhookEventsMatchTheirSchemas(t *testing.T) {
 			t.Errorf("message.status = %+v, want status deleted for 16505551234", got)
 		}
 	})
+	t.Run("A status naming no recipient is published without one", func(t *testing.T) {
+		// Its message id and status still tell a send's fate.
+		s.deliverWebhook(t, "messages", `{"statuses":[{"id":"wamid.nobody-1","status":"failed","timestamp":"1750030073",`+
+			`"errors":[{"code":131026,"title":"Message undeliverable"}]}]}`)
+		if got := s.statusOf(t, "wamid.nobody-1"); got.Status != "failed" || got.RecipientID != "" || got.RecipientUserID != "" {
+			t.Errorf("message.status = %+v, want status failed with no recipient", got)
+		}
+	})
+	for _, tc := range []struct{ typ, event string }{
+		{"group_join_request_created", events.EventGroupJoinRequestCreated},
+		{"group_join_request_revoked", events.EventGroupJoinRequestRevoked},
+	} {
+		t.Run("A "+tc.typ+" naming nobody is published without a participant", func(t *testing.T) {
+			// The request id is what approving or rejecting it needs.
+			id := "MTY0NjcwNDM1OTU6bm9ib2R5" + tc.typ
+			s.deliverWebhook(t, "group_participants_update", `{"groups":[{"timestamp":"1750030073","group_id":"`+group+`",`+
+				`"type":"`+tc.typ+`","join_request_id":"`+id+`"}]}`)
+			var found testutil.Event
+			s.events.WaitFor(t, tc.event+" of "+id, func() bool {
+				for _, e := range s.events.OfType(tc.event) {
+					var d events.JoinRequestCreated
+					if json.Unmarshal(e.Data, &d) == nil && d.JoinRequestID == id {
+						found = e
+						return true
+					}
+				}
+				return false
+			})
+			checkEventSchema(t, found)
+		})
+	}
 	t.Run("A leave naming nobody gives no event", func(t *testing.T) {
 		// The nameless entry comes first: had it an event, that event
 		// would be published before the named one's.
@@ -90,12 +121,13 @@ func (s *stack) deliverWebhook(t testing.TB, field, value string) {
 // against its schema and returns its data.
 func (s *stack) statusOf(t testing.TB, id string) events.MessageStatus {
 	t.Helper()
-	var d events.MessageStatus
 	var found testutil.Event
+	var d events.MessageStatus
 	s.events.WaitFor(t, "message.status of "+id, func() bool {
 		for _, e := range s.events.OfType(events.EventMessageStatus) {
-			if json.Unmarshal(e.Data, &d) == nil && d.MessageID == id {
-				found = e
+			var one events.MessageStatus
+			if json.Unmarshal(e.Data, &one) == nil && one.MessageID == id {
+				found, d = e, one
 				return true
 			}
 		}
