@@ -265,6 +265,17 @@ func countsLine(c events.CampaignCounts, width int) string {
 	if c.Delivered > 0 || c.Read > 0 {
 		s += fmt.Sprintf(", %d delivered, %d read", c.Delivered, c.Read)
 	}
+	if c.Undelivered > 0 {
+		s += fmt.Sprintf(", %d undelivered", c.Undelivered)
+		if len(c.UndeliveredByCode) > 0 {
+			codes := slices.Sorted(maps.Keys(c.UndeliveredByCode))
+			parts := make([]string, len(codes))
+			for i, code := range codes {
+				parts[i] = fmt.Sprintf("%s×%d", code, c.UndeliveredByCode[code])
+			}
+			s += " (" + strings.Join(parts, ", ") + ")"
+		}
+	}
 	s += fmt.Sprintf(", %d joined", c.Joined)
 	if width > 0 {
 		s = progressBar(done, c.Total, width) + " " + s

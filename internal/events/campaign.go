@@ -30,6 +30,12 @@ type CampaignCounts struct {
 	// delivered (or read) and read: with Joined, the campaign's funnel.
 	Delivered int `json:"delivered,omitempty"`
 	Read      int `json:"read,omitempty"`
+	// Undelivered counts sent invites whose message Meta later reported
+	// failed (a failed status, e.g. 131026 undeliverable); they stay in
+	// Sent, since Meta accepted the send. UndeliveredByCode splits them by
+	// the status's error code ("unknown" when it gave none).
+	Undelivered       int            `json:"undelivered,omitempty"`
+	UndeliveredByCode map[string]int `json:"undelivered_by_code,omitempty"`
 }
 
 // Campaign states while a campaign runs (CampaignProgress.State).

@@ -72,7 +72,7 @@ type CampaignConfig struct {
 	// Defaults to 256.
 	MaxPublishesInFlight int
 	// FunnelGrace is how long after its end a campaign's message statuses
-	// (delivered, read) are still counted. Joins are counted for as long
+	// (delivered, read, failed) are still counted. Joins are counted for as long
 	// as the campaign is kept. Defaults to 2 minutes.
 	FunnelGrace time.Duration
 }
@@ -163,14 +163,18 @@ func (s *campaignState) needsHolder() bool { return !s.final() || !s.Finished }
 // campaignChunk holds the outcomes of campaignChunkSize invites
 // (b.<campaign>.<k>). Each counter agrees with the Done bits.
 type campaignChunk struct {
-	Done         []byte         `json:"done"`
-	Delivered    []byte         `json:"delivered,omitempty"`
-	Read         []byte         `json:"read,omitempty"`
-	Sent         int            `json:"sent,omitempty"`
-	Failed       int            `json:"failed,omitempty"`
-	Cancelled    int            `json:"cancelled,omitempty"`
-	Unknown      int            `json:"unknown,omitempty"`
-	FailedByCode map[string]int `json:"failed_by_code,omitempty"`
+	Done      []byte `json:"done"`
+	Delivered []byte `json:"delivered,omitempty"`
+	Read      []byte `json:"read,omitempty"`
+	// Undelivered: sent invites with a failed status, by code in
+	// UndeliveredByCode.
+	Undelivered       []byte         `json:"undelivered,omitempty"`
+	UndeliveredByCode map[string]int `json:"undelivered_by_code,omitempty"`
+	Sent              int            `json:"sent,omitempty"`
+	Failed            int            `json:"failed,omitempty"`
+	Cancelled         int            `json:"cancelled,omitempty"`
+	Unknown           int            `json:"unknown,omitempty"`
+	FailedByCode      map[string]int `json:"failed_by_code,omitempty"`
 }
 
 // joinedChunk holds which invites' recipients joined (j.<campaign>.<k>).

@@ -162,24 +162,24 @@ type fanout struct {
 
 	chunks []*chunkState
 	// Counters over every chunk.
-	done, delivered, read             int
-	sent, failed, cancelled, unknown  int
-	failedByCode                      map[string]int
-	joined                            map[int]int // chunk → joined recipients
-	pending                           int         // invites in [0, next) not terminal
-	next                              int         // next invite to publish
-	inflight                          []published // publishes not acknowledged yet, oldest first
-	list                              inviteList
-	lastSeq                           uint64 // last event applied
-	changed                           bool   // counts changed since the last write
-	lastWrite, lastProgress, lastSwep time.Time
-	lastState                         string
-	stopped                           bool    // what was never published is counted (cancel, deadline)
-	sweepAt                           int     // where the sweep for waiting invites goes on
-	traceparent                       *string // the start command's, once read
-	window                            int     // invites that may be queued now (adapts to the send rate)
-	rateSince                         time.Time
-	rateDone                          int // f.done at rateSince
+	done, delivered, read, undelivered int
+	sent, failed, cancelled, unknown   int
+	failedByCode, undeliveredByCode    map[string]int
+	joined                             map[int]int // chunk → joined recipients
+	pending                            int         // invites in [0, next) not terminal
+	next                               int         // next invite to publish
+	inflight                           []published // publishes not acknowledged yet, oldest first
+	list                               inviteList
+	lastSeq                            uint64 // last event applied
+	changed                            bool   // counts changed since the last write
+	lastWrite, lastProgress, lastSwep  time.Time
+	lastState                          string
+	stopped                            bool    // what was never published is counted (cancel, deadline)
+	sweepAt                            int     // where the sweep for waiting invites goes on
+	traceparent                        *string // the start command's, once read
+	window                             int     // invites that may be queued now (adapts to the send rate)
+	rateSince                          time.Time
+	rateDone                           int // f.done at rateSince
 }
 
 type chunkState struct {
@@ -299,7 +299,7 @@ func (f *fanout) load(ctx context.Context) error {
 			}
 			cs.rev = e.Revision()
 		}
-		for _, b := range []*[]byte{&cs.c.Done, &cs.c.Delivered, &cs.c.Read} {
+		for _, b := range []*[]byte{&cs.c.Done, &cs.c.Delivered, &cs.c.Read, &cs.c.Undelivered} {
 			if len(*b) < campaignChunkSize/8 {
 				*b = append(*b, make([]byte, campaignChunkSize/8-len(*b))...)
 			}
@@ -307,12 +307,16 @@ func (f *fanout) load(ctx context.Context) error {
 		chunks[k] = cs
 	}
 	f.chunks = chunks
-	f.failedByCode = map[string]int{}
+	f.failedByCode, f.undeliveredByCode = map[string]int{}, map[string]int{}
 	f.joined = map[int]int{}
 	for _, cs := range chunks {
 		f.done += popcount(cs.c.Done)
 		f.delivered += popcount(cs.c.Delivered)
 		f.read += popcount(cs.c.Read)
+		f.undelivered += popcount(cs.c.Undelivered)
+		for code, v := range cs.c.UndeliveredByCode {
+			f.undeliveredByCode[code] += v
+		}
 		f.sent += cs.c.Sent
 		f.failed += cs.c.Failed
 		f.cancelled += cs.c.Cancelled
@@ -400,7 +404,7 @@ func (f *fanout) apply(ctx context.Context, m jetstream.Msg) {
 		if !ok || id != cid || n >= f.st.Total {
 			return
 		}
-		f.applyStatus(n, ev.Data.Status)
+		f.applyStatus(n, ev.Data)
 		return
 	}
 	var ev struct {
@@ -482,10 +486,27 @@ func (f *fanout) record(ctx context.Context, n int, kind, code string) {
 	f.w.metrics.CampaignInvite(ctx, kind)
 }
 
-func (f *fanout) applyStatus(n int, status string) {
+func (f *fanout) applyStatus(n int, st events.MessageStatus) {
 	cs := f.chunks[n/campaignChunkSize]
 	bit := n % campaignChunkSize
-	switch status {
+	switch st.Status {
+	case events.StatusFailed:
+		// Meta took the send, then could not deliver it: the invite stays
+		// sent, and the funnel says why it went no further.
+		if !bitSet(cs.c.Undelivered, bit) {
+			setBit(cs.c.Undelivered, bit)
+			code := "unknown"
+			if len(st.Errors) > 0 && st.Errors[0].Code != 0 {
+				code = strconv.Itoa(st.Errors[0].Code)
+			}
+			if cs.c.UndeliveredByCode == nil {
+				cs.c.UndeliveredByCode = map[string]int{}
+			}
+			cs.c.UndeliveredByCode[code]++
+			f.undeliveredByCode[code]++
+			f.undelivered++
+			cs.dirty, f.changed = true, true
+		}
 	case "read":
 		if !bitSet(cs.c.Read, bit) {
 			setBit(cs.c.Read, bit)
@@ -790,7 +811,7 @@ func (f *fanout) release(ctx context.Context) {
 func (f *fanout) counts() events.CampaignCounts {
 	c := events.CampaignCounts{
 		Total: f.st.Total, Sent: f.sent, Failed: f.failed, Cancelled: f.cancelled, Unknown: f.unknown,
-		Queued: max(f.pending, 0), Delivered: f.delivered, Read: f.read,
+		Queued: max(f.pending, 0), Delivered: f.delivered, Read: f.read, Undelivered: f.undelivered,
 	}
 	if f.chunks == nil { // finishing only: the entry has them
 		c = f.st.Counts
@@ -798,6 +819,9 @@ func (f *fanout) counts() events.CampaignCounts {
 	c.Pending = c.Total - c.Sent - c.Failed - c.Cancelled - c.Unknown
 	if len(f.failedByCode) > 0 {
 		c.FailedByCode = maps.Clone(f.failedByCode)
+	}
+	if len(f.undeliveredByCode) > 0 {
+		c.UndeliveredByCode = maps.Clone(f.undeliveredByCode)
 	}
 	for _, j := range f.joined {
 		c.Joined += j

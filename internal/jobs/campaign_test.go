@@ -690,6 +690,29 @@ func TestCampaignThrottling(t *testing.T) {
 			t.Fatalf("counts %+v, want 3 failed with 131026 and the rest sent", done.Counts)
 		}
 	})
+
+	t.Run("invites Meta later reports failed (131026) are counted undelivered", func(t *testing.T) {
+		t.Parallel()
+		const total = 20
+		s, groups := campaignStack(t, 2)
+		for _, i := range []int{3, 17} {
+			if err := s.sim.SetUndeliverable(recipient(i), sim.UndeliverableAsync); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.startWorker(t)
+		startCampaign(t, s, "start-late", events.StartInviteCampaignParams{CampaignID: "late", Template: inviteTemplate, Invites: invitesFor(total, groups)})
+		done := s.completed(t, "late", 2*time.Minute)
+		checkCounts(t, done.Counts, s.inviteOutcomes("late"), total)
+		// Meta accepted every send: the failures come as statuses, also
+		// after the end.
+		st := s.waitCampaign(t, "late", "two failed statuses counted", func(st jobs.CampaignStatus) bool {
+			return st.Counts.Undelivered >= 2
+		})
+		if c := st.Counts; c.Sent != total || c.Failed != 0 || c.Undelivered != 2 || c.UndeliveredByCode["131026"] != 2 {
+			t.Fatalf("counts %+v, want every invite sent and 2 of them undelivered with 131026", c)
+		}
+	})
 }
 
 func TestCampaignInviteeJoined(t *testing.T) {
