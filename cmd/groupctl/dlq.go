@@ -122,6 +122,8 @@ func (a *app) dlqCommand() *cobra.Command {
 ledger entry (so the same id executes again rather than re-publishing its old
 failure), publishes the command as it was received to the subject it was
 published on, and deletes it from the DLQ. Fix what made it fail first.
+A replayed campaign invite's new result replaces its failure in the
+campaign's counts (groupctl campaign status), even after the campaign ended.
 --all replays every dead letter (narrowed by --phone and --type).`,
 		Example: "  groupctl dlq replay 12 13\n  groupctl dlq replay --all --type send_group_invite",
 		Args: func(_ *cobra.Command, args []string) error {

@@ -132,6 +132,9 @@ type campaignState struct {
 	PauseReason string    `json:"pause_reason,omitempty"`
 	// CancelCommands are the cancel_campaign commands waiting for the end.
 	CancelCommands []string `json:"cancel_commands,omitempty"`
+	// AwaitSeq is the event stream sequence of a replayed invite's result:
+	// the holder does not let go of the campaign before it counted it.
+	AwaitSeq uint64 `json:"await_seq,omitempty"`
 
 	// Owner is the worker holding the fan-out until LeaseUntil.
 	Owner      string    `json:"owner,omitempty"`
@@ -170,11 +173,15 @@ type campaignChunk struct {
 	// UndeliveredByCode.
 	Undelivered       []byte         `json:"undelivered,omitempty"`
 	UndeliveredByCode map[string]int `json:"undelivered_by_code,omitempty"`
-	Sent              int            `json:"sent,omitempty"`
-	Failed            int            `json:"failed,omitempty"`
-	Cancelled         int            `json:"cancelled,omitempty"`
-	Unknown           int            `json:"unknown,omitempty"`
-	FailedByCode      map[string]int `json:"failed_by_code,omitempty"`
+	// Dead holds, by bit, the failure code counted for invites that went
+	// to the dead-letter queue (deadLettered): a replay's result takes
+	// the place of that count.
+	Dead         map[string]string `json:"dead,omitempty"`
+	Sent         int               `json:"sent,omitempty"`
+	Failed       int               `json:"failed,omitempty"`
+	Cancelled    int               `json:"cancelled,omitempty"`
+	Unknown      int               `json:"unknown,omitempty"`
+	FailedByCode map[string]int    `json:"failed_by_code,omitempty"`
 }
 
 // joinedChunk holds which invites' recipients joined (j.<campaign>.<k>).
@@ -240,6 +247,8 @@ func chunksFor(total int) int { return (total + campaignChunkSize - 1) / campaig
 func bitSet(b []byte, i int) bool { return i/8 < len(b) && b[i/8]&(1<<(i%8)) != 0 }
 
 func setBit(b []byte, i int) { b[i/8] |= 1 << (i % 8) }
+
+func clearBit(b []byte, i int) { b[i/8] &^= 1 << (i % 8) }
 
 func popcount(b []byte) int {
 	n := 0

@@ -195,13 +195,15 @@ type published struct {
 }
 
 func (f *fanout) run(ctx context.Context) error {
-	if f.st.final() && !f.w.now().Before(f.st.CompletedAt.Add(f.c.cfg.FunnelGrace)) {
+	if f.st.final() && !f.w.now().Before(f.st.CompletedAt.Add(f.c.cfg.FunnelGrace)) && f.st.EventSeq >= f.st.AwaitSeq {
 		if !f.st.Ended {
 			if err := f.end(ctx); err != nil {
 				return err
 			}
 		}
-		return f.close(ctx)
+		if err := f.close(ctx); !errors.Is(err, errAwaitReplay) {
+			return err
+		}
 	}
 	if err := f.load(ctx); err != nil {
 		return err
@@ -239,8 +241,11 @@ func (f *fanout) run(ctx context.Context) error {
 		}
 		if f.st.final() {
 			// Ended: statuses and joins still come in for a while.
-			if !f.w.now().Before(f.st.CompletedAt.Add(f.c.cfg.FunnelGrace)) {
-				return f.close(ctx)
+			// A replayed invite's result may still be on its way.
+			if !f.w.now().Before(f.st.CompletedAt.Add(f.c.cfg.FunnelGrace)) && f.lastSeq >= f.st.AwaitSeq {
+				if err := f.close(ctx); !errors.Is(err, errAwaitReplay) {
+					return err
+				}
 			}
 			if err := f.lingering(ctx); err != nil {
 				return err
@@ -414,11 +419,43 @@ func (f *fanout) apply(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	id, n, ok := parseInviteID(ev.Data.CommandID)
-	if !ok || id != cid || n >= f.st.Total || ev.Data.CommandType != events.SendGroupInvite || f.isDone(n) {
-		return // not ours, or counted already (a re-published result)
+	if !ok || id != cid || n >= f.st.Total || ev.Data.CommandType != events.SendGroupInvite {
+		return // not ours
 	}
-	kind, code := inviteOutcome(ev.Data)
+	if f.isDone(n) && (ev.Data.Replay == "" || !f.uncount(n)) {
+		return // counted already (a re-published result)
+	}
+	f.recordResult(ctx, n, ev.Data)
+}
+
+// recordResult counts the result of invite n, once, noting a failure a
+// dead-letter replay may take back.
+func (f *fanout) recordResult(ctx context.Context, n int, r events.CommandResult) {
+	kind, code := inviteOutcome(r)
 	f.record(ctx, n, kind, code)
+	if deadLettered(r) {
+		f.chunks[n/campaignChunkSize].c.markDead(n%campaignChunkSize, code)
+	}
+}
+
+// uncount takes back the counted outcome of invite n when it went to the
+// dead-letter queue, for its replay's result to be counted instead.
+func (f *fanout) uncount(n int) bool {
+	cs := f.chunks[n/campaignChunkSize]
+	code, ok := cs.c.uncount(n % campaignChunkSize)
+	if !ok {
+		return false
+	}
+	f.failed--
+	if f.failedByCode[code]--; f.failedByCode[code] <= 0 {
+		delete(f.failedByCode, code)
+	}
+	f.done--
+	if n < f.next {
+		f.pending++
+	}
+	cs.dirty, f.changed = true, true
+	return true
 }
 
 // Invite outcomes, as counted.
@@ -454,28 +491,18 @@ func inviteOutcome(r events.CommandResult) (kind, code string) {
 // record counts the outcome of invite n, once.
 func (f *fanout) record(ctx context.Context, n int, kind, code string) {
 	cs := f.chunks[n/campaignChunkSize]
-	bit := n % campaignChunkSize
-	if bitSet(cs.c.Done, bit) {
+	if !cs.c.add(n%campaignChunkSize, kind, code) {
 		return
 	}
-	setBit(cs.c.Done, bit)
 	switch kind {
 	case inviteSent:
-		cs.c.Sent++
 		f.sent++
 	case inviteCancelled:
-		cs.c.Cancelled++
 		f.cancelled++
 	case inviteUnknown:
-		cs.c.Unknown++
 		f.unknown++
 	default:
-		cs.c.Failed++
 		f.failed++
-		if cs.c.FailedByCode == nil {
-			cs.c.FailedByCode = map[string]int{}
-		}
-		cs.c.FailedByCode[code]++
 		f.failedByCode[code]++
 	}
 	cs.dirty, f.changed = true, true
@@ -484,6 +511,30 @@ func (f *fanout) record(ctx context.Context, n int, kind, code string) {
 		f.pending--
 	}
 	f.w.metrics.CampaignInvite(ctx, kind)
+}
+
+// add counts invite bit's outcome in the chunk unless it is counted
+// already, and reports whether it did.
+func (c *campaignChunk) add(bit int, kind, code string) bool {
+	if bitSet(c.Done, bit) {
+		return false
+	}
+	setBit(c.Done, bit)
+	switch kind {
+	case inviteSent:
+		c.Sent++
+	case inviteCancelled:
+		c.Cancelled++
+	case inviteUnknown:
+		c.Unknown++
+	default:
+		c.Failed++
+		if c.FailedByCode == nil {
+			c.FailedByCode = map[string]int{}
+		}
+		c.FailedByCode[code]++
+	}
+	return true
 }
 
 func (f *fanout) applyStatus(n int, st events.MessageStatus) {
@@ -557,6 +608,7 @@ func (f *fanout) refresh() error {
 func (f *fanout) merge(cur campaignState) {
 	f.st.PausedUntil, f.st.PauseReason = cur.PausedUntil, cur.PauseReason
 	f.st.CancelCommands = cur.CancelCommands
+	f.st.AwaitSeq = max(f.st.AwaitSeq, cur.AwaitSeq)
 	if cur.State == campaignCancelling && f.st.State == campaignRunning {
 		f.st.State = campaignCancelling
 	}
@@ -787,6 +839,11 @@ func (f *fanout) checkpoint(ctx context.Context, mutate func(*campaignState)) er
 		}
 		f.merge(cur)
 		st.PausedUntil, st.PauseReason, st.CancelCommands = cur.PausedUntil, cur.PauseReason, cur.CancelCommands
+		st.AwaitSeq = f.st.AwaitSeq
+		if st.Finished && f.lastSeq < st.AwaitSeq {
+			f.rev = rev
+			return errAwaitReplay // a replay's result came meanwhile: count it first
+		}
 		if cur.State == campaignCancelling && st.State == campaignRunning {
 			st.State = campaignCancelling
 		}

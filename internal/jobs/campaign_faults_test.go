@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -255,5 +256,96 @@ func TestARejoinAfterTheDuplicateWindowIsNotAnotherJoin(t *testing.T) {
 	if n := len(s.campaignEvents(events.EventCampaignInviteeJoined, "rj")); n != 1 {
 		st, _ := jobs.ReadCampaign(ctx, s.kv(t, s.names.CampaignBucket()), "rj")
 		t.Fatalf("%d campaign.invitee_joined events for one invitee (joined count %d)", n, st.Counts.Joined)
+	}
+}
+
+// An invite dead-lettered (here by a handler panic, fixed since) and
+// replayed from GROUPS_DLQ as groupctl dlq replay does it is counted
+// again: its campaign's counts move it from failed to what the replay
+// achieved, whether the campaign's holder still lingers after the end or
+// let go of it long ago. The replay used to be ignored: counted already.
+func TestAReplayedDeadInviteIsRecountedInItsCampaign(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		grace time.Duration
+	}{
+		{"While the campaign's funnel is still counted", time.Minute},
+		{"After the campaign was let go of", 100 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const total = 5
+			s, groups := campaignStack(t, 1)
+			var broken atomic.Bool
+			broken.Store(true)
+			s.startWorker(t, func(c *jobs.Config) {
+				c.Campaigns = jobs.CampaignConfig{FunnelGrace: tc.grace}
+				c.Middleware = []jobs.Middleware{func(next jobs.Handler) jobs.Handler {
+					return jobs.HandlerFunc(func(ctx context.Context, job *jobs.Job) (jobs.Result, error) {
+						if job.Command.ID == "rp:3" && broken.Load() {
+							panic("a bug, fixed before the replay")
+						}
+						return next.Handle(ctx, job)
+					})
+				}}
+			})
+			startCampaign(t, s, "start-rp", events.StartInviteCampaignParams{CampaignID: "rp", Template: inviteTemplate, Invites: invitesFor(total, groups)})
+			done := s.completed(t, "rp", time.Minute)
+			if done.Counts.Sent != total-1 || done.Counts.Failed != 1 || done.Counts.FailedByCode[events.ReasonPermanentError] != 1 {
+				t.Fatalf("counts %+v, want invite 3 failed by the panic and the rest sent", done.Counts)
+			}
+			if tc.grace < time.Second {
+				// Let go of: nobody reads its events any more.
+				kv := s.kv(t, s.names.CampaignBucket())
+				s.events.WaitFor(t, "the campaign let go of", func() bool {
+					e, err := kv.Get(context.Background(), "m.rp")
+					var st struct{ Finished bool }
+					return err == nil && json.Unmarshal(e.Value(), &st) == nil && st.Finished
+				})
+			}
+
+			broken.Store(false)
+			dl := s.deadLetters(t, 1)[0]
+			if dl.CommandID != "rp:3" {
+				t.Fatalf("dead letter of %s, want rp:3", dl.CommandID)
+			}
+			s.replayDeadLetter(t, dl, 1)
+			s.events.WaitFor(t, "the replay's terminal event", func() bool {
+				for _, r := range s.events.Terminals("rp:3") {
+					if r.Replay != "" && r.Outcome == events.OutcomeSucceeded {
+						return true
+					}
+				}
+				return false
+			})
+			st := s.waitCampaign(t, "rp", "the replayed invite counted sent", func(st jobs.CampaignStatus) bool {
+				return st.Counts.Sent == total
+			})
+			if c := st.Counts; c.Failed != 0 || len(c.FailedByCode) != 0 || c.Pending != 0 || c.Sent+c.Failed+c.Cancelled+c.Unknown != total {
+				t.Fatalf("counts %+v, want all %d sent and nothing failed", c, total)
+			}
+			if n := len(s.sends()); n != total {
+				t.Fatalf("%d sends, want %d: one per invite", n, total)
+			}
+		})
+	}
+}
+
+// replayDeadLetter does what groupctl dlq replay does with dead letter
+// seq: forget the command in the ledger, publish it again with the replay
+// header and a message id of its own.
+func (s *stack) replayDeadLetter(t testing.TB, dl jobs.DeadLetter, seq uint64) {
+	t.Helper()
+	ctx := context.Background()
+	if err := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil).Forget(ctx, dl.CommandID); err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(dl.Subject)
+	m.Data = dl.Command
+	m.Header.Set(events.ReplayHeader, strconv.FormatUint(seq, 10))
+	m.Header.Set(jetstream.MsgIDHeader, dl.CommandID+":replay:"+strconv.FormatUint(seq, 10))
+	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
 	}
 }

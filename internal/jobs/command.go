@@ -525,8 +525,20 @@ func (w *Worker) publishTerminal(ctx context.Context, e Entry, always bool) erro
 		return nil
 	}
 	m := &nats.Msg{Subject: t.Subject, Data: t.Event}
-	if _, err := w.publishMsg(traceCtx(ctx, e.Traceparent), m, t.MsgID); err != nil {
+	ack, err := w.publishMsg(traceCtx(ctx, e.Traceparent), m, t.MsgID)
+	if err != nil {
 		return fmt.Errorf("publish %s of %s: %w", t.Type, e.CommandID, err)
+	}
+	if e.Replay != "" {
+		// A replayed campaign invite: its campaign counts it again.
+		var ev struct {
+			Data events.CommandResult `json:"data"`
+		}
+		if err := json.Unmarshal(t.Event, &ev); err == nil {
+			if err := w.campaigns.replayed(ctx, ev.Data, ack.Sequence); err != nil {
+				return fmt.Errorf("count replayed %s in its campaign: %w", e.CommandID, err)
+			}
+		}
 	}
 	if !t.Published {
 		if err := w.ledger.MarkPublished(ctx, e.CommandID); err != nil {
