@@ -205,6 +205,21 @@ func Classify(code, httpStatus int) Class {
 	return classifyStatus(httpStatus)
 }
 
+// WebhookError is an error a webhook reports for an asynchronous request
+// (a group event's errors[]), classified by its code as Graph's answer with
+// that code would be: Class, and RetryAfter for a throttle. An unknown
+// code is permanent: there is no HTTP status to fall back on.
+func WebhookError(endpoint string, code int, message string) *Error {
+	e := &Error{Endpoint: endpoint, Code: code, Message: message, Class: ClassPermanent}
+	if info, ok := lookupCode(code); ok {
+		e.Class = info.class
+		if e.Class == ClassThrottled {
+			e.RetryAfter = cmp.Or(info.delay, defaultThrottleDelay)
+		}
+	}
+	return e
+}
+
 func classifyStatus(httpStatus int) Class {
 	switch {
 	case httpStatus == http.StatusTooManyRequests:

@@ -1,12 +1,16 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
@@ -83,7 +87,9 @@ func (w *Worker) completeIfDone(ctx context.Context, commandID string) error {
 // publishes the terminal event.
 func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry) error) error {
 	changed := false
+	var again, exhausted *graph.Error
 	e, err := w.ledger.Update(ctx, commandID, func(e *Entry) error {
+		again, exhausted = nil, nil
 		if e.State.Terminal() {
 			return ErrTerminal
 		}
@@ -97,6 +103,17 @@ func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry)
 			}
 			changed = true
 			return nil // recorded; more to come (or the owner will await)
+		}
+		if ge := webhookRetry(e); ge != nil {
+			if webhookRetries(*e)+1 >= w.webhookRuns() {
+				exhausted = ge
+				return errNoChange // dead-lettered below
+			}
+			if err := w.runAgain(ctx, e, ge); err != nil {
+				return err
+			}
+			again, changed = ge, true
+			return nil
 		}
 		if err := w.makeTerminal(e, false); err != nil {
 			return err
@@ -113,10 +130,27 @@ func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry)
 		cctx, end := w.commandTrace(ctx, "complete "+e.CommandType, e)
 		defer end()
 		return w.publishTerminal(cctx, e, false)
+	case exhausted != nil && errors.Is(err, errNoChange):
+		// As a command whose last delivery failed: to the dead-letter
+		// queue, failed with retries_exhausted.
+		cctx, end := w.commandTrace(ctx, "complete "+e.CommandType, e)
+		defer end()
+		w.log.WarnContext(cctx, "webhook reports a transient error again and the command's runs are used up; dead-lettering",
+			slog.String("command_id", commandID), slog.Int("code", exhausted.Code))
+		e.Attempts = append(e.Attempts, webhookAttempt(w.now(), exhausted))
+		return w.bury(cctx, e, 0, events.ReasonRetriesExhausted, exhausted,
+			"", failure(events.ReasonRetriesExhausted, exhausted), deliveries(e)+webhookRetries(e))
 	case errors.Is(err, errNoChange), errors.Is(err, ErrNotFound):
 		return nil
 	case err != nil:
 		return err
+	}
+	if again != nil {
+		cctx, end := w.commandTrace(ctx, "retry "+e.CommandType, e)
+		defer end()
+		w.log.InfoContext(cctx, "webhook reports a transient error; the command runs again",
+			slog.String("command_id", commandID), slog.Int("code", again.Code), slog.String("class", again.Class.String()))
+		return nil
 	}
 	if changed && e.State.Terminal() {
 		// In the command's trace: its log line and terminal event belong
@@ -131,6 +165,114 @@ func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry)
 	if changed {
 		linkCommand(ctx, e)
 	}
+	return nil
+}
+
+// attemptWebhookRetry is the outcome of an attempt whose webhook reported
+// an error Meta may not repeat, after which the command ran again.
+const attemptWebhookRetry = "webhook_retry"
+
+// webhookRetry returns the transient or throttling error an awaiting
+// command's webhooks report, when the command is to run again: it is a
+// create, delete or settings update (one request whose failure webhook is
+// Meta's word that nothing was done, so running it again cannot do it
+// twice), and its webhook's errors are all of such codes. Removals, with
+// per-participant outcomes, and permanent errors end the command as
+// before.
+func webhookRetry(e *Entry) *graph.Error {
+	switch e.CommandType {
+	case events.CreateGroup, events.DeleteGroup, events.UpdateGroupSettings:
+	default:
+		return nil
+	}
+	var retry *graph.Error
+	for _, p := range e.Pending {
+		if !p.Done {
+			return nil
+		}
+		var ge webhook.GroupEvent
+		_ = json.Unmarshal(p.Result, &ge) // unreadable: no errors to retry on
+		errs := slices.Clone(ge.Errors)
+		for _, s := range []*webhook.TextOutcome{ge.GroupSubject, ge.GroupDescription} {
+			if s != nil {
+				errs = append(errs, s.Errors...)
+			}
+		}
+		if ge.ProfilePicture != nil {
+			errs = append(errs, ge.ProfilePicture.Errors...)
+		}
+		for _, we := range errs {
+			if we.Code == graph.CodePartialSuccess {
+				continue // says some fields failed: theirs are the codes that count
+			}
+			gerr := graph.WebhookError(e.CommandType, we.Code, cmpStr(we.Message, we.Title))
+			switch {
+			case gerr.Class == graph.ClassTransient,
+				gerr.Class == graph.ClassThrottled && gerr.Scope() != graph.ScopeSpam && gerr.Scope() != graph.ScopeRecipient:
+				retry = cmp.Or(retry, gerr)
+			default:
+				return nil // permanent, or a throttle not to wait out here (spam limit, 24 h withheld)
+			}
+		}
+	}
+	return retry
+}
+
+// maxWebhookRuns bounds how many times a command runs because its webhooks
+// reported transient errors; below the ledger's attempt history
+// (maxAttempts), which must still hold every run's attempts to count them.
+const maxWebhookRuns = 5
+
+// webhookRuns is how many times a command may run because its webhooks
+// reported transient errors: as many as it may be delivered, up to
+// maxWebhookRuns.
+func (w *Worker) webhookRuns() int {
+	if w.maxDeliver <= 0 {
+		return maxWebhookRuns
+	}
+	return min(w.maxDeliver, maxWebhookRuns)
+}
+
+// webhookRetries is how many times e ran again after its webhook reported
+// a transient error.
+func webhookRetries(e Entry) int {
+	n := 0
+	for _, a := range e.Attempts {
+		if a.Outcome == attemptWebhookRetry {
+			n++
+		}
+	}
+	return n
+}
+
+func webhookAttempt(at time.Time, ge *graph.Error) Attempt {
+	return Attempt{At: at, Outcome: attemptWebhookRetry, Code: ge.Code, Error: truncate(ge.Error(), 500)}
+}
+
+// runAgain puts an awaiting command whose webhook reported ge back in the
+// command stream, to be executed afresh: its entry is queued again, with
+// the failed request and its intent gone, and a copy of the command is
+// published. A throttle is shared first, so the copy waits for it.
+//
+// The copy is published before the entry is written (this runs inside the
+// entry's compare-and-set): should the write fail, the copy finds the
+// command still awaiting, settles it the same way and publishes another.
+// Extra copies are harmless: the ledger executes the command once at a
+// time, and again only after a webhook said the last run did nothing.
+func (w *Worker) runAgain(ctx context.Context, e *Entry, ge *graph.Error) error {
+	ctx = traceCtx(ctx, e.Traceparent)
+	if ge.Class == graph.ClassThrottled {
+		_ = w.throttled(ctx, e.PhoneNumberID, ge)
+	}
+	m := &nats.Msg{Subject: e.Subject, Data: e.Command, Header: nats.Header{}}
+	if e.Replay != "" {
+		m.Header.Set(events.ReplayHeader, e.Replay)
+	}
+	if _, err := w.publishMsg(ctx, m, ""); err != nil {
+		return fmt.Errorf("publish %s to run again: %w", e.CommandID, err)
+	}
+	e.Attempts = append(e.Attempts, webhookAttempt(w.now(), ge))
+	e.State, e.Pending, e.Intent, e.Owner, e.AwaitUntil = StateQueued, nil, nil, "", time.Time{}
 	return nil
 }
 

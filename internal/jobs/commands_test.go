@@ -99,19 +99,44 @@ func TestCreateGroup(t *testing.T) {
 		})
 	})
 
-	t.Run("fails with the webhook's error", func(t *testing.T) {
+	t.Run("a transient error in its webhook runs it again, and one group is created", func(t *testing.T) {
 		t.Parallel()
-		s := setup(t, func(o *stackOpts) { o.sim.Faults = sim.Faults{AsyncFailure: 1} })
+		// 131000 in the group_create webhook: Meta created nothing this time.
+		s := setup(t, func(o *stackOpts) { o.sim.Faults = sim.Faults{AsyncFailure: 1, Limit: 1} })
 		s.startWorker(t)
-		s.publish(t, command("create-2", events.CreateGroup, "", events.CreateGroupParams{Subject: "Doomed"}))
+		s.publish(t, command("create-2", events.CreateGroup, "", events.CreateGroupParams{Subject: "Second time lucky"}))
 		r := s.terminal(t, "create-2")
-		wantOutcome(t, r, events.OutcomeFailed)
-		if r.Error.Reason != events.ReasonPermanentError || r.Error.Code != 131000 {
-			t.Fatalf("error = %+v, want permanent_error 131000", r.Error)
+		wantOutcome(t, r, events.OutcomeSucceeded)
+		if n := s.calls(sim.EndpointCreateGroup); n != 2 {
+			t.Fatalf("%d create calls, want 2: the failed one and its retry", n)
+		}
+		if n := s.groupsWithSubject("Second time lucky"); n != 1 {
+			t.Fatalf("%d groups with the subject, want 1", n)
 		}
 		s.events.WaitFor(t, "group.create_failed", func() bool {
 			return len(s.events.Filter(func(r testutil.Event) bool { return r.Type == events.EventGroupCreateFailed })) == 1
 		})
+	})
+
+	t.Run("a transient error in every webhook ends in the DLQ with retries exhausted", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) { o.sim.Faults = sim.Faults{AsyncFailure: 1} })
+		s.startWorker(t)
+		s.publish(t, command("create-doomed", events.CreateGroup, "", events.CreateGroupParams{Subject: "Doomed"}))
+		r := s.terminal(t, "create-doomed")
+		wantFailure(t, r, events.ReasonRetriesExhausted)
+		if r.Error.Code != 131000 {
+			t.Fatalf("error = %+v, want code 131000", r.Error)
+		}
+		if n := s.calls(sim.EndpointCreateGroup); n != 4 {
+			t.Fatalf("%d create calls, want 4 (MaxDeliver)", n)
+		}
+		if n := s.groupsWithSubject("Doomed"); n != 0 {
+			t.Fatalf("%d groups with the subject, want none", n)
+		}
+		if dl := s.deadLetters(t, 1)[0]; dl.CommandID != "create-doomed" || dl.Reason != events.ReasonRetriesExhausted {
+			t.Fatalf("dead letter = %+v, want create-doomed, retries_exhausted", dl)
+		}
 	})
 
 	t.Run("permanent error from the call", func(t *testing.T) {
@@ -219,6 +244,17 @@ func TestDeleteGroup(t *testing.T) {
 	if r.Error.Code != graph.CodeGroupUnknown {
 		t.Fatalf("deleting a deleted group: error %+v, want code 131041", r.Error)
 	}
+
+	// 131000 in the group_delete webhook: the group is still there.
+	g = s.newGroup(t, "To delete later", "")
+	if err := s.sim.SetFaults(sim.Faults{AsyncFailure: 1, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.publish(t, command("del-3", events.DeleteGroup, g.ID, nil))
+	wantOutcome(t, s.terminal(t, "del-3"), events.OutcomeSucceeded)
+	if st, _ := s.sim.Group(g.ID); !st.Deleted {
+		t.Fatal("group not deleted in the simulator after the transient failure")
+	}
 }
 
 func squareJPEG(t testing.TB, side int) string {
@@ -268,6 +304,23 @@ func TestUpdateGroupSettings(t *testing.T) {
 		}
 		if st, _ := s.sim.Group(g.ID); st.Subject != "Renamed" {
 			t.Fatalf("subject = %q, want Renamed", st.Subject)
+		}
+	})
+
+	t.Run("a throttle in its webhook (131208) runs it again", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		s.startWorker(t)
+		g := s.newGroup(t, "Throttled", "")
+		if err := s.sim.SetFaults(sim.Faults{AsyncFailure: 1, Limit: 1}); err != nil {
+			t.Fatal(err)
+		}
+		s.publish(t, command("set-3", events.UpdateGroupSettings, g.ID, events.UpdateGroupSettingsParams{
+			Subject: ptr("Renamed at last"), Description: ptr("Patience"),
+		}))
+		wantOutcome(t, s.terminal(t, "set-3"), events.OutcomeSucceeded)
+		if st, _ := s.sim.Group(g.ID); st.Subject != "Renamed at last" || st.Description != "Patience" {
+			t.Fatalf("simulator group = %+v, want the new subject and description", st)
 		}
 	})
 }

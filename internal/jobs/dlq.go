@@ -69,7 +69,8 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, msg jetstream
 }
 
 // bury publishes the dead letter of e, makes it terminal (failed) and
-// publishes the terminal event. token is the claim the caller holds, or ""
+// publishes the terminal event. seq is the command's stream sequence, 0
+// when no message of the command stream is being given up on. token is the claim the caller holds, or ""
 // when the server gave up on the command (then any non-live claim will do).
 func (w *Worker) bury(ctx context.Context, e Entry, seq uint64, reason string, cause error, token string, fi *events.FailureInfo, attempts int) error {
 	dl := DeadLetter{
@@ -84,7 +85,13 @@ func (w *Worker) bury(ctx context.Context, e Entry, seq uint64, reason string, c
 		return err
 	}
 	m := &nats.Msg{Subject: w.names.DLQ(e.PhoneNumberID, e.CommandType), Data: b}
-	if _, err := w.publishMsg(traceCtx(ctx, e.Traceparent), m, e.CommandID+":dlq:"+strconv.FormatUint(seq, 10)); err != nil {
+	key := strconv.FormatUint(seq, 10)
+	if seq == 0 {
+		// No message in the command stream (webhooks used up its runs):
+		// one dead letter per execution, a replay's included.
+		key = "run-" + strconv.FormatInt(e.CreatedAt.UnixNano(), 10)
+	}
+	if _, err := w.publishMsg(traceCtx(ctx, e.Traceparent), m, e.CommandID+":dlq:"+key); err != nil {
 		return fmt.Errorf("publish dead letter: %w", err)
 	}
 	var cmd events.Command

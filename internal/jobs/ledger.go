@@ -21,7 +21,9 @@ type State string
 // Ledger states.
 const (
 	// StateQueued: received, and parked until its number's rate limit can
-	// take it (see Worker.park); no worker has claimed it yet.
+	// take it (see Worker.park); no worker has claimed it yet. Also an
+	// async command whose webhook reported a transient error, waiting
+	// for the copy that runs it again (see runAgain).
 	StateQueued             State = "queued"
 	StateRunning            State = "running"
 	StateAwaitingWebhook    State = "awaiting_webhook"
@@ -138,7 +140,8 @@ type Attempt struct {
 	Delivery uint64    `json:"delivery,omitempty"`
 	// Outcome is "succeeded", "awaiting_webhook", "transient", "throttled",
 	// "permanent", "cancelled", "panic", "ambiguous", "credentials" (Graph
-	// refused the access token) or "abandoned" (the
+	// refused the access token), "webhook_retry" (the webhook reported a
+	// transient error; the command runs again) or "abandoned" (the
 	// worker holding the claim stopped without releasing it: recorded by
 	// the claim that took over, since whatever call it was making may have
 	// taken effect).

@@ -21,7 +21,8 @@ type Faults struct {
 	// Endpoints limits call-level faults to these endpoints (names as in
 	// Call.Endpoint, e.g. "send_message", "create_group"). Empty: all.
 	Endpoints []string `json:"endpoints,omitempty"`
-	// Limit is how many calls may be faulted in total; 0 means no limit.
+	// Limit is how many calls may be faulted in total, asynchronous
+	// failures (AsyncFailure) included; 0 means no limit.
 	// {Limit: 1, LostResponse: 1, Endpoints: ["create_group"]} loses exactly
 	// the next create_group answer.
 	Limit int `json:"limit,omitempty"`
@@ -243,6 +244,16 @@ func (fs *faultState) draw(r *lockedRand, endpoint string) faultKind {
 		return faultNone
 	}
 	return kind
+}
+
+// asyncFailure draws whether an accepted asynchronous operation fails in
+// its webhook (AsyncFailure), within Limit.
+func (s *Server) asyncFailure() bool {
+	fs := s.faults.Load()
+	if !s.opRand.chance(fs.f.AsyncFailure) {
+		return false
+	}
+	return fs.f.Limit <= 0 || fs.left.Add(-1) >= 0
 }
 
 // SetFaults replaces the fault injection in force (and restarts its Limit).

@@ -145,7 +145,7 @@ func (s *Server) createGroup(rq *request) response {
 		return s.fail(e)
 	}
 	reqID := s.ids.requestID()
-	if s.opRand.chance(s.faults.Load().f.AsyncFailure) {
+	if s.asyncFailure() {
 		s.emitGroup(fieldLifecycle, n, groupEvent{
 			Timestamp: unixString(rq.now), Type: "group_create", Subject: subject, Description: desc,
 			RequestID: reqID, GroupID: groupID(n.display, s.ids.groupNumber()),
@@ -385,7 +385,7 @@ func (s *Server) updateSettings(rq *request) response {
 		return s.fail(e)
 	}
 	reqID := s.ids.requestID()
-	fail := s.opRand.chance(s.faults.Load().f.AsyncFailure)
+	fail := s.asyncFailure()
 	ev := groupEvent{Timestamp: unixString(rq.now), GroupID: g.id, Type: "group_settings_update", RequestID: reqID}
 	var failed []itemError
 	succeeded := 0
@@ -522,7 +522,7 @@ func (s *Server) deleteGroup(rq *request) response {
 	}
 	reqID := s.ids.requestID()
 	ev := groupEvent{Timestamp: unixString(rq.now), GroupID: g.id, Type: "group_delete", RequestID: reqID}
-	if s.opRand.chance(s.faults.Load().f.AsyncFailure) {
+	if s.asyncFailure() {
 		ev.Errors = []itemError{newItemError(131000, "The group could not be deleted.")}
 		s.emitGroup(fieldLifecycle, g.phone, ev)
 		return s.ok(asyncAnswer{"whatsapp", true, reqID})

@@ -243,7 +243,7 @@ func (s *Server) removeParticipants(rq *request) response {
 		return s.fail(e)
 	}
 	reqID := s.ids.requestID()
-	fail := s.opRand.chance(s.faults.Load().f.AsyncFailure)
+	fail := s.asyncFailure()
 	ev := groupEvent{Timestamp: unixString(rq.now), GroupID: g.id, Type: "group_participants_remove",
 		RequestID: reqID, InitiatedBy: "business"}
 	var failCodes []int
