@@ -252,28 +252,48 @@ func webhookAttempt(at time.Time, ge *graph.Error) Attempt {
 // runAgain puts an awaiting command whose webhook reported ge back in the
 // command stream, to be executed afresh: its entry is queued again, with
 // the failed request and its intent gone, and a copy of the command is
-// published. A throttle is shared first, so the copy waits for it.
+// published. A throttle is shared first, so the copy waits for it (the
+// limiter hands it back until the pause ends); after a transient error
+// the copy comes back after webhookRetryDelay, scheduled by the stream
+// when it schedules messages (see park), at once otherwise.
 //
 // The copy is published before the entry is written (this runs inside the
 // entry's compare-and-set): should the write fail, the copy finds the
 // command still awaiting, settles it the same way and publishes another.
-// Extra copies are harmless: the ledger executes the command once at a
-// time, and again only after a webhook said the last run did nothing.
+// Its message id names the run, so a compare-and-set that runs this twice
+// stores one copy; extra copies are harmless anyway: the ledger executes
+// the command once at a time, and again only after a webhook said the last
+// run did nothing.
 func (w *Worker) runAgain(ctx context.Context, e *Entry, ge *graph.Error) error {
 	ctx = traceCtx(ctx, e.Traceparent)
-	if ge.Class == graph.ClassThrottled {
-		_ = w.throttled(ctx, e.PhoneNumberID, ge)
-	}
+	runs := webhookRetries(*e)
 	m := &nats.Msg{Subject: e.Subject, Data: e.Command, Header: nats.Header{}}
 	if e.Replay != "" {
 		m.Header.Set(events.ReplayHeader, e.Replay)
 	}
-	if _, err := w.publishMsg(ctx, m, ""); err != nil {
+	m.Header.Set(inLedgerHeader, "1")
+	if ge.Class == graph.ClassThrottled {
+		_ = w.throttled(ctx, e.PhoneNumberID, ge)
+	} else if w.parkAfter > 0 {
+		at := w.now().Add(webhookRetryDelay(runs))
+		m.Subject = w.names.Parked(e.PhoneNumberID, e.CommandType, uint64(at.UnixNano())) //nolint:gosec // a positive time
+		m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
+		m.Header.Set("Nats-Schedule-Target", e.Subject)
+	}
+	msgID := fmt.Sprintf("%s:again:%s:%d", e.CommandID, e.Replay, runs)
+	if _, err := w.publishMsg(ctx, m, msgID); err != nil {
 		return fmt.Errorf("publish %s to run again: %w", e.CommandID, err)
 	}
 	e.Attempts = append(e.Attempts, webhookAttempt(w.now(), ge))
 	e.State, e.Pending, e.Intent, e.Owner, e.AwaitUntil = StateQueued, nil, nil, "", time.Time{}
 	return nil
+}
+
+// webhookRetryDelay is how long a command waits to run again after its
+// webhook reported a transient error for the runs+1-th time: 1 s, doubled
+// each time, at most 30 s.
+func webhookRetryDelay(runs int) time.Duration {
+	return min(time.Second<<min(runs, 5), 30*time.Second)
 }
 
 // claimCreated claims the group a create_group made, so that no command

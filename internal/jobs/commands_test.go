@@ -131,6 +131,19 @@ func TestCreateGroup(t *testing.T) {
 		if n := s.calls(sim.EndpointCreateGroup); n != 4 {
 			t.Fatalf("%d create calls, want 4 (MaxDeliver)", n)
 		}
+		// Each run waits longer for Meta to recover: 1 s, 2 s, 4 s (the
+		// stream releases a scheduled copy at its time or later).
+		var at []time.Time
+		for _, c := range s.sim.Calls() {
+			if c.Endpoint == sim.EndpointCreateGroup {
+				at = append(at, c.Time)
+			}
+		}
+		for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+			if gap := at[i+1].Sub(at[i]); gap < want {
+				t.Errorf("run %d came %v after the one before, want at least %v", i+2, gap, want)
+			}
+		}
 		if n := s.groupsWithSubject("Doomed"); n != 0 {
 			t.Fatalf("%d groups with the subject, want none", n)
 		}
