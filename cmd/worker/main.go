@@ -359,8 +359,15 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	if err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
+	// The worker makes cached reads stale before it announces a change,
+	// whether or not this process's query service is up yet (or still):
+	// the cache is every worker's.
+	readsKV, err := js.KeyValue(ctx, names.ReadsBucket())
+	if err != nil {
+		return fmt.Errorf("open the reads bucket: %w", err)
+	}
 	worker, err := jobs.New(ctx, jobs.Config{
-		JS: js, Names: names, Graph: gc, Limiter: limiter, Accounts: accounts, WorkerID: workerID,
+		JS: js, Names: names, Graph: gc, Limiter: limiter, Accounts: accounts, WorkerID: workerID, Reads: query.NewInvalidator(readsKV),
 		Concurrency: s.concurrency, WebhookTimeout: s.webhookTimeout, ShutdownTimeout: s.shutdownGrace, ParkAfter: s.parkAfter,
 		Tracer: tel.Tracer("github.com/groupflow/groupflow/internal/jobs"), Metrics: metrics, Logger: log,
 	})

@@ -26,6 +26,7 @@ import (
 	"github.com/groupflow/groupflow/internal/jobs"
 	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
 	"github.com/groupflow/groupflow/internal/natsembed"
+	"github.com/groupflow/groupflow/internal/query"
 	"github.com/groupflow/groupflow/internal/telemetry"
 	"github.com/groupflow/groupflow/internal/testutil"
 	"github.com/groupflow/groupflow/internal/webhook"
@@ -254,6 +255,11 @@ func (s *stack) startWorker(t testing.TB, wo workerOpts) (stop func()) {
 		NakDelay: func(uint64) time.Duration { return 20 * time.Millisecond },
 		Tracer:   tel.Tracer("github.com/groupflow/groupflow/internal/jobs"), Metrics: metrics, Logger: s.log,
 	}
+	readsKV, err := js.KeyValue(ctx, s.names.ReadsBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Reads = query.NewInvalidator(readsKV) // as cmd/worker
 	var limiterStop func()
 	if s.opts.limiter {
 		workersKV, err := js.KeyValue(ctx, s.names.WorkersBucket())

@@ -524,6 +524,11 @@ func (w *Worker) publishTerminal(ctx context.Context, e Entry, always bool) erro
 	if t == nil || (t.Published && !always) {
 		return nil
 	}
+	// Before the event: its receiver may read at once. A re-publish
+	// invalidates again, since whether the first one did is not recorded.
+	if err := w.invalidateTerminal(ctx, e, t); err != nil {
+		return fmt.Errorf("publish %s of %s: %w", t.Type, e.CommandID, err)
+	}
 	m := &nats.Msg{Subject: t.Subject, Data: t.Event}
 	ack, err := w.publishMsg(traceCtx(ctx, e.Traceparent), m, t.MsgID)
 	if err != nil {

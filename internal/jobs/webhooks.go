@@ -99,7 +99,16 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 			return
 		}
 	}
-	for _, ev := range w.domainEvents(it, p, eventCommand) {
+	evs := w.domainEvents(it, p, eventCommand)
+	if p.Group != nil {
+		// Before the events: their receivers may read at once.
+		if err := w.invalidateItem(ctx, p.Group.GroupID, evs); err != nil {
+			log.WarnContext(ctx, "invalidate cached reads", slog.Any("error", err))
+			w.retryWebhook(msg)
+			return
+		}
+	}
+	for _, ev := range evs {
 		if err := w.publishEvent(ctx, ev, msg.Headers()); err != nil {
 			log.WarnContext(ctx, "publish domain event", slog.String("event_type", ev.typ), slog.Any("error", err))
 			w.retryWebhook(msg)

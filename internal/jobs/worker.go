@@ -94,6 +94,14 @@ type Config struct {
 	// Middleware wraps every handler, outermost first, inside the
 	// built-in recovery, expiry and timeout middleware.
 	Middleware []Middleware
+	// Reads is the query service's shared cache (query.Invalidator): the
+	// worker makes the cached answers an event changes stale before it
+	// publishes the event — one bucket write per command or webhook item
+	// that changes a group, none for reads, messages and campaigns. A
+	// failed write holds the event back and the message is retried, as
+	// after a failed publish. Nil invalidates nothing (no query service
+	// shares the bucket).
+	Reads ReadCache
 	// Tracer starts a consumer span per message, continuing the trace in
 	// its headers; Graph calls made under it are its children when the
 	// Graph client's transport is traced. Defaults to a no-op tracer.

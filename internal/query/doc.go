@@ -24,10 +24,13 @@
 // served only while the marker still has that revision. Invalidating is one
 // Put on the marker; it also wins against a read that fetched the old state
 // from Graph before the change and stores it after the invalidation, which
-// deleting keys would not. The service invalidates by itself from the
-// group.* and command.* events the workers publish, so nothing else needs
-// to call it; InvalidateGroup and InvalidateNumber exist for callers that
-// know of a change earlier.
+// deleting keys would not. The worker invalidates (jobs.Config.Reads, an
+// Invalidator) before it publishes the event that announces a change, so
+// whoever receives the event and reads at once gets an answer at least as
+// new as the event, whichever worker answers and whether or not a query
+// service saw the event. Invalidating from the query service's own event
+// subscription raced the reads made on the same event and missed events
+// published while no query service ran.
 //
 // Handlers answer on their own goroutines (bounded by Config.Concurrency)
 // because micro calls a handler on its endpoint's single subscription

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -261,29 +260,6 @@ func (b *bundle) join(tb testing.TB, g sim.GroupState, waID string) sim.JoinResu
 		tb.Fatalf("join %s: %v", waID, err)
 	}
 	return r
-}
-
-// publishEvent publishes an event the way the worker does: CloudEvents
-// JSON to its subject in the event stream.
-func (b *bundle) publishEvent(tb testing.TB, typ string, data any) {
-	tb.Helper()
-	e, err := events.NewEvent(typ, events.EventID(typ, fmt.Sprint(time.Now().UnixNano())), events.SourceWorker, phone, data)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	b.publishCloudEvent(tb, e)
-}
-
-func (b *bundle) publishCloudEvent(tb testing.TB, e event.Event) {
-	tb.Helper()
-	typ := e.Type()
-	raw, err := events.Marshal(e)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := b.js.Publish(context.Background(), b.names.Event(phone, typ), raw); err != nil {
-		tb.Fatalf("publish %s: %v", typ, err)
-	}
 }
 
 // schemaBase is where the test pretends the embedded schemas are served;

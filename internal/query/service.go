@@ -31,10 +31,6 @@ const (
 	ServiceName = "groupflow-query"
 	// QueueGroup is the queue group every worker serves the endpoints in.
 	QueueGroup = "groupflow-query"
-	// InvalidationQueueGroup is the queue group of the event subscription
-	// that invalidates cached answers: one worker per event is enough,
-	// since the cache is shared.
-	InvalidationQueueGroup = "groupflow-query-invalidate"
 	// Version is the version of the query contract the service announces.
 	Version = "1.0.0"
 )
@@ -146,13 +142,11 @@ type Service struct {
 	endpoints []*endpoint
 	sem       chan struct{}
 
-	mu       sync.Mutex
-	state    int // 0 new, 1 started, 2 stopped
-	svc      micro.Service
-	subs     []*nats.Subscription
-	draining []*nats.Subscription // invalidation subscriptions Stop waits for
-	cache    *cache               // nil when the cache is off
-	running  sync.WaitGroup
+	mu      sync.Mutex
+	state   int // 0 new, 1 started, 2 stopped
+	svc     micro.Service
+	cache   *cache // nil when the cache is off
+	running sync.WaitGroup
 	// base is the parent of every request's context: requests must outlive
 	// Start's ctx, and Stop cancels them when it stops waiting.
 	base   context.Context
@@ -201,9 +195,8 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Start opens the cache, adds the micro service with its endpoints and
-// subscribes to the events that invalidate cached answers. ctx bounds the
-// start only. A Service starts once.
+// Start opens the cache and adds the micro service with its endpoints.
+// ctx bounds the start only. A Service starts once.
 func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -282,16 +275,6 @@ func (s *Service) startLocked() error {
 			return fmt.Errorf("query: add endpoint %s: %w", ep.name, err)
 		}
 	}
-	if s.cache == nil {
-		return nil
-	}
-	for _, subj := range []string{s.cfg.Names.Event("*", "group.>"), s.cfg.Names.Event("*", "command.>")} {
-		sub, err := s.cfg.Conn.QueueSubscribe(subj, InvalidationQueueGroup, s.onEvent)
-		if err != nil {
-			return fmt.Errorf("query: subscribe %s: %w", subj, err)
-		}
-		s.subs = append(s.subs, sub)
-	}
 	return nil
 }
 
@@ -316,17 +299,7 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 	s.state = 2
 	err := s.stopLocked()
-	draining := s.draining
-	s.draining = nil
 	s.mu.Unlock()
-	// The invalidations this worker was handed finish (they take the lock),
-	// within a bound so that a stop never hangs on them.
-	deadline := time.Now().Add(2 * time.Second)
-	for _, sub := range draining {
-		for sub.IsValid() && time.Now().Before(deadline) && ctx.Err() == nil {
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
 	// Once the server answers a ping it has the unsubscriptions: no new
 	// request is routed here after Stop returns.
 	if ferr := s.cfg.Conn.FlushTimeout(5 * time.Second); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
@@ -346,25 +319,12 @@ func (s *Service) Stop(ctx context.Context) error {
 }
 
 func (s *Service) stopLocked() error {
-	var errs []error
-	// Drained, not unsubscribed: an invalidation already routed to this
-	// worker's queue member is still handled (Stop waits for it), since no
-	// other worker will see it: a rolling deploy would otherwise leave
-	// answers stale for a TTL.
-	for _, sub := range s.subs {
-		if err := sub.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) &&
-			!errors.Is(err, nats.ErrConnectionDraining) {
-			errs = append(errs, err)
-		}
-	}
-	s.draining = append(s.draining, s.subs...)
-	s.subs = nil
 	if s.svc != nil {
 		if err := s.svc.Stop(); err != nil {
-			errs = append(errs, fmt.Errorf("query: stop micro service: %w", err))
+			return fmt.Errorf("query: stop micro service: %w", err)
 		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // Run starts the service, serves until ctx is done, then stops, giving
