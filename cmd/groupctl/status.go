@@ -22,7 +22,9 @@ func (a *app) statusCommand() *cobra.Command {
 		Long: `Show what the ledger knows about a command id: its state (queued,
 running, awaiting_webhook, succeeded, partially_succeeded, failed, rejected), every
 attempt, the Graph requests it awaits and its result. Exits 1 when the id is
-not in the ledger (never received, or older than the ledger's 7 days).`,
+not in the ledger: an accepted command appears there once a worker takes it
+(until then it waits in the command stream); otherwise it was never received,
+or is older than the ledger's 7 days.`,
 		Args: exactArgs("command-id"),
 		RunE: func(c *cobra.Command, args []string) error {
 			e, err := a.ledgerEntry(c.Context(), args[0])
@@ -56,7 +58,9 @@ func (a *app) ledgerEntry(ctx context.Context, id string) (jobs.Entry, error) {
 	}
 	e, _, err := jobs.NewLedger(kv, nil).Get(rctx, id)
 	if errors.Is(err, jobs.ErrNotFound) {
-		return jobs.Entry{}, fmt.Errorf("command %s is not in the ledger (not received yet, or forgotten after the ledger's TTL)", id)
+		return jobs.Entry{}, fmt.Errorf("command %s is not in the ledger: a command appears there once a worker takes it. "+
+			"If it was accepted (published, or 202 from the ingest), it is waiting in the command stream (a backlog, or no worker running; see groupctl health). "+
+			"Otherwise it was never received, or it is older than the ledger's 7 days", id)
 	}
 	return e, err
 }

@@ -44,7 +44,7 @@ func TestSubmitReachesTheWorkerAndStatusShowsTheResult(t *testing.T) {
 
 	r = s.groupctl(t, "status", "never-sent")
 	wantCode(t, r, 1)
-	wantContains(t, "stderr", r.stderr, "never-sent is not in the ledger")
+	wantContains(t, "stderr", r.stderr, "never-sent is not in the ledger", "once a worker takes it", "waiting in the command stream")
 }
 
 func TestSubmitWaitExitsByOutcome(t *testing.T) {

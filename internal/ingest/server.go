@@ -247,7 +247,12 @@ func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "ledger unavailable, retry"})
 	case !found:
-		writeJSON(w, http.StatusNotFound, errorBody{Error: "unknown command id (not received yet, or forgotten after the ledger's retention)"})
+		// Nothing cheap tells an accepted command still in the stream from
+		// one never sent (the stream is not indexed by message id), and the
+		// POST path writes nothing but the command: say what each means.
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "command id not in the ledger: a command appears there once a worker takes it. " +
+			"If POST /v1/commands answered 202 for it, it is waiting in the command stream (a backlog, or no worker running): ask again later. " +
+			"Otherwise it was never received, or it is older than the ledger's 7 days"})
 	default:
 		writeJSON(w, http.StatusOK, entry)
 	}

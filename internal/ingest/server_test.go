@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -315,8 +316,11 @@ func TestCommandStatusComesFromTheLedger(t *testing.T) {
 	b := setup(t)
 	req, _ := http.NewRequest(http.MethodGet, b.url+"/v1/commands/camp-1:7", nil)
 	req.Header.Set("Authorization", "Bearer "+apiToken)
-	if status, _ := do(t, req); status != http.StatusNotFound {
-		t.Fatalf("unknown command: status %d, want 404", status)
+	// An accepted command is not in the ledger until a worker takes it:
+	// the answer says so, and where it waits, not only "not received".
+	if status, out := do(t, req); status != http.StatusNotFound || !strings.Contains(fmt.Sprint(out["error"]), "once a worker takes it") ||
+		!strings.Contains(fmt.Sprint(out["error"]), "waiting in the command stream") {
+		t.Fatalf("unknown command: %d %v, want 404 saying an accepted command appears once a worker takes it and waits in the stream until then", status, out)
 	}
 	if _, err := b.ledger.FinishNew(context.Background(), jobs.Entry{CommandID: "camp-1:7", State: jobs.StateRejected}); err != nil {
 		t.Fatal(err)

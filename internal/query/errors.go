@@ -133,7 +133,9 @@ func asError(err error, now time.Time) *Error {
 	}
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
-		return &Error{Code: CodeNotFound, Message: "unknown command id: not in the ledger (not yet picked up by a worker, or older than the ledger's TTL)"}
+		return &Error{Code: CodeNotFound, Message: "command id not in the ledger for this phone number: a command appears there once a worker takes it. " +
+			"If it was accepted (published to JetStream, or 202 from the ingest), it is waiting in the command stream (a backlog, or no worker running): ask again later. " +
+			"Otherwise it was never received, is another number's, or is older than the ledger's 7 days"}
 	case errors.Is(err, graph.ErrInvalidArgument):
 		return &Error{Code: CodeBadRequest, Message: err.Error()}
 	case errors.Is(err, errStopping), errors.Is(err, ratelimit.ErrClosed),

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -198,7 +199,10 @@ func TestCommandStatusReadsTheLedger(t *testing.T) {
 	}
 
 	t.Run("Unknown command id is 404", func(t *testing.T) {
-		_ = b.askErr(t, events.QueryCommandStatus, phone, query.CommandStatusRequest{CommandID: "never-sent"}, query.CodeNotFound) // askErr asserts the code
+		qe := b.askErr(t, events.QueryCommandStatus, phone, query.CommandStatusRequest{CommandID: "never-sent"}, query.CodeNotFound)
+		if !strings.Contains(qe.Message, "once a worker takes it") || !strings.Contains(qe.Message, "waiting in the command stream") {
+			t.Errorf("message %q, want it to say an accepted command appears once a worker takes it and waits in the stream until then", qe.Message)
+		}
 	})
 	t.Run("Another number's command is 404", func(t *testing.T) {
 		_ = b.askErr(t, events.QueryCommandStatus, "106540352242999", query.CommandStatusRequest{CommandID: id}, query.CodeNotFound) // askErr asserts the code
