@@ -134,3 +134,24 @@ func TestClusterSurvivesLeaderLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMaxPayload(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		set  int32
+		want int64
+	}{
+		{"left out it is what deploy/nats sets", 0, 8 << 20},
+		{"set it is what a server takes", 1 << 20, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := natsembed.RunTestWith(t, natsembed.Options{MaxPayload: tc.set})
+			js := connect(t, s.ClientURL())
+			if got := js.Conn().MaxPayload(); got != tc.want {
+				t.Errorf("max payload %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

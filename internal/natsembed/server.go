@@ -35,6 +35,10 @@ type Options struct {
 	MaxStore int64
 	// Logging sends the server's own log to stderr. Defaults to off.
 	Logging bool
+	// MaxPayload is the largest message the server takes, in bytes: a
+	// server without a max_payload setting takes 1 MiB. Defaults to 8 MiB,
+	// what deploy/nats configures.
+	MaxPayload int32
 
 	// cluster is set by StartCluster.
 	cluster *clusterOptions
@@ -62,6 +66,7 @@ func Start(opts Options) (*Server, error) {
 	opts.Host = cmp.Or(opts.Host, "127.0.0.1")
 	opts.ServerName = cmp.Or(opts.ServerName, "groupflow-"+nuid.Next())
 	opts.MaxStore = cmp.Or(opts.MaxStore, 1<<30)
+	opts.MaxPayload = cmp.Or(opts.MaxPayload, 8<<20)
 
 	sopts := &server.Options{
 		ServerName:         opts.ServerName,
@@ -73,7 +78,7 @@ func Start(opts Options) (*Server, error) {
 		JetStreamMaxMemory: 256 << 20,
 		NoSigs:             true,
 		NoLog:              true, // the server logs through a fatalWatch
-		MaxPayload:         8 << 20,
+		MaxPayload:         opts.MaxPayload,
 	}
 	if c := opts.cluster; c != nil {
 		sopts.Cluster = server.ClusterOpts{Name: c.name, Host: opts.Host, Port: orRandom(c.port)}

@@ -6,7 +6,17 @@ import "testing"
 // t.TempDir and stops it when the test ends.
 func RunTest(t testing.TB) *Server {
 	t.Helper()
-	s, err := Start(Options{Dir: t.TempDir()})
+	return RunTestWith(t, Options{})
+}
+
+// RunTestWith is RunTest with opts (a realistic MaxPayload, say); an empty
+// Dir is a t.TempDir.
+func RunTestWith(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	s, err := Start(opts)
 	if err != nil {
 		t.Fatalf("start embedded NATS: %v", err)
 	}
