@@ -161,8 +161,9 @@ func DecodeCommand(subject string, data []byte) (Command, error) {
 
 	// Rules on values are only checked where the value could be read, so a
 	// field gets one error, not "must be a string" and then "is required".
+	shape := fieldsOf(errs[:shapeErrs])
 	for _, fe := range cmd.validate() {
-		if !coveredBy(errs[:shapeErrs], fe.Field) {
+		if !shape.covers(fe.Field) {
 			errs = append(errs, fe)
 		}
 	}
@@ -227,12 +228,15 @@ func (c Command) validate() errorList {
 	p := spec.params()
 	shape := len(errs)
 	if decodeStrict("params", c.Params, p, &errs) {
-		// As in DecodeCommand: one error per field, the shape's first.
+		// As in DecodeCommand: one error per field, the shape's first;
+		// and a rule's error on a list covers its items'.
 		var rules errorList
 		p.validate("params", &rules)
+		seen := fieldsOf(errs[shape:])
 		for _, fe := range rules {
-			if !coveredBy(errs[shape:], fe.Field) {
+			if !seen.covers(fe.Field) {
 				errs = append(errs, fe)
+				seen[fe.Field] = true
 			}
 		}
 	}
@@ -327,12 +331,29 @@ func hasError(errs errorList, field string) bool {
 	return false
 }
 
-// coveredBy reports whether field, or a parent of it, already has an error.
-func coveredBy(errs errorList, field string) bool {
+// fieldSet is the fields that have an error.
+type fieldSet map[string]bool
+
+func fieldsOf(errs errorList) fieldSet {
+	s := make(fieldSet, len(errs))
 	for _, e := range errs {
-		if e.Field == field || strings.HasPrefix(field, e.Field+".") || strings.HasPrefix(field, e.Field+"[") {
+		s[e.Field] = true
+	}
+	return s
+}
+
+// covers reports whether field, or a parent of it, already has an error.
+// It looks up each parent path rather than comparing with every error:
+// a hostile list of a few hundred thousand wrong items took hours the
+// other way.
+func (s fieldSet) covers(field string) bool {
+	if len(s) == 0 {
+		return false
+	}
+	for i := 0; i < len(field); i++ {
+		if (field[i] == '.' || field[i] == '[') && s[field[:i]] {
 			return true
 		}
 	}
-	return false
+	return s[field]
 }

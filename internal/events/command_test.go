@@ -364,3 +364,28 @@ func TestDeeplyNestedCommandIsRefusedCheaply(t *testing.T) {
 		t.Errorf("a real campaign command was refused: %v", err)
 	}
 }
+
+func TestWrongItemsAreListedUpToALimit(t *testing.T) {
+	t.Parallel()
+	participants := func(item string) []byte {
+		return []byte(`{"id":"c1","type":"remove_participants","phone_number_id":"1","group_id":"g","params":{"participants":[` +
+			strings.Repeat(item+",", 5000) + item + "]}}")
+	}
+	// Thousands of items of the wrong type: one error each, at first.
+	_, err := DecodeCommand("", participants("1"))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("DecodeCommand = %v, want a *ValidationError", err)
+	}
+	if len(ve.Errors) != MaxFieldErrors {
+		t.Fatalf("%d errors, want %d", len(ve.Errors), MaxFieldErrors)
+	}
+	if got, want := ve.Errors[MaxFieldErrors-1], (FieldError{Message: "and 4903 more errors like those above"}); got != want {
+		t.Errorf("last error = %+v, want %+v", got, want)
+	}
+	// A list's own error still covers its items': one error, not 5001.
+	_, err = DecodeCommand("", participants(`"x"`))
+	if !errors.As(err, &ve) || len(ve.Errors) != 1 || ve.Errors[0].Field != "params.participants" {
+		t.Errorf("DecodeCommand of 5001 wrong participants = %v, want one error on params.participants", err)
+	}
+}

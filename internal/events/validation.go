@@ -45,9 +45,20 @@ func (l *errorList) add(field, format string, args ...any) {
 	*l = append(*l, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
+// MaxFieldErrors is the most errors a ValidationError lists; the last
+// one then says how many more were found. A 1 MiB list of wrong items
+// holds hundreds of thousands of them: listed whole, the command.rejected
+// event was tens of megabytes, more than NATS takes, and was never
+// published.
+const MaxFieldErrors = 100
+
 func (l errorList) err() error {
 	if len(l) == 0 {
 		return nil
+	}
+	if n := len(l) - MaxFieldErrors; n > 0 {
+		l = append(l[:MaxFieldErrors-1:MaxFieldErrors-1], FieldError{
+			Message: fmt.Sprintf("and %d more errors like those above", n+1)})
 	}
 	return &ValidationError{Errors: l}
 }
