@@ -67,6 +67,16 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 	token := fmt.Sprintf("%s/%d/%d", w.id, md.Sequence.Stream, md.NumDelivered)
 	req.Token, req.Lease = token, w.lease()
 	status, entry, err := w.ledger.Claim(ctx, req)
+	if errors.Is(err, nats.ErrMaxPayload) {
+		// The command fits in a message but not with its ledger record:
+		// every retry would fail alike, for ever.
+		log.WarnContext(ctx, "command too large to record; rejecting it", slog.Int("bytes", len(msg.Data())),
+			slog.Int64("max_payload", w.js.Conn().MaxPayload()))
+		w.reject(ctx, msg, md, cmd, &events.ValidationError{Errors: []events.FieldError{{Message: fmt.Sprintf(
+			"body is %d bytes: with its ledger record that is more than the %d bytes this NATS server takes (max_payload); "+
+				"split the command, or raise the server's max_payload (deploy/nats sets 8MB)", len(msg.Data()), w.js.Conn().MaxPayload())}}})
+		return false
+	}
 	if err != nil {
 		log.WarnContext(ctx, "claim failed", slog.Any("error", err))
 		w.retryLater(ctx, msg, md, cmd.ID)
@@ -601,7 +611,15 @@ func (w *Worker) reject(ctx context.Context, msg jetstream.Msg, md *jetstream.Ms
 				Subject: msg.Subject(), Command: json.RawMessage(msg.Data()), State: StateRejected, Result: &t,
 				Traceparent: cmp.Or(telemetry.TraceParent(ctx), headerTraceparent(msg.Headers()))}
 			if validCommandID(cmd.ID) {
-				e, err = w.ledger.FinishNew(ctx, e)
+				stored := e
+				e, err = w.ledger.FinishNew(ctx, stored)
+				if errors.Is(err, nats.ErrMaxPayload) {
+					// The command and its rejection are more than NATS
+					// takes in one record: keep the rejection, so that the
+					// id is answered, once, without the body.
+					stored.Command = nil
+					e, err = w.ledger.FinishNew(ctx, stored)
+				}
 				switch {
 				case errors.Is(err, ErrExists):
 					// The id belongs to a valid command in progress; its

@@ -32,7 +32,12 @@ type natsBundle struct {
 
 func setupNATS(t testing.TB, cfgs ...events.TopologyConfig) natsBundle {
 	t.Helper()
-	srv := natsembed.RunTest(t)
+	return setupNATSOn(t, natsembed.RunTest(t), cfgs...)
+}
+
+// setupNATSOn is setupNATS on a server the test started.
+func setupNATSOn(t testing.TB, srv *natsembed.Server, cfgs ...events.TopologyConfig) natsBundle {
+	t.Helper()
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatalf("connect: %v", err)

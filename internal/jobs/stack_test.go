@@ -19,6 +19,7 @@ import (
 	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/graph/sim"
 	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/natsembed"
 	"github.com/groupflow/groupflow/internal/testutil"
 	"github.com/groupflow/groupflow/internal/webhook"
 )
@@ -57,6 +58,9 @@ type stackOpts struct {
 	// noSchedules makes the command stream as a server before 2.12 has
 	// it: without message schedules or the parked subjects.
 	noSchedules bool
+	// maxPayload is the server's max_payload (natsembed's default if 0);
+	// 1 MiB is what a server without the setting takes.
+	maxPayload int32
 }
 
 func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
@@ -75,7 +79,12 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 		storage = jetstream.FileStorage
 	}
 	topo := events.TopologyConfig{AckWait: o.ackWait, MaxDeliver: o.maxDeliv, MaxAckPending: o.maxAckPending, Storage: storage}
-	b := setupNATSWith(t, topo)
+	var b natsBundle
+	if o.maxPayload != 0 {
+		b = setupNATSOn(t, natsembed.RunTestWith(t, natsembed.Options{MaxPayload: o.maxPayload}), topo)
+	} else {
+		b = setupNATSWith(t, topo)
+	}
 	if o.noSchedules {
 		withoutSchedules(t, b, topo)
 	}

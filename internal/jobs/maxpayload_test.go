@@ -1,0 +1,83 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/jobs"
+)
+
+// defaultMaxPayload is the max_payload of a NATS server that does not set
+// it: what a deployment that did not copy deploy/nats has.
+const defaultMaxPayload = 1 << 20
+
+// TestMaxPayload runs commands as large as the contract allows on a
+// server with the default max_payload: each gets its one terminal event,
+// none is retried for ever.
+func TestMaxPayload(t *testing.T) {
+	t.Parallel()
+
+	t.Run("a command that fits a message but not its ledger entry is rejected once", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) { o.maxPayload = defaultMaxPayload })
+		s.startWorker(t)
+		// Valid, and a message the server takes: padded with the spaces
+		// JSON allows to a few hundred bytes under max_payload.
+		b, err := json.Marshal(command("big-1", events.GetInviteLink, "Y2FwaV9ncm91cDpub3RoZXJl", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := append(b[:len(b)-1:len(b)-1], strings.Repeat(" ", defaultMaxPayload-len(b)-300)+"}"...)
+		subject := s.names.Command(phone, events.GetInviteLink)
+		s.publishRaw(t, subject, "big-1", body)
+
+		r := s.terminal(t, "big-1")
+		wantOutcome(t, r, events.OutcomeRejected)
+		if len(r.ValidationErrors) != 1 || !strings.Contains(r.ValidationErrors[0].Message, "max_payload") {
+			t.Fatalf("validation errors = %+v, want one naming max_payload", r.ValidationErrors)
+		}
+		e, _, err := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil).Get(context.Background(), "big-1")
+		if err != nil || e.State != jobs.StateRejected {
+			t.Fatalf("ledger entry = %+v, %v; want it rejected", e, err)
+		}
+		if n := s.calls("get_invite_link"); n != 0 {
+			t.Fatalf("%d get_invite_link calls, want none", n)
+		}
+
+		// Sent again, past the duplicate window: answered from the
+		// ledger (the same event, so the stream keeps it once), not
+		// retried for ever.
+		s.publishRaw(t, subject, "", body)
+		s.waitCommandsConsumed(t)
+		if rs := s.events.Terminals("big-1"); len(rs) != 1 {
+			t.Fatalf("terminal events = %+v, want the one rejection", rs)
+		}
+	})
+
+	t.Run("a long list of wrong items is rejected with a short list of errors", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t, func(o *stackOpts) { o.maxPayload = defaultMaxPayload })
+		s.startWorker(t)
+		var b strings.Builder
+		b.WriteString(`{"id":"big-2","type":"remove_participants","phone_number_id":"` + phone +
+			`","group_id":"Y2FwaV9ncm91cDpub3RoZXJl","params":{"participants":[1`)
+		// 100,000 items: an error each made an event of 8 MB.
+		for range 100_000 {
+			b.WriteString(",1")
+		}
+		b.WriteString("]}}")
+		s.publishRaw(t, s.names.Command(phone, events.RemoveParticipants), "big-2", []byte(b.String()))
+
+		r := s.terminal(t, "big-2")
+		wantOutcome(t, r, events.OutcomeRejected)
+		if n := len(r.ValidationErrors); n > events.MaxFieldErrors {
+			t.Fatalf("%d validation errors, want at most %d", n, events.MaxFieldErrors)
+		}
+		if last := r.ValidationErrors[len(r.ValidationErrors)-1]; !strings.Contains(last.Message, "more errors") {
+			t.Fatalf("last validation error = %+v, want how many more there are", last)
+		}
+	})
+}
