@@ -532,6 +532,12 @@ func (l *Ledger) UpdateOwned(ctx context.Context, commandID, token string, fn fu
 // revision. It reports false on a conflict.
 func (l *Ledger) put(ctx context.Context, key string, e Entry, rev uint64) (uint64, bool, error) {
 	e.Attempts = trimAttempts(e.Attempts)
+	if e.State.Terminal() {
+		// The result holds what the progress was kept for. Both, for an
+		// all_pending approval of thousands of requests, were more than
+		// NATS takes in one entry, where either alone was not.
+		e.Progress = nil
+	}
 	b, err := encodeEntry(e)
 	if err != nil {
 		return 0, false, fmt.Errorf("ledger: encode %s: %w", e.CommandID, err)

@@ -3,10 +3,12 @@ package jobs_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/jobs"
 )
 
@@ -80,4 +82,31 @@ func TestMaxPayload(t *testing.T) {
 			t.Fatalf("last validation error = %+v, want how many more there are", last)
 		}
 	})
+}
+
+func TestMaxPayloadAllPending(t *testing.T) {
+	t.Parallel()
+	// A quarter of the default, so that a few join requests are enough:
+	// the progress kept while rejecting them, about 180 bytes each, and
+	// the result, about 70, fit apart but not together.
+	s := setup(t, func(o *stackOpts) { o.maxPayload = defaultMaxPayload / 4 })
+	s.startWorker(t)
+	g := s.newGroup(t, "Spam", graph.JoinApprovalRequired)
+	const n = 1150
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("1555%07d", i)
+	}
+	s.joinRequests(t, g, users...)
+	s.publish(t, command("rej-all", events.RejectJoinRequests, g.ID, events.JoinRequestsParams{AllPending: true}))
+
+	r := s.terminal(t, "rej-all")
+	wantOutcome(t, r, events.OutcomeSucceeded)
+	if len(r.Items) != n {
+		t.Fatalf("%d items, want %d", len(r.Items), n)
+	}
+	e, _, err := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil).Get(context.Background(), "rej-all")
+	if err != nil || e.State != jobs.StateSucceeded || len(e.Progress) != 0 {
+		t.Fatalf("ledger entry in state %q with %d bytes of progress, %v; want succeeded, without progress", e.State, len(e.Progress), err)
+	}
 }
