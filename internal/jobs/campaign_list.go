@@ -142,9 +142,40 @@ type streamList struct {
 	digest string
 	name   string
 	array  *json.Decoder // set in array mode
-	begun  bool
-	line   int
+	// arrayIn is what array reads: the list, held to maxInviteLine past
+	// the end of the last invite, as a line is.
+	arrayIn *boundedReader
+	begun   bool
+	line    int
 }
+
+// boundedReader reads at most left more bytes, then fails with
+// errInviteTooLong.
+type boundedReader struct {
+	r    io.Reader
+	read int64 // in all
+	left int64
+}
+
+var errInviteTooLong = fmt.Errorf("an invite longer than %d bytes", maxInviteLine)
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errInviteTooLong
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.read += int64(n)
+	b.left -= int64(n)
+	return n, err
+}
+
+// allow lets the decoder read up to maxInviteLine past offset, the end of
+// what it has decoded: a decoder takes a whole value in memory, however
+// large.
+func (b *boundedReader) allow(offset int64) { b.left = offset + maxInviteLine - b.read }
 
 func newStreamList(r io.ReadCloser, digest, name string) *streamList {
 	return &streamList{r: r, br: bufio.NewReaderSize(r, maxInviteLine), digest: digest, name: name}
@@ -205,7 +236,8 @@ func (l *streamList) begin() error {
 			_, _ = l.br.ReadByte()
 			continue
 		case '[':
-			l.array = json.NewDecoder(l.br)
+			l.arrayIn = &boundedReader{r: l.br, left: maxInviteLine}
+			l.array = json.NewDecoder(l.arrayIn)
 			l.array.DisallowUnknownFields()
 			if _, err := l.array.Token(); err != nil {
 				return Permanent(fmt.Errorf("invites_object %s: %w", l.name, err))
@@ -216,6 +248,7 @@ func (l *streamList) begin() error {
 }
 
 func (l *streamList) nextInArray() (events.Invite, error) {
+	l.arrayIn.allow(l.array.InputOffset())
 	if !l.array.More() {
 		if _, err := l.array.Token(); err != nil {
 			return events.Invite{}, Permanent(fmt.Errorf("invites_object %s: %w", l.name, err))

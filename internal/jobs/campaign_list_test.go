@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -102,6 +103,8 @@ func TestInviteListFormats(t *testing.T) {
 		{"two values on a line", "{\"to\":\"1\",\"group_id\":\"g\"} {\"to\":\"2\",\"group_id\":\"g\"}\n", []string{"error:line 1"}},
 		{"not json", "{\"to\":\"1\",\"group_id\":\"g\"}\nnope\n", []string{"1", "error:line 2"}},
 		{"line too long", "{\"to\":\"" + strings.Repeat("1", maxInviteLine) + "\",\"group_id\":\"g\"}\n", []string{"error:longer than"}},
+		{"array invite too long", "[{\"to\":\"1\",\"group_id\":\"g\"},{\"to\":\"" + strings.Repeat("1", 4*maxInviteLine) + "\",\"group_id\":\"g\"}]", []string{"1", "error:longer than"}},
+		{"array longer than an invite", "[" + strings.Repeat("{\"to\":\"1\",\"group_id\":\"g\"},", 3*maxInviteLine/30) + "{\"to\":\"2\",\"group_id\":\"g\"}]", append(slices.Repeat([]string{"1"}, 3*maxInviteLine/30), "2")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
