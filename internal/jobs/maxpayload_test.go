@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/testutil"
 )
 
 // defaultMaxPayload is the max_payload of a NATS server that does not set
@@ -108,5 +110,31 @@ func TestMaxPayloadAllPending(t *testing.T) {
 	e, _, err := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil).Get(context.Background(), "rej-all")
 	if err != nil || e.State != jobs.StateSucceeded || len(e.Progress) != 0 {
 		t.Fatalf("ledger entry in state %q with %d bytes of progress, %v; want succeeded, without progress", e.State, len(e.Progress), err)
+	}
+}
+
+func TestWorkerWarnsOfASmallMaxPayload(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		maxPayload int32
+		warns      bool
+	}{
+		{"on the default 1 MiB it warns", defaultMaxPayload, true},
+		{"on the 8 MiB of deploy/nats it does not", 8 << 20, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t, func(o *stackOpts) { o.maxPayload = tc.maxPayload })
+			var logs testutil.SyncBuffer
+			s.startWorker(t, func(c *jobs.Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+			// Run checks before it takes commands: once one is done, the
+			// warning is in the log or will not be.
+			s.publish(t, command("mp-1", events.GetInviteLink, "Y2FwaV9ncm91cDpub3RoZXJl", nil))
+			s.terminal(t, "mp-1")
+			if got := strings.Contains(logs.String(), "max_payload"); got != tc.warns {
+				t.Errorf("warned of max_payload: %v, want %v; the log:\n%s", got, tc.warns, logs.String())
+			}
+		})
 	}
 }

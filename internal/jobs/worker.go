@@ -294,6 +294,20 @@ func (w *Worker) checkParking(ctx context.Context) error {
 	return nil
 }
 
+// minMaxPayload is the least max_payload with room for the largest
+// command and a result as large in one ledger entry.
+const minMaxPayload = 2 * events.MaxCommandSize
+
+// checkMaxPayload warns when the server's max_payload leaves the largest
+// commands no room for their ledger entries: they are rejected (see
+// processCommand), which an operator would rather hear of now.
+func (w *Worker) checkMaxPayload(ctx context.Context) {
+	if mp := w.js.Conn().MaxPayload(); mp < minMaxPayload {
+		w.log.WarnContext(ctx, "the NATS server's max_payload leaves no room for the ledger entries of the largest commands: they will be rejected; deploy/nats sets 8MB",
+			slog.Int64("max_payload", mp), slog.Int("want_at_least", minMaxPayload))
+	}
+}
+
 // ID is the worker's id.
 func (w *Worker) ID() string { return w.id }
 
@@ -326,6 +340,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.checkParking(ctx); err != nil {
 		return err
 	}
+	w.checkMaxPayload(ctx)
 
 	// work outlives ctx by ShutdownTimeout so in-flight calls can finish.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
