@@ -10,6 +10,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -681,9 +682,14 @@ func validCommandID(id string) bool {
 	return true
 }
 
+// truncate cuts s to at most n bytes and an ellipsis, at a character
+// boundary: Meta's messages are not all ASCII.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

@@ -298,7 +298,9 @@ func firstItemError(errs []graph.ItemError) (int, string) {
 	if reason == "" {
 		reason = fmt.Sprintf("error %d", e.Code)
 	}
-	return e.Code, reason
+	// Cut as every other item reason is: Meta's text is not bounded, and
+	// each failed item of a bulk command repeats it in the result.
+	return e.Code, truncate(reason, 200)
 }
 
 func dedupe(in []string) []string {
