@@ -262,6 +262,9 @@ func countsLine(c events.CampaignCounts, width int) string {
 	if c.Unknown > 0 {
 		s += fmt.Sprintf(", %d unknown", c.Unknown)
 	}
+	if c.Duplicates > 0 {
+		s += fmt.Sprintf(", %d duplicates", c.Duplicates)
+	}
 	if c.Delivered > 0 || c.Read > 0 {
 		s += fmt.Sprintf(", %d delivered, %d read", c.Delivered, c.Read)
 	}

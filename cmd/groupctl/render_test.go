@@ -55,6 +55,8 @@ func TestRenderEventNamesWhatHappened(t *testing.T) {
 		{events.EventCampaignCompleted, events.CampaignCompleted{CampaignID: "k1", State: events.CampaignStateCompleted, Counts: events.CampaignCounts{Total: 2, Sent: 2,
 			Delivered: 1, Undelivered: 1, UndeliveredByCode: map[string]int{"131026": 1}}},
 			"campaign k1 completed: [####################] 100% 2/2 done: 2 sent, 0 failed, 1 delivered, 0 read, 1 undelivered (131026×1), 0 joined"},
+		{events.EventCampaignCompleted, events.CampaignCompleted{CampaignID: "k1", State: events.CampaignStateCompleted, Counts: events.CampaignCounts{Total: 3, Sent: 2, Duplicates: 1}},
+			"campaign k1 completed: [####################] 100% 3/3 done: 2 sent, 0 failed, 1 duplicates, 0 joined"},
 		{events.EventMessageStatus, events.MessageStatus{MessageID: "wamid.3", Status: "failed"}, "failed: message wamid.3 to an unnamed recipient"},
 		{events.EventCampaignInviteeJoined, events.CampaignInviteeJoined{CampaignID: "k1", GroupID: "G1", To: "+1555"}, "campaign k1: +1555 joined group G1"},
 	} {

@@ -9,8 +9,9 @@ const (
 )
 
 // CampaignCounts are an invite campaign's counters. Every invite is in
-// exactly one of Pending, Sent, Failed, Cancelled and Unknown, so they add up
-// to Total; Joined counts sent invites whose invitee has joined the group.
+// exactly one of Pending, Sent, Failed, Cancelled, Unknown and Duplicates, so
+// they add up to Total; Joined counts sent invites whose invitee has joined
+// the group.
 type CampaignCounts struct {
 	Total     int `json:"total"`
 	Pending   int `json:"pending"`
@@ -19,7 +20,10 @@ type CampaignCounts struct {
 	Cancelled int `json:"cancelled"`
 	// Unknown invites may or may not have been sent (on_ambiguous "fail").
 	Unknown int `json:"unknown"`
-	Joined  int `json:"joined"`
+	// Duplicates are invites of a list in an object store that repeat an
+	// earlier invite of the list (Invite.Key): they are not sent.
+	Duplicates int `json:"duplicates,omitempty"`
+	Joined     int `json:"joined"`
 	// Queued invites were published as send_group_invite commands and are
 	// not terminal yet (they are part of Pending).
 	Queued int `json:"queued,omitempty"`

@@ -243,6 +243,10 @@ type Invite struct {
 	GroupID string `json:"group_id"`
 }
 
+// Key is the same for two invites of one person to one group: "+1650…"
+// and "1650…" are one number for Meta.
+func (inv Invite) Key() string { return strings.TrimPrefix(inv.To, "+") + "\x00" + inv.GroupID }
+
 // ObjectRef names an object in a NATS object store bucket.
 type ObjectRef struct {
 	Bucket string `json:"bucket"`
@@ -263,12 +267,11 @@ func (p *StartInviteCampaignParams) validate(path string, errs *errorList) {
 	case len(p.Invites) > MaxInlineInvites:
 		errs.add(invPath, "must have at most %d invites, got %d; pass longer lists as invites_object", MaxInlineInvites, len(p.Invites))
 	}
-	type key struct{ to, group string }
-	seen := make(map[key]bool, len(p.Invites))
+	seen := make(map[string]bool, len(p.Invites))
 	for i, inv := range p.Invites {
 		checkPhone(join(index(invPath, i), "to"), inv.To, errs)
 		checkOpaqueID(join(index(invPath, i), "group_id"), inv.GroupID, errs)
-		k := key{strings.TrimPrefix(inv.To, "+"), inv.GroupID}
+		k := inv.Key()
 		if seen[k] {
 			errs.add(index(invPath, i), "duplicate of an earlier invite")
 		}

@@ -34,6 +34,12 @@ import (
 // ledger), and the reservation written before each block of publishes tells
 // the new holder which invites may exist as commands.
 //
+// An invite of an object store list that repeats an earlier one
+// (events.Invite.Key) is never published: it counts as a duplicate. The
+// holder remembers a hash of each invite it has passed (seenSet); a new
+// holder rebuilds that from the list it re-reads up to its checkpoint
+// anyway, so every holder makes the same decision for each invite.
+//
 // The holder also counts. It reads the terminal events of the campaign's
 // invites (and their message statuses) from the event stream, from the
 // sequence of its checkpoint, and records each invite's outcome as one bit
@@ -181,6 +187,7 @@ type campaignChunk struct {
 	Failed       int               `json:"failed,omitempty"`
 	Cancelled    int               `json:"cancelled,omitempty"`
 	Unknown      int               `json:"unknown,omitempty"`
+	Duplicates   int               `json:"duplicates,omitempty"`
 	FailedByCode map[string]int    `json:"failed_by_code,omitempty"`
 }
 

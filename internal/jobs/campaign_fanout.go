@@ -164,6 +164,7 @@ type fanout struct {
 	// Counters over every chunk.
 	done, delivered, read, undelivered int
 	sent, failed, cancelled, unknown   int
+	duplicates                         int
 	failedByCode, undeliveredByCode    map[string]int
 	joined                             map[int]int // chunk → joined recipients
 	pending                            int         // invites in [0, next) not terminal
@@ -180,6 +181,11 @@ type fanout struct {
 	window                             int     // invites that may be queued now (adapts to the send rate)
 	rateSince                          time.Time
 	rateDone                           int // f.done at rateSince
+	// seen holds a hash of the Key of every invite of the list before
+	// next (seenSet). It is rebuilt whenever the list is opened, from the
+	// invites skipped to get to next: whether an invite is a duplicate
+	// depends on the list before it only, so every holder decides alike.
+	seen *seenSet
 }
 
 type chunkState struct {
@@ -326,6 +332,7 @@ func (f *fanout) load(ctx context.Context) error {
 		f.failed += cs.c.Failed
 		f.cancelled += cs.c.Cancelled
 		f.unknown += cs.c.Unknown
+		f.duplicates += cs.c.Duplicates
 		for code, v := range cs.c.FailedByCode {
 			f.failedByCode[code] += v
 		}
@@ -464,6 +471,9 @@ const (
 	inviteFailed    = "failed"
 	inviteCancelled = "cancelled"
 	inviteUnknown   = "unknown"
+	// inviteDuplicate: an earlier invite of the list has its Key; it is
+	// never published.
+	inviteDuplicate = "duplicate"
 )
 
 func inviteOutcome(r events.CommandResult) (kind, code string) {
@@ -501,6 +511,8 @@ func (f *fanout) record(ctx context.Context, n int, kind, code string) {
 		f.cancelled++
 	case inviteUnknown:
 		f.unknown++
+	case inviteDuplicate:
+		f.duplicates++
 	default:
 		f.failed++
 		f.failedByCode[code]++
@@ -527,6 +539,8 @@ func (c *campaignChunk) add(bit int, kind, code string) bool {
 		c.Cancelled++
 	case inviteUnknown:
 		c.Unknown++
+	case inviteDuplicate:
+		c.Duplicates++
 	default:
 		c.Failed++
 		if c.FailedByCode == nil {
@@ -672,14 +686,13 @@ func (f *fanout) topUp(ctx context.Context) error {
 			}
 		}
 		if f.list == nil {
-			l, err := f.c.openList(ctx, &f.st, n)
+			err := f.openList(ctx, n)
 			if errors.Is(err, errListChanged) {
 				return f.listChanged(ctx)
 			}
 			if err != nil {
 				return err
 			}
-			f.list = l
 		}
 		inv, err := f.list.Next()
 		if errors.Is(err, errEndOfList) {
@@ -688,9 +701,15 @@ func (f *fanout) topUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		first := f.seen.add(inv)
 		if f.isDone(n) {
 			f.next++
 			continue // counted already: a worker before this one published it
+		}
+		if !first {
+			f.record(ctx, n, inviteDuplicate, "")
+			f.next++
+			continue
 		}
 		cmd := inviteCommand(&f.st, n, inv)
 		body, err := json.Marshal(cmd)
@@ -716,6 +735,22 @@ func (f *fanout) topUp(ctx context.Context) error {
 			}
 		}
 	}
+	if f.next >= f.st.Total {
+		f.seen = nil // nothing more to read
+	}
+	return nil
+}
+
+// openList opens the campaign's invites at invite n, and fills seen with
+// the invites before it.
+func (f *fanout) openList(ctx context.Context, n int) error {
+	f.seen = newSeenSet(f.st.Total)
+	l, err := f.c.openList(ctx, &f.st, n, func(inv events.Invite) { f.seen.add(inv) })
+	if err != nil {
+		f.seen = nil
+		return err
+	}
+	f.list = l
 	return nil
 }
 
@@ -867,13 +902,13 @@ func (f *fanout) release(ctx context.Context) {
 
 func (f *fanout) counts() events.CampaignCounts {
 	c := events.CampaignCounts{
-		Total: f.st.Total, Sent: f.sent, Failed: f.failed, Cancelled: f.cancelled, Unknown: f.unknown,
+		Total: f.st.Total, Sent: f.sent, Failed: f.failed, Cancelled: f.cancelled, Unknown: f.unknown, Duplicates: f.duplicates,
 		Queued: max(f.pending, 0), Delivered: f.delivered, Read: f.read, Undelivered: f.undelivered,
 	}
 	if f.chunks == nil { // finishing only: the entry has them
 		c = f.st.Counts
 	}
-	c.Pending = c.Total - c.Sent - c.Failed - c.Cancelled - c.Unknown
+	c.Pending = c.Total - c.Sent - c.Failed - c.Cancelled - c.Unknown - c.Duplicates
 	if len(f.failedByCode) > 0 {
 		c.FailedByCode = maps.Clone(f.failedByCode)
 	}
@@ -976,11 +1011,9 @@ func (f *fanout) stop(ctx context.Context) error {
 // done and sends nothing.
 func (f *fanout) endUnclaimed(ctx context.Context, n int, reason, msg string) error {
 	if f.list == nil {
-		l, err := f.c.openList(ctx, &f.st, n)
-		if err != nil {
+		if err := f.openList(ctx, n); err != nil {
 			return err
 		}
-		f.list = l
 	}
 	inv, err := f.list.Next()
 	if errors.Is(err, errEndOfList) || errors.Is(err, errListChanged) {

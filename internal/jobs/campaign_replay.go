@@ -165,13 +165,14 @@ func (c *campaigns) chunkCounts(ctx context.Context, st campaignState) (events.C
 		counts.Failed += ch.Failed
 		counts.Cancelled += ch.Cancelled
 		counts.Unknown += ch.Unknown
+		counts.Duplicates += ch.Duplicates
 		counts.Delivered += popcount(ch.Delivered)
 		counts.Read += popcount(ch.Read)
 		counts.Undelivered += popcount(ch.Undelivered)
 		counts.FailedByCode = addCounts(counts.FailedByCode, ch.FailedByCode)
 		counts.UndeliveredByCode = addCounts(counts.UndeliveredByCode, ch.UndeliveredByCode)
 	}
-	counts.Pending = counts.Total - counts.Sent - counts.Failed - counts.Cancelled - counts.Unknown
+	counts.Pending = counts.Total - counts.Sent - counts.Failed - counts.Cancelled - counts.Unknown - counts.Duplicates
 	return counts, nil
 }
 

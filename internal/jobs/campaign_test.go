@@ -142,7 +142,7 @@ func (s *stack) sends() map[[2]string][]sim.Call {
 // checkCounts checks that the counts add up and agree with the events.
 func checkCounts(t testing.TB, c events.CampaignCounts, outcomes map[int][]events.CommandResult, total int) {
 	t.Helper()
-	if c.Total != total || c.Sent+c.Failed+c.Cancelled+c.Unknown+c.Pending != total || c.Pending != 0 {
+	if c.Total != total || c.Sent+c.Failed+c.Cancelled+c.Unknown+c.Duplicates+c.Pending != total || c.Pending != 0 {
 		t.Fatalf("counts %+v do not add up to %d with nothing pending", c, total)
 	}
 	var sent, failed, cancelled, unknown int
