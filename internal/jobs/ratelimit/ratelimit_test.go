@@ -608,3 +608,23 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Errorf("Pause with a number id that is not a key: nil error")
 	}
 }
+
+// BenchmarkWait measures Wait's hot path: one worker with a share far
+// above the calls made, the callers spread over 10,000 numbers.
+func BenchmarkWait(b *testing.B) {
+	bundle := setup(b, 0)
+	w := bundle.startWorker(b, ratelimit.Config{WorkerID: "bench", Defaults: ratelimit.Limits{Messages: 1e9}})
+	settled(b, phone, ratelimit.Messages, w)
+	phones := make([]string, 10000)
+	for i := range phones {
+		phones[i] = strconv.Itoa(1555_000_0000 + i)
+	}
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		if err := w.Wait(ctx, phones[i%len(phones)], ratelimit.Messages); err != nil {
+			b.Fatalf("Wait: %v", err)
+		}
+		i++
+	}
+}
