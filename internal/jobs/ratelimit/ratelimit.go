@@ -89,6 +89,9 @@ const (
 // without).
 const DefaultMaxWait = time.Second
 
+// DefaultIdle is Config.Idle's default.
+const DefaultIdle = 5 * time.Minute
+
 // DefaultJitter is Config.Jitter's default: how much later or earlier than
 // its token a call may reach Meta with the limit still kept there.
 const DefaultJitter = 25 * time.Millisecond
@@ -168,6 +171,16 @@ type Config struct {
 	// the time the change takes to reach every worker. Defaults to
 	// 1 s + Jitter + Lateness + 250 ms.
 	Settle time.Duration
+	// Idle is how long this worker keeps a number's state for a class
+	// (its share's token bucket, about 1.4 KB) after its last use, with
+	// nobody waiting: then it is dropped, checked every Idle/4, and made
+	// again on the next use. Any numeric phone number id is accepted in a
+	// command, so without it a caller naming ever new numbers grows the
+	// worker for as long as it runs. It must be at least two windows
+	// (2 × (1 s + Jitter + Lateness)): a number's calls before it was
+	// dropped and after it came back then never share a window. Defaults
+	// to DefaultIdle.
+	Idle time.Duration
 	// Clock tells the time. Defaults to the system clock.
 	Clock Clock
 	// Logger receives membership changes and pauses. Defaults to slog.Default().
@@ -199,6 +212,7 @@ func (c Config) withDefaults() Config {
 	c.Jitter = cmp.Or(c.Jitter, DefaultJitter)
 	c.Lateness = cmp.Or(c.Lateness, 10*time.Millisecond)
 	c.Settle = cmp.Or(c.Settle, c.window()+250*time.Millisecond)
+	c.Idle = cmp.Or(c.Idle, DefaultIdle)
 	if c.Clock == nil {
 		c.Clock = systemClock{}
 	}
@@ -236,6 +250,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("lateness must be between 0 and 1s, got %v", c.Lateness)
 	case c.Settle < c.window():
 		return fmt.Errorf("settle must be at least 1s + jitter + lateness (%v), got %v", c.window(), c.Settle)
+	case c.Idle < 2*c.window():
+		return fmt.Errorf("idle must be at least 2 × (1s + jitter + lateness) (%v), got %v", 2*c.window(), c.Idle)
 	case c.Heartbeat < 0:
 		return fmt.Errorf("heartbeat must not be negative, got %v", c.Heartbeat)
 	}
@@ -288,6 +304,8 @@ type Limiter struct {
 
 	mu      sync.Mutex
 	entries map[entryKey]*entry
+	// sweepAt is when dropIdleLocked next looks for idle entries.
+	sweepAt time.Time
 	reg     registry
 	pauses  map[Scope]pause
 	// wake is closed and replaced whenever a pause changes or the limiter
@@ -426,8 +444,16 @@ type entry struct {
 	changed chan struct{}
 	// head is held by the one caller that polls lim; the others queue on it
 	// in arrival order.
-	head    chan struct{}
+	head chan struct{}
+	// waiting counts the callers between their lookup of the entry and
+	// the end of their Wait. It is raised under Limiter.mu, in the same
+	// critical section as the lookup, so that dropIdleLocked never drops
+	// an entry a caller is about to queue on: that caller would poll a
+	// bucket no longer in the map while the next caller got a new, full
+	// one, and the worker would take two tokens where its share has one.
 	waiting atomic.Int64
+	// used is when the entry was last looked up.
+	used time.Time
 }
 
 // entryLocked returns the entry of phone and class, creating it with the
@@ -435,6 +461,7 @@ type entry struct {
 func (l *Limiter) entryLocked(phone string, class Class, now time.Time) *entry {
 	k := entryKey{phone, class}
 	if e, ok := l.entries[k]; ok {
+		e.used = later(now, e.used)
 		return e
 	}
 	e := &entry{
@@ -442,6 +469,7 @@ func (l *Limiter) entryLocked(phone string, class Class, now time.Time) *entry {
 		rot:     rotation(phone, class),
 		changed: make(chan struct{}),
 		head:    make(chan struct{}, 1),
+		used:    now,
 	}
 	e.budget = l.budgetLocked(e, now)
 	e.lim = rate.NewLimiter(rateFor(e.budget, l.cfg.window()), min(e.budget, 1))
@@ -474,6 +502,27 @@ func (l *Limiter) applyLocked(now time.Time) {
 		e.counted = at
 		close(e.changed)
 		e.changed = make(chan struct{})
+	}
+}
+
+// dropIdleLocked forgets, every Idle/4, the entries nobody waits on that
+// have been neither looked up nor used for Idle.
+//
+// A dropped entry comes back with a full bucket (one token) at the share
+// of the time, counted no earlier than Lateness before its first call. Its
+// last token was counted at least Idle (two windows) before it was
+// dropped, so no window of W holds calls of both: the share's bound, at
+// most c_i calls in any window, holds across the gap as it does within
+// one entry's life. Pauses are not in entries: they stay until they end.
+func (l *Limiter) dropIdleLocked(now time.Time) {
+	if now.Before(l.sweepAt) {
+		return
+	}
+	l.sweepAt = now.Add(l.cfg.Idle / 4)
+	for k, e := range l.entries {
+		if e.waiting.Load() == 0 && now.Sub(later(e.used, e.counted)) >= l.cfg.Idle {
+			delete(l.entries, k)
+		}
 	}
 }
 
@@ -525,6 +574,11 @@ func (l *Limiter) wait(ctx context.Context, phone string, class Class) error {
 	e := l.entryLocked(phone, class, now)
 	closed := l.closed
 	until, scope := l.pausedLocked(phone, now)
+	var ahead int64
+	if !closed && !until.After(deadline) {
+		// Counted before the lock is released: see entry.waiting.
+		ahead = e.waiting.Add(1) - 1
+	}
 	l.mu.Unlock()
 	switch {
 	case closed:
@@ -533,11 +587,10 @@ func (l *Limiter) wait(ctx context.Context, phone string, class Class) error {
 		// Paused for long: say so without queueing behind the others.
 		return &ThrottledError{Until: until, Scope: scope.String()}
 	}
+	defer e.waiting.Add(-1)
 
 	// Those already queued go first: if they alone take longer than
 	// MaxWait, say so now instead of queueing.
-	ahead := e.waiting.Add(1) - 1
-	defer e.waiting.Add(-1)
 	if ahead > 0 {
 		if err := queueTooLong(e, ahead, now, deadline); err != nil {
 			return err

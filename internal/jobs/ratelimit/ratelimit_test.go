@@ -574,6 +574,36 @@ func TestOverridesAndClassesHaveTheirOwnLimits(t *testing.T) {
 	})
 }
 
+// A caller naming ever new numbers must not grow a long-running worker
+// for ever: what is idle is forgotten, and comes back on its next use.
+func TestIdleNumbersAreForgotten(t *testing.T) {
+	t.Parallel()
+	// A 3 s TTL heartbeats every second: Run looks for idle state that often.
+	b := setup(t, 3*time.Second)
+	const idle = 3 * time.Second
+	w := b.startWorker(t, ratelimit.Config{WorkerID: "a", Idle: idle})
+	settled(t, phone, ratelimit.Messages, w)
+	ctx := context.Background()
+	const numbers = 1000
+	for i := range numbers {
+		if err := w.Wait(ctx, strconv.Itoa(1666_000_0000+i), ratelimit.GroupOps); err != nil {
+			t.Fatalf("Wait for number %d: %v", i, err)
+		}
+	}
+	if got := w.Tracked(); got < numbers {
+		t.Fatalf("tracking %d numbers and classes after calls for %d numbers, want at least %d", got, numbers, numbers)
+	}
+	eventually(t, 10*idle, func() bool { return w.Tracked() == 0 },
+		"numbers and classes still tracked, want none once idle for %v", idle)
+
+	if err := w.Wait(ctx, phone, ratelimit.Messages); err != nil {
+		t.Fatalf("Wait for a forgotten number: %v", err)
+	}
+	if got := w.Tracked(); got != 1 {
+		t.Errorf("tracking %d numbers and classes after a call for a forgotten number, want 1", got)
+	}
+}
+
 func TestNewRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
@@ -592,6 +622,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"Bad override", ratelimit.Config{Workers: workers, Throttle: throttle, Overrides: map[string]ratelimit.Limits{"1": {Reads: -1}}}, "overrides[1].reads"},
 		{"Worker id not a key", ratelimit.Config{Workers: workers, Throttle: throttle, WorkerID: "a.b"}, "worker id"},
 		{"Settle shorter than a window", ratelimit.Config{Workers: workers, Throttle: throttle, Settle: time.Second}, "settle"},
+		{"Idle shorter than two windows", ratelimit.Config{Workers: workers, Throttle: throttle, Idle: 2 * time.Second}, "idle"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ratelimit.New(tc.cfg)

@@ -423,6 +423,7 @@ func (l *Limiter) refreshLocked(now time.Time) {
 				slog.Bool("has_share", v.self))
 		}
 	}
+	l.dropIdleLocked(now)
 	l.applyLocked(now)
 	l.prunePausesLocked(now)
 }
