@@ -171,13 +171,12 @@ func (w *Worker) handBack(ctx context.Context, log *slog.Logger, msg jetstream.M
 	}
 	// Counted before asking, so slots admitting at once queue behind
 	// each other.
-	n := w.parkings.admitting(cmd.PhoneNumberID, class)
-	ahead := n.Add(1) - 1
+	adm, ahead := w.parkings.admit(cmd.PhoneNumberID, class)
 	var te *ratelimit.ThrottledError
 	if err := w.limiter.AdmitBehind(ctx, cmd.PhoneNumberID, class, ahead); !errors.As(err, &te) {
-		return false, false, &admission{n: n}
+		return false, false, adm
 	}
-	n.Add(-1)
+	adm.release()
 	now := w.now()
 	until := te.Until
 	if w.parkAfter > 0 {

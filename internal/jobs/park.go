@@ -19,12 +19,13 @@ const parkOverbook = 1.5
 // parkings books the times this worker's parked commands come back, per
 // number and limiter class, so a deep backlog returns at the pace its
 // share can take instead of all at once. It also counts, per number and
-// class, the commands admitted and not yet waiting in the limiter (a
-// counter each, kept for the worker's life: a few per number).
+// class, the commands admitted and not yet waiting in the limiter; a
+// count that falls to zero is dropped, so numbers named once do not stay
+// for the worker's life.
 type parkings struct {
 	mu       sync.Mutex
-	next     map[parkKey]time.Time     // the earliest free return time
-	admitted map[parkKey]*atomic.Int64 // admitted, not yet at Wait
+	next     map[parkKey]time.Time // the earliest free return time
+	admitted map[parkKey]int64     // admitted, not yet at Wait; never 0
 }
 
 type parkKey struct {
@@ -33,35 +34,41 @@ type parkKey struct {
 }
 
 func newParkings() *parkings {
-	return &parkings{next: map[parkKey]time.Time{}, admitted: map[parkKey]*atomic.Int64{}}
+	return &parkings{next: map[parkKey]time.Time{}, admitted: map[parkKey]int64{}}
 }
 
-// admitting counts the commands of phone and class this worker admitted
-// (handBack) that have not reached the limiter's Wait yet.
-func (p *parkings) admitting(phone string, class ratelimit.Class) *atomic.Int64 {
+// admit counts one more command of phone and class being admitted
+// (handBack) and not at the limiter's Wait yet; ahead is how many were
+// counted before it.
+func (p *parkings) admit(phone string, class ratelimit.Class) (a *admission, ahead int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := parkKey{phone, class}
-	n := p.admitted[k]
-	if n == nil {
-		n = new(atomic.Int64)
-		p.admitted[k] = n
-	}
-	return n
+	ahead = p.admitted[k]
+	p.admitted[k] = ahead + 1
+	return &admission{p: p, k: k}, ahead
 }
 
-// admission is one command admitted by handBack, counted in its number's
-// admitting until it reaches Wait or its delivery ends.
+// admission is one command counted by admit until it reaches Wait, its
+// delivery ends, or the limiter refused it.
 type admission struct {
-	n    *atomic.Int64
+	p    *parkings
+	k    parkKey
 	done atomic.Bool
 }
 
 // release uncounts the admission; it may be called more than once, and
 // on nil.
 func (a *admission) release() {
-	if a != nil && a.done.CompareAndSwap(false, true) {
-		a.n.Add(-1)
+	if a == nil || !a.done.CompareAndSwap(false, true) {
+		return
+	}
+	a.p.mu.Lock()
+	defer a.p.mu.Unlock()
+	if n := a.p.admitted[a.k] - 1; n > 0 {
+		a.p.admitted[a.k] = n
+	} else {
+		delete(a.p.admitted, a.k)
 	}
 }
 
