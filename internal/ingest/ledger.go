@@ -12,13 +12,13 @@ func JobsLedger(l *jobs.Ledger) Ledger { return jobsLedger{l} }
 
 type jobsLedger struct{ l *jobs.Ledger }
 
-func (j jobsLedger) Lookup(ctx context.Context, commandID string) (any, bool, error) {
+func (j jobsLedger) Lookup(ctx context.Context, commandID string) (jobs.Entry, bool, error) {
 	e, _, err := j.l.Get(ctx, commandID)
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
-		return nil, false, nil
+		return jobs.Entry{}, false, nil
 	case err != nil:
-		return nil, false, err
+		return jobs.Entry{}, false, err
 	}
 	return e, true, nil
 }

@@ -24,6 +24,8 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/query"
 	"github.com/groupflow/groupflow/internal/telemetry"
 )
 
@@ -40,9 +42,11 @@ type Config struct {
 	// APITokens are the bearer tokens accepted by the command API. With
 	// none, the command API refuses every request.
 	APITokens []string
-	// Ledger answers GET /v1/commands/{id} and recognises re-sent command
-	// ids after the stream's duplicate window. Without it, the status
-	// endpoint answers 404 and duplicates are found by the stream alone.
+	// Ledger answers GET /v1/commands/{id} (with query.CommandStatus, the
+	// command_status query's documented reply, never the raw entry) and
+	// recognises re-sent command ids after the stream's duplicate window.
+	// Without it, the status endpoint answers 404 and duplicates are found
+	// by the stream alone.
 	Ledger Ledger
 	// MaxCommandBytes caps a command body. Defaults to 1 MiB.
 	MaxCommandBytes int64
@@ -59,9 +63,9 @@ type Config struct {
 
 // Ledger is what the ingest reads of the worker's command ledger.
 type Ledger interface {
-	// Lookup returns the command's ledger entry as a JSON-encodable value,
-	// or found = false when the ledger does not know the id.
-	Lookup(ctx context.Context, commandID string) (entry any, found bool, err error)
+	// Lookup returns the command's ledger entry, or found = false when the
+	// ledger does not know the id.
+	Lookup(ctx context.Context, commandID string) (entry jobs.Entry, found bool, err error)
 }
 
 // Server is the ingest's HTTP handler.
@@ -200,14 +204,12 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
 	msgID, resend := cmd.ID, false
 	if s.cfg.Ledger != nil {
 		if entry, known, err := s.cfg.Ledger.Lookup(ctx, cmd.ID); err == nil && known {
-			if c, ok := entry.(interface{ Conflict(events.Command) string }); ok {
-				if why := c.Conflict(cmd); why != "" {
-					writeJSON(w, http.StatusConflict, errorBody{Error: fmt.Sprintf(
-						"command id %q is already used by another command (%s): a re-send must repeat the same command; give a new command a new id (ids are remembered 7 days)", cmd.ID, why)})
-					return
-				}
+			if why := entry.Conflict(cmd); why != "" {
+				writeJSON(w, http.StatusConflict, errorBody{Error: fmt.Sprintf(
+					"command id %q is already used by another command (%s): a re-send must repeat the same command; give a new command a new id (ids are remembered 7 days)", cmd.ID, why)})
+				return
 			}
-			if f, ok := entry.(interface{ Finished() bool }); !ok || !f.Finished() {
+			if !entry.Finished() {
 				writeJSON(w, http.StatusOK, acceptedBody{ID: cmd.ID, Status: "duplicate"})
 				return
 			}
@@ -254,7 +256,15 @@ func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
 			"If POST /v1/commands answered 202 for it, it is waiting in the command stream (a backlog, or no worker running): ask again later. " +
 			"Otherwise it was never received, or it is older than the ledger's 7 days"})
 	default:
-		writeJSON(w, http.StatusOK, entry)
+		// The documented shape, as the command_status query answers it:
+		// the entry itself has the claim and other internals in it.
+		status, err := query.CommandStatus(entry)
+		if err != nil {
+			s.cfg.Logger.ErrorContext(ctx, "command status unreadable", slog.String("command_id", id), slog.Any("error", err))
+			writeJSON(w, http.StatusInternalServerError, errorBody{Error: "command status unreadable"})
+			return
+		}
+		writeJSON(w, http.StatusOK, status)
 	}
 }
 

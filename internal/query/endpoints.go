@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -118,18 +117,9 @@ func (s *Service) commandStatus(ctx context.Context, phone string, data []byte) 
 	if e.PhoneNumberID != "" && e.PhoneNumberID != phone {
 		return nil, false, jobs.ErrNotFound
 	}
-	r := CommandStatusReply{
-		CommandID: e.CommandID, CommandType: e.CommandType, PhoneNumberID: e.PhoneNumberID,
-		State: string(e.State), Attempts: len(e.Attempts), CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,
-	}
-	if e.Result != nil {
-		var ce struct {
-			Data json.RawMessage `json:"data"`
-		}
-		if err := json.Unmarshal(e.Result.Event, &ce); err != nil {
-			return nil, false, fmt.Errorf("decode terminal event of %s: %w", req.CommandID, err)
-		}
-		r.Result = ce.Data
+	r, err := CommandStatus(e)
+	if err != nil {
+		return nil, false, err
 	}
 	body, err := json.Marshal(r)
 	return body, false, err

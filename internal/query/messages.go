@@ -12,6 +12,7 @@ import (
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
+	"github.com/groupflow/groupflow/internal/jobs"
 )
 
 // Requests and replies of the endpoints, as JSON on the wire (schemas
@@ -132,6 +133,28 @@ type CommandStatusReply struct {
 	// Result is the data of the terminal event (events.CommandResult), once
 	// there is one.
 	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// CommandStatus is the documented status of a ledger entry: what the
+// command_status query and the ingest's GET /v1/commands/{id} answer
+// (schema query.command_status.reply.json). It leaves out everything
+// internal to the ledger (the claim, its lease, intents, progress, the
+// command as received), which callers must not come to depend on.
+func CommandStatus(e jobs.Entry) (CommandStatusReply, error) {
+	r := CommandStatusReply{
+		CommandID: e.CommandID, CommandType: e.CommandType, PhoneNumberID: e.PhoneNumberID,
+		State: string(e.State), Attempts: len(e.Attempts), CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,
+	}
+	if e.Result != nil {
+		var ce struct {
+			Data json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(e.Result.Event, &ce); err != nil {
+			return CommandStatusReply{}, fmt.Errorf("decode terminal event of %s: %w", e.CommandID, err)
+		}
+		r.Result = ce.Data
+	}
+	return r, nil
 }
 
 const (
