@@ -404,7 +404,7 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 		}
 		status, body = httpDo(ctx, t, http.MethodGet, ingestSrv.URL+"/v1/commands/"+cmd.ID, apiToken, nil)
 		if status != http.StatusOK || !strings.Contains(body, cmd.ID) {
-			t.Fatalf("GET /v1/commands/%s = %d %s, want 200 with the ledger entry", cmd.ID, status, body)
+			t.Fatalf("GET /v1/commands/%s = %d %s, want 200 with the command's status", cmd.ID, status, body)
 		}
 		status, body = httpDo(ctx, t, http.MethodGet, ingestSrv.URL+"/readyz", "", nil)
 		if status != http.StatusOK {
