@@ -116,10 +116,12 @@ func (l *EventLog) Terminal(t testing.TB, commandID string) (Event, events.Comma
 
 // WaitFor waits until cond holds, failing the test after a generous bound:
 // a guard against hangs, not a timing assertion. cond is checked on every
-// event and at least every 50 ms.
+// event and at least every 50 ms. The bound leaves room for a command
+// that sits out a throttle's 10 s pause (131208) and runs again, on a
+// loaded 2-core CI machine with the race detector.
 func (l *EventLog) WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(45 * time.Second)
 	for {
 		l.mu.Lock()
 		wake := l.wake
