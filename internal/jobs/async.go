@@ -105,15 +105,19 @@ func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry)
 			return nil // recorded; more to come (or the owner will await)
 		}
 		if ge := webhookRetry(e); ge != nil {
-			if webhookRetries(*e)+1 >= w.webhookRuns() {
+			switch {
+			case webhookRetries(*e)+1 < w.webhookRuns():
+				if err := w.runAgain(ctx, e, ge); err != nil {
+					return err
+				}
+				again, changed = ge, true
+				return nil
+			case e.CommandType != events.RemoveParticipants:
 				exhausted = ge
 				return errNoChange // dead-lettered below
 			}
-			if err := w.runAgain(ctx, e, ge); err != nil {
-				return err
-			}
-			again, changed = ge, true
-			return nil
+			// A removal out of runs ends with its participants' outcomes,
+			// the transient failures among them.
 		}
 		if err := w.makeTerminal(e, false); err != nil {
 			return err
@@ -176,12 +180,15 @@ const attemptWebhookRetry = "webhook_retry"
 // command's webhooks report, when the command is to run again: it is a
 // create, delete or settings update (one request whose failure webhook is
 // Meta's word that nothing was done, so running it again cannot do it
-// twice), and its webhook's errors are all of such codes. Removals, with
-// per-participant outcomes, and permanent errors end the command as
-// before.
+// twice), and its webhook's errors are all of such codes; or it is a
+// removal some of whose participants failed with such codes (it runs
+// again for them only, see foldRemovals). Permanent errors end the
+// command as before.
 func webhookRetry(e *Entry) *graph.Error {
 	switch e.CommandType {
 	case events.CreateGroup, events.DeleteGroup, events.UpdateGroupSettings:
+	case events.RemoveParticipants:
+		return removalRetry(e)
 	default:
 		return nil
 	}
@@ -205,17 +212,80 @@ func webhookRetry(e *Entry) *graph.Error {
 			if we.Code == graph.CodePartialSuccess {
 				continue // says some fields failed: theirs are the codes that count
 			}
-			gerr := graph.WebhookError(e.CommandType, we.Code, cmpStr(we.Message, we.Title))
-			switch {
-			case gerr.Class == graph.ClassTransient,
-				gerr.Class == graph.ClassThrottled && gerr.Scope() != graph.ScopeSpam && gerr.Scope() != graph.ScopeRecipient:
-				retry = cmp.Or(retry, gerr)
-			default:
+			gerr := retryableWebhookError(e.CommandType, we.Code, cmpStr(we.Message, we.Title))
+			if gerr == nil {
 				return nil // permanent, or a throttle not to wait out here (spam limit, 24 h withheld)
 			}
+			retry = cmp.Or(retry, gerr)
 		}
 	}
 	return retry
+}
+
+// retryableWebhookError returns the error a webhook's code is, when it
+// says running again may succeed: transient, or a throttle that passes
+// (not the spam limit or a recipient's 24 h).
+func retryableWebhookError(commandType string, code int, message string) *graph.Error {
+	gerr := graph.WebhookError(commandType, code, message)
+	switch {
+	case gerr.Class == graph.ClassTransient,
+		gerr.Class == graph.ClassThrottled && gerr.Scope() != graph.ScopeSpam && gerr.Scope() != graph.ScopeRecipient:
+		return gerr
+	}
+	return nil
+}
+
+// removalRetry returns the first transient or throttling error a
+// removal's webhooks report for one of its participants.
+func removalRetry(e *Entry) *graph.Error {
+	for _, p := range e.Pending {
+		if !p.Done {
+			return nil
+		}
+	}
+	for _, p := range e.Pending {
+		for _, it := range pendingRemovals(p) {
+			if it.Outcome != events.ItemFailed {
+				continue
+			}
+			if gerr := retryableWebhookError(e.CommandType, it.Code, it.Reason); gerr != nil {
+				return gerr
+			}
+		}
+	}
+	return nil
+}
+
+// foldRemovals keeps, in a removal's progress, what its requests' webhooks
+// settled (participants removed or failed for good), so that running it
+// again sends only the participants that failed with a transient or
+// throttling code. Those of a request sent unsure stay unsure.
+func foldRemovals(e *Entry) error {
+	var prog removeProgress
+	if len(e.Progress) > 0 {
+		if err := json.Unmarshal(e.Progress, &prog); err != nil {
+			return fmt.Errorf("decode removal progress: %w", err)
+		}
+	}
+	prog.Unsure = nil
+	for _, p := range e.Pending {
+		for _, it := range pendingRemovals(p) {
+			switch {
+			case it.Outcome == events.ItemRemoved:
+				prog.Removed = append(prog.Removed, it.ID)
+			case retryableWebhookError(e.CommandType, it.Code, it.Reason) == nil:
+				prog.Failed = append(prog.Failed, it)
+			case p.Unsure:
+				prog.Unsure = append(prog.Unsure, it.ID)
+			}
+		}
+	}
+	b, err := json.Marshal(prog)
+	if err != nil {
+		return fmt.Errorf("encode removal progress: %w", err)
+	}
+	e.Progress = b
+	return nil
 }
 
 // maxWebhookRuns bounds how many times a command runs because its webhooks
@@ -251,7 +321,8 @@ func webhookAttempt(at time.Time, ge *graph.Error) Attempt {
 
 // runAgain puts an awaiting command whose webhook reported ge back in the
 // command stream, to be executed afresh: its entry is queued again, with
-// the failed request and its intent gone, and a copy of the command is
+// the failed request and its intent gone (a removal keeps what its
+// webhooks settled, see foldRemovals), and a copy of the command is
 // published. A throttle is shared first, so the copy waits for it (the
 // limiter hands it back until the pause ends); after a transient error
 // the copy comes back after webhookRetryDelay, scheduled by the stream
@@ -267,6 +338,11 @@ func webhookAttempt(at time.Time, ge *graph.Error) Attempt {
 func (w *Worker) runAgain(ctx context.Context, e *Entry, ge *graph.Error) error {
 	ctx = traceCtx(ctx, e.Traceparent)
 	runs := webhookRetries(*e)
+	if e.CommandType == events.RemoveParticipants {
+		if err := foldRemovals(e); err != nil {
+			return err
+		}
+	}
 	m := &nats.Msg{Subject: e.Subject, Data: e.Command, Header: nats.Header{}}
 	if e.Replay != "" {
 		m.Header.Set(events.ReplayHeader, e.Replay)
@@ -492,39 +568,8 @@ func removeCompletion(cmd events.Command, e Entry) Result {
 			}
 			continue
 		}
-		var ge webhook.GroupEvent
-		_ = json.Unmarshal(pd.Result, &ge)
-		removed, failed := map[string]bool{}, map[string][]webhook.Error{}
-		for _, r := range ge.RemovedParticipants {
-			for _, k := range []string{r.Input, r.WAID, r.UserID} {
-				if k != "" {
-					removed[k] = true
-				}
-			}
-		}
-		for _, f := range ge.FailedParticipants {
-			for _, k := range []string{f.Input, f.WAID, f.UserID} {
-				if k != "" {
-					failed[k] = f.Errors
-				}
-			}
-		}
-		for _, id := range pd.Items {
-			var it events.ItemOutcome
-			switch errs, isFailed := failed[id]; {
-			case isFailed:
-				it = webhookItem(id, append(errs, ge.Errors...), "removal failed")
-			case removed[id] || len(ge.Errors) == 0:
-				it = events.ItemOutcome{ID: id, Outcome: events.ItemRemoved}
-			default:
-				it = webhookItem(id, ge.Errors, "removal failed")
-			}
-			if pd.Unsure && it.Outcome == events.ItemFailed && it.Code == graph.CodeParticipantNotInGroup {
-				// Sent again after a call that may have removed them
-				// unseen: gone is what this command asked for.
-				it = events.ItemOutcome{ID: id, Outcome: events.ItemRemoved}
-			}
-			outcome[id] = it
+		for _, it := range pendingRemovals(pd) {
+			outcome[it.ID] = it
 		}
 	}
 	items := make([]events.ItemOutcome, 0, len(p.Participants))
@@ -540,4 +585,48 @@ func removeCompletion(cmd events.Command, e Entry) Result {
 		res.Failure = &events.FailureInfo{Reason: events.ReasonWebhookTimeout, Message: "Meta accepted the removal but its webhook never came"}
 	}
 	return res
+}
+
+// pendingRemovals is the outcome, per its webhook, of each participant a
+// removal's done request covered.
+func pendingRemovals(pd Pending) []events.ItemOutcome {
+	if !pd.Done {
+		return nil
+	}
+	var ge webhook.GroupEvent
+	_ = json.Unmarshal(pd.Result, &ge)
+	removed, failed := map[string]bool{}, map[string][]webhook.Error{}
+	for _, r := range ge.RemovedParticipants {
+		for _, k := range []string{r.Input, r.WAID, r.UserID} {
+			if k != "" {
+				removed[k] = true
+			}
+		}
+	}
+	for _, f := range ge.FailedParticipants {
+		for _, k := range []string{f.Input, f.WAID, f.UserID} {
+			if k != "" {
+				failed[k] = f.Errors
+			}
+		}
+	}
+	items := make([]events.ItemOutcome, 0, len(pd.Items))
+	for _, id := range pd.Items {
+		var it events.ItemOutcome
+		switch errs, isFailed := failed[id]; {
+		case isFailed:
+			it = webhookItem(id, append(errs, ge.Errors...), "removal failed")
+		case removed[id] || len(ge.Errors) == 0:
+			it = events.ItemOutcome{ID: id, Outcome: events.ItemRemoved}
+		default:
+			it = webhookItem(id, ge.Errors, "removal failed")
+		}
+		if pd.Unsure && it.Outcome == events.ItemFailed && it.Code == graph.CodeParticipantNotInGroup {
+			// Sent again after a call that may have removed them
+			// unseen: gone is what this command asked for.
+			it = events.ItemOutcome{ID: id, Outcome: events.ItemRemoved}
+		}
+		items = append(items, it)
+	}
+	return items
 }

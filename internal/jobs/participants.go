@@ -10,12 +10,16 @@ import (
 	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
 )
 
-// removeProgress is what remove_participants learnt without a webhook:
-// participants refused at once, and participants removed by a call whose
-// answer was lost (a repeat then says "not in group", 131212).
+// removeProgress is what remove_participants learnt outside its pending
+// requests: participants refused at once, participants removed by a call
+// whose answer was lost (a repeat then says "not in group", 131212), and
+// what the webhooks of an earlier run settled (see foldRemovals).
 type removeProgress struct {
 	Failed  []events.ItemOutcome `json:"failed,omitempty"`
 	Removed []string             `json:"removed,omitempty"`
+	// Unsure are participants to send again, after a webhook failed them
+	// transiently, whose last request was itself sent unsure.
+	Unsure []string `json:"unsure,omitempty"`
 }
 
 // removeParticipants removes participants in chunks of at most eight, one
@@ -35,14 +39,18 @@ func (w *Worker) removeParticipants(ctx context.Context, job *Job) (Result, erro
 	// may have been sending when it was cut off (or whose outcome it
 	// could not save). Any such attempt counts, not only the last: a
 	// throttled delivery after it sent nothing.
-	carried := hadAmbiguous(job)
+	// A run after a webhook retry knows its calls' outcomes from their
+	// webhooks; only its own attempts can leave one in doubt.
+	carried := ambiguousThisRun(job)
 	for chunk := range chunks(all, graph.MaxParticipantsPerRemove) {
-		if allHandled(chunk, job.Entry.Pending, prog) {
+		// Participants settled by an earlier run are not sent again.
+		chunk = slices.DeleteFunc(slices.Clone(chunk), func(id string) bool { return handled(id, job.Entry.Pending, prog) })
+		if len(chunk) == 0 {
 			continue
 		}
 		// unsure: a call for this chunk may already have removed its
 		// participants, so "not in group" (131212) now means removed.
-		unsure := carried
+		unsure := carried || slices.ContainsFunc(chunk, func(id string) bool { return slices.Contains(prog.Unsure, id) })
 		carried = false
 		var rr []graph.RemoveResult
 		err := w.call(ctx, job, ratelimit.GroupOps, Safe, func(ctx context.Context) (err error) {
@@ -120,13 +128,21 @@ func (w *Worker) removeParticipants(ctx context.Context, job *Job) (Result, erro
 	return Result{Await: waiting}, nil
 }
 
-func allHandled(chunk []string, pending []Pending, prog removeProgress) bool {
-	for _, id := range chunk {
-		handled := slices.Contains(prog.Removed, id) || slices.ContainsFunc(prog.Failed, func(o events.ItemOutcome) bool { return o.ID == id }) ||
-			slices.ContainsFunc(pending, func(p Pending) bool { return slices.Contains(p.Items, id) })
-		if !handled {
-			return false
+func handled(id string, pending []Pending, prog removeProgress) bool {
+	return slices.Contains(prog.Removed, id) || slices.ContainsFunc(prog.Failed, func(o events.ItemOutcome) bool { return o.ID == id }) ||
+		slices.ContainsFunc(pending, func(p Pending) bool { return slices.Contains(p.Items, id) })
+}
+
+// ambiguousThisRun is hadAmbiguous for the command's current run: the
+// attempts since it last ran again after a webhook (whose participants in
+// doubt removeProgress.Unsure names).
+func ambiguousThisRun(job *Job) bool {
+	a := job.Entry.Attempts
+	for i := len(a) - 1; i >= 0; i-- {
+		if a[i].Outcome == attemptWebhookRetry {
+			a = a[i+1:]
+			break
 		}
 	}
-	return true
+	return slices.ContainsFunc(a, mayHaveTakenEffect) || job.Reconciling()
 }

@@ -1,6 +1,7 @@
 package jobs_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -114,6 +115,107 @@ func TestALostRemovalIsRememberedPastAThrottledDelivery(t *testing.T) {
 	}
 	r := s.terminal(t, "rm-amb-thr")
 	t.Logf("calls %d, outcome %s", s.calls(sim.EndpointRemoveParticipant), r.Outcome)
+	for _, it := range r.Items {
+		if it.Outcome != events.ItemRemoved {
+			t.Errorf("participant %s: %s (code %d), want removed", it.ID, it.Outcome, it.Code)
+		}
+	}
+}
+
+// A removal's webhook reports one participant failed with a transient
+// code (131000) beside the others removed: the command runs again for that
+// participant only, and ends with every participant removed, each once.
+func TestARemovalRetriesOnlyTheParticipantsItsWebhookFailedTransiently(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	s.startWorker(t)
+	g := s.newGroup(t, "Transient removal", "")
+	members := []string{"15550000921", "15550000922", "15550000923"}
+	s.members(t, g, members...)
+	if err := s.sim.SetFaults(sim.Faults{AsyncParticipantFailure: 1, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.publish(t, command("rm-transient", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: members}))
+	r := s.terminal(t, "rm-transient")
+	var bodies []string
+	for _, c := range s.sim.Calls() {
+		if c.Endpoint == sim.EndpointRemoveParticipant {
+			bodies = append(bodies, c.Body)
+		}
+	}
+	if len(bodies) != 2 {
+		t.Fatalf("%d removal calls, want 2 (the first and one for the participant that failed): %q", len(bodies), bodies)
+	}
+	for _, m := range members[1:] {
+		if strings.Contains(bodies[1], m) {
+			t.Errorf("the second call names %s, removed by the first: %s", m, bodies[1])
+		}
+	}
+	if st, _ := s.sim.Group(g.ID); len(st.Participants) != 0 {
+		t.Fatalf("participants left: %v", st.Participants)
+	}
+	wantOutcome(t, r, events.OutcomeSucceeded)
+	if len(r.Items) != len(members) {
+		t.Fatalf("items = %+v, want one per participant", r.Items)
+	}
+	for i, it := range r.Items {
+		if it.ID != members[i] || it.Outcome != events.ItemRemoved {
+			t.Errorf("item %d: %+v, want %s removed", i, it, members[i])
+		}
+	}
+}
+
+// A removal whose webhook fails every participant transiently, every run:
+// after its runs (MaxDeliver) it ends with each participant's outcome,
+// not in the dead-letter queue.
+func TestARemovalFailingTransientlyEveryRunEndsWithItsOutcomes(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	s.startWorker(t)
+	g := s.newGroup(t, "Doomed removal", "")
+	members := []string{"15550000931", "15550000932"}
+	s.members(t, g, members...)
+	if err := s.sim.SetFaults(sim.Faults{AsyncParticipantFailure: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.publish(t, command("rm-doomed", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: members}))
+	r := s.terminal(t, "rm-doomed")
+	if n := s.calls(sim.EndpointRemoveParticipant); n != 4 {
+		t.Fatalf("%d removal calls, want 4 (MaxDeliver)", n)
+	}
+	wantOutcome(t, r, events.OutcomeFailed)
+	if len(r.Items) != len(members) {
+		t.Fatalf("items = %+v, want one per participant", r.Items)
+	}
+	for i, it := range r.Items {
+		if it.ID != members[i] || it.Outcome != events.ItemFailed || it.Code != 131000 {
+			t.Errorf("item %d: %+v, want %s failed with 131000", i, it, members[i])
+		}
+	}
+}
+
+// A removal whose answer was lost is repeated unsure; the repeat's webhook
+// fails a participant transiently. The run for that participant is still
+// unsure: its "not in group" (131212) means the lost call removed them.
+func TestARemovalRunAgainAfterALostAnswerStaysUnsure(t *testing.T) {
+	t.Parallel()
+	s := setup(t, func(o *stackOpts) {
+		o.sim.Faults = sim.Faults{LostResponse: 1, Limit: 1, Endpoints: []string{sim.EndpointRemoveParticipant}}
+	})
+	s.startWorker(t)
+	g := s.newGroup(t, "Lost then transient", "")
+	members := []string{"15550000941", "15550000942"}
+	s.members(t, g, members...)
+	s.publish(t, command("rm-lost-transient", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: members}))
+	s.waitForCall(t, sim.EndpointRemoveParticipant)
+	if err := s.sim.SetFaults(sim.Faults{AsyncParticipantFailure: 1, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r := s.terminal(t, "rm-lost-transient")
+	if n := s.calls(sim.EndpointRemoveParticipant); n != 3 {
+		t.Fatalf("%d removal calls, want 3 (lost, repeated, run again for one)", n)
+	}
+	wantOutcome(t, r, events.OutcomeSucceeded)
 	for _, it := range r.Items {
 		if it.Outcome != events.ItemRemoved {
 			t.Errorf("participant %s: %s (code %d), want removed", it.ID, it.Outcome, it.Code)

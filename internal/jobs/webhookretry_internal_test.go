@@ -29,11 +29,14 @@ func TestWebhookRetryClassifiesByCode(t *testing.T) {
 		{"Spam rate limit (131048), not retryable in the short term", events.CreateGroup, `{"errors":[{"code":131048}]}`, graph.ClassNone},
 		{"A code the fact sheet does not know", events.CreateGroup, `{"errors":[{"code":999999}]}`, graph.ClassNone},
 		{"No error", events.CreateGroup, `{"group_id":"g"}`, graph.ClassNone},
-		{"A removal, whose outcomes are per participant", events.RemoveParticipants, `{"errors":[{"code":131000}]}`, graph.ClassNone},
+		{"A removal failing a participant transiently", events.RemoveParticipants,
+			`{"errors":[{"code":131201}],"removed_participants":[{"input":"b"}],"failed_participants":[{"input":"a","errors":[{"code":131000}]}]}`, graph.ClassTransient},
+		{"A removal failing a participant for good", events.RemoveParticipants,
+			`{"errors":[{"code":131201}],"removed_participants":[{"input":"b"}],"failed_participants":[{"input":"a","errors":[{"code":131212}]}]}`, graph.ClassNone},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := &Entry{CommandType: tc.typ, Pending: []Pending{{RequestID: "r1", Done: true, Result: json.RawMessage(tc.webhook)}}}
+			e := &Entry{CommandType: tc.typ, Pending: []Pending{{RequestID: "r1", Items: []string{"a", "b"}, Done: true, Result: json.RawMessage(tc.webhook)}}}
 			got := graph.ClassNone
 			if ge := webhookRetry(e); ge != nil {
 				got = ge.Class

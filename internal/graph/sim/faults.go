@@ -58,6 +58,11 @@ type Faults struct {
 	// AsyncFailure: an accepted asynchronous operation (create, delete,
 	// settings, remove) fails in its webhook instead of taking effect.
 	AsyncFailure float64 `json:"async_failure,omitempty"`
+	// AsyncParticipantFailure: each participant of an accepted removal
+	// fails in its webhook with 131000 (transient) instead of being
+	// removed, drawn per participant within Limit. {Limit: 1,
+	// AsyncParticipantFailure: 1} fails exactly the next one.
+	AsyncParticipantFailure float64 `json:"async_participant_failure,omitempty"`
 
 	// WebhookDuplicate: a webhook is delivered twice.
 	WebhookDuplicate float64 `json:"webhook_duplicate,omitempty"`
@@ -127,7 +132,7 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 
 func (f Faults) validate() error {
 	for _, p := range []float64{f.Timeout, f.LostResponse, f.Status5xx, f.Code1, f.Code2, f.Code131000,
-		f.Throttle, f.AsyncFailure, f.WebhookDuplicate, f.WebhookReorder} {
+		f.Throttle, f.AsyncFailure, f.AsyncParticipantFailure, f.WebhookDuplicate, f.WebhookReorder} {
 		if p < 0 || p > 1 {
 			return errors.New("fault probabilities must be within [0, 1]")
 		}
@@ -251,6 +256,16 @@ func (fs *faultState) draw(r *lockedRand, endpoint string) faultKind {
 func (s *Server) asyncFailure() bool {
 	fs := s.faults.Load()
 	if !s.opRand.chance(fs.f.AsyncFailure) {
+		return false
+	}
+	return fs.f.Limit <= 0 || fs.left.Add(-1) >= 0
+}
+
+// asyncParticipantFailure draws whether one participant of an accepted
+// removal fails in its webhook (AsyncParticipantFailure), within Limit.
+func (s *Server) asyncParticipantFailure() bool {
+	fs := s.faults.Load()
+	if !s.opRand.chance(fs.f.AsyncParticipantFailure) {
 		return false
 	}
 	return fs.f.Limit <= 0 || fs.left.Add(-1) >= 0

@@ -250,7 +250,7 @@ func (s *Server) removeParticipants(rq *request) response {
 	g.mu.Lock()
 	for _, t := range targets {
 		switch {
-		case fail:
+		case fail || s.asyncParticipantFailure():
 			ev.FailedParticipants = append(ev.FailedParticipants, participantRef{Input: t.input, Errors: []itemError{newItemError(131000, "")}})
 			failCodes = append(failCodes, 131000)
 		case t.waID != "" && g.members[t.waID]:
