@@ -291,7 +291,8 @@ func decodeInvite(b []byte) (events.Invite, error) {
 // at three quarters full: about 10.7 bytes per invite (10.7 MB for a
 // million). Two distinct invites whose hashes collide (odds about n²/2⁶⁵,
 // 3·10⁻⁸ for a million) would have the second skipped as a duplicate:
-// never a second send.
+// never a second send. Not a map[uint64]struct{}: presized for a million
+// keys, one held 37.8 bytes per key on go1.26 (measured), 3.5 times this.
 type seenSet struct {
 	slots []uint64 // 0: empty
 	n     int
