@@ -1011,7 +1011,12 @@ func (f *fanout) stop(ctx context.Context) error {
 // done and sends nothing.
 func (f *fanout) endUnclaimed(ctx context.Context, n int, reason, msg string) error {
 	if f.list == nil {
-		if err := f.openList(ctx, n); err != nil {
+		err := f.openList(ctx, n)
+		if errors.Is(err, errListChanged) {
+			// Nothing more can be read: this invite and the ones after
+			// it end as at the end of the list, without opening it again.
+			f.list = &sliceList{}
+		} else if err != nil {
 			return err
 		}
 	}

@@ -349,3 +349,48 @@ func (s *stack) replayDeadLetter(t testing.TB, dl jobs.DeadLetter, seq uint64) {
 		t.Fatal(err)
 	}
 }
+
+// A cancel reaching a holder that must reopen the campaign's object list,
+// replaced since the campaign opened it, ends the invites the previous
+// holder reserved as list_changed. It used to fail the stop on the changed
+// list, again on every holder: the campaign stayed "cancelling" for good.
+func TestACancelAfterTheListWasReplacedEnds(t *testing.T) {
+	t.Parallel()
+	const total = 2000
+	s, groups := campaignStack(t, 4, func(o *stackOpts) {
+		o.sim.Faults = sim.Faults{Endpoints: []string{sim.EndpointSendMessage}, Latency: 100 * time.Millisecond}
+	})
+	s.sim.SetWebhookURL("")
+	ref := s.putInvites(t, "replaced.ndjson", total, groups)
+	// A long lease: worker B handles the cancel before it takes the
+	// campaign over from A.
+	killA := s.startKillableWorker(t, "worker-a", func(c *jobs.Config) {
+		c.Concurrency = 2
+		c.Campaigns = jobs.CampaignConfig{Window: 64, Lease: 15 * time.Second}
+	})
+	startCampaign(t, s, "start-rl", events.StartInviteCampaignParams{CampaignID: "rl", Template: inviteTemplate, InvitesObject: &ref})
+	st := s.waitCampaign(t, "rl", "a checkpoint past some invites", func(st jobs.CampaignStatus) bool { return st.FannedOut > 0 })
+	killA()
+	if st.FannedOut >= total {
+		t.Fatalf("every invite published before the kill (%+v): nothing left to stop", st)
+	}
+	s.putInvites(t, "replaced.ndjson", total/2, groups)
+
+	s.startWorker(t, func(c *jobs.Config) { c.WorkerID, c.Concurrency = "worker-b", 8 })
+	s.publish(t, command("cancel-rl", events.CancelCampaign, "", events.CancelCampaignParams{CampaignID: "rl"}))
+	if st := s.waitCampaign(t, "rl", "cancelling", func(st jobs.CampaignStatus) bool { return st.State != "running" }); st.Holder == "worker-b" {
+		t.Fatalf("worker B took the campaign over before the cancel (%+v): the test needs the cancel first", st)
+	}
+
+	wantOutcome(t, s.terminalWithin(t, "cancel-rl", time.Minute), events.OutcomeSucceeded)
+	wantOutcome(t, s.terminalWithin(t, "start-rl", time.Minute), events.OutcomeSucceeded)
+	done := s.completed(t, "rl", time.Minute)
+	c := done.Counts
+	if done.State != events.CampaignStateCancelled || c.Total != total || c.Pending != 0 ||
+		c.Sent+c.Failed+c.Cancelled+c.Unknown+c.Duplicates != total {
+		t.Fatalf("campaign.completed %+v, want cancelled with counts adding up to %d, none pending", done, total)
+	}
+	if c.FailedByCode["list_changed"] == 0 {
+		t.Fatalf("counts %+v, want the reserved invites failed as list_changed", c)
+	}
+}
