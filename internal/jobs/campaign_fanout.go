@@ -974,13 +974,15 @@ func (f *fanout) stop(ctx context.Context) error {
 			if f.w.now().After(until) {
 				return nil
 			}
-			if !f.isDone(n) {
-				f.pending++
-			}
 			if err := f.endUnclaimed(ctx, n, reason, msg); err != nil {
 				return err // not past n: the next holder ends it again
 			}
+			// Counted after: one endUnclaimed counted at once (the list
+			// changed) is not queued.
 			f.next = n + 1
+			if !f.isDone(n) {
+				f.pending++
+			}
 		}
 		f.stopped = true
 		f.lastSwep = f.w.now()
