@@ -244,18 +244,25 @@ func codeStr(code int) string {
 	return strconv.Itoa(code)
 }
 
+// byCode renders counts by Graph code as " (131026×3, 131049×1)", or ""
+// when there are none.
+func byCode(counts map[string]int) string {
+	if len(counts) == 0 {
+		return ""
+	}
+	codes := slices.Sorted(maps.Keys(counts))
+	parts := make([]string, len(codes))
+	for i, code := range codes {
+		parts[i] = fmt.Sprintf("%s×%d", code, counts[code])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
 // countsLine shows campaign counters, with a progress bar when width > 0.
 func countsLine(c events.CampaignCounts, width int) string {
 	done := c.Total - c.Pending
 	s := fmt.Sprintf("%d/%d done: %d sent, %d failed", done, c.Total, c.Sent, c.Failed)
-	if len(c.FailedByCode) > 0 {
-		codes := slices.Sorted(maps.Keys(c.FailedByCode))
-		parts := make([]string, len(codes))
-		for i, code := range codes {
-			parts[i] = fmt.Sprintf("%s×%d", code, c.FailedByCode[code])
-		}
-		s += " (" + strings.Join(parts, ", ") + ")"
-	}
+	s += byCode(c.FailedByCode)
 	if c.Cancelled > 0 {
 		s += fmt.Sprintf(", %d cancelled", c.Cancelled)
 	}
@@ -269,15 +276,7 @@ func countsLine(c events.CampaignCounts, width int) string {
 		s += fmt.Sprintf(", %d delivered, %d read", c.Delivered, c.Read)
 	}
 	if c.Undelivered > 0 {
-		s += fmt.Sprintf(", %d undelivered", c.Undelivered)
-		if len(c.UndeliveredByCode) > 0 {
-			codes := slices.Sorted(maps.Keys(c.UndeliveredByCode))
-			parts := make([]string, len(codes))
-			for i, code := range codes {
-				parts[i] = fmt.Sprintf("%s×%d", code, c.UndeliveredByCode[code])
-			}
-			s += " (" + strings.Join(parts, ", ") + ")"
-		}
+		s += fmt.Sprintf(", %d undelivered", c.Undelivered) + byCode(c.UndeliveredByCode)
 	}
 	s += fmt.Sprintf(", %d joined", c.Joined)
 	if width > 0 {

@@ -4,19 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/jobs"
 	"github.com/groupflow/groupflow/internal/query"
+	"github.com/groupflow/groupflow/internal/testutil"
 )
 
 // GET /v1/commands/{id} answers what the command_status query answers,
@@ -101,40 +97,10 @@ func TestCommandStatusAnswersTheDocumentedShape(t *testing.T) {
 	}
 }
 
-// schemaBase is where the test pretends the embedded schemas are served,
-// so relative $refs resolve.
-const schemaBase = "https://schemas.groupflow.test/"
-
-type embeddedSchemas struct{}
-
-func (embeddedSchemas) Load(url string) (any, error) {
-	name, ok := strings.CutPrefix(url, schemaBase)
-	if !ok {
-		return nil, fmt.Errorf("schema %s is outside %s", url, schemaBase)
-	}
-	b, err := fs.ReadFile(events.Schemas(), name)
-	if err != nil {
-		return nil, err
-	}
-	return jsonschema.UnmarshalJSON(bytes.NewReader(b))
-}
-
 // checkSchema validates data against one of the events package's schemas.
 func checkSchema(t testing.TB, name string, data []byte) {
 	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.UseLoader(embeddedSchemas{})
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.AssertFormat()
-	sc, err := c.Compile(schemaBase + name)
-	if err != nil {
-		t.Fatalf("compile schema %s: %v", name, err)
-	}
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
-		t.Fatalf("%s: not JSON: %s", name, data)
-	}
-	if err := sc.Validate(inst); err != nil {
+	if err := testutil.ValidateSchema(t, name, data); err != nil {
 		t.Errorf("answer does not match %s: %v\n%s", name, err, data)
 	}
 }

@@ -353,8 +353,7 @@ func (w *Worker) runAgain(ctx context.Context, e *Entry, ge *graph.Error) error 
 	} else if w.parkAfter > 0 {
 		at := w.now().Add(webhookRetryDelay(runs))
 		m.Subject = w.names.Parked(e.PhoneNumberID, e.CommandType, uint64(at.UnixNano())) //nolint:gosec // a positive time
-		m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
-		m.Header.Set("Nats-Schedule-Target", e.Subject)
+		scheduleAt(m, at, e.Subject)
 	}
 	msgID := fmt.Sprintf("%s:again:%s:%d", e.CommandID, e.Replay, runs)
 	if _, err := w.publishMsg(ctx, m, msgID); err != nil {

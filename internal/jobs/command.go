@@ -232,17 +232,24 @@ func (w *Worker) park(ctx context.Context, log *slog.Logger, msg jetstream.Msg, 
 			m.Header.Set(inLedgerHeader, "1")
 		}
 	}
-	// The exact turn, fraction of a second included: the server keeps it
-	// (since schedules came in 2.12 it parses @at as Go's RFC 3339, which
-	// takes fractions, and stores the time in nanoseconds) and releases due
-	// copies at most every 250 ms, so a backlog comes back in small
-	// batches at its booked pace. Whole seconds brought a second's copies
-	// back at once, more than a worker admits (MaxQueue): the rest were
-	// parked again, and a number was served at MaxQueue per second.
-	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
-	m.Header.Set("Nats-Schedule-Target", msg.Subject())
+	scheduleAt(m, at, msg.Subject())
 	_, err := w.publishMsg(ctx, m, fmt.Sprintf("%s:park:%d", cmd.ID, md.Sequence.Stream))
 	return err
+}
+
+// scheduleAt makes m a message the command stream publishes to target at
+// at (Names.Parked subjects), not before.
+//
+// The exact time, fraction of a second included: the server keeps it
+// (since schedules came in 2.12 it parses @at as Go's RFC 3339, which
+// takes fractions, and stores the time in nanoseconds) and releases due
+// copies at most every 250 ms, so a backlog comes back in small batches
+// at its booked pace. Whole seconds brought a second's copies back at
+// once, more than a worker admits (MaxQueue): the rest were parked again,
+// and a number was served at MaxQueue per second.
+func scheduleAt(m *nats.Msg, at time.Time, target string) {
+	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
+	m.Header.Set("Nats-Schedule-Target", target)
 }
 
 func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command, entry Entry, token string, adm *admission) {

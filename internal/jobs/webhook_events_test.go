@@ -3,14 +3,9 @@ package jobs_test
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"io/fs"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
-
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph/sim"
@@ -142,53 +137,7 @@ func (s *stack) statusOf(t testing.TB, id string) events.MessageStatus {
 func checkEventSchema(t testing.TB, e testutil.Event) {
 	t.Helper()
 	schema := events.EventSchema(e.Type)
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(e.Raw))
-	if err != nil {
-		t.Fatalf("%s event is not JSON: %v", e.Type, err)
-	}
-	if err := compiledEventSchema(t, schema).Validate(inst); err != nil {
+	if err := testutil.ValidateSchema(t, schema, e.Raw); err != nil {
 		t.Errorf("%s event does not match %s:\n%s\n%v", e.Type, schema, e.Raw, err)
 	}
-}
-
-// schemaBase is where the embedded schemas pretend to be served, so their
-// relative $refs resolve.
-const schemaBase = "https://schemas.groupflow.test/"
-
-type embeddedSchemas struct{}
-
-func (embeddedSchemas) Load(url string) (any, error) {
-	name, ok := strings.CutPrefix(url, schemaBase)
-	if !ok {
-		return nil, fmt.Errorf("schema %s is outside %s", url, schemaBase)
-	}
-	b, err := fs.ReadFile(events.Schemas(), name)
-	if err != nil {
-		return nil, err
-	}
-	return jsonschema.UnmarshalJSON(bytes.NewReader(b))
-}
-
-var (
-	eventSchemasMu sync.Mutex
-	eventSchemas   = map[string]*jsonschema.Schema{}
-)
-
-func compiledEventSchema(t testing.TB, name string) *jsonschema.Schema {
-	t.Helper()
-	eventSchemasMu.Lock()
-	defer eventSchemasMu.Unlock()
-	if sc, ok := eventSchemas[name]; ok {
-		return sc
-	}
-	c := jsonschema.NewCompiler()
-	c.UseLoader(embeddedSchemas{})
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.AssertFormat()
-	sc, err := c.Compile(schemaBase + name)
-	if err != nil {
-		t.Fatalf("compile schema %s: %v", name, err)
-	}
-	eventSchemas[name] = sc
-	return sc
 }

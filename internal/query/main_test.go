@@ -1,20 +1,16 @@
 package query_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.uber.org/goleak"
 
 	"github.com/groupflow/groupflow/internal/events"
@@ -24,6 +20,7 @@ import (
 	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
 	"github.com/groupflow/groupflow/internal/natsembed"
 	"github.com/groupflow/groupflow/internal/query"
+	"github.com/groupflow/groupflow/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -262,54 +259,11 @@ func (b *bundle) join(tb testing.TB, g sim.GroupState, waID string) sim.JoinResu
 	return r
 }
 
-// schemaBase is where the test pretends the embedded schemas are served;
-// their relative $refs resolve against it.
-const schemaBase = "https://schemas.groupflow.test/"
-
-type embedLoader struct{}
-
-func (embedLoader) Load(url string) (any, error) {
-	name, ok := strings.CutPrefix(url, schemaBase)
-	if !ok {
-		return nil, fmt.Errorf("schema %s is outside %s", url, schemaBase)
-	}
-	f, err := events.Schemas().Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close() //nolint:errcheck // read-only embedded file: Close cannot lose data
-	return jsonschema.UnmarshalJSON(f)
-}
-
-var (
-	schemaMu sync.Mutex
-	schemas  = map[string]*jsonschema.Schema{}
-)
-
 // checkSchema validates data against one of the events package's schemas,
 // so replies cannot drift from the documented contract.
 func checkSchema(tb testing.TB, name string, data []byte) {
 	tb.Helper()
-	schemaMu.Lock()
-	s, ok := schemas[name]
-	if !ok {
-		c := jsonschema.NewCompiler()
-		c.UseLoader(embedLoader{})
-		c.DefaultDraft(jsonschema.Draft2020)
-		c.AssertFormat()
-		var err error
-		if s, err = c.Compile(schemaBase + name); err != nil {
-			schemaMu.Unlock()
-			tb.Fatalf("compile %s: %v", name, err)
-		}
-		schemas[name] = s
-	}
-	schemaMu.Unlock()
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
-	if err != nil {
-		tb.Fatalf("%s: not JSON: %s", name, data)
-	}
-	if err := s.Validate(inst); err != nil {
+	if err := testutil.ValidateSchema(tb, name, data); err != nil {
 		tb.Errorf("reply does not match %s: %v\n%s", name, err, data)
 	}
 }
