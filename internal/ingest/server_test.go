@@ -55,6 +55,13 @@ func setup(t testing.TB) bundle {
 
 func setupWith(t testing.TB, tel *telemetry.Telemetry) bundle {
 	t.Helper()
+	return setupConfig(t, tel, nil)
+}
+
+// setupConfig is setupWith with change, when not nil, applied to the
+// handler's configuration before the handler is made.
+func setupConfig(t testing.TB, tel *telemetry.Telemetry, change func(*ingest.Config)) bundle {
+	t.Helper()
 	ns := natsembed.RunTest(t)
 	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	if err != nil {
@@ -73,7 +80,7 @@ func setupWith(t testing.TB, tel *telemetry.Telemetry) bundle {
 		t.Fatal(err)
 	}
 	ledger := jobs.NewLedger(kv, nil)
-	h, err := ingest.New(ingest.Config{
+	cfg := ingest.Config{
 		Ledger:         ingest.JobsLedger(ledger),
 		Conn:           nc,
 		JS:             js,
@@ -86,7 +93,11 @@ func setupWith(t testing.TB, tel *telemetry.Telemetry) bundle {
 			Publisher:   &webhook.JetStreamPublisher{JS: js, Tracer: tracerOf(tel)},
 			Metrics:     metricsOf(tel),
 		},
-	})
+	}
+	if change != nil {
+		change(&cfg)
+	}
+	h, err := ingest.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +116,23 @@ func (b bundle) post(t *testing.T, path, token string, body []byte) (int, map[st
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	return do(t, req)
+}
+
+// get answers GET /v1/commands/{id} with token: status and raw body.
+func (b bundle) get(t *testing.T, id, token string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, b.url+"/v1/commands/"+id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
 }
 
 // do sends req and returns the status code and the JSON answer (nil if it

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -41,16 +40,9 @@ func TestCommandStatusAnswersTheDocumentedShape(t *testing.T) {
 
 	get := func() query.CommandStatusReply {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, b.url+"/v1/commands/"+id, nil)
-		req.Header.Set("Authorization", "Bearer "+apiToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET /v1/commands/%s = %d %s, want 200", id, resp.StatusCode, body)
+		status, body := b.get(t, id, apiToken)
+		if status != http.StatusOK {
+			t.Fatalf("GET /v1/commands/%s = %d %s, want 200", id, status, body)
 		}
 		checkSchema(t, "query.command_status.reply.json", body)
 		for _, internal := range []string{token, trace, "lease_until", "owner", "intent", "group_id\":\"G1"} {

@@ -47,6 +47,18 @@ func withTelemetry(t *testing.T) (*telemetry.Telemetry, *tracetest.InMemoryExpor
 	return tel, exp
 }
 
+// withMetrics is telemetry as the ingest has it with tracing off: metrics
+// only, recorded by the lean middleware.
+func withMetrics(t *testing.T) *telemetry.Telemetry {
+	t.Helper()
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "ingest-test", Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	return tel
+}
+
 func TestCallersTraceContinuesIntoThePublishedCommand(t *testing.T) {
 	t.Parallel()
 	tel, exp := withTelemetry(t)
@@ -147,12 +159,7 @@ func TestMadeUpHostsDoNotMultiplyTheSeries(t *testing.T) {
 			if tracing {
 				tel, _ = withTelemetry(t)
 			} else {
-				var err error
-				tel, err = telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "ingest-test", Getenv: func(string) string { return "" }})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+				tel = withMetrics(t)
 			}
 			if tel.TracingEnabled() != tracing {
 				t.Fatalf("tracing enabled = %v, want %v", tel.TracingEnabled(), tracing)
@@ -193,11 +200,7 @@ func TestMadeUpHostsDoNotMultiplyTheSeries(t *testing.T) {
 // the wrapper, tried to read up to 256 KiB of it before answering.
 func TestAnEarlyAnswerDoesNotWaitForTheBody(t *testing.T) {
 	t.Parallel()
-	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "ingest-test", Getenv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	tel := withMetrics(t)
 	if tel.TracingEnabled() {
 		t.Fatal("tracing is on: the lean middleware is not under test")
 	}
