@@ -53,7 +53,7 @@ func load(getenv func(string) string) (settings, *config.Env) {
 		addr:          e.String("INGEST_ADDR", ":8080", "address the ingest listens on"),
 		appSecret:     e.Secret("WHATSAPP_APP_SECRET", "Meta app secret that signs webhooks"),
 		verifyToken:   e.Secret("WHATSAPP_VERIFY_TOKEN", "token Meta echoes in the webhook verification handshake"),
-		apiTokens:     e.SecretList("INGEST_API_TOKENS", "bearer tokens accepted by POST /v1/commands, comma separated"),
+		apiTokens:     e.SecretList("INGEST_API_TOKENS", "bearer tokens of the command API, comma separated: a token acts for every phone number, TOKEN@ID+ID… only for the phone_number_ids named"),
 		maxBody:       int64(e.Int("INGEST_MAX_BODY_BYTES", 4<<20, 1024, "largest webhook body accepted (Meta sends ≤ 3 MB)")),
 		shutdownGrace: e.Duration("INGEST_SHUTDOWN_GRACE", 15*time.Second, "time in-flight requests get to finish on SIGTERM"),
 		drain:         e.Duration("INGEST_DRAIN", 0, "on SIGTERM, time /readyz answers 503 while requests are still served, before the listener closes (a load balancer's time to stop sending; 5s or more behind one)"),
@@ -61,6 +61,9 @@ func load(getenv func(string) string) (settings, *config.Env) {
 	}
 	e.Require("WHATSAPP_APP_SECRET", s.appSecret, "webhooks cannot be verified without it")
 	e.Require("WHATSAPP_VERIFY_TOKEN", s.verifyToken, "Meta's verification handshake needs it")
+	if _, err := ingest.ParseAPITokens(s.apiTokens); err != nil {
+		e.Check(false, "INGEST_API_TOKENS", "%v", err) // err names the entry by its place, never its text
+	}
 	return s, e
 }
 

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +29,49 @@ func TestInvalidConfigurationStopsStartUpWithOneLine(t *testing.T) {
 	}
 	if strings.Contains(msg, "\n") || strings.Contains(msg, "sekr1t") {
 		t.Errorf("error is not one secret-free line: %q", msg)
+	}
+}
+
+// A malformed INGEST_API_TOKENS entry (here a token that holds an "@" and
+// so reads as a token limited to a number that is not one) stops start-up
+// with one line naming the variable and the entry, and nothing of the
+// token: neither before the "@" nor after it.
+func TestMalformedAPITokenStopsStartUpWithoutShowingIt(t *testing.T) {
+	t.Parallel()
+	const entries = "t1,Zq8vKx3mW@Rp5nT7yLd"
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte(strings.ReplaceAll(entries, ",", "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tokens := range map[string]map[string]string{
+		"INGEST_API_TOKENS":      {"INGEST_API_TOKENS": entries},
+		"INGEST_API_TOKENS_FILE": {"INGEST_API_TOKENS_FILE": file},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{"NATS_URL": "nats://127.0.0.1:1", "WHATSAPP_APP_SECRET": "s", "WHATSAPP_VERIFY_TOKEN": "v", "LOG_LEVEL": "error"}
+			maps.Copy(env, tokens)
+			// Cancelled: were the tokens taken, runMain would stop at its
+			// first wait for NATS instead of running on.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			err := runMain(ctx, nil, func(k string) string { return env[k] })
+			if err == nil {
+				t.Fatal("runMain started with a malformed INGEST_API_TOKENS entry, want a configuration error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "INGEST_API_TOKENS") || !strings.Contains(msg, "entry 2") {
+				t.Errorf("error %q does not name INGEST_API_TOKENS and its entry 2", msg)
+			}
+			for _, secret := range []string{"Zq8vKx3mW", "Rp5nT7yLd"} {
+				if strings.Contains(msg, secret) {
+					t.Errorf("error shows the token's %q: %q", secret, msg)
+				}
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error is not one line: %q", msg)
+			}
+		})
 	}
 }
 

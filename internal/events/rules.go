@@ -145,6 +145,14 @@ func checkHTTPURL(path, s string, errs *errorList) {
 	}
 }
 
+// ValidNumericID reports whether id is a valid numeric Graph id, such as a
+// command's phone_number_id: 1–32 digits.
+func ValidNumericID(id string) bool {
+	var errs errorList
+	checkNumericID("", id, &errs)
+	return len(errs) == 0
+}
+
 // ValidCommandID reports whether id is a valid command (or campaign) id:
 // 1–128 of A-Z a-z 0-9 _ - . :
 func ValidCommandID(id string) bool {

@@ -3,8 +3,6 @@ package ingest
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,8 +37,11 @@ type Config struct {
 	Names events.Names
 	// Webhook serves GET and POST /webhook (webhook.Handler).
 	Webhook http.Handler
-	// APITokens are the bearer tokens accepted by the command API. With
-	// none, the command API refuses every request.
+	// APITokens are the bearer tokens accepted by the command API, each
+	// entry written as INGEST_API_TOKENS has it (ParseAPITokens): a plain
+	// token acts for every phone number; "<token>@<id>+<id>…" only for
+	// those, and sees only their commands. With none, the command API
+	// refuses every request.
 	APITokens []string
 	// Ledger answers GET /v1/commands/{id} (with query.CommandStatus, the
 	// command_status query's documented reply, never the raw entry) and
@@ -73,7 +74,7 @@ type Server struct {
 	cfg    Config
 	mux    *http.ServeMux
 	tracer trace.Tracer
-	tokens [][sha256.Size]byte
+	tokens []apiToken
 
 	readyMu    sync.Mutex
 	readyUntil time.Time
@@ -99,12 +100,11 @@ func New(cfg Config) (*Server, error) {
 	cfg.MaxCommandBytes = cmp.Or(cfg.MaxCommandBytes, 1<<20)
 	cfg.PublishTimeout = cmp.Or(cfg.PublishTimeout, 5*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), tracer: noop.NewTracerProvider().Tracer("")}
-	for _, t := range cfg.APITokens {
-		// Hashing first makes the comparison constant-time whatever the
-		// lengths of the presented and the configured token.
-		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
+	tokens, err := newAPITokens(cfg.APITokens)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: APITokens: %w", err)
 	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), tracer: noop.NewTracerProvider().Tracer(""), tokens: tokens}
 	webhookRoute := cfg.Webhook
 	var postCommand, getCommand http.Handler = s.auth(s.postCommand), s.auth(s.getCommand)
 	switch tel := cfg.Telemetry; {
@@ -139,26 +139,23 @@ func New(cfg Config) (*Server, error) {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
+// auth calls next with the scope of the request's bearer token, or
+// answers 401.
+func (s *Server) auth(next func(http.ResponseWriter, *http.Request, scope)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		// The scheme is case-insensitive (RFC 9110 section 11.1).
 		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || !s.validToken(token) {
+		sc, valid := scope{}, false
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			sc, valid = s.authorise(token)
+		}
+		if !valid {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="groupflow"`)
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "missing or invalid bearer token"})
 			return
 		}
-		next(w, r)
+		next(w, r, sc)
 	}
-}
-
-func (s *Server) validToken(token string) bool {
-	sum := sha256.Sum256([]byte(token))
-	match := 0
-	for _, t := range s.tokens {
-		match |= subtle.ConstantTimeCompare(sum[:], t[:])
-	}
-	return match == 1 && token != ""
 }
 
 type errorBody struct {
@@ -171,7 +168,7 @@ type acceptedBody struct {
 	Status string `json:"status"` // "accepted" or "duplicate"
 }
 
-func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
+func (s *Server) postCommand(w http.ResponseWriter, r *http.Request, sc scope) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxCommandBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -194,6 +191,12 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PublishTimeout)
 	defer cancel()
+	if !sc.allows(cmd.PhoneNumberID) {
+		s.scopeRefused(ctx, sc, "command refused: the API token may not act for its phone number", cmd.ID, cmd.PhoneNumberID)
+		writeJSON(w, http.StatusForbidden, errorBody{Error: fmt.Sprintf(
+			"this API token may not act for phone_number_id %q: INGEST_API_TOKENS limits it to other phone numbers", cmd.PhoneNumberID)})
+		return
+	}
 
 	// A command the ledger already knows is a duplicate for as long as the
 	// ledger remembers it, not only within the stream's duplicate window.
@@ -204,6 +207,15 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
 	msgID, resend := cmd.ID, false
 	if s.cfg.Ledger != nil {
 		if entry, known, err := s.cfg.Ledger.Lookup(ctx, cmd.ID); err == nil && known {
+			if !sc.allows(entry.PhoneNumberID) {
+				// Ids are one space for every caller, so the id is taken;
+				// but what took it is another number's, not this token's
+				// to see: not its type, number or group.
+				s.scopeRefused(ctx, sc, "command refused: its id is used by a command of a phone number the API token may not act for", cmd.ID, entry.PhoneNumberID)
+				writeJSON(w, http.StatusConflict, errorBody{Error: fmt.Sprintf(
+					"command id %q is already used by another command: give a new command a new id (ids are remembered 7 days, and one space for every caller)", cmd.ID)})
+				return
+			}
 			if why := entry.Conflict(cmd); why != "" {
 				writeJSON(w, http.StatusConflict, errorBody{Error: fmt.Sprintf(
 					"command id %q is already used by another command (%s): a re-send must repeat the same command; give a new command a new id (ids are remembered 7 days)", cmd.ID, why)})
@@ -234,7 +246,16 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, acceptedBody{ID: cmd.ID, Status: "accepted"})
 }
 
-func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
+// scopeRefused logs a request its token's scope refused, naming the token
+// by its entry: an authenticated caller asking for another number, which
+// its operator wants to hear of. The answer is counted, by its status, in
+// http.server.request.duration as every other refusal of the command API.
+func (s *Server) scopeRefused(ctx context.Context, sc scope, msg, commandID, phone string) {
+	s.cfg.Logger.WarnContext(ctx, msg, slog.Int("caller_entry", sc.entry),
+		slog.String("command_id", commandID), slog.String("phone_number_id", phone))
+}
+
+func (s *Server) getCommand(w http.ResponseWriter, r *http.Request, sc scope) {
 	id := r.PathValue("id")
 	if s.cfg.Ledger == nil {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "command status is not available"})
@@ -249,12 +270,13 @@ func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "ledger unavailable, retry"})
 	case !found:
-		// Nothing cheap tells an accepted command still in the stream from
-		// one never sent (the stream is not indexed by message id), and the
-		// POST path writes nothing but the command: say what each means.
-		writeJSON(w, http.StatusNotFound, errorBody{Error: "command id not in the ledger: a command appears there once a worker takes it. " +
-			"If POST /v1/commands answered 202 for it, it is waiting in the command stream (a backlog, or no worker running): ask again later. " +
-			"Otherwise it was never received, or it is older than the ledger's 7 days"})
+		notInLedger(w)
+	case !sc.allows(entry.PhoneNumberID):
+		// Another number's command (or one rejected before its number was
+		// known) is no business of a token limited to numbers: answered as
+		// an unknown id, so ids of other callers do not show.
+		s.scopeRefused(ctx, sc, "command status hidden: the command's phone number is not one the API token may act for", id, entry.PhoneNumberID)
+		notInLedger(w)
 	default:
 		// The documented shape, as the command_status query answers it:
 		// the entry itself has the claim and other internals in it.
@@ -266,6 +288,16 @@ func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, status)
 	}
+}
+
+// notInLedger answers GET /v1/commands/{id} for an id the ledger does not
+// know. Nothing cheap tells an accepted command still in the stream from
+// one never sent (the stream is not indexed by message id), and the POST
+// path writes nothing but the command: say what each means.
+func notInLedger(w http.ResponseWriter) {
+	writeJSON(w, http.StatusNotFound, errorBody{Error: "command id not in the ledger: a command appears there once a worker takes it. " +
+		"If POST /v1/commands answered 202 for it, it is waiting in the command stream (a backlog, or no worker running): ask again later. " +
+		"Otherwise it was never received, or it is older than the ledger's 7 days"})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {

@@ -1,0 +1,132 @@
+package ingest
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/groupflow/groupflow/internal/events"
+)
+
+// APIToken is one entry of the command API's tokens (INGEST_API_TOKENS).
+type APIToken struct {
+	// Token is the bearer token.
+	Token string
+	// PhoneNumberIDs are the business phone numbers the token may submit
+	// commands for and read the status of, sorted; empty: every number.
+	PhoneNumberIDs []string
+	// Entry is the entry's place in the list (from 1; the first, for a
+	// token given twice): logs name a token by it, never by its text.
+	Entry int
+}
+
+// entrySyntax is what an entry looks like, for error messages.
+const entrySyntax = "want <token> or <token>@<phone_number_id>+<phone_number_id>…"
+
+// ParseAPITokens reads entries written as INGEST_API_TOKENS has them:
+//
+//	<token>                                           every phone number
+//	<token>@<phone_number_id>[+<phone_number_id>…]    only those
+//
+// A bearer token (RFC 6750: letters, digits, - . _ ~ + / and trailing =;
+// hex and base64url tokens are within it) has no "@", so nothing a token
+// can be reads as a scope; phone number ids are digits, so the "+" between
+// them is never a token's. The same token in two entries must name the
+// same numbers. Empty entries are skipped. An error names an entry by its
+// place in the list (from 1), never its text: a token that does hold an
+// "@" would be shown in part.
+func ParseAPITokens(entries []string) ([]APIToken, error) {
+	var out []APIToken
+	seen := map[string]int{} // token → index in out
+	for i, entry := range entries {
+		n := i + 1
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		token, numbers, scoped := strings.Cut(entry, "@")
+		t := APIToken{Token: strings.TrimSpace(token), Entry: n}
+		if t.Token == "" {
+			return nil, fmt.Errorf("entry %d has no token before its @ (%s)", n, entrySyntax)
+		}
+		if scoped {
+			for id := range strings.SplitSeq(numbers, "+") {
+				id = strings.TrimSpace(id)
+				if !events.ValidNumericID(id) {
+					return nil, fmt.Errorf("entry %d: what follows its @ is not phone number ids (1–32 digits) joined by + (%s; a token itself has no @)", n, entrySyntax)
+				}
+				t.PhoneNumberIDs = append(t.PhoneNumberIDs, id)
+			}
+			slices.Sort(t.PhoneNumberIDs)
+			t.PhoneNumberIDs = slices.Compact(t.PhoneNumberIDs)
+		}
+		if j, ok := seen[t.Token]; ok {
+			if !slices.Equal(out[j].PhoneNumberIDs, t.PhoneNumberIDs) {
+				return nil, fmt.Errorf("entry %d repeats the token of an earlier entry with other phone numbers: give each token one entry", n)
+			}
+			continue
+		}
+		seen[t.Token] = len(out)
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// scope is what the token of an authorised request may act for.
+type scope struct {
+	// entry is the token's APIToken.Entry.
+	entry int
+	// phones the token may act for; nil: every phone number.
+	phones map[string]bool
+}
+
+// allows reports whether the token may act for phone, and see its commands.
+func (s scope) allows(phone string) bool { return s.phones == nil || s.phones[phone] }
+
+// apiToken is a configured token as the server compares it.
+type apiToken struct {
+	// sum is the token's SHA-256: comparing hashes takes the same time
+	// whatever the lengths of the presented and the configured token.
+	sum   [sha256.Size]byte
+	scope scope
+}
+
+// newAPITokens parses entries for the server.
+func newAPITokens(entries []string) ([]apiToken, error) {
+	parsed, err := ParseAPITokens(entries)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]apiToken, 0, len(parsed))
+	for _, t := range parsed {
+		sc := scope{entry: t.Entry}
+		if len(t.PhoneNumberIDs) > 0 {
+			sc.phones = map[string]bool{}
+			for _, id := range t.PhoneNumberIDs {
+				sc.phones[id] = true
+			}
+		}
+		out = append(out, apiToken{sum: sha256.Sum256([]byte(t.Token)), scope: sc})
+	}
+	return out, nil
+}
+
+// authorise returns the scope of a presented token. Every configured token
+// is compared, in constant time, and the match is chosen without a branch:
+// how long it takes does not depend on which entry matched, nor on its
+// phone numbers.
+func (s *Server) authorise(token string) (scope, bool) {
+	sum := sha256.Sum256([]byte(token))
+	found, at := 0, 0
+	for i := range s.tokens {
+		eq := subtle.ConstantTimeCompare(sum[:], s.tokens[i].sum[:])
+		at = subtle.ConstantTimeSelect(eq, i, at)
+		found |= eq
+	}
+	if found == 0 || token == "" {
+		return scope{}, false
+	}
+	return s.tokens[at].scope, true
+}
