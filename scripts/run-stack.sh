@@ -115,6 +115,10 @@ if [ -x "$BIN/ingest" ]; then
   wait_port "$INGEST_ADDR"
 fi
 
+# The example uses the first token of the list, without its scope.
+token=${INGEST_API_TOKENS%%,*}
+token=${token%%@*}
+
 cat <<TEXT
 
 groupflow is running (Ctrl-C stops everything)
@@ -124,9 +128,9 @@ groupflow is running (Ctrl-C stops everything)
   ingest    : http://$INGEST_ADDR  (webhook: /webhook, commands: /v1/commands; log: $DATA/ingest.log)
 
 Try it — create a group:
-  curl -s -X POST http://$INGEST_ADDR/v1/commands -H 'Authorization: Bearer $INGEST_API_TOKENS' \\
+  curl -s -X POST http://$INGEST_ADDR/v1/commands -H 'Authorization: Bearer $token' \\
     -d '{"id":"hello-1","type":"create_group","phone_number_id":"106540352242922","params":{"subject":"Hello groupflow"}}'
-  curl -s http://$INGEST_ADDR/v1/commands/hello-1 -H 'Authorization: Bearer $INGEST_API_TOKENS'
+  curl -s http://$INGEST_ADDR/v1/commands/hello-1 -H 'Authorization: Bearer $token'
 
 TEXT
 wait -n || true
