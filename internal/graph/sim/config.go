@@ -61,6 +61,12 @@ type Config struct {
 	// MaxGroupsPerNumber is how many active groups one number may own;
 	// creating one more fails with 131211. Defaults to 10,000 (Meta's limit).
 	MaxGroupsPerNumber int
+	// MaxParticipants is how many participants a group may have, the
+	// business excluded; an approval or a join past it fails with 131204.
+	// Defaults to 8 (Meta's limit); tests raise it to approve thousands of
+	// join requests into one group. A removal still names at most
+	// MaxParticipants (8) participants, as Meta's does.
+	MaxParticipants int
 	// BSUID adds business-scoped user ids (user_id, parent_user_id,
 	// username) to participants, join requests, webhooks and statuses, as
 	// after Meta's BSUID rollout. Defaults to false.
@@ -139,6 +145,7 @@ func (c Config) withDefaults() Config {
 	c.PairInterval = cmp.Or(c.PairInterval, DefaultPairInterval)
 	c.GroupOpsPerSecond = cmp.Or(c.GroupOpsPerSecond, DefaultGroupOps)
 	c.MaxGroupsPerNumber = cmp.Or(c.MaxGroupsPerNumber, MaxGroupsPerNumber)
+	c.MaxParticipants = cmp.Or(c.MaxParticipants, MaxParticipants)
 	if c.Statuses == nil {
 		sb := DefaultStatusBehavior
 		c.Statuses = &sb
@@ -165,6 +172,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxGroupsPerNumber < 0 {
 		errs = append(errs, errors.New("MaxGroupsPerNumber must not be negative"))
+	}
+	if c.MaxParticipants < 0 {
+		errs = append(errs, errors.New("MaxParticipants must not be negative"))
 	}
 	if c.WebhookMaxAttempts < 1 || c.WebhookConcurrency < 1 || c.WebhookLogSize < 1 || c.CallLogSize < 1 {
 		errs = append(errs, errors.New("webhook attempts, concurrency and log sizes must be positive"))

@@ -149,7 +149,7 @@ func (s *Server) decideJoinRequests(rq *request, approve bool) response {
 				failed = append(failed, failedJoinRequest{id, []itemError{newItemError(131203, "")}})
 				continue
 			}
-			if len(g.participants) >= MaxParticipants {
+			if len(g.participants) >= s.cfg.MaxParticipants {
 				failed = append(failed, failedJoinRequest{id, []itemError{newItemError(131204, "")}})
 				continue
 			}

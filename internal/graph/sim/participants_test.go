@@ -197,20 +197,32 @@ func TestJoinRequests(t *testing.T) {
 
 func TestApprovalRespectsParticipantLimit(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil)
-	id, link := b.createGroup(t, "Full", "approval_required")
-	var ids []string
-	for i := range sim.MaxParticipants + 1 {
-		ids = append(ids, b.join(t, fmt.Sprintf("1650555200%d", i), link).JoinRequestID)
-	}
-	a := b.call(t, "POST", "/v23.0/"+id+"/join_requests", map[string]any{"messaging_product": "whatsapp", "join_requests": ids})
-	expectOK(t, a, 206)
-	if n := len(a.Body["approved_join_requests"].([]any)); n != sim.MaxParticipants {
-		t.Fatalf("approved %d, want %d", n, sim.MaxParticipants)
-	}
-	f := a.Body["failed_join_requests"].([]any)[0].(map[string]any)
-	if f["join_request_id"] != ids[8] || f["errors"].([]any)[0].(map[string]any)["code"].(float64) != 131204 {
-		t.Fatalf("failed = %v, want the ninth with 131204", f)
+	for _, tc := range []struct {
+		name  string
+		limit int // Config.MaxParticipants
+		want  int
+	}{
+		{"Meta's limit by default", 0, sim.MaxParticipants},
+		{"a configured limit", 12, 12},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, func(c *sim.Config) { c.MaxParticipants = tc.limit })
+			id, link := b.createGroup(t, "Full", "approval_required")
+			var ids []string
+			for i := range tc.want + 1 {
+				ids = append(ids, b.join(t, fmt.Sprintf("165055520%02d", i), link).JoinRequestID)
+			}
+			a := b.call(t, "POST", "/v23.0/"+id+"/join_requests", map[string]any{"messaging_product": "whatsapp", "join_requests": ids})
+			expectOK(t, a, 206)
+			if n := len(a.Body["approved_join_requests"].([]any)); n != tc.want {
+				t.Fatalf("approved %d, want %d", n, tc.want)
+			}
+			f := a.Body["failed_join_requests"].([]any)[0].(map[string]any)
+			if f["join_request_id"] != ids[tc.want] || f["errors"].([]any)[0].(map[string]any)["code"].(float64) != 131204 {
+				t.Fatalf("failed = %v, want the last with 131204", f)
+			}
+		})
 	}
 }
 

@@ -77,7 +77,7 @@ func (s *Server) Join(waID, inviteLink string) (JoinResult, error) {
 		})
 		return JoinResult{GroupID: g.id, JoinRequestID: r.id}, nil
 	}
-	if len(g.participants) >= MaxParticipants {
+	if len(g.participants) >= s.cfg.MaxParticipants {
 		g.mu.Unlock()
 		return JoinResult{}, ErrGroupFull
 	}
