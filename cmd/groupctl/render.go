@@ -136,7 +136,7 @@ func describeResult(r *events.CommandResult) string {
 			detail = append(detail, x)
 		}
 		if len(r.Items) > 0 {
-			detail = append(detail, itemsSummary(r.Items))
+			detail = append(detail, itemsSummary(r))
 		}
 		if r.GroupID != "" && r.CommandType != events.CreateGroup {
 			s += " on group " + r.GroupID
@@ -213,11 +213,14 @@ func resultSummary(cmdType string, raw json.RawMessage) string {
 
 // itemsSummary counts per-item outcomes and names the failures:
 // "2 approved, 1 failed (555…: 131213 request no longer exists)".
-func itemsSummary(items []events.ItemOutcome) string {
+// itemsSummary counts a bulk command's items by outcome and names its
+// first failures. The counts are the result's own where it has them: a
+// long list (an all_pending of thousands) is cut at events.MaxItems.
+func itemsSummary(r *events.CommandResult) string {
 	counts := map[string]int{}
 	var order []string
 	var failures []string
-	for _, it := range items {
+	for _, it := range r.Items {
 		if counts[it.Outcome] == 0 {
 			order = append(order, it.Outcome)
 		}
@@ -225,6 +228,12 @@ func itemsSummary(items []events.ItemOutcome) string {
 		if it.Outcome == events.ItemFailed && len(failures) < 3 {
 			failures = append(failures, strings.TrimSpace(fmt.Sprintf("%s: %s %s", it.ID, codeStr(it.Code), it.Reason)))
 		}
+	}
+	if c := r.ItemCounts; c != nil {
+		counts = map[string]int{events.ItemApproved: c.Approved, events.ItemRejected: c.Rejected,
+			events.ItemRemoved: c.Removed, events.ItemFailed: c.Failed}
+		order = slices.DeleteFunc([]string{events.ItemApproved, events.ItemRejected, events.ItemRemoved, events.ItemFailed},
+			func(o string) bool { return counts[o] == 0 })
 	}
 	parts := make([]string, 0, len(order))
 	for _, o := range order {

@@ -56,8 +56,15 @@ type CommandResult struct {
 	// CampaignResult, by command type; absent for the others.
 	Result json.RawMessage `json:"result,omitempty"`
 	// Items are the per-item outcomes of bulk commands (join requests,
-	// participants).
+	// participants): every one, up to MaxItems. Past that (an all_pending
+	// approval or rejection of more requests), the failed ones come first
+	// and ItemsOmitted says how many are left out. Set them with SetItems.
 	Items []ItemOutcome `json:"items,omitempty"`
+	// ItemCounts counts every item by outcome, listed in Items or not;
+	// present whenever Items is.
+	ItemCounts *ItemCounts `json:"item_counts,omitempty"`
+	// ItemsOmitted is how many items Items leaves out.
+	ItemsOmitted int `json:"items_omitted,omitempty"`
 	// Error says why the command failed (outcome "failed").
 	Error *FailureInfo `json:"error,omitempty"`
 	// Attempts is how many times the command was delivered to a worker.
@@ -72,6 +79,69 @@ type CommandResult struct {
 // EventType is the terminal event type for r's outcome, e.g.
 // "command.succeeded".
 func (r CommandResult) EventType() string { return "command." + r.Outcome }
+
+// MaxItems is the most items a terminal event lists. It is
+// MaxJoinRequestIDs, so a command that names its items always has every
+// one listed; an all_pending approval or rejection of tens of thousands
+// of requests listed whole made an event, and a ledger entry, larger than
+// NATS takes. 1024 items of at most 256-byte ids and 200-byte reasons are
+// about half a MiB.
+const MaxItems = MaxJoinRequestIDs
+
+// ItemCounts counts a bulk command's items by outcome (ItemOutcome.Outcome).
+type ItemCounts struct {
+	Approved int `json:"approved,omitempty"`
+	Rejected int `json:"rejected,omitempty"`
+	Removed  int `json:"removed,omitempty"`
+	Failed   int `json:"failed,omitempty"`
+}
+
+// Total is how many items were counted.
+func (c ItemCounts) Total() int { return c.Approved + c.Rejected + c.Removed + c.Failed }
+
+func (c *ItemCounts) add(outcome string) {
+	switch outcome {
+	case ItemApproved:
+		c.Approved++
+	case ItemRejected:
+		c.Rejected++
+	case ItemRemoved:
+		c.Removed++
+	default:
+		c.Failed++
+	}
+}
+
+// SetItems sets r's per-item outcomes: Items (at most MaxItems of them,
+// the failed ones first when some must be left out: they are what a
+// consumer acts on), ItemCounts over all of them and ItemsOmitted.
+func (r *CommandResult) SetItems(items []ItemOutcome) {
+	r.Items, r.ItemCounts, r.ItemsOmitted = nil, nil, 0
+	if len(items) == 0 {
+		return
+	}
+	var c ItemCounts
+	for _, it := range items {
+		c.add(it.Outcome)
+	}
+	r.ItemCounts = &c
+	if len(items) <= MaxItems {
+		r.Items = items
+		return
+	}
+	listed := make([]ItemOutcome, 0, MaxItems)
+	for _, failed := range []bool{true, false} {
+		for _, it := range items {
+			if len(listed) == MaxItems {
+				break
+			}
+			if (it.Outcome == ItemFailed) == failed {
+				listed = append(listed, it)
+			}
+		}
+	}
+	r.Items, r.ItemsOmitted = listed, len(items)-MaxItems
+}
 
 // ItemOutcome is the outcome for one item of a bulk command.
 type ItemOutcome struct {

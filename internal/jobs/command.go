@@ -506,8 +506,9 @@ func (w *Worker) commandResult(cmd events.Command, res Result, attempts int) eve
 	r := events.CommandResult{
 		CommandID: cmd.ID, CommandType: cmd.Type, PhoneNumberID: cmd.PhoneNumberID,
 		GroupID: cmp.Or(res.GroupID, cmd.GroupID), Outcome: cmp.Or(res.Outcome, events.OutcomeSucceeded),
-		Items: res.Items, Attempts: max(attempts, 1),
+		Attempts: max(attempts, 1),
 	}
+	r.SetItems(res.Items) // bounded: see events.MaxItems
 	if res.Data != nil && r.Outcome != events.OutcomeFailed {
 		r.Result, _ = json.Marshal(res.Data)
 	}

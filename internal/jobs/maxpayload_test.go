@@ -104,8 +104,9 @@ func TestMaxPayloadAllPending(t *testing.T) {
 
 	r := s.terminal(t, "rej-all")
 	wantOutcome(t, r, events.OutcomeSucceeded)
-	if len(r.Items) != n {
-		t.Fatalf("%d items, want %d", len(r.Items), n)
+	// More than a terminal event lists: counted, not all listed.
+	if r.ItemCounts == nil || r.ItemCounts.Rejected != n || len(r.Items) != events.MaxItems || r.ItemsOmitted != n-events.MaxItems {
+		t.Fatalf("item counts %+v, %d items listed, %d omitted; want %d rejected, %d listed", r.ItemCounts, len(r.Items), r.ItemsOmitted, n, events.MaxItems)
 	}
 	e, _, err := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil).Get(context.Background(), "rej-all")
 	if err != nil || e.State != jobs.StateSucceeded || len(e.Progress) != 0 {
