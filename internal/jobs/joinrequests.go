@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/groupflow/groupflow/internal/events"
@@ -13,23 +12,8 @@ import (
 )
 
 // joinRequestChunk is how many join request ids go in one approve or
-// reject call.
+// reject call, and in one part of the command's progress (joinPart).
 const joinRequestChunk = 100
-
-// joinProgress remembers, across deliveries, whom each join request was
-// for (once a request is handled it disappears from the pending list, and
-// only this tells whether a 131213 means "already done by us") and what
-// each call answered, saved after every chunk: a later delivery neither
-// repeats those calls nor has to guess what a 131213 for them means.
-type joinProgress struct {
-	Requesters map[string]requester          `json:"requesters,omitempty"`
-	Done       map[string]events.ItemOutcome `json:"done,omitempty"`
-}
-
-type requester struct {
-	WAID   string `json:"wa_id,omitempty"`
-	UserID string `json:"user_id,omitempty"`
-}
 
 func (w *Worker) approveJoinRequests(ctx context.Context, job *Job) (Result, error) {
 	return w.joinRequests(ctx, job, true)
@@ -45,90 +29,70 @@ func (w *Worker) rejectJoinRequests(ctx context.Context, job *Job) (Result, erro
 // are naturally idempotent and simply retried; 131213 ("no such request")
 // after an earlier delivery counts as done when the requester's state
 // shows it: a participant after an approval, neither pending nor a
-// participant after a rejection.
+// participant after a rejection. What it learns and does is kept in parts
+// (see joinprogress.go), whatever the number of requests.
 func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Result, error) {
 	p, err := params[events.JoinRequestsParams](job)
 	if err != nil {
 		return Result{}, err
 	}
 	groupID := job.Command.GroupID
-	var prog joinProgress
-	job.Progress(&prog)
-	if prog.Requesters == nil {
-		prog.Requesters = map[string]requester{}
-	}
-	listedBefore := slices.Sorted(maps.Keys(prog.Requesters)) // by earlier deliveries
-	pending := map[string]bool{}
-	var order []string
-	err = w.call(ctx, job, ratelimit.Reads, Safe, func(ctx context.Context) error {
-		clear(pending)
-		order = order[:0]
-		for r, err := range w.graph.JoinRequests(ctx, groupID) {
-			if err != nil {
-				return err
-			}
-			pending[r.ID] = true
-			order = append(order, r.ID)
-			prog.Requesters[r.ID] = requester{WAID: r.WAID, UserID: r.UserID}
-		}
-		return nil
-	})
+	named := dedupe(p.JoinRequestIDs)
+	st, err := w.loadJoinState(ctx, job, named, p.AllPending)
 	if err != nil {
 		return Result{}, err
 	}
-	if len(order) > 0 {
-		if err := job.SetProgress(ctx, prog); err != nil {
-			return Result{}, err
-		}
+	pending, order, err := w.pendingJoinRequests(ctx, job, named, p.AllPending)
+	if err != nil {
+		return Result{}, err
 	}
-	ids := dedupe(p.JoinRequestIDs)
-	act := ids
-	var gone []string // listed by an earlier delivery, pending no more, outcome not saved
 	if p.AllPending {
-		act = order
-		// An earlier delivery's call, whose answer was lost, may have
-		// handled requests that are no longer listed: they are reported
-		// too, judged as Graph's 131213 would be, without a call.
-		for _, id := range listedBefore {
-			if _, saved := prog.Done[id]; !pending[id] && !saved {
-				gone = append(gone, id)
-			}
-		}
-		ids = append(slices.Clone(order), gone...)
-		for _, id := range slices.Sorted(maps.Keys(prog.Done)) {
-			if !pending[id] {
-				ids = append(ids, id) // handled by an earlier delivery
-			}
-		}
+		st.extend(order, pending)
+	} else {
+		st.extend(named, pending)
 	}
+	if err := w.flushJoinState(ctx, job, st); err != nil {
+		return Result{}, err
+	}
+	ids := st.ids()
 	if len(ids) == 0 {
 		return Result{}, nil // nothing pending: all_pending is trivially done
 	}
-	act = slices.DeleteFunc(slices.Clone(act), func(id string) bool { _, saved := prog.Done[id]; return saved })
 
 	done, call := events.ItemRejected, w.graph.RejectJoinRequests
 	if approve {
 		done, call = events.ItemApproved, w.graph.ApproveJoinRequests
 	}
-	items := maps.Clone(prog.Done)
-	if items == nil {
-		items = make(map[string]events.ItemOutcome, len(ids))
+	items := make(map[string]events.ItemOutcome, len(ids))
+	// unknown are the requests Graph called unknown (131213), and, for
+	// all_pending, those gone from the list since an earlier delivery
+	// listed them (its call, whose answer was lost, may have handled
+	// them): judged at the end, as Graph's 131213 would be, without a call.
+	var unknown []string
+	for _, id := range ids {
+		if it, saved := st.done(id); saved {
+			items[id] = it
+		} else if _, listed := pending[id]; p.AllPending && !listed {
+			unknown = append(unknown, id)
+		}
 	}
-	if prog.Done == nil {
-		prog.Done = map[string]events.ItemOutcome{}
-	}
-	// unknown are the requests Graph called unknown (131213), and those
-	// gone from the list since an earlier delivery: judged at the end.
-	unknown := slices.Clone(gone)
 	// unseen: a call, in an earlier delivery or retried in process, may
 	// have handled requests without our seeing the answer (lost answer,
 	// crash, shutdown, an outcome that could not be saved). Only then can
 	// a 131213 mean "done by this command".
 	unseen := hadAmbiguous(job)
-	for chunk := range chunks(act, joinRequestChunk) {
+	for k, part := range st.parts {
+		chunk := slices.DeleteFunc(slices.Clone(part.IDs), func(id string) bool {
+			_, saved := part.Done[id]
+			_, listed := pending[id]
+			return saved || p.AllPending && !listed
+		})
+		if len(chunk) == 0 {
+			continue
+		}
 		if approve {
 			// The joins this lets in name the command (group.participants_joined).
-			if err := w.corr.Approving(ctx, groupID, job.Command.ID, requesterIDs(prog, chunk)); err != nil {
+			if err := w.corr.Approving(ctx, groupID, job.Command.ID, requesterIDs(st, chunk)); err != nil {
 				return Result{}, err
 			}
 		}
@@ -155,7 +119,7 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 					return Result{}, errExpiredUnknown
 				}
 				if approve {
-					w.corr.ForgetApprovals(ctx, groupID, requesterIDs(prog, chunk))
+					w.corr.ForgetApprovals(ctx, groupID, requesterIDs(st, chunk))
 				}
 				return Result{}, err
 			}
@@ -189,17 +153,18 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 		saved := false
 		for _, id := range chunk {
 			if it, ok := items[id]; ok {
-				prog.Done[id], saved = it, true
+				st.setDone(id, it)
+				saved = true
 			}
 		}
 		if saved {
-			if err := job.SetProgress(ctx, prog); err != nil {
+			if err := w.saveJoinPart(ctx, job, st, k); err != nil {
 				return Result{}, unrecorded(err)
 			}
 		}
 	}
 	if len(unknown) > 0 {
-		if err := w.judgeUnknown(ctx, job, unseen, approve, unknown, pending, prog, items, done); err != nil {
+		if err := w.judgeUnknown(ctx, job, unseen, approve, unknown, pending, st, items, done); err != nil {
 			return Result{}, err
 		}
 	}
@@ -216,14 +181,55 @@ func (w *Worker) joinRequests(ctx context.Context, job *Job, approve bool) (Resu
 		out = append(out, it)
 	}
 	if approve && len(notLetIn) > 0 {
-		w.corr.ForgetApprovals(ctx, groupID, requesterIDs(prog, notLetIn))
+		w.corr.ForgetApprovals(ctx, groupID, requesterIDs(st, notLetIn))
 	}
 	return bulkResult(out), nil
 }
 
+// pendingJoinRequests lists a group's pending join requests, whom each
+// is for, and their order: every one for all_pending; otherwise those
+// named, until each of them was seen.
+func (w *Worker) pendingJoinRequests(ctx context.Context, job *Job, named []string, all bool) (map[string]requester, []string, error) {
+	want := make(map[string]bool, len(named))
+	for _, id := range named {
+		want[id] = true
+	}
+	pending := map[string]requester{}
+	var order []string
+	err := w.call(ctx, job, ratelimit.Reads, Safe, func(ctx context.Context) error {
+		clear(pending)
+		order = order[:0]
+		for r, err := range w.graph.JoinRequests(ctx, job.Command.GroupID) {
+			if err != nil {
+				return err
+			}
+			if _, dup := pending[r.ID]; dup || !all && !want[r.ID] {
+				continue
+			}
+			pending[r.ID] = requester{WAID: r.WAID, UserID: r.UserID}
+			order = append(order, r.ID)
+			if !all && len(pending) == len(want) {
+				break
+			}
+		}
+		return nil
+	})
+	return pending, order, err
+}
+
+// saveJoinPart saves part k after its call, then counts its outcomes in
+// the entry: a claim lost meanwhile fails the second write if not the
+// first.
+func (w *Worker) saveJoinPart(ctx context.Context, job *Job, st *joinState, k int) error {
+	if err := w.putJoinPart(ctx, st, k); err != nil {
+		return err
+	}
+	return job.SetProgress(ctx, joinProgress{Parts: len(st.parts), Saved: st.saved})
+}
+
 // judgeUnknown decides the items Graph called unknown (131213): done by a
 // call of this command whose answer was not seen, or really unknown.
-func (w *Worker) judgeUnknown(ctx context.Context, job *Job, earlier, approve bool, ids []string, pending map[string]bool, prog joinProgress, items map[string]events.ItemOutcome, done string) error {
+func (w *Worker) judgeUnknown(ctx context.Context, job *Job, earlier, approve bool, ids []string, pending map[string]requester, st *joinState, items map[string]events.ItemOutcome, done string) error {
 	var members map[string]bool
 	if earlier {
 		err := w.call(ctx, job, ratelimit.Reads, Safe, func(ctx context.Context) error {
@@ -247,12 +253,13 @@ func (w *Worker) judgeUnknown(ctx context.Context, job *Job, earlier, approve bo
 		}
 	}
 	for _, id := range ids {
-		r, known := prog.Requesters[id]
+		r, known := st.requester(id)
 		member := known && (members[r.WAID] && r.WAID != "" || members[r.UserID] && r.UserID != "")
+		_, isPending := pending[id]
 		switch {
 		case earlier && known && approve && member:
 			items[id] = events.ItemOutcome{ID: id, Outcome: done}
-		case earlier && known && !approve && !member && !pending[id]:
+		case earlier && known && !approve && !member && !isPending:
 			items[id] = events.ItemOutcome{ID: id, Outcome: done}
 		default:
 			items[id] = events.ItemOutcome{ID: id, Outcome: events.ItemFailed, Code: graph.CodeJoinRequestUnknown,
@@ -330,10 +337,10 @@ func chunks[T any](s []T, n int) func(func([]T) bool) {
 
 // requesterIDs are the users behind join requests ids, as a join webhook
 // names them: wa_id and business-scoped user id, where known.
-func requesterIDs(prog joinProgress, ids []string) []string {
+func requesterIDs(st *joinState, ids []string) []string {
 	out := make([]string, 0, len(ids))
 	for _, id := range ids {
-		r := prog.Requesters[id]
+		r, _ := st.requester(id)
 		for _, u := range []string{r.WAID, r.UserID} {
 			if u != "" {
 				out = append(out, u)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -231,6 +232,12 @@ func NewLedger(kv jetstream.KeyValue, now func() time.Time) *Ledger {
 func LedgerKey(commandID string) string { return "cmd." + escapeKey(commandID) }
 
 func awaitKey(commandID string) string { return "await." + escapeKey(commandID) }
+
+// partKey is the KV key of part k of a command's progress kept beside its
+// entry (Part, PutPart).
+func partKey(commandID string, k int) string {
+	return "part." + escapeKey(commandID) + "." + strconv.Itoa(k)
+}
 
 func escapeKey(s string) string {
 	const hex = "0123456789ABCDEF"
@@ -668,6 +675,50 @@ func (l *Ledger) SetProgress(ctx context.Context, commandID, token string, progr
 		return nil
 	})
 	return err
+}
+
+// Part reads part k of a command's progress and its revision: progress
+// that grows with a command's items (an all_pending approval of any
+// number of join requests) is kept in parts of its own, since one entry
+// holding it all outgrew what NATS takes in a message. A part that does
+// not exist is nil, at revision 0. Parts are not removed when the
+// command ends: they expire with the bucket's TTL, as its entry does.
+func (l *Ledger) Part(ctx context.Context, commandID string, k int) ([]byte, uint64, error) {
+	kve, err := l.kv.Get(ctx, partKey(commandID, k))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("ledger: get part %d of %s: %w", k, commandID, err)
+	}
+	return kve.Value(), kve.Revision(), nil
+}
+
+// PutPart writes part k of a command's progress and returns its new
+// revision. rev is the revision the caller read (Part) or last wrote: a
+// part written meanwhile was written by another holder of the command,
+// so the caller's claim is lost (ErrNotOwner). rev 0 writes the part
+// whatever is there, for a part the entry does not count yet (a crash
+// between its write and the entry's, or an earlier execution of a
+// command replayed from the dead-letter queue, may have left one).
+// Writes under a claim are the caller's to check (UpdateOwned).
+func (l *Ledger) PutPart(ctx context.Context, commandID string, k int, b []byte, rev uint64) (uint64, error) {
+	key := partKey(commandID, k)
+	if rev == 0 {
+		rev, err := l.kv.Put(ctx, key, b)
+		if err != nil {
+			return 0, fmt.Errorf("ledger: put part %d of %s: %w", k, commandID, err)
+		}
+		return rev, nil
+	}
+	rev, err := l.kv.Update(ctx, key, b, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("ledger: put part %d of %s: %w", k, commandID, ErrNotOwner)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ledger: put part %d of %s: %w", k, commandID, err)
+	}
+	return rev, nil
 }
 
 // Await moves a claimed command to awaiting_webhook for the pending

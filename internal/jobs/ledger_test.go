@@ -328,3 +328,36 @@ func TestCorrelationMeetsWhicheverSideComesFirst(t *testing.T) {
 		}
 	})
 }
+
+// A part of a command's progress is written over whatever a crash or an
+// earlier execution left when its writer says it starts it (revision 0),
+// and otherwise only at the revision its writer last saw: a part written
+// meanwhile was written by another holder of the command.
+func TestProgressPartsAreWrittenByCompareAndSet(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, _, _ := newLedger(t)
+	if b, rev, err := l.Part(ctx, "c.1", 0); err != nil || b != nil || rev != 0 {
+		t.Fatalf("Part of nothing = %q, %d, %v; want nil, 0, nil", b, rev, err)
+	}
+	if _, err := l.PutPart(ctx, "c.1", 0, []byte(`"left over"`), 0); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := l.PutPart(ctx, "c.1", 0, []byte(`"started"`), 0)
+	if err != nil {
+		t.Fatalf("PutPart over a leftover: %v", err)
+	}
+	other, err := l.PutPart(ctx, "c.1", 0, []byte(`"another holder's"`), rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.PutPart(ctx, "c.1", 0, []byte(`"stale"`), rev); !errors.Is(err, jobs.ErrNotOwner) {
+		t.Fatalf("PutPart at a stale revision: %v, want ErrNotOwner", err)
+	}
+	if b, got, err := l.Part(ctx, "c.1", 0); err != nil || string(b) != `"another holder's"` || got != other {
+		t.Fatalf("Part = %q at %d, %v; want the other holder's at %d", b, got, err, other)
+	}
+	if b, _, err := l.Part(ctx, "c", 0); err != nil || b != nil {
+		t.Fatalf("Part of another command = %q, %v; want nothing", b, err)
+	}
+}

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
+	"github.com/groupflow/groupflow/internal/graph/sim"
 	"github.com/groupflow/groupflow/internal/jobs"
 	"github.com/groupflow/groupflow/internal/testutil"
 )
@@ -86,27 +88,92 @@ func TestMaxPayload(t *testing.T) {
 	})
 }
 
-func TestMaxPayloadAllPending(t *testing.T) {
-	t.Parallel()
-	// A quarter of the default, so that a few join requests are enough:
-	// the progress kept while rejecting them, about 180 bytes each, and
-	// the result, about 70, fit apart but not together.
-	s := setup(t, func(o *stackOpts) { o.maxPayload = defaultMaxPayload / 4 })
-	s.startWorker(t)
-	g := s.newGroup(t, "Spam", graph.JoinApprovalRequired)
-	const n = 1150
-	users := make([]string, n)
+// allPendingSize is more join requests than an all_pending approval or
+// rejection could handle on a server with the default max_payload while
+// the ledger entry kept its progress and the terminal event listed every
+// item: the progress (about 180 bytes a request) outgrew the entry at
+// about 5,800 requests, the list (about 75 bytes an item) a message at
+// about 14,000.
+const allPendingSize = 15_000
+
+// bigPendingList runs a stack on a server with the default max_payload
+// and a group with n pending join requests, which it returns with the
+// users who asked. The simulator lets them all in (Meta's groups
+// take 8), and the webhooks announcing the requests are dropped: they are
+// not what these tests are about.
+func bigPendingList(t *testing.T, n int) (s *stack, g sim.GroupState, ids, users []string) {
+	t.Helper()
+	s = setup(t, func(o *stackOpts) {
+		o.maxPayload = defaultMaxPayload
+		o.sim.MaxParticipants = n
+	})
+	g = s.newGroup(t, "Crowd", graph.JoinApprovalRequired)
+	s.sim.SetWebhookURL("")
+	users = make([]string, n)
 	for i := range users {
 		users[i] = fmt.Sprintf("1555%07d", i)
 	}
-	s.joinRequests(t, g, users...)
-	s.publish(t, command("rej-all", events.RejectJoinRequests, g.ID, events.JoinRequestsParams{AllPending: true}))
+	ids = s.joinRequests(t, g, users...)
+	s.events.WaitFor(t, "the join webhooks dropped", func() bool { return s.sim.PendingWebhooks() == 0 })
+	s.sim.SetWebhookURL(s.hooksURL)
+	return s, g, ids, users
+}
 
-	r := s.terminal(t, "rej-all")
+// checkItems fails the test unless r counts want and lists
+// events.MaxItems of the items, failed ones first, each with the outcome
+// outcomeOf gives its id.
+func checkItems(t *testing.T, r events.CommandResult, want events.ItemCounts, outcomeOf map[string]string) {
+	t.Helper()
+	if r.ItemCounts == nil || *r.ItemCounts != want {
+		t.Fatalf("item counts %+v, want %+v", r.ItemCounts, want)
+	}
+	if len(r.Items) != events.MaxItems || r.ItemsOmitted != want.Total()-events.MaxItems {
+		t.Fatalf("%d items listed, %d omitted; want %d and %d", len(r.Items), r.ItemsOmitted, events.MaxItems, want.Total()-events.MaxItems)
+	}
+	for i, it := range r.Items {
+		if o, ok := outcomeOf[it.ID]; !ok || it.Outcome != o || (i < want.Failed) != (o == events.ItemFailed) {
+			t.Fatalf("item %d %+v, want one of the requests, %s, the failed ones first", i, it, o)
+		}
+	}
+}
+
+// Rejections on a group with more pending requests than an entry, or an
+// event, could list on the default max_payload. One naming the newest
+// events.MaxJoinRequestIDs requests kept whom every pending request was
+// for in its entry, and failed as all_pending did. Now each completes:
+// every request is rejected, each in one call, and the terminal event
+// lists a bounded number of items and counts them all.
+func TestMaxPayloadAllPending(t *testing.T) {
+	t.Parallel()
+	s, g, ids, _ := bigPendingList(t, allPendingSize)
+	s.startWorker(t)
+	outcomes := make(map[string]string, len(ids))
+	for _, id := range ids {
+		outcomes[id] = events.ItemRejected
+	}
+
+	named := ids[len(ids)-events.MaxJoinRequestIDs:]
+	s.publish(t, command("rej-named", events.RejectJoinRequests, g.ID, events.JoinRequestsParams{JoinRequestIDs: named}))
+	r := s.terminalWithin(t, "rej-named", 3*time.Minute)
 	wantOutcome(t, r, events.OutcomeSucceeded)
-	// More than a terminal event lists: counted, not all listed.
-	if r.ItemCounts == nil || r.ItemCounts.Rejected != n || len(r.Items) != events.MaxItems || r.ItemsOmitted != n-events.MaxItems {
-		t.Fatalf("item counts %+v, %d items listed, %d omitted; want %d rejected, %d listed", r.ItemCounts, len(r.Items), r.ItemsOmitted, n, events.MaxItems)
+	if r.ItemCounts == nil || *r.ItemCounts != (events.ItemCounts{Rejected: len(named)}) || len(r.Items) != len(named) || r.ItemsOmitted != 0 {
+		t.Fatalf("item counts %+v, %d items listed, %d omitted; want each of the %d requests named listed", r.ItemCounts, len(r.Items), r.ItemsOmitted, len(named))
+	}
+	for i, it := range r.Items {
+		if it.ID != named[i] || it.Outcome != events.ItemRejected {
+			t.Fatalf("item %d %+v, want %s rejected", i, it, named[i])
+		}
+	}
+
+	s.publish(t, command("rej-all", events.RejectJoinRequests, g.ID, events.JoinRequestsParams{AllPending: true}))
+	r = s.terminalWithin(t, "rej-all", 3*time.Minute)
+	wantOutcome(t, r, events.OutcomeSucceeded)
+	checkItems(t, r, events.ItemCounts{Rejected: len(ids) - len(named)}, outcomes)
+	if st, _ := s.sim.Group(g.ID); len(st.JoinRequests) != 0 {
+		t.Fatalf("%d join requests still pending, want none", len(st.JoinRequests))
+	}
+	if n, want := s.calls(sim.EndpointRejectJoin), (len(named)+99)/100+(len(ids)-len(named)+99)/100; n != want {
+		t.Fatalf("%d rejection calls, want %d: one per chunk of 100", n, want)
 	}
 	e, _, err := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil).Get(context.Background(), "rej-all")
 	if err != nil || e.State != jobs.StateSucceeded || len(e.Progress) != 0 {
