@@ -37,6 +37,7 @@ func main() {
 type settings struct {
 	nats          config.NATS
 	addr          string
+	metricsAddr   string
 	appSecret     string
 	verifyToken   string
 	apiTokens     []string
@@ -51,6 +52,7 @@ func load(getenv func(string) string) (settings, *config.Env) {
 	s := settings{
 		nats:          config.LoadNATS(e),
 		addr:          e.String("INGEST_ADDR", ":8080", "address the ingest listens on"),
+		metricsAddr:   e.String("INGEST_METRICS_ADDR", "", "address of a private listener for /metrics, /healthz and /readyz (as the worker's WORKER_ADDR); when set, INGEST_ADDR, which Meta and the command API's callers reach, no longer serves /metrics"),
 		appSecret:     e.Secret("WHATSAPP_APP_SECRET", "Meta app secret that signs webhooks"),
 		verifyToken:   e.Secret("WHATSAPP_VERIFY_TOKEN", "token Meta echoes in the webhook verification handshake"),
 		apiTokens:     e.SecretList("INGEST_API_TOKENS", "bearer tokens of the command API, comma separated: a token acts for every phone number, TOKEN@ID+ID… only for the phone_number_ids named"),
@@ -154,7 +156,9 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		APITokens: s.apiTokens,
 		Logger:    log,
 		Telemetry: tel,
-		Ledger:    ingest.JobsLedger(jobs.NewLedger(ledgerKV, nil)),
+		// Off the public listener when the operator gave metrics one.
+		PrivateMetrics: s.metricsAddr != "",
+		Ledger:         ingest.JobsLedger(jobs.NewLedger(ledgerKV, nil)),
 		Webhook: &webhook.Handler{
 			AppSecret:   []byte(s.appSecret),
 			VerifyToken: s.verifyToken,
@@ -184,6 +188,17 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
+	var private *http.Server
+	var privateLn net.Listener
+	if s.metricsAddr != "" {
+		if privateLn, err = lc.Listen(ctx, "tcp", s.metricsAddr); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on INGEST_METRICS_ADDR %s: %w", s.metricsAddr, err)
+		}
+		// Scrapers and probes only, as the worker's WORKER_ADDR.
+		private = &http.Server{Handler: handler.Private(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10}
+	}
 
 	var g run.Group
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
@@ -207,6 +222,21 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		defer cancel()
 		_ = srv.Shutdown(shutdownCtx)
 	})
+	if private != nil {
+		// Added after the public server, so it is stopped after it: the
+		// metrics and probes still answer while the ingest drains.
+		g.Add(func() error {
+			log.Info("metrics and probes listening", slog.String("addr", privateLn.Addr().String()))
+			if err := private.Serve(privateLn); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}, func(error) {
+			shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = private.Shutdown(shutdownCtx)
+		})
+	}
 	err = g.Run()
 	var sig *run.SignalError // run returns a pointer; As into a value matches with a nil Signal
 	switch {

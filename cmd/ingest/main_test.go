@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -126,6 +127,13 @@ func TestIngestRunsAgainstNATS(t *testing.T) {
 	}
 
 	cancel()
+	awaitStopped(t, done, base)
+}
+
+// awaitStopped waits for runMain to return, within 20 s, and fails the test
+// unless it returned nil and none of bases answers any more.
+func awaitStopped(t *testing.T, done <-chan error, bases ...string) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -133,6 +141,12 @@ func TestIngestRunsAgainstNATS(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("ingest did not stop within 20 s")
+	}
+	for _, base := range bases {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			t.Errorf("%s still answers after the ingest stopped", base)
+		}
 	}
 }
 
@@ -143,14 +157,7 @@ func TestIngestRunsAgainstNATS(t *testing.T) {
 func startIngest(t *testing.T, env map[string]string) (base string, cancel context.CancelFunc, done <-chan error) {
 	t.Helper()
 	ns := natsembed.RunTest(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil { // the server under test takes the address next
-		t.Fatal(err)
-	}
+	addr := freeAddr(t)
 	all := map[string]string{
 		"NATS_URL":              ns.ClientURL(),
 		"INGEST_ADDR":           "127.0.0.1:1", // the flag below wins
@@ -184,6 +191,56 @@ func startIngest(t *testing.T, env map[string]string) (base string, cancel conte
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// freeAddr is a local address nothing listens on, for the ingest to take.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil { // the server under test takes the address next
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// With INGEST_METRICS_ADDR set, /metrics is served on that private
+// listener, with the probes, and the public one, which Meta's webhooks and
+// the command API's callers reach, answers 404 for it.
+func TestMetricsMoveToAPrivateListener(t *testing.T) {
+	t.Parallel()
+	private := "http://" + freeAddr(t)
+	base, cancel, done := startIngest(t, map[string]string{"INGEST_METRICS_ADDR": strings.TrimPrefix(private, "http://")})
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, _ := get(base + "/metrics"); status != http.StatusNotFound {
+		t.Errorf("GET /metrics on INGEST_ADDR = %d, want 404", status)
+	}
+	status, page := get(private + "/metrics")
+	if status != http.StatusOK || !strings.Contains(page, "groupflow_webhook_signature_failures_total") {
+		t.Errorf("GET /metrics on INGEST_METRICS_ADDR = %d, want 200 with groupflow_webhook_signature_failures_total; page starts %.200q", status, page)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if status, body := get(private + p); status != http.StatusOK {
+			t.Errorf("GET %s on INGEST_METRICS_ADDR = %d %s, want 200", p, status, body)
+		}
+		if status, body := get(base + p); status != http.StatusOK {
+			t.Errorf("GET %s on INGEST_ADDR = %d %s, want 200 (a load balancer checks the port it sends to)", p, status, body)
+		}
+	}
+	cancel()
+	awaitStopped(t, done, base, private)
 }
 
 // On SIGTERM with INGEST_DRAIN set, the ingest first says it is not ready
@@ -220,16 +277,5 @@ func TestIngestDrainsBeforeClosing(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST /v1/commands during the drain = %d, want 202", resp.StatusCode)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("runMain after the drain = %v, want nil", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("ingest did not stop within 20 s of the drain")
-	}
-	if resp, err := http.Get(base + "/healthz"); err == nil {
-		resp.Body.Close()
-		t.Error("the ingest still answers after it stopped")
-	}
+	awaitStopped(t, done, base)
 }

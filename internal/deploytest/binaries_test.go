@@ -193,6 +193,13 @@ var addrVars = map[string]string{
 	"graphsim": "GRAPHSIM_ADDR",
 }
 
+// metricsAddrVars name the variable that moves a server binary's /metrics
+// (with its probes) to a listener of its own; unset, /metrics is on the
+// address of addrVars.
+var metricsAddrVars = map[string]string{
+	"ingest": "INGEST_METRICS_ADDR",
+}
+
 // portOf returns the port of a listen address such as ":8080".
 func portOf(t testing.TB, addr string) int {
 	t.Helper()

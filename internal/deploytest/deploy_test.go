@@ -1,8 +1,11 @@
 package deploytest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -315,7 +318,7 @@ func TestComposeRunsTheBinariesAsTheyAreConfigured(t *testing.T) {
 		}
 		for _, b := range []string{"ingest", "worker"} {
 			name, _ := service(b)
-			if got, want := scraped[name], listenPort(t, byBinary[b]); got != want {
+			if got, want := scraped[name], metricsPort(t, byBinary[b]); got != want {
 				t.Errorf("Prometheus scrapes %s on port %d, want %d", name, got, want)
 			}
 		}
@@ -580,22 +583,32 @@ func path0(image string) string {
 }
 
 // TestProbeAndScrapePathsAreServed starts the real ingest and worker
-// binaries and asks them for every path the manifests probe or scrape.
+// binaries and asks them for every path the manifests probe or scrape, on
+// the port the manifests probe or scrape it: a binary whose manifests move
+// /metrics to a port of its own (metricsAddrVars) is run so, scraped there,
+// and its public port must then answer 404 for /metrics.
 func TestProbeAndScrapePathsAreServed(t *testing.T) {
 	t.Parallel()
-	paths := map[string][]string{} // binary → paths
-	add := func(binary, p string) {
-		if !slices.Contains(paths[binary], p) {
-			paths[binary] = append(paths[binary], p)
+	probes, scrapes := map[string][]string{}, map[string][]string{} // binary → paths
+	add := func(m map[string][]string, binary, p string) {
+		if !slices.Contains(m[binary], p) {
+			m[binary] = append(m[binary], p)
+		}
+	}
+	moved := map[string]bool{} // binary → a manifest sets its metricsAddrVars
+	note := func(rs runSpec) {
+		if v := metricsAddrVars[rs.binary]; v != "" && rs.env[v].value != "" {
+			moved[rs.binary] = true
 		}
 	}
 	for _, kz := range kustomizations(t) {
 		for _, rs := range k8sRuns(t, kz) {
+			note(rs)
 			for _, p := range rs.probes {
-				add(rs.binary, p.path)
+				add(probes, rs.binary, p.path)
 			}
 			if p := rs.annotations["prometheus.io/path"]; p != "" {
-				add(rs.binary, p)
+				add(scrapes, rs.binary, p)
 			}
 		}
 	}
@@ -605,14 +618,15 @@ func TestProbeAndScrapePathsAreServed(t *testing.T) {
 		for name, s := range c.Services {
 			targets := fmt.Sprint(sc.StaticConfigs, sc.DNSSDConfigs)
 			if s.Build != nil && strings.Contains(targets, name) {
-				add(binaryOf(s.Command), sc.MetricsPath)
+				add(scrapes, binaryOf(s.Command), sc.MetricsPath)
 			}
 		}
 	}
 	for _, rs := range composeRuns(t, c) {
+		note(rs)
 		if u := rs.env["GRAPHSIM_WEBHOOK_URL"].value; u != "" {
 			_, _, p := urlHostPort(t, u)
-			add("ingest", p+"?hub.mode=subscribe&hub.verify_token=deploytest&hub.challenge=42")
+			add(probes, "ingest", p+"?hub.mode=subscribe&hub.verify_token=deploytest&hub.challenge=42")
 		}
 	}
 
@@ -621,16 +635,28 @@ func TestProbeAndScrapePathsAreServed(t *testing.T) {
 		"ingest": {"NATS_URL": srv.ClientURL(), "WHATSAPP_APP_SECRET": "deploytest", "WHATSAPP_VERIFY_TOKEN": "deploytest"},
 		"worker": {"NATS_URL": srv.ClientURL(), "WHATSAPP_ACCESS_TOKEN": "deploytest", "GRAPH_API_BASE_URL": "http://127.0.0.1:9"},
 	}
-	for _, binary := range sortedKeys(paths) {
+	binaries := slices.Sorted(maps.Keys(probes))
+	for _, b := range sortedKeys(scrapes) {
+		if !slices.Contains(binaries, b) {
+			binaries = append(binaries, b)
+		}
+	}
+	for _, binary := range binaries {
 		t.Run(binary, func(t *testing.T) {
 			e, ok := env[binary]
 			if !ok {
-				t.Fatalf("manifests probe %s at %v; this test does not know how to start it", binary, paths[binary])
+				t.Fatalf("manifests probe %s at %v and scrape it at %v; this test does not know how to start it", binary, probes[binary], scrapes[binary])
+			}
+			metricsBase := ""
+			if moved[binary] {
+				addr := freeAddr(t)
+				e[metricsAddrVars[binary]] = addr
+				metricsBase = "http://" + addr
 			}
 			base := serve(t, binary, e)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			for _, p := range paths[binary] {
+			check := func(base, p string) {
 				u, err := url.JoinPath(base, strings.SplitN(p, "?", 2)[0])
 				if err != nil {
 					t.Fatal(err)
@@ -648,7 +674,19 @@ func TestProbeAndScrapePathsAreServed(t *testing.T) {
 					time.Sleep(50 * time.Millisecond)
 				}
 				if status != 200 {
-					t.Errorf("GET %s on %s = %d %q, want 200", p, binary, status, body)
+					t.Errorf("GET %s on %s = %d %q, want 200", u, binary, status, body)
+				}
+			}
+			for _, p := range probes[binary] {
+				check(base, p)
+			}
+			for _, p := range scrapes[binary] {
+				check(cmp.Or(metricsBase, base), p)
+				if metricsBase == "" {
+					continue
+				}
+				if status, _ := get(ctx, t, base+p); status != http.StatusNotFound {
+					t.Errorf("GET %s on %s's public port = %d, want 404: the manifests scrape it on %s", p, binary, status, metricsAddrVars[binary])
 				}
 			}
 		})

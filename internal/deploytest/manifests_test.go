@@ -1,6 +1,7 @@
 package deploytest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -524,9 +525,30 @@ func checkRun(t *testing.T, rs runSpec) {
 			t.Errorf("%s: %s probe on port %d, but %s listens on %d", rs.where, p.kind, p.port, rs.binary, port)
 		}
 	}
-	if a := rs.annotations["prometheus.io/port"]; a != "" && a != strconv.Itoa(port) {
-		t.Errorf("%s: prometheus.io/port is %s, but %s serves /metrics on %d", rs.where, a, rs.binary, port)
+	metrics := port
+	if v := metricsAddrVars[rs.binary]; v != "" && cmp.Or(rs.env[v].value, vars[v].Default) != "" {
+		metrics = portOf(t, cmp.Or(rs.env[v].value, vars[v].Default))
+		if metrics == port {
+			t.Errorf("%s: %s serves /metrics on port %d (%s), which is also its public port (%s)", rs.where, rs.binary, metrics, v, addrVar)
+		}
+		if !slices.Contains(slices.Collect(maps.Values(rs.ports)), metrics) {
+			t.Errorf("%s: %s serves /metrics on port %d (%s), but the manifest declares ports %v", rs.where, rs.binary, metrics, v, rs.ports)
+		}
 	}
+	if a := rs.annotations["prometheus.io/port"]; a != "" && a != strconv.Itoa(metrics) {
+		t.Errorf("%s: prometheus.io/port is %s, but %s serves /metrics on %d", rs.where, a, rs.binary, metrics)
+	}
+}
+
+// metricsPort is the port a server binary serves /metrics on as
+// configured in rs: its metrics listener's, when a manifest sets one, else
+// its listen port.
+func metricsPort(t *testing.T, rs runSpec) int {
+	t.Helper()
+	if v := metricsAddrVars[rs.binary]; rs.env[v].value != "" {
+		return portOf(t, rs.env[v].value)
+	}
+	return listenPort(t, rs)
 }
 
 // mountedVolume returns the volume mounted at the longest mount path

@@ -32,7 +32,7 @@ const (
 func setupTenants(t *testing.T, tel *telemetry.Telemetry) (bundle, *testutil.SyncBuffer) {
 	t.Helper()
 	logs := &testutil.SyncBuffer{}
-	b := setupConfig(t, tel, func(c *ingest.Config) {
+	b := setupWith(t, tel, func(c *ingest.Config) {
 		c.APITokens = append(c.APITokens, tenantA+"@"+phoneA+"+"+phoneC, tenantB+"@"+phoneB)
 		c.Logger = slog.New(telemetry.NewLogHandler(logs, slog.LevelInfo))
 	})

@@ -60,6 +60,12 @@ type Config struct {
 	// /metrics. Optional: without it nothing is traced and /metrics is
 	// absent.
 	Telemetry *telemetry.Telemetry
+	// PrivateMetrics serves GET /metrics on Server.Private only, and not
+	// on this handler, which faces Meta and the command API's callers:
+	// the metrics name the deployment's command types, error codes and
+	// load, nothing the internet needs to read. Off by default: /metrics
+	// is on this handler too.
+	PrivateMetrics bool
 }
 
 // Ledger is what the ingest reads of the worker's command ledger.
@@ -71,10 +77,11 @@ type Ledger interface {
 
 // Server is the ingest's HTTP handler.
 type Server struct {
-	cfg    Config
-	mux    *http.ServeMux
-	tracer trace.Tracer
-	tokens []apiToken
+	cfg     Config
+	mux     *http.ServeMux
+	private *http.ServeMux
+	tracer  trace.Tracer
+	tokens  []apiToken
 
 	readyMu    sync.Mutex
 	readyUntil time.Time
@@ -104,7 +111,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: APITokens: %w", err)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), tracer: noop.NewTracerProvider().Tracer(""), tokens: tokens}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), private: http.NewServeMux(), tracer: noop.NewTracerProvider().Tracer(""), tokens: tokens}
 	webhookRoute := cfg.Webhook
 	var postCommand, getCommand http.Handler = s.auth(s.postCommand), s.auth(s.getCommand)
 	switch tel := cfg.Telemetry; {
@@ -116,7 +123,6 @@ func New(cfg Config) (*Server, error) {
 		webhookRoute = tel.PublicHTTPHandler(webhookRoute, "webhook")
 		postCommand = tel.HTTPHandler(postCommand, "POST /v1/commands")
 		getCommand = tel.HTTPHandler(getCommand, "GET /v1/commands/{id}")
-		s.mux.Handle("GET /metrics", tel.MetricsHandler())
 	case tel != nil:
 		// Nothing to trace: the same request metrics, at a fraction of
 		// otelhttp's cost per request.
@@ -127,17 +133,33 @@ func New(cfg Config) (*Server, error) {
 		webhookRoute = m.handler(webhookRoute)
 		postCommand = m.handler(postCommand)
 		getCommand = m.handler(getCommand)
-		s.mux.Handle("GET /metrics", tel.MetricsHandler())
+	}
+	if cfg.Telemetry != nil {
+		s.private.Handle("GET /metrics", cfg.Telemetry.MetricsHandler())
+		if !cfg.PrivateMetrics {
+			s.mux.Handle("GET /metrics", cfg.Telemetry.MetricsHandler())
+		}
 	}
 	s.mux.Handle("/webhook", webhookRoute)
 	s.mux.Handle("POST /v1/commands", postCommand)
 	s.mux.Handle("GET /v1/commands/{id}", getCommand)
-	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.HandleFunc("GET /readyz", s.readyz)
+	// The probes are on both: a load balancer checks the port it sends
+	// to, an orchestrator may check either.
+	for _, mux := range []*http.ServeMux{s.mux, s.private} {
+		mux.HandleFunc("GET /healthz", s.healthz)
+		mux.HandleFunc("GET /readyz", s.readyz)
+	}
 	return s, nil
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Private is the handler of the ingest's private listener (cmd/ingest's
+// INGEST_METRICS_ADDR), for operators and their scrapers only: GET
+// /metrics (with Config.Telemetry), /healthz and /readyz, as the worker
+// serves them on its WORKER_ADDR. Its requests are neither traced nor
+// counted.
+func (s *Server) Private() http.Handler { return s.private }
 
 // auth calls next with the scope of the request's bearer token, or
 // answers 401.

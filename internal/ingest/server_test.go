@@ -42,10 +42,11 @@ const (
 )
 
 type bundle struct {
-	ledger *jobs.Ledger
-	url    string
-	js     jetstream.JetStream
-	nats   *natsembed.Server
+	ledger  *jobs.Ledger
+	url     string
+	js      jetstream.JetStream
+	nats    *natsembed.Server
+	handler *ingest.Server
 }
 
 func setup(t testing.TB) bundle {
@@ -53,14 +54,9 @@ func setup(t testing.TB) bundle {
 	return setupWith(t, nil)
 }
 
-func setupWith(t testing.TB, tel *telemetry.Telemetry) bundle {
-	t.Helper()
-	return setupConfig(t, tel, nil)
-}
-
-// setupConfig is setupWith with change, when not nil, applied to the
-// handler's configuration before the handler is made.
-func setupConfig(t testing.TB, tel *telemetry.Telemetry, change func(*ingest.Config)) bundle {
+// setupWith serves an ingest handler with tel (nil: none), its Config
+// changed by each mutate first.
+func setupWith(t testing.TB, tel *telemetry.Telemetry, mutate ...func(*ingest.Config)) bundle {
 	t.Helper()
 	ns := natsembed.RunTest(t)
 	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
@@ -94,8 +90,8 @@ func setupConfig(t testing.TB, tel *telemetry.Telemetry, change func(*ingest.Con
 			Metrics:     metricsOf(tel),
 		},
 	}
-	if change != nil {
-		change(&cfg)
+	for _, f := range mutate {
+		f(&cfg)
 	}
 	h, err := ingest.New(cfg)
 	if err != nil {
@@ -103,7 +99,7 @@ func setupConfig(t testing.TB, tel *telemetry.Telemetry, change func(*ingest.Con
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return bundle{ledger: ledger, url: srv.URL, js: js, nats: ns}
+	return bundle{ledger: ledger, url: srv.URL, js: js, nats: ns, handler: h}
 }
 
 func (b bundle) post(t *testing.T, path, token string, body []byte) (int, map[string]any) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/groupflow/groupflow/internal/ingest"
 	"github.com/groupflow/groupflow/internal/telemetry"
 	"github.com/groupflow/groupflow/internal/testutil"
 	"github.com/groupflow/groupflow/internal/webhook"
@@ -56,6 +58,21 @@ func withMetrics(t *testing.T) *telemetry.Telemetry {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	return tel
+}
+
+// telemetryTracing is withTelemetry, or with tracing false withMetrics.
+func telemetryTracing(t *testing.T, tracing bool) *telemetry.Telemetry {
+	t.Helper()
+	var tel *telemetry.Telemetry
+	if tracing {
+		tel, _ = withTelemetry(t)
+	} else {
+		tel = withMetrics(t)
+	}
+	if tel.TracingEnabled() != tracing {
+		t.Fatalf("tracing enabled = %v, want %v", tel.TracingEnabled(), tracing)
+	}
 	return tel
 }
 
@@ -155,15 +172,7 @@ func TestMadeUpHostsDoNotMultiplyTheSeries(t *testing.T) {
 	for _, tracing := range []bool{true, false} {
 		t.Run(fmt.Sprintf("tracing=%v", tracing), func(t *testing.T) {
 			t.Parallel()
-			var tel *telemetry.Telemetry
-			if tracing {
-				tel, _ = withTelemetry(t)
-			} else {
-				tel = withMetrics(t)
-			}
-			if tel.TracingEnabled() != tracing {
-				t.Fatalf("tracing enabled = %v, want %v", tel.TracingEnabled(), tracing)
-			}
+			tel := telemetryTracing(t, tracing)
 			b := setupWith(t, tel)
 			for i := range 50 {
 				req, _ := http.NewRequest(http.MethodPost, b.url+"/webhook", strings.NewReader(`{}`))
@@ -209,4 +218,59 @@ func TestAnEarlyAnswerDoesNotWaitForTheBody(t *testing.T) {
 	if !strings.Contains(line, "401") {
 		t.Fatalf("answer %q, want 401", line)
 	}
+}
+
+// With PrivateMetrics, /metrics leaves the public listener, the one Meta
+// and the command API's callers reach, and is served on the private one
+// (Server.Private) with the probes, with tracing on (otelhttp) or off
+// (the lean middleware): both registered /metrics on the public mux.
+func TestPrivateMetricsAreOffThePublicListener(t *testing.T) {
+	t.Parallel()
+	for _, tracing := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tracing=%v", tracing), func(t *testing.T) {
+			t.Parallel()
+			tel := telemetryTracing(t, tracing)
+			b := setupWith(t, tel, func(c *ingest.Config) { c.PrivateMetrics = true })
+			private := httptest.NewServer(b.handler.Private())
+			t.Cleanup(private.Close)
+
+			// An unsigned webhook on the public port is counted on the private one.
+			req, _ := http.NewRequest(http.MethodPost, b.url+"/webhook", strings.NewReader(`{}`))
+			if status, _ := do(t, req); status != http.StatusUnauthorized {
+				t.Fatalf("unsigned POST /webhook = %d, want 401", status)
+			}
+			if status, body := getText(t, b.url+"/metrics"); status != http.StatusNotFound {
+				t.Errorf("GET /metrics on the public listener = %d, want 404; body starts %.80q", status, body)
+			}
+			status, page := getText(t, private.URL+"/metrics")
+			if status != http.StatusOK {
+				t.Fatalf("GET /metrics on the private listener = %d, want 200", status)
+			}
+			if got := sampleValue(page, "groupflow_webhook_signature_failures_total{", `reason="missing"`); got != "1" {
+				t.Errorf("private /metrics: groupflow_webhook_signature_failures_total{reason=\"missing\"} = %q, want 1", got)
+			}
+			for _, base := range []string{b.url, private.URL} {
+				for _, p := range []string{"/healthz", "/readyz"} {
+					if status, body := getText(t, base+p); status != http.StatusOK {
+						t.Errorf("GET %s%s = %d %s, want 200", base, p, status, body)
+					}
+				}
+			}
+			if status, _ := getText(t, private.URL+"/v1/commands/x"); status != http.StatusNotFound {
+				t.Errorf("the command API answers on the private listener (%d), want 404", status)
+			}
+		})
+	}
+}
+
+// getText answers GET url's status and body.
+func getText(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
 }
