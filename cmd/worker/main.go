@@ -386,8 +386,9 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	if err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
-	// DLQ depth and consumer lag are read from JetStream at each scrape
-	// (or OTLP export); unregistered before the connection closes.
+	// DLQ depth, consumer lag and parked commands are read from JetStream
+	// at each scrape (or OTLP export); unregistered before the connection
+	// closes.
 	dlqObs, err := metrics.ObserveDLQ(jobs.DLQDepth(js, names))
 	if err != nil {
 		return fmt.Errorf("observe the DLQ: %w", err)
@@ -398,6 +399,11 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return fmt.Errorf("observe consumer lag: %w", err)
 	}
 	defer func() { _ = lagObs.Unregister() }()
+	parkedObs, err := metrics.ObserveParked(jobs.ParkedCommands(js, names))
+	if err != nil {
+		return fmt.Errorf("observe parked commands: %w", err)
+	}
+	defer func() { _ = parkedObs.Unregister() }()
 	tokenObs, err := metrics.ObserveAccessToken(worker.CredentialsRefused)
 	if err != nil {
 		return fmt.Errorf("observe the access token: %w", err)

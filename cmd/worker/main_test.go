@@ -291,11 +291,13 @@ func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
 		t.Fatalf("/metrics: %s", resp.Status)
 	}
 	// The series main wires beyond the jobs package's own: Graph calls
-	// (client hook), limiter waits, DLQ depth and consumer lag (observers).
+	// (client hook), limiter waits, DLQ depth, parked commands and
+	// consumer lag (observers).
 	for _, want := range []string{
 		`groupflow_graph_calls_total{code="0",endpoint="get_invite_link",status="200"}`,
 		`groupflow_ratelimit_wait_duration_seconds_count{class="reads",outcome="acquired"}`,
 		`groupflow_dlq_messages{stream="GROUPS_DLQ"} 0`,
+		`groupflow_parked_commands{stream="GROUPS_COMMANDS"} 0`,
 		`groupflow_consumer_lag{consumer="worker-commands",stream="GROUPS_COMMANDS"}`,
 	} {
 		if !strings.Contains(string(exposition), want) {

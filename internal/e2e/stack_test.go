@@ -215,8 +215,8 @@ type workerOpts struct {
 }
 
 // startWorker runs a worker wired as cmd/worker wires it (traced Graph
-// transport, OnResponse metrics, limiter wait metrics, DLQ, lag and access-token
-// observers) until the test ends or stop is called.
+// transport, OnResponse metrics, limiter wait metrics, DLQ, lag, parked and
+// access-token observers) until the test ends or stop is called.
 func (s *stack) startWorker(t testing.TB, wo workerOpts) (stop func()) {
 	t.Helper()
 	tel, metrics := s.workerTel, s.workerTel.Metrics()
@@ -304,6 +304,10 @@ func (s *stack) startWorker(t testing.TB, wo workerOpts) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	parkedObs, err := metrics.ObserveParked(jobs.ParkedCommands(js, s.names))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tokenObs, err := metrics.ObserveAccessToken(w.CredentialsRefused)
 	if err != nil {
 		t.Fatal(err)
@@ -323,6 +327,7 @@ func (s *stack) startWorker(t testing.TB, wo workerOpts) (stop func()) {
 			wg.Wait()
 			_ = dlqObs.Unregister()
 			_ = lagObs.Unregister()
+			_ = parkedObs.Unregister()
 			_ = tokenObs.Unregister()
 			_ = nc.Flush() // events published while stopping leave first
 			nc.Close()

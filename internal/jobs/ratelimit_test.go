@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +25,7 @@ import (
 	"github.com/groupflow/groupflow/internal/graph/sim"
 	"github.com/groupflow/groupflow/internal/jobs"
 	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
+	"github.com/groupflow/groupflow/internal/telemetry"
 	"github.com/groupflow/groupflow/internal/testutil"
 )
 
@@ -263,6 +268,13 @@ func (s *stack) throttledAttempts(t *testing.T, ids []string) int {
 // stored (re-queued copies included).
 func (s *stack) redeliveries(t *testing.T) int {
 	t.Helper()
+	info := s.commandConsumer(t)
+	return int(info.Delivered.Consumer) - int(info.Delivered.Stream) //nolint:gosec // G115: test counts, far below 2^63
+}
+
+// commandConsumer is the command consumer's info, as of now.
+func (s *stack) commandConsumer(t testing.TB) *jetstream.ConsumerInfo {
+	t.Helper()
 	ctx := context.Background()
 	cons, err := s.js.Consumer(ctx, s.names.CommandStream(), s.names.CommandConsumer())
 	if err != nil {
@@ -272,7 +284,7 @@ func (s *stack) redeliveries(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return int(info.Delivered.Consumer) - int(info.Delivered.Stream) //nolint:gosec // G115: test counts, far below 2^63
+	return info
 }
 
 // watchRequeues watches the command subjects for re-queued copies and, as
@@ -407,6 +419,94 @@ func TestADeepBacklogIsParkedOutOfOtherCommandsWay(t *testing.T) {
 		t.Errorf("%d parked copies and %d throttled attempts for %d commands: want most of the backlog parked, and few refused after their claim",
 			parked.Load(), throttled, backlog)
 	}
+}
+
+// Commands parked until their number's turn are on /metrics as
+// groupflow_parked_commands: work that waits, which the command consumer's
+// lag does not show (a parked copy is outside its subjects until its
+// turn). Commands waiting for a worker are lag, not parked.
+func TestParkedCommandsAreOnMetrics(t *testing.T) {
+	t.Parallel()
+	const waiting, backlog = 3, 12
+	s := setup(t, func(o *stackOpts) { o.maxDeliv = 10 })
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{ServiceName: "jobs-test", Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	reg, err := tel.Metrics().ObserveParked(jobs.ParkedCommands(s.js, s.names))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Unregister() })
+	metricsSrv := httptest.NewServer(tel.MetricsHandler())
+	t.Cleanup(metricsSrv.Close)
+	series := fmt.Sprintf("groupflow_parked_commands{stream=%q}", s.names.CommandStream())
+	onMetrics := func() string {
+		t.Helper()
+		resp, err := http.Get(metricsSrv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		page, _ := io.ReadAll(resp.Body)
+		for line := range strings.Lines(string(page)) {
+			if v, ok := strings.CutPrefix(line, series+" "); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return "absent"
+	}
+
+	const group = "Y2FwaV9ncm91cDoxZD"
+	ids := s.publishApprovals(t, "waiting-", group, waiting) // no worker runs yet
+	if got := onMetrics(); got != "0" {
+		t.Errorf("%s = %s with %d commands waiting for a worker, none parked; want 0", series, got, waiting)
+	}
+	// The number is paused for an hour, as a 130429 pauses it for less:
+	// each of its commands is parked until after the pause.
+	lim := s.runLimiter(t, ratelimit.Config{
+		WorkerID: "paused", Defaults: ratelimit.Limits{GroupOps: 10, Reads: 20, Messages: 80}, MaxQueue: 2, Logger: testLogger(t),
+	})
+	if err := lim.Pause(context.Background(), ratelimit.NumberScope(phone), time.Now().Add(time.Hour), "130429"); err != nil {
+		t.Fatal(err)
+	}
+	s.startWorker(t, func(c *jobs.Config) { c.WorkerID, c.Limiter, c.Concurrency = "paused", lim, 4 })
+	ids = append(ids, s.publishApprovals(t, "parked-", group, backlog)...)
+	s.events.WaitFor(t, fmt.Sprintf("all %d commands parked and none left to the consumer", len(ids)), func() bool {
+		return s.parkedInStream(t) == len(ids) && s.consumerBacklog(t) == 0
+	})
+	if got, want := onMetrics(), strconv.Itoa(len(ids)); got != want {
+		t.Errorf("%s = %s with every command parked, want %s", series, got, want)
+	}
+}
+
+// parkedInStream counts the command stream's parked copies one subject at
+// a time, as groupctl health does.
+func (s *stack) parkedInStream(t testing.TB) int {
+	t.Helper()
+	ctx := context.Background()
+	str, err := s.js.Stream(ctx, s.names.CommandStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := str.Info(ctx, jetstream.WithSubjectFilter(s.names.AllParked()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c) //nolint:gosec // G115: test counts, far below 2^63
+	}
+	return n
+}
+
+// consumerBacklog is what the command consumer has not delivered or not
+// had acknowledged.
+func (s *stack) consumerBacklog(t testing.TB) int {
+	t.Helper()
+	info := s.commandConsumer(t)
+	return int(info.NumPending) + info.NumAckPending //nolint:gosec // G115: test counts, far below 2^63
 }
 
 // On a command stream without message schedules (a server before 2.12

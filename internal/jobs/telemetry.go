@@ -127,6 +127,38 @@ func DLQDepth(js jetstream.JetStream, names events.Names) func(context.Context) 
 	}
 }
 
+// ParkedCommands returns the function telemetry.Metrics.ObserveParked
+// calls at each collection: how many commands are parked in the command
+// stream, copies held under Names.Parked subjects until their number's
+// turn (see Worker.park).
+//
+// The stream holds commands and parked copies and nothing else, so the
+// parked ones are its message count less its commands, both read in one
+// request. The commands are counted per subject, one per number and
+// command type; each parked copy has a subject of its own, so counting
+// them that way (as groupctl health does) would list every one of them at
+// every scrape of every worker, megabytes for a deep backlog. What arrives
+// or leaves while the server answers may make one reading off by that
+// much; it never reads below 0.
+func ParkedCommands(js jetstream.JetStream, names events.Names) func(context.Context) ([]telemetry.StreamDepth, error) {
+	return func(ctx context.Context) ([]telemetry.StreamDepth, error) {
+		s, err := js.Stream(ctx, names.CommandStream())
+		if err != nil {
+			return nil, fmt.Errorf("command stream: %w", err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(names.AllCommands()))
+		if err != nil {
+			return nil, fmt.Errorf("command stream info: %w", err)
+		}
+		var commands uint64
+		for _, n := range info.State.Subjects {
+			commands += n
+		}
+		parked := info.State.Msgs - min(commands, info.State.Msgs)
+		return []telemetry.StreamDepth{{Stream: info.Config.Name, Messages: parked}}, nil
+	}
+}
+
 // ConsumerLag returns the function telemetry.Metrics.ObserveConsumers
 // calls at each collection: the backlog of the workers' two durable
 // consumers (commands and webhooks). A consumer it cannot read is left

@@ -27,6 +27,7 @@ const (
 	MetricSignatureFailures = "groupflow.webhook.signature_failures" // counter {failure}: reason
 	MetricCampaignInvites   = "groupflow.campaign.invites"           // counter {invite}: outcome
 	MetricDLQMessages       = "groupflow.dlq.messages"               // gauge {message}: stream
+	MetricParkedCommands    = "groupflow.parked.commands"            // gauge {command}: stream
 	MetricConsumerLag       = "groupflow.consumer.lag"               // gauge {message}: stream, consumer
 	MetricConsumerAckPend   = "groupflow.consumer.ack_pending"       // gauge {message}: stream, consumer
 	MetricTokenRefused      = "groupflow.graph.access_token_refused" //nolint:gosec // a metric's name. Gauge {worker}: 1 while Graph refuses the worker's token
@@ -69,6 +70,7 @@ type Metrics struct {
 	signatureFailures metric.Int64Counter
 	campaignInvites   metric.Int64Counter
 	dlqMessages       metric.Int64ObservableGauge
+	parkedCommands    metric.Int64ObservableGauge
 	consumerLag       metric.Int64ObservableGauge
 	consumerAckPend   metric.Int64ObservableGauge
 	tokenRefused      metric.Int64ObservableGauge
@@ -104,6 +106,7 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	m.signatureFailures = counter(MetricSignatureFailures, "{failure}", "Webhook deliveries rejected for a missing or wrong X-Hub-Signature-256.")
 	m.campaignInvites = counter(MetricCampaignInvites, "{invite}", "Campaign invites finished, by outcome.")
 	m.dlqMessages = gauge(MetricDLQMessages, "{message}", "Messages in the dead-letter stream.")
+	m.parkedCommands = gauge(MetricParkedCommands, "{command}", "Commands parked in the command stream until their number's rate-limit turn; consumer lag does not count them.")
 	m.consumerLag = gauge(MetricConsumerLag, "{message}", "Messages not yet delivered to a durable consumer (JetStream num_pending).")
 	m.consumerAckPend = gauge(MetricConsumerAckPend, "{message}", "Messages delivered to a durable consumer and not yet acknowledged.")
 	m.tokenRefused = gauge(MetricTokenRefused, "{worker}", "1 while Graph refuses the worker's access token (code 190, HTTP 401) and commands wait; else 0.")
@@ -207,11 +210,13 @@ func (m *Metrics) CampaignInvite(ctx context.Context, outcome string) {
 	m.campaignInvites.Add(ctx, 1, metric.WithAttributes(KeyOutcome.String(outcome)))
 }
 
-// StreamDepth is the message count of one stream, for ObserveDLQ.
+// StreamDepth is a message count of one stream, for ObserveDLQ and
+// ObserveParked.
 type StreamDepth struct {
 	Stream string
-	// Messages is the stream's message count, as JetStream reports it
-	// (StreamInfo.State.Msgs).
+	// Messages is the count: for ObserveDLQ the stream's, as JetStream
+	// reports it (StreamInfo.State.Msgs); for ObserveParked its parked
+	// commands'.
 	Messages uint64
 }
 
@@ -232,13 +237,30 @@ func (m *Metrics) ObserveDLQ(fn func(ctx context.Context) ([]StreamDepth, error)
 	if m == nil {
 		return noRegistration{}, nil
 	}
+	return m.observeDepths(m.dlqMessages, fn)
+}
+
+// ObserveParked registers fn to report, each time metrics are collected,
+// how many commands wait parked in the command stream (as many as
+// StreamDepth.Messages) for their number's rate-limit turn: work that is
+// waiting, and that no consumer's lag shows, being outside the consumer's
+// subjects until its turn. As ObserveDLQ.
+func (m *Metrics) ObserveParked(fn func(ctx context.Context) ([]StreamDepth, error)) (metric.Registration, error) {
+	if m == nil {
+		return noRegistration{}, nil
+	}
+	return m.observeDepths(m.parkedCommands, fn)
+}
+
+// observeDepths registers fn to report gauge, one series per stream.
+func (m *Metrics) observeDepths(gauge metric.Int64ObservableGauge, fn func(ctx context.Context) ([]StreamDepth, error)) (metric.Registration, error) {
 	return m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		depths, err := fn(ctx)
 		for _, d := range depths {
-			o.ObserveInt64(m.dlqMessages, saturatingInt64(d.Messages), metric.WithAttributes(KeyStream.String(d.Stream)))
+			o.ObserveInt64(gauge, saturatingInt64(d.Messages), metric.WithAttributes(KeyStream.String(d.Stream)))
 		}
 		return err
-	}, m.dlqMessages)
+	}, gauge)
 }
 
 // ObserveConsumers registers fn to report the backlog of the durable

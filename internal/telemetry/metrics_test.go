@@ -46,6 +46,17 @@ func exercise(t *testing.T, tel *Telemetry) {
 			t.Errorf("unregister the DLQ callback: %v", err)
 		}
 	})
+	reg4, err := m.ObserveParked(func(context.Context) ([]StreamDepth, error) {
+		return []StreamDepth{{Stream: "GROUPS_COMMANDS", Messages: 250}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := reg4.Unregister(); err != nil {
+			t.Errorf("unregister the parked callback: %v", err)
+		}
+	})
 	reg3, err := m.ObserveAccessToken(func() bool { return true })
 	if err != nil {
 		t.Fatal(err)
@@ -211,6 +222,7 @@ func TestMetricsHandler(t *testing.T) {
 		want   float64
 	}{
 		{"groupflow_dlq_messages", map[string]string{"stream": "GROUPS_DLQ"}, 3},
+		{"groupflow_parked_commands", map[string]string{"stream": "GROUPS_COMMANDS"}, 250},
 		{"groupflow_consumer_lag", map[string]string{"stream": "GROUPS_COMMANDS", "consumer": "worker-commands"}, 42},
 		{"groupflow_consumer_ack_pending", map[string]string{"stream": "GROUPS_COMMANDS", "consumer": "worker-commands"}, 7},
 	}
@@ -253,6 +265,9 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	}
 	if r, err := m.ObserveConsumers(nil); err != nil || r.Unregister() != nil {
 		t.Errorf("ObserveConsumers on nil: %v", err)
+	}
+	if r, err := m.ObserveParked(nil); err != nil || r.Unregister() != nil {
+		t.Errorf("ObserveParked on nil: %v", err)
 	}
 }
 
