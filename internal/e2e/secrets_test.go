@@ -158,7 +158,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	// Everything that was produced.
 	spans := s.waitSpans(t, "the 190 call", func(all tracetest.SpanStubs) bool {
 		for _, sp := range all {
-			if sp.Name == "POST create_group" && attr(sp, "http.response.status_code") == "401" {
+			if sp.Name == "POST /v23.0/{phone_number_id}/groups" && attr(sp, "http.response.status_code") == "401" {
 				return true
 			}
 		}

@@ -57,7 +57,7 @@ func TestOneTracePerCommand(t *testing.T) {
 		}
 		publish := one(t, inTrace, trace.SpanKindProducer, "send groups.cmd.*.create_group")
 		process := one(t, inTrace, trace.SpanKindConsumer, "process groups.cmd.*.create_group")
-		call := one(t, inTrace, trace.SpanKindClient, "POST create_group")
+		call := one(t, inTrace, trace.SpanKindClient, "POST /v23.0/{phone_number_id}/groups")
 		complete := one(t, inTrace, trace.SpanKindInternal, "complete create_group")
 		result := one(t, inTrace, trace.SpanKindProducer, "send groups.event.*.command.succeeded")
 
@@ -89,7 +89,8 @@ func TestOneTracePerCommand(t *testing.T) {
 		wantAttrs(t, publish, map[string]string{
 			"messaging.system": "nats", "messaging.operation.type": "send", "messaging.message.id": id,
 		})
-		wantAttrs(t, call, map[string]string{"groupflow.endpoint": "create_group", "http.response.status_code": "200"})
+		wantAttrs(t, call, map[string]string{"groupflow.endpoint": "create_group", "url.template": "/v23.0/{phone_number_id}/groups",
+			"http.response.status_code": "200"})
 		wantAttrs(t, result, map[string]string{
 			"messaging.system": "nats", "messaging.operation.type": "send",
 			"messaging.message.id": events.TerminalEventID(id, ""), "messaging.nats.stream.name": s.names.EventStream(),
@@ -165,13 +166,13 @@ func TestOneTracePerCommand(t *testing.T) {
 		childOf(t, process, one(t, inTrace, trace.SpanKindProducer, "send groups.cmd.*.get_invite_link"))
 		var calls tracetest.SpanStubs
 		for _, sp := range inTrace {
-			if sp.SpanKind == trace.SpanKindClient && sp.Name == "GET get_invite_link" {
+			if sp.SpanKind == trace.SpanKindClient && sp.Name == "GET /v23.0/{group_id}/invite_link" {
 				calls = append(calls, sp)
 				childOf(t, sp, process)
 			}
 		}
 		if len(calls) != 2 {
-			t.Fatalf("%d client spans GET get_invite_link, want 2 (the 5xx and its retry): %v", len(calls), spanNames(inTrace))
+			t.Fatalf("%d client spans GET /v23.0/{group_id}/invite_link, want 2 (the 5xx and its retry): %v", len(calls), spanNames(inTrace))
 		}
 		slices.SortFunc(calls, func(a, b tracetest.SpanStub) int { return a.StartTime.Compare(b.StartTime) })
 		if st := attr(calls[0], "http.response.status_code"); !strings.HasPrefix(st, "5") || calls[0].Status.Code != codes.Error {
@@ -215,7 +216,7 @@ func TestOneTracePerCommand(t *testing.T) {
 		if !linksTo(process, ext) {
 			t.Errorf("consumer span links %v, want the publisher's span as creation context", links(process))
 		}
-		childOf(t, one(t, inTrace, trace.SpanKindClient, "GET get_invite_link"), process)
+		childOf(t, one(t, inTrace, trace.SpanKindClient, "GET /v23.0/{group_id}/invite_link"), process)
 		result := one(t, inTrace, trace.SpanKindProducer, "send groups.event.*.command.succeeded")
 		childOf(t, result, process)
 		if got, want := ev.Header.Get("traceparent"), traceparent(result.SpanContext); got != want {

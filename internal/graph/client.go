@@ -81,6 +81,7 @@ type Config struct {
 type Client struct {
 	base       string // scheme://host[/prefix], no trailing slash
 	version    string
+	root       string // [/prefix]/<version>, escaped: where each url.template starts
 	auth       string // "Bearer <token>"
 	token      string
 	hc         *http.Client
@@ -106,9 +107,12 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	u, _ := url.Parse(base) // validate parsed it
 	return &Client{
-		base:       strings.TrimRight(cfg.BaseURL, "/"),
+		base:       base,
 		version:    cfg.Version,
+		root:       u.EscapedPath() + "/" + url.PathEscape(cfg.Version),
 		auth:       "Bearer " + cfg.AccessToken,
 		token:      cfg.AccessToken,
 		hc:         cfg.HTTPClient,
@@ -147,11 +151,16 @@ func (cfg Config) validate() error {
 type request struct {
 	endpoint string
 	method   string
-	path     []string // segments after the version, escaped one by one
-	query    url.Values
-	json     any    // JSON body, or nil
-	body     []byte // raw body (multipart) when json is nil
-	ctype    string // Content-Type of body
+	// path is the path after the version, its ids as placeholders
+	// ("{group_id}/invite_link"): with the version in front it is the
+	// call's url.template. The placeholders are filled in order from ids,
+	// each escaped.
+	path  string
+	ids   []string
+	query url.Values
+	json  any    // JSON body, or nil
+	body  []byte // raw body (multipart) when json is nil
+	ctype string // Content-Type of body
 }
 
 // response is a 2xx answer.
@@ -188,9 +197,10 @@ func (c *Client) send(ctx context.Context, r request) (response, error) {
 		rd = bytes.NewReader(body)
 	}
 
-	// A traced transport names the call's span after the endpoint
-	// ("POST create_group"), not after a URL full of ids.
-	ctx = telemetry.WithEndpoint(ctx, r.endpoint)
+	// A traced transport names the call's span after its url.template
+	// ("POST /v23.0/{phone_number_id}/groups"), not after a URL full of
+	// ids, and records the endpoint's name.
+	ctx = telemetry.WithEndpoint(ctx, r.endpoint, c.root+"/"+r.path)
 
 	// The trace tells a failure before sending (nothing reached Meta) from
 	// one after the request was written (Meta may have executed it).
@@ -203,7 +213,11 @@ func (c *Client) send(ctx context.Context, r request) (response, error) {
 			}
 		},
 	})
-	req, err := http.NewRequestWithContext(ctx, r.method, c.url(r.path, r.query), rd)
+	u, err := c.url(r)
+	if err != nil {
+		return response{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
 	if err != nil {
 		return response{}, &transportError{endpoint: r.endpoint, err: c.redactErr(err)}
 	}
@@ -286,20 +300,34 @@ func (c *Client) malformed(endpoint string, status int, why string) *Error {
 	})
 }
 
-func (c *Client) url(path []string, q url.Values) string {
+// url is r's URL: r.path after the version, its placeholders filled
+// from r.ids.
+func (c *Client) url(r request) (string, error) {
 	var b strings.Builder
 	b.WriteString(c.base)
 	b.WriteByte('/')
 	b.WriteString(url.PathEscape(c.version))
-	for _, seg := range path {
+	ids := r.ids
+	for seg := range strings.SplitSeq(r.path, "/") {
 		b.WriteByte('/')
-		b.WriteString(url.PathEscape(seg))
+		if !strings.HasPrefix(seg, "{") {
+			b.WriteString(seg)
+			continue
+		}
+		if len(ids) == 0 {
+			return "", invalid(r.endpoint, "no id for %s in %s", seg, r.path)
+		}
+		b.WriteString(url.PathEscape(ids[0]))
+		ids = ids[1:]
 	}
-	if len(q) > 0 {
+	if len(ids) > 0 {
+		return "", invalid(r.endpoint, "%d ids for the placeholders of %s", len(r.ids), r.path)
+	}
+	if len(r.query) > 0 {
 		b.WriteByte('?')
-		b.WriteString(q.Encode())
+		b.WriteString(r.query.Encode())
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 func (c *Client) observe(endpoint string, status, code int, d time.Duration) {

@@ -59,7 +59,7 @@ func (c *Client) CreateGroup(ctx context.Context, phoneID string, req CreateGrou
 	var out struct {
 		RequestID flexString `json:"request_id"`
 	}
-	resp, err := c.call(ctx, request{endpoint: ep, method: "POST", path: []string{phoneID, "groups"}, json: body}, &out)
+	resp, err := c.call(ctx, request{endpoint: ep, method: "POST", path: "{phone_number_id}/groups", ids: []string{phoneID}, json: body}, &out)
 	if err != nil {
 		return CreateGroupResponse{}, err
 	}
@@ -125,7 +125,7 @@ func (c *Client) ListGroups(ctx context.Context, phoneID string, opts PageOption
 		return GroupsPage{}, err
 	}
 	var out wireGroupsPage
-	_, err := c.call(ctx, request{endpoint: ep, method: "GET", path: []string{phoneID, "groups"}, query: opts.query(nil)}, &out)
+	_, err := c.call(ctx, request{endpoint: ep, method: "GET", path: "{phone_number_id}/groups", ids: []string{phoneID}, query: opts.query(nil)}, &out)
 	if err != nil {
 		return GroupsPage{}, err
 	}
@@ -232,7 +232,7 @@ func (c *Client) GroupInfo(ctx context.Context, groupID string, fields ...string
 	}
 	q := url.Values{"fields": {strings.Join(fields, ",")}}
 	var out wireGroupInfo
-	if _, err := c.call(ctx, request{endpoint: ep, method: "GET", path: []string{groupID}, query: q}, &out); err != nil {
+	if _, err := c.call(ctx, request{endpoint: ep, method: "GET", path: "{group_id}", ids: []string{groupID}, query: q}, &out); err != nil {
 		return GroupInfo{}, err
 	}
 	info := GroupInfo{
@@ -289,7 +289,7 @@ func (c *Client) UpdateGroupSettings(ctx context.Context, groupID string, req Up
 		Description      *string `json:"description,omitempty"`
 	}{messagingProduct, req.Subject, req.Description}
 	var out wireAsync
-	resp, err := c.call(ctx, request{endpoint: ep, method: "POST", path: []string{groupID}, json: body}, &out)
+	resp, err := c.call(ctx, request{endpoint: ep, method: "POST", path: "{group_id}", ids: []string{groupID}, json: body}, &out)
 	if err != nil {
 		return AsyncResult{}, err
 	}
@@ -326,7 +326,7 @@ func (c *Client) UpdateGroupPicture(ctx context.Context, groupID string, jpeg []
 		return AsyncResult{}, err
 	}
 	var out wireAsync
-	resp, err := c.call(ctx, request{endpoint: ep, method: "POST", path: []string{groupID},
+	resp, err := c.call(ctx, request{endpoint: ep, method: "POST", path: "{group_id}", ids: []string{groupID},
 		body: buf.Bytes(), ctype: mw.FormDataContentType()}, &out)
 	if err != nil {
 		return AsyncResult{}, err
@@ -342,7 +342,7 @@ func (c *Client) DeleteGroup(ctx context.Context, groupID string) (AsyncResult, 
 		return AsyncResult{}, err
 	}
 	var out wireAsync
-	resp, err := c.call(ctx, request{endpoint: ep, method: "DELETE", path: []string{groupID}}, &out)
+	resp, err := c.call(ctx, request{endpoint: ep, method: "DELETE", path: "{group_id}", ids: []string{groupID}}, &out)
 	if err != nil {
 		return AsyncResult{}, err
 	}

@@ -23,7 +23,7 @@ func (c *Client) inviteLink(ctx context.Context, ep, method, groupID string) (st
 	if err := requireIDs(ep, groupID); err != nil {
 		return "", err
 	}
-	r := request{endpoint: ep, method: method, path: []string{groupID, "invite_link"}}
+	r := request{endpoint: ep, method: method, path: "{group_id}/invite_link", ids: []string{groupID}}
 	if method != "GET" {
 		r.json = struct {
 			MessagingProduct string `json:"messaging_product"`

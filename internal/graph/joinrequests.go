@@ -97,7 +97,7 @@ func (c *Client) ListJoinRequests(ctx context.Context, groupID string, opts Page
 		return JoinRequestsPage{}, err
 	}
 	var out wireJoinRequestsPage
-	_, err := c.call(ctx, request{endpoint: ep, method: "GET", path: []string{groupID, "join_requests"}, query: opts.query(nil)}, &out)
+	_, err := c.call(ctx, request{endpoint: ep, method: "GET", path: "{group_id}/join_requests", ids: []string{groupID}, query: opts.query(nil)}, &out)
 	if err != nil {
 		return JoinRequestsPage{}, err
 	}
@@ -168,7 +168,7 @@ func (c *Client) joinRequests(ctx context.Context, ep, method, groupID string, i
 		MessagingProduct string   `json:"messaging_product"`
 		JoinRequests     []string `json:"join_requests"`
 	}{messagingProduct, ids}
-	resp, err := c.send(ctx, request{endpoint: ep, method: method, path: []string{groupID, "join_requests"}, json: body})
+	resp, err := c.send(ctx, request{endpoint: ep, method: method, path: "{group_id}/join_requests", ids: []string{groupID}, json: body})
 	var graphErr *Error
 	if err != nil && !errors.As(err, &graphErr) {
 		return JoinRequestsResult{}, err

@@ -107,7 +107,7 @@ func (c *Client) SendGroupText(ctx context.Context, phoneID, groupID, body strin
 
 func (c *Client) sendMessage(ctx context.Context, ep, phoneID string, msg wireMessage) (SendResult, error) {
 	var out wireSendResult
-	resp, err := c.call(ctx, request{endpoint: ep, method: "POST", path: []string{phoneID, "messages"}, json: msg}, &out)
+	resp, err := c.call(ctx, request{endpoint: ep, method: "POST", path: "{phone_number_id}/messages", ids: []string{phoneID}, json: msg}, &out)
 	if err != nil {
 		return SendResult{}, err
 	}

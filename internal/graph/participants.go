@@ -87,7 +87,7 @@ func (c *Client) removeChunk(ctx context.Context, groupID string, chunk []string
 		MessagingProduct string                  `json:"messaging_product"`
 		Participants     []wireRemoveParticipant `json:"participants"`
 	}{messagingProduct, entries}
-	resp, err := c.send(ctx, request{endpoint: ep, method: "DELETE", path: []string{groupID, "participants"}, json: body})
+	resp, err := c.send(ctx, request{endpoint: ep, method: "DELETE", path: "{group_id}/participants", ids: []string{groupID}, json: body})
 	if err != nil {
 		return RemoveResult{}, err
 	}

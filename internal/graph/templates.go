@@ -70,7 +70,7 @@ func (c *Client) TemplateLibrary(ctx context.Context, q LibraryQuery) ([]Library
 	var out []LibraryTemplate
 	for t, err := range paginate(ctx, ep, func(ctx context.Context, after string) ([]wireLibraryTemplate, string, bool, error) {
 		var page wireList[wireLibraryTemplate]
-		_, err := c.call(ctx, request{endpoint: ep, method: "GET", path: []string{"message_template_library"},
+		_, err := c.call(ctx, request{endpoint: ep, method: "GET", path: "message_template_library",
 			query: PageOptions{After: after}.query(q.values())}, &page)
 		return page.Data, page.Paging.Cursors.After, page.Paging.hasNext(), err
 	}) {
@@ -118,7 +118,7 @@ func (c *Client) AccountTemplates(ctx context.Context, wabaID, name string) ([]A
 	var out []AccountTemplate
 	for t, err := range paginate(ctx, ep, func(ctx context.Context, after string) ([]wireAccountTemplate, string, bool, error) {
 		var page wireList[wireAccountTemplate]
-		_, err := c.call(ctx, request{endpoint: ep, method: "GET", path: []string{wabaID, "message_templates"},
+		_, err := c.call(ctx, request{endpoint: ep, method: "GET", path: "{waba_id}/message_templates", ids: []string{wabaID},
 			query: PageOptions{After: after}.query(cloneValues(q))}, &page)
 		return page.Data, page.Paging.Cursors.After, page.Paging.hasNext(), err
 	}) {
@@ -161,7 +161,7 @@ func (c *Client) AddLibraryTemplate(ctx context.Context, wabaID string, req AddT
 		ButtonInputs        []json.RawMessage `json:"library_template_button_inputs,omitempty"`
 	}{messagingProduct, req.Name, req.Category, req.Language, req.LibraryTemplateName, req.ButtonInputs}
 	var out wireAccountTemplate
-	resp, err := c.call(ctx, request{endpoint: ep, method: "POST", path: []string{wabaID, "message_templates"}, json: body}, &out)
+	resp, err := c.call(ctx, request{endpoint: ep, method: "POST", path: "{waba_id}/message_templates", ids: []string{wabaID}, json: body}, &out)
 	if err != nil {
 		return AccountTemplate{}, err
 	}

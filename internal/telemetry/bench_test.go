@@ -135,7 +135,7 @@ func BenchmarkCommandTrace(b *testing.B) {
 					ctx, span := StartDelivery(context.Background(), tracer, d)
 					span.SetAttributes(attribute.String("groupflow.command.id", "bench-1"), attribute.String("groupflow.command.type", "get_invite_link"))
 					_ = TraceParent(ctx)
-					req, _ := http.NewRequestWithContext(WithEndpoint(ctx, "get_invite_link"), http.MethodGet,
+					req, _ := http.NewRequestWithContext(WithEndpoint(ctx, "get_invite_link", "/v23.0/{group_id}/invite_link"), http.MethodGet,
 						"http://graph.test/v23.0/Y2FwaV9ncm91cDoxNTU1MjI0MjkyMjox/invite_link", nil)
 					resp, err := client.Do(req)
 					if err != nil {

@@ -33,6 +33,12 @@
 // the delivery, messaging.nats.message.settlement (ack, nak, term) with
 // messaging.nats.message.nak_delay (seconds) for a nak ([SettledOnSpan]).
 //
+// HTTP client spans are named "{method} {url.template}" as the HTTP
+// conventions ask ("POST /v23.0/{phone_number_id}/groups", [WithEndpoint]),
+// with url.template and the caller's stable name of the endpoint,
+// groupflow.endpoint ("create_group"), which the Graph metrics are
+// labelled with.
+//
 // Secrets (access token, app secret, API tokens) must never reach a span, a
 // metric or a log line. The HTTP transport masks token-bearing query
 // parameters in url.full and never records headers; the log handler masks

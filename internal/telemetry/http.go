@@ -16,27 +16,40 @@ import (
 )
 
 // AttrEndpoint names the remote operation an HTTP client span is for
-// ("create_group"), as set by WithEndpoint.
+// ("create_group"), as set by WithEndpoint: the stable name the Graph
+// metrics are labelled with, kept beside url.template.
 const AttrEndpoint = attribute.Key("groupflow.endpoint")
 
 type endpointKey struct{}
 
-// WithEndpoint names the operation of the HTTP calls made with ctx. The
-// Graph client sets it per method so each call's span is named
-// "<METHOD> <endpoint>" ("POST create_group") instead of a URL full of ids.
-func WithEndpoint(ctx context.Context, endpoint string) context.Context {
-	return context.WithValue(ctx, endpointKey{}, endpoint)
+// endpoint is what WithEndpoint puts in a context.
+type endpoint struct{ name, urlTemplate string }
+
+// WithEndpoint names the operation of the HTTP calls made with ctx: name
+// is the caller's stable name for it ("create_group"), recorded as
+// groupflow.endpoint, and urlTemplate its path with the ids left out
+// ("/v23.0/{phone_number_id}/groups"), recorded as url.template. A call's
+// span is named "{method} {url.template}", as the HTTP semantic conventions
+// ask of a client span ("POST /v23.0/{phone_number_id}/groups"), not after
+// a URL full of ids; without a template, after the method alone.
+func WithEndpoint(ctx context.Context, name, urlTemplate string) context.Context {
+	return context.WithValue(ctx, endpointKey{}, endpoint{name: name, urlTemplate: urlTemplate})
 }
 
 // EndpointFromContext returns the name set by WithEndpoint, or "".
 func EndpointFromContext(ctx context.Context) string {
-	s, _ := ctx.Value(endpointKey{}).(string)
-	return s
+	ep, _ := ctx.Value(endpointKey{}).(endpoint)
+	return ep.name
+}
+
+func endpointOf(ctx context.Context) endpoint {
+	ep, _ := ctx.Value(endpointKey{}).(endpoint)
+	return ep
 }
 
 // HTTPTransport wraps base (http.DefaultTransport when nil) so every request
-// is a client span ("<METHOD> <endpoint>", see WithEndpoint) with the HTTP
-// semantic-convention attributes, and is counted in the
+// is a client span ("{method} {url.template}", see WithEndpoint) with the
+// HTTP semantic-convention attributes, and is counted in the
 // http.client.request.duration histogram. Each attempt is its own span, so
 // retries show as siblings.
 //
@@ -58,26 +71,31 @@ func (t *Telemetry) HTTPTransport(base http.RoundTripper) http.RoundTripper {
 }
 
 func clientSpanName(_ string, r *http.Request) string {
-	if ep := EndpointFromContext(r.Context()); ep != "" {
-		return r.Method + " " + ep
+	if tmpl := endpointOf(r.Context()).urlTemplate; tmpl != "" {
+		return r.Method + " " + tmpl
 	}
 	return r.Method
 }
 
 // redactingTransport runs inside otelhttp's span: it overwrites the url.full
-// otelhttp recorded when the query holds a secret, names the endpoint, and
-// masks secrets in transport errors before otelhttp copies their text into
-// the span status.
+// otelhttp recorded when the query holds a secret, records the endpoint
+// and url.template, and masks secrets in transport errors before otelhttp
+// copies their text into the span status.
 type redactingTransport struct{ base http.RoundTripper }
 
 func (rt redactingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	span := trace.SpanFromContext(r.Context())
 	if span.IsRecording() {
 		// One SetAttributes call: each one may grow the span's slice.
-		attrs := [2]attribute.KeyValue{}
+		attrs := [3]attribute.KeyValue{}
 		n := 0
-		if ep := EndpointFromContext(r.Context()); ep != "" {
-			attrs[n] = AttrEndpoint.String(ep)
+		ep := endpointOf(r.Context())
+		if ep.name != "" {
+			attrs[n] = AttrEndpoint.String(ep.name)
+			n++
+		}
+		if ep.urlTemplate != "" {
+			attrs[n] = semconv.URLTemplate(ep.urlTemplate)
 			n++
 		}
 		// Without a query, otelhttp's url.full has nothing secret.

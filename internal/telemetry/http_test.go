@@ -57,7 +57,7 @@ func TestHTTPTransport(t *testing.T) {
 	member, _ := baggage.NewMember("customer", "private")
 	bag, _ := baggage.New(member)
 	ctx = baggage.ContextWithBaggage(ctx, bag)
-	ctx = WithEndpoint(ctx, "list_groups")
+	ctx = WithEndpoint(ctx, "list_groups", "/v23.0/{phone_number_id}/groups")
 
 	url := srv.URL + "/v23.0/106540352242922/groups?limit=5&access_token=" + accessToken + "&appsecret_proof=" + appProof
 	for range 2 {
@@ -103,13 +103,16 @@ func TestHTTPTransport(t *testing.T) {
 			t.Errorf("url.full = %q, want access_token masked", u.AsString())
 		}
 	}
-	if got := strings.Join(clientSpans, ","); got != "GET list_groups,GET list_groups,POST list_groups" {
-		t.Errorf("client spans = %q, want one per attempt: GET list_groups,GET list_groups,POST list_groups", got)
+	// Named "{method} {url.template}", as the HTTP conventions ask.
+	const get, post = "GET /v23.0/{phone_number_id}/groups", "POST /v23.0/{phone_number_id}/groups"
+	if got, want := strings.Join(clientSpans, ","), get+","+get+","+post; got != want {
+		t.Errorf("client spans = %q, want one per attempt: %s", got, want)
 	}
 	first, second := attempts[0], attempts[1]
 	wantAttrs(t, first, map[attribute.Key]any{
 		semconv.HTTPResponseStatusCodeKey: 503,
 		AttrEndpoint:                      "list_groups",
+		semconv.URLTemplateKey:            "/v23.0/{phone_number_id}/groups",
 		semconv.URLFullKey:                srv.URL + "/v23.0/106540352242922/groups?access_token=REDACTED&appsecret_proof=REDACTED&limit=5",
 	})
 	if first.Status.Code != codes.Error {
@@ -149,7 +152,7 @@ func TestHTTPTransportMasksSecretsInErrors(t *testing.T) {
 	b := setup(t)
 	rt := b.tel.HTTPTransport(leakyTransport{})
 	ctx, parent := b.tel.Tracer("test").Start(context.Background(), "parent")
-	req, _ := http.NewRequestWithContext(WithEndpoint(ctx, "send_message"), http.MethodPost,
+	req, _ := http.NewRequestWithContext(WithEndpoint(ctx, "send_message", "/v23.0/{phone_number_id}/messages"), http.MethodPost,
 		"https://graph.example/v23.0/1/messages?access_token="+accessToken, nil)
 	req.Header.Set("Authorization", "Bearer "+accessToken)
 	resp, err := rt.RoundTrip(req)
@@ -166,7 +169,7 @@ func TestHTTPTransportMasksSecretsInErrors(t *testing.T) {
 		t.Errorf("masked error %v no longer reports a timeout", err)
 	}
 	spans := b.ended(t)
-	s := spanNamed(t, spans, "POST send_message")
+	s := spanNamed(t, spans, "POST /v23.0/{phone_number_id}/messages")
 	if s.Status.Code != codes.Error || !strings.Contains(s.Status.Description, "proxy refused") {
 		t.Errorf("span status = %v %q, want Error with the (masked) transport error", s.Status.Code, s.Status.Description)
 	}

@@ -126,7 +126,7 @@ func TestOTLPHTTPExport(t *testing.T) {
 		t.Fatal("tracing off with OTEL_EXPORTER_OTLP_ENDPOINT set")
 	}
 	ctx, span := tel.Tracer("test").Start(context.Background(), "process groups.cmd.*.create_group")
-	_, child := tel.Tracer("test").Start(ctx, "POST create_group")
+	_, child := tel.Tracer("test").Start(ctx, "POST /v23.0/{phone_number_id}/groups")
 	child.End()
 	span.End()
 	tel.Metrics().CommandDone(ctx, "create_group", "succeeded", 0)
@@ -145,7 +145,7 @@ func TestOTLPHTTPExport(t *testing.T) {
 		names = append(names, s.name)
 	}
 	slices.Sort(names)
-	if got, want := strings.Join(names, ","), "POST create_group,process groups.cmd.*.create_group"; got != want {
+	if got, want := strings.Join(names, ","), "POST /v23.0/{phone_number_id}/groups,process groups.cmd.*.create_group"; got != want {
 		t.Fatalf("exported spans = %q, want %q", got, want)
 	}
 	for k, want := range map[string]string{
