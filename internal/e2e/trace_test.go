@@ -76,6 +76,7 @@ func TestOneTracePerCommand(t *testing.T) {
 			"messaging.system":                      "nats",
 			"messaging.operation.type":              "process",
 			"messaging.destination.name":            s.names.Command(phone, events.CreateGroup),
+			"messaging.destination.template":        "groups.cmd.*.create_group",
 			"messaging.message.id":                  id,
 			"messaging.consumer.group.name":         s.names.CommandConsumer(),
 			"messaging.nats.message.delivery_count": "1",
@@ -88,12 +89,14 @@ func TestOneTracePerCommand(t *testing.T) {
 		}
 		wantAttrs(t, publish, map[string]string{
 			"messaging.system": "nats", "messaging.operation.type": "send", "messaging.message.id": id,
+			"messaging.destination.template": "groups.cmd.*.create_group",
 		})
 		wantAttrs(t, call, map[string]string{"groupflow.endpoint": "create_group", "url.template": "/v23.0/{phone_number_id}/groups",
 			"http.response.status_code": "200"})
 		wantAttrs(t, result, map[string]string{
 			"messaging.system": "nats", "messaging.operation.type": "send",
 			"messaging.message.id": events.TerminalEventID(id, ""), "messaging.nats.stream.name": s.names.EventStream(),
+			"messaging.destination.template": "groups.event.*.command.succeeded",
 		})
 		if attr(result, "messaging.nats.message.stream_sequence") == "" {
 			t.Errorf("result publish span lacks the acknowledged stream sequence")
@@ -124,6 +127,10 @@ func TestOneTracePerCommand(t *testing.T) {
 		hookServer := one(t, hookTrace, trace.SpanKindServer, "POST /webhook")
 		hookPublish := one(t, hookTrace, trace.SpanKindProducer, "send groups.webhook.*.group_lifecycle_update")
 		childOf(t, hookPublish, hookServer)
+		wantAttrs(t, hookPublish, map[string]string{
+			"messaging.destination.name":     s.names.Webhook(phone, "group_lifecycle_update"),
+			"messaging.destination.template": "groups.webhook.*.group_lifecycle_update",
+		})
 		childOf(t, webhook, hookPublish)
 		created := s.events.OfType(events.EventGroupCreated)
 		if len(created) != 1 {

@@ -23,7 +23,9 @@
 //
 // Messaging spans follow the OpenTelemetry semantic conventions (semconv
 // v1.43.0, the version otel v1.47 ships): messaging.system=nats,
-// messaging.destination.name (the subject), messaging.operation.type
+// messaging.destination.name (the subject), messaging.destination.template
+// (the subject with its ids as "*", as in the span's name "send
+// groups.cmd.*.create_group", [SubjectTemplate]), messaging.operation.type
 // send/process, messaging.message.id (Nats-Msg-Id) and
 // messaging.consumer.group.name (the durable consumer the workers share).
 // NATS has no registered attributes of its own, so these are added under the

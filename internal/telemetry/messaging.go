@@ -48,12 +48,17 @@ var (
 	newRoot       = trace.WithNewRoot()
 )
 
-// SubjectTemplate is the low-cardinality form of a subject used in span
-// names: tokens made only of digits (phone number ids) become "*", so
-// "groups.cmd.106540352242922.create_group" names the span
+// SubjectTemplate is the low-cardinality form of a subject, the
+// messaging.destination.template of its spans and the destination in
+// their names: tokens made only of digits (phone number ids, sequences)
+// become "*", so "groups.cmd.106540352242922.create_group" names the span
 // "send groups.cmd.*.create_group". The full subject stays in
 // messaging.destination.name.
 func SubjectTemplate(subject string) string { return spanName("", subject) }
+
+// templateOf is the subject template in a span name made by spanName for
+// op: no second allocation.
+func templateOf(op, name string) string { return name[len(op)+1:] }
 
 // spanName returns op + " " + the subject's template (just the template when
 // op is ""), in one allocation: it runs for every message, traced or not.
@@ -93,11 +98,12 @@ func spanName(op, subject string) string {
 // Inject the returned context into the message's headers, publish, and end
 // the span. PublishMsg does all of that.
 func StartPublish(ctx context.Context, tracer trace.Tracer, subject, msgID string) (context.Context, trace.Span) {
-	ctx, span := tracer.Start(ctx, spanName("send", subject), producerKind)
+	name := spanName("send", subject)
+	ctx, span := tracer.Start(ctx, name, producerKind)
 	if span.IsRecording() { // attributes cost allocations a no-op span would throw away
-		attrs := [5]attribute.KeyValue{systemNATS, semconv.MessagingOperationTypeSend, opNameSend,
-			semconv.MessagingDestinationName(subject)}
-		n := 4
+		attrs := [6]attribute.KeyValue{systemNATS, semconv.MessagingOperationTypeSend, opNameSend,
+			semconv.MessagingDestinationName(subject), semconv.MessagingDestinationTemplate(templateOf("send", name))}
+		n := 5
 		if msgID != "" {
 			attrs[n] = semconv.MessagingMessageID(msgID)
 			n++
@@ -109,8 +115,8 @@ func StartPublish(ctx context.Context, tracer trace.Tracer, subject, msgID strin
 
 // Publish is a producer span in flight, from BeginPublish.
 type Publish struct {
-	span           trace.Span
-	subject, msgID string
+	span                     trace.Span
+	subject, template, msgID string
 }
 
 // BeginPublish is StartPublish for a caller that ends the span with the
@@ -119,8 +125,9 @@ type Publish struct {
 // for the acknowledgement's. Nothing reads a span's attributes before it
 // ends.
 func BeginPublish(ctx context.Context, tracer trace.Tracer, subject, msgID string) (context.Context, Publish) {
-	ctx, span := tracer.Start(ctx, spanName("send", subject), producerKind)
-	return ctx, Publish{span: span, subject: subject, msgID: msgID}
+	name := spanName("send", subject)
+	ctx, span := tracer.Start(ctx, name, producerKind)
+	return ctx, Publish{span: span, subject: subject, template: templateOf("send", name), msgID: msgID}
 }
 
 // End records the outcome of the publish — the acknowledged stream
@@ -130,9 +137,9 @@ func (p Publish) End(ack *jetstream.PubAck, err error) {
 	if !p.span.IsRecording() {
 		return
 	}
-	attrs := [8]attribute.KeyValue{systemNATS, semconv.MessagingOperationTypeSend, opNameSend,
-		semconv.MessagingDestinationName(p.subject)}
-	n := 4
+	attrs := [9]attribute.KeyValue{systemNATS, semconv.MessagingOperationTypeSend, opNameSend,
+		semconv.MessagingDestinationName(p.subject), semconv.MessagingDestinationTemplate(p.template)}
+	n := 5
 	if p.msgID != "" {
 		attrs[n] = semconv.MessagingMessageID(p.msgID)
 		n++
@@ -234,11 +241,12 @@ func startDelivery(ctx context.Context, tracer trace.Tracer, d Delivery, extra [
 	if creation := trace.SpanContextFromContext(ctx); creation.IsValid() && !creation.Equal(prev) {
 		opts[1] = trace.WithLinks(trace.Link{SpanContext: creation})
 	}
-	ctx, span := tracer.Start(ctx, spanName("process", d.Subject), opts[:]...)
+	name := spanName("process", d.Subject)
+	ctx, span := tracer.Start(ctx, name, opts[:]...)
 	if span.IsRecording() {
-		var buf [12]attribute.KeyValue
+		var buf [13]attribute.KeyValue
 		attrs := append(buf[:0], systemNATS, semconv.MessagingOperationTypeProcess, opNameProcess,
-			semconv.MessagingDestinationName(d.Subject))
+			semconv.MessagingDestinationName(d.Subject), semconv.MessagingDestinationTemplate(templateOf("process", name)))
 		add := func(kv attribute.KeyValue) { attrs = append(attrs, kv) }
 		msgID := d.MsgID
 		if msgID == "" {

@@ -83,6 +83,7 @@ func TestPublishThenProcess(t *testing.T) {
 		semconv.MessagingSystemKey:                "nats",
 		semconv.MessagingOperationTypeKey:         "send",
 		semconv.MessagingDestinationNameKey:       subject,
+		semconv.MessagingDestinationTemplateKey:   "tel.cmd.*.create_group",
 		semconv.MessagingMessageIDKey:             "order-4711",
 		AttrStream:                                "TEL_COMMANDS",
 		AttrStreamSequence:                        1,
@@ -107,13 +108,14 @@ func TestPublishThenProcess(t *testing.T) {
 			t.Errorf("process span links = %v, want one link to the publish span %s", s.Links, prod.SpanContext.SpanID())
 		}
 		wantAttrs(t, s, map[attribute.Key]any{
-			semconv.MessagingSystemKey:            "nats",
-			semconv.MessagingOperationTypeKey:     "process",
-			semconv.MessagingDestinationNameKey:   subject,
-			semconv.MessagingMessageIDKey:         "order-4711",
-			semconv.MessagingConsumerGroupNameKey: "worker-commands",
-			AttrStream:                            "TEL_COMMANDS",
-			AttrStreamSequence:                    1,
+			semconv.MessagingSystemKey:              "nats",
+			semconv.MessagingOperationTypeKey:       "process",
+			semconv.MessagingDestinationNameKey:     subject,
+			semconv.MessagingDestinationTemplateKey: "tel.cmd.*.create_group",
+			semconv.MessagingMessageIDKey:           "order-4711",
+			semconv.MessagingConsumerGroupNameKey:   "worker-commands",
+			AttrStream:                              "TEL_COMMANDS",
+			AttrStreamSequence:                      1,
 		})
 		n, _ := attrOf(s, AttrDeliveryCount)
 		processed = append(processed, n.AsInt64())
