@@ -279,6 +279,8 @@ func TestEachDeliverySpanSaysHowItWasSettled(t *testing.T) {
 	if first.Status.Code != codes.Error {
 		t.Errorf("first delivery: status %v, want an error (the throttle)", first.Status)
 	}
+	// error.type is the error's class, not its Go type.
+	wantAttrs(t, first, map[string]string{"error.type": "graph_throttled"})
 	wantAttrs(t, second, map[string]string{"messaging.nats.message.delivery_count": "2", "messaging.nats.message.settlement": "ack"})
 }
 

@@ -263,6 +263,11 @@ type Error struct {
 	cause     error
 }
 
+// ErrorType is the error's class, "graph_" and Class ("graph_throttled"):
+// the error.type of the spans that record it, few values where the Go
+// type would say only *graph.Error (Code says which error it was).
+func (e *Error) ErrorType() string { return "graph_" + e.Class.String() }
+
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("graph: ")

@@ -27,4 +27,8 @@ type panicError struct {
 	stack string
 }
 
+// ErrorType is the error.type of the command's span: a bug, not the
+// command or Graph.
+func (e *panicError) ErrorType() string { return "panic" }
+
 func (e *panicError) Error() string { return fmt.Sprintf("handler panic: %v", e.value) }

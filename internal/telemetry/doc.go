@@ -41,6 +41,12 @@
 // groupflow.endpoint ("create_group"), which the Graph metrics are
 // labelled with.
 //
+// A failed operation's span has error.type set to a class of failure
+// ([ErrorType]: timeout, cancelled, no_responders, connection,
+// jetstream_api, graph_throttled and the other Graph classes, panic, or
+// _OTHER), not to the Go type of its error; an HTTP answer's is its status
+// code, as otelhttp sets it.
+//
 // Secrets (access token, app secret, API tokens) must never reach a span, a
 // metric or a log line. The HTTP transport masks token-bearing query
 // parameters in url.full and never records headers; the log handler masks

@@ -109,15 +109,16 @@ func (rt redactingTransport) RoundTrip(r *http.Request) (*http.Response, error) 
 	}
 	resp, err := rt.base.RoundTrip(r)
 	if err != nil {
-		err = maskRequestSecrets(err, r)
+		// otelhttp sets the span's error.type from this error's
+		// ErrorType, and copies its text into the span's status.
+		err = &roundTripError{msg: maskRequestSecrets(err, r), err: err}
 	}
 	return resp, err
 }
 
-// maskRequestSecrets returns err unchanged unless its text contains one of
-// the request's credentials (Authorization value, sensitive query values),
-// in which case the text is masked and the error still unwraps to err.
-func maskRequestSecrets(err error, r *http.Request) error {
+// maskRequestSecrets returns err's text, masked if it contains one of the
+// request's credentials (Authorization value, sensitive query values).
+func maskRequestSecrets(err error, r *http.Request) string {
 	msg := err.Error()
 	var secrets []string
 	if a := r.Header.Get("Authorization"); a != "" {
@@ -138,27 +139,30 @@ func maskRequestSecrets(err error, r *http.Request) error {
 		}
 	}
 	if masked == msg {
-		return err
+		return msg
 	}
-	return &maskedError{msg: RedactString(masked), err: err}
+	return RedactString(masked)
 }
 
-// maskedError keeps net.Error behaviour (http.Client reports timeouts by it)
-// while hiding the wrapped error's text.
-type maskedError struct {
+// roundTripError is a transport's error as the traced transport returns
+// it: its text with the request's secrets masked, its class for
+// error.type (ErrorType), and net.Error behaviour kept (http.Client reports
+// timeouts by it); it unwraps to the transport's error.
+type roundTripError struct {
 	msg string
 	err error
 }
 
-func (e *maskedError) Error() string { return e.msg }
-func (e *maskedError) Unwrap() error { return e.err }
-func (e *maskedError) Timeout() bool {
+func (e *roundTripError) Error() string     { return e.msg }
+func (e *roundTripError) Unwrap() error     { return e.err }
+func (e *roundTripError) ErrorType() string { return ErrorType(e.err) }
+func (e *roundTripError) Timeout() bool {
 	var ne net.Error
 	return errors.As(e.err, &ne) && ne.Timeout()
 }
-func (e *maskedError) Temporary() bool { return false }
+func (e *roundTripError) Temporary() bool { return false }
 
-var _ net.Error = (*maskedError)(nil)
+var _ net.Error = (*roundTripError)(nil)
 
 // HTTPServerView keeps server.address and server.port out of the HTTP
 // server metrics. Both come from the request's Host header, which any

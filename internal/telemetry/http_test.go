@@ -119,6 +119,9 @@ func TestHTTPTransport(t *testing.T) {
 		t.Errorf("503 span status = %v, want Error", first.Status.Code)
 	}
 	wantAttrs(t, second, map[attribute.Key]any{semconv.HTTPResponseStatusCodeKey: 200})
+	// No answer: error.type is the failure's class, not the Go type of
+	// the dialler's error.
+	wantAttrs(t, attempts[2], map[attribute.Key]any{semconv.ErrorTypeKey: ErrorConnection})
 	assertNoSecret(t, spans, accessToken, appProof, "private")
 
 	mu.Lock()
@@ -173,6 +176,7 @@ func TestHTTPTransportMasksSecretsInErrors(t *testing.T) {
 	if s.Status.Code != codes.Error || !strings.Contains(s.Status.Description, "proxy refused") {
 		t.Errorf("span status = %v %q, want Error with the (masked) transport error", s.Status.Code, s.Status.Description)
 	}
+	wantAttrs(t, s, map[attribute.Key]any{semconv.ErrorTypeKey: ErrorTimeout})
 	assertNoSecret(t, spans, accessToken)
 }
 

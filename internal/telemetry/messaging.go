@@ -273,15 +273,16 @@ func startDelivery(ctx context.Context, tracer trace.Tracer, d Delivery, extra [
 }
 
 // RecordError marks span failed with err: an exception event, error status
-// and error.type (the error's Go type). The caller must make sure err's text
-// holds no secret; groupflow's errors never carry one.
+// and error.type, err's class (ErrorType: timeout, no_responders,
+// graph_throttled, …). The caller must make sure err's text holds no
+// secret; groupflow's errors never carry one.
 func RecordError(span trace.Span, err error) {
 	if err == nil || !span.IsRecording() {
 		return
 	}
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
-	span.SetAttributes(semconv.ErrorType(err))
+	span.SetAttributes(semconv.ErrorTypeKey.String(ErrorType(err)))
 }
 
 // saturatingInt64 converts a JetStream counter (a sequence, a delivery

@@ -125,6 +125,25 @@ func TestPublishThenProcess(t *testing.T) {
 	}
 }
 
+// A publish JetStream does not take marks its span failed, with
+// error.type the failure's class rather than its Go type: no stream
+// listens on the subject, so nothing answered.
+func TestAFailedPublishSaysWhyInErrorType(t *testing.T) {
+	t.Parallel()
+	srv := natsembed.RunTest(t)
+	b := setup(t)
+	js, err := jetstream.New(connect(t, srv.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg("tel.nostream.106540352242922.x")
+	if _, err := PublishMsg(context.Background(), b.tel.Tracer("test"), js, msg); err == nil {
+		t.Fatal("a publish no stream takes succeeded")
+	}
+	s := spanNamed(t, b.ended(t), "send tel.nostream.*.x")
+	wantAttrs(t, s, map[attribute.Key]any{semconv.ErrorTypeKey: ErrorNoResponders})
+}
+
 func TestStartDelivery(t *testing.T) {
 	t.Parallel()
 
