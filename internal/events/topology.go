@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -188,13 +189,17 @@ func (c TopologyConfig) Consumers() map[string]jetstream.ConsumerConfig {
 // Ensure creates or updates every stream, bucket, object store and consumer
 // of the topology. It is idempotent and safe to run from several processes
 // at once: a concurrent creation that races with ours is retried as an update.
+// A change of replicas on a running cluster is waited for: a stream being
+// scaled answers no request until its new peer set has a leader, and its
+// consumers cannot take the new replicas before that, so Ensure asks again
+// until ctx ends.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) error {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("topology: %w", err)
 	}
 	for _, sc := range cfg.Streams() {
-		if err := retryRace(ctx, func() error {
+		if err := retry(ctx, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateStream(ctx, sc)
 			return err
 		}); err != nil {
@@ -202,7 +207,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 		}
 	}
 	for _, kc := range cfg.Buckets() {
-		if err := retryRace(ctx, func() error {
+		if err := retry(ctx, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateKeyValue(ctx, kc)
 			return err
 		}); err != nil {
@@ -216,14 +221,14 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 	}
-	if err := retryRace(ctx, func() error {
+	if err := retry(ctx, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateObjectStore(ctx, oc)
 		return err
 	}); err != nil {
 		return fmt.Errorf("topology: object store %s: %w", oc.Bucket, err)
 	}
 	for stream, cc := range cfg.Consumers() {
-		if err := retryRace(ctx, func() error {
+		if err := retry(ctx, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
 			return err
 		}); err != nil {
@@ -233,21 +238,37 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 	return nil
 }
 
-// retryRace repeats op a few times when it lost a creation race with another
-// process: the second attempt finds the object and updates it.
-func retryRace(ctx context.Context, op func() error) error {
-	var err error
-	for attempt := range 5 {
-		if err = op(); err == nil || !lostRace(err) {
+// attemptTimeout bounds one request of Ensure: a request a stream being
+// scaled dropped is asked again instead of holding Ensure until ctx ends.
+const attemptTimeout = 5 * time.Second
+
+// errNoAnswer is an attempt that had no answer within attemptTimeout.
+var errNoAnswer = fmt.Errorf("no answer within %s (a stream changing replicas answers once its new peers have a leader)", attemptTimeout)
+
+// retry repeats op while it lost a creation race with another process (the
+// next attempt finds the object and updates it, a few times at most) or
+// while a stream is being scaled (until ctx ends).
+func retry(ctx context.Context, op func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := op(actx)
+		cancel()
+		if err != nil && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			err = errNoAnswer
+		}
+		switch {
+		case err == nil:
+			return nil
+		case lostRace(err) && attempt < 5:
+		case !scaling(err):
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			return errors.Join(err, ctx.Err())
-		case <-time.After(time.Duration(attempt+1) * 20 * time.Millisecond):
+		case <-time.After(min(time.Duration(attempt)*20*time.Millisecond, time.Second)):
 		}
 	}
-	return err
 }
 
 func lostRace(err error) bool {
@@ -255,4 +276,15 @@ func lostRace(err error) bool {
 		errors.Is(err, jetstream.ErrConsumerExists) ||
 		errors.Is(err, jetstream.ErrBucketExists) ||
 		errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+// errConsumerReplicasExceedStream is the server's refusal of a consumer
+// with more replicas than its stream's peer set has so far.
+const errConsumerReplicasExceedStream jetstream.ErrorCode = 10126
+
+// scaling reports whether err says a stream is between two peer sets.
+func scaling(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, errNoAnswer) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == errConsumerReplicasExceedStream
 }

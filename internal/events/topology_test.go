@@ -232,3 +232,72 @@ func TestEnsureLetsAnOlderCommandStreamSchedule(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// An operator who moves a running deployment from NATS_REPLICAS=1 to 3
+// restarts the ingest and the workers, which all run Ensure at once. A
+// stream being scaled up answers no request until its new peers have a
+// leader, and its consumers cannot take more replicas than the stream has
+// peers until then: Ensure waits for both instead of failing the start.
+func TestEnsureRaisesReplicasOnARunningCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	t.Parallel()
+	// The deadline only stops a hung test.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	url := natsembed.RunTestCluster(t, 3).ClientURL()
+	if err := events.Ensure(ctx, jetStreamAt(t, url), events.TopologyConfig{Replicas: 1}); err != nil {
+		t.Fatalf("Ensure R1: %v", err)
+	}
+	const processes = 2
+	var wg sync.WaitGroup
+	errs := make([]error, processes)
+	for i := range processes {
+		js := jetStreamAt(t, url) // one connection each, like separate processes
+		wg.Go(func() { errs[i] = events.Ensure(ctx, js, events.TopologyConfig{Replicas: 3}) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Ensure R3 in process %d of %d: %v", i+1, processes, err)
+		}
+	}
+	js := jetStreamAt(t, url)
+	cfg := events.TopologyConfig{Replicas: 3}
+	for _, sc := range cfg.Streams() {
+		wantReplicas(ctx, t, js, sc.Name, "", 3)
+	}
+	for _, kc := range cfg.Buckets() {
+		wantReplicas(ctx, t, js, "KV_"+kc.Bucket, "", 3)
+	}
+	wantReplicas(ctx, t, js, "OBJ_groups_campaign_lists", "", 3)
+	for stream, cc := range cfg.Consumers() {
+		wantReplicas(ctx, t, js, stream, cc.Durable, 3)
+	}
+}
+
+// wantReplicas checks the configured replicas of a stream, or of one of
+// its consumers when consumer is set.
+func wantReplicas(ctx context.Context, t *testing.T, js jetstream.JetStream, stream, consumer string, want int) {
+	t.Helper()
+	var got int
+	if consumer == "" {
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			t.Errorf("stream %s: %v", stream, err)
+			return
+		}
+		got = s.CachedInfo().Config.Replicas
+	} else {
+		c, err := js.Consumer(ctx, stream, consumer)
+		if err != nil {
+			t.Errorf("consumer %s on %s: %v", consumer, stream, err)
+			return
+		}
+		got = c.CachedInfo().Config.Replicas
+	}
+	if got != want {
+		t.Errorf("%s %s: %d replicas, want %d", stream, consumer, got, want)
+	}
+}
