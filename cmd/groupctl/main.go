@@ -248,8 +248,8 @@ func (a *app) connect(ctx context.Context) (jetstream.JetStream, error) {
 		}
 		n.InboxPrefix = a.inboxPrefix
 	}
-	if !events.ValidToken(a.names().Prefix) {
-		return nil, usageErrorf("prefix %q is not a valid subject token", a.names().Prefix)
+	if !events.ValidPrefix(a.names().Prefix) {
+		return nil, usageErrorf("prefix %q: want ASCII letters, digits, - and _ (it names subjects, streams and buckets)", a.names().Prefix)
 	}
 	nc, err := n.Connect("groupctl",
 		nats.RetryOnFailedConnect(false),

@@ -38,6 +38,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"group", "info"}, "needs 1 argument(s): group-id"},
 		{[]string{"campaign", "status"}, "needs 1 argument(s): campaign-id"},
 		{[]string{"status", "some-id", "--inbox-prefix", "_INBOX.>"}, `--inbox-prefix "_INBOX.>" is not a subject prefix`},
+		{[]string{"dlq", "list", "--prefix", "acme:prod"}, `prefix "acme:prod": want ASCII letters, digits, - and _`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()

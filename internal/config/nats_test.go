@@ -80,6 +80,26 @@ func TestLoadNATSReadsTheInboxPrefix(t *testing.T) {
 	})
 }
 
+// GROUPFLOW_PREFIX names buckets and streams as well as subjects: a prefix
+// NATS takes in a subject but not in a bucket name is refused at start-up,
+// naming the variable, not after connecting, by a bucket NATS refuses.
+func TestLoadNATSRefusesAPrefixNoBucketCanHave(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{"a.b", "a:b", "a/b", "acme*", "é"} {
+		e := config.NewEnv(envOf(map[string]string{"GROUPFLOW_PREFIX": p}))
+		config.LoadNATS(e)
+		if err := e.Err(); err == nil || !strings.Contains(err.Error(), "GROUPFLOW_PREFIX:") {
+			t.Errorf("GROUPFLOW_PREFIX=%q: error %v, want one naming GROUPFLOW_PREFIX", p, err)
+		}
+	}
+	for _, p := range []string{"groups", "acme-prod_2", "Acme"} {
+		e := config.NewEnv(envOf(map[string]string{"GROUPFLOW_PREFIX": p}))
+		if n := config.LoadNATS(e); n.Prefix != p || e.Err() != nil {
+			t.Errorf("GROUPFLOW_PREFIX=%q: prefix %q, error %v; want it taken", p, n.Prefix, e.Err())
+		}
+	}
+}
+
 // startRestrictedServer runs a JetStream server whose only user may publish
 // anything but subscribe only to "_INBOX_test.>" and a micro service's
 // subjects ("svc.>", "$SRV.>"), so every reply subject the client makes up

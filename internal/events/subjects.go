@@ -14,7 +14,9 @@ const DefaultPrefix = "groups"
 // The zero value uses DefaultPrefix.
 type Names struct {
 	// Prefix is the first subject token and the stem of stream and bucket
-	// names. Defaults to "groups".
+	// names: ASCII letters, digits, '-' and '_' (ValidPrefix). Stream names
+	// are the prefix in upper case, so installations sharing an account
+	// need prefixes that differ in more than case. Defaults to "groups".
 	Prefix string
 }
 
@@ -119,6 +121,18 @@ func (n Names) AllDLQ() string { return n.prefix() + ".dlq.>" }
 
 // AllQueries matches every query subject.
 func (n Names) AllQueries() string { return n.prefix() + ".query.>" }
+
+// ValidPrefix reports whether s can be Names.Prefix: a subject token that
+// is also valid in stream and bucket names, so ASCII letters, digits, '-'
+// and '_' only.
+func ValidPrefix(s string) bool {
+	if s == "" {
+		return false
+	}
+	return strings.Trim(s, prefixChars) == ""
+}
+
+const prefixChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
 
 // ValidToken reports whether s can stand as one subject token: non-empty,
 // without dots, wildcards or whitespace.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -74,8 +75,8 @@ func (c TopologyConfig) validate() error {
 		return fmt.Errorf("replicas must be between 1 and 5, got %d", c.Replicas)
 	case c.MaxDeliver < 2:
 		return fmt.Errorf("max deliver must be at least 2, got %d", c.MaxDeliver)
-	case !ValidToken(c.Names.prefix()):
-		return fmt.Errorf("prefix %q is not a valid subject token", c.Names.prefix())
+	case !ValidPrefix(c.Names.prefix()):
+		return fmt.Errorf("prefix %q must be ASCII letters, digits, '-' and '_' (it names subjects, streams and buckets)", c.Names.prefix())
 	}
 	return nil
 }
@@ -200,6 +201,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 	}
 	for _, sc := range cfg.Streams() {
 		if err := retry(ctx, func(ctx context.Context) error {
+			if err := checkOwner(ctx, js, cfg.Names, sc.Name); err != nil {
+				return err
+			}
 			_, err := js.CreateOrUpdateStream(ctx, sc)
 			return err
 		}); err != nil {
@@ -236,6 +240,31 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 		}
 	}
 	return nil
+}
+
+// checkOwner refuses a stream of another installation. Stream names are
+// the prefix in upper case, so prefixes differing only in case ("acme",
+// "Acme") name the same streams: an update would replace the other's
+// subjects with ours and leave its commands without a stream. A stream
+// with at least one subject under our prefix is ours (an older version of
+// it may lack some).
+func checkOwner(ctx context.Context, js jetstream.JetStream, n Names, name string) error {
+	s, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	subjects := s.CachedInfo().Config.Subjects
+	for _, subj := range subjects {
+		if strings.HasPrefix(subj, n.prefix()+".") {
+			return nil
+		}
+	}
+	return fmt.Errorf("the stream holds %s, not subjects of prefix %q: it belongs to another installation "+
+		"(stream names are the prefix in upper case); choose a prefix that differs from its in more than case",
+		strings.Join(subjects, ", "), n.prefix())
 }
 
 // attemptTimeout bounds one request of Ensure: a request a stream being

@@ -2,6 +2,8 @@ package events_test
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -170,15 +172,58 @@ func TestEnsureReplicatesOnACluster(t *testing.T) {
 
 func TestEnsureRejectsBadConfig(t *testing.T) {
 	t.Parallel()
+	ctx := context.Background()
 	js := jetStreamAt(t, natsembed.RunTest(t).ClientURL())
 	for _, cfg := range []events.TopologyConfig{
 		{Replicas: 7},
 		{Names: events.Names{Prefix: "a.b"}},
 		{MaxDeliver: 1},
+		// Valid in a subject, not in a bucket or stream name.
+		{Names: events.Names{Prefix: "a:b"}},
+		{Names: events.Names{Prefix: "a/b"}},
+		{Names: events.Names{Prefix: "é"}},
 	} {
-		if err := events.Ensure(context.Background(), js, cfg); err == nil {
+		if err := events.Ensure(ctx, js, cfg); err == nil {
 			t.Errorf("Ensure(%+v) succeeded, want a configuration error", cfg)
 		}
+	}
+	// Refused before anything was made, not half way through.
+	for name := range js.StreamNames(ctx).Name() {
+		t.Errorf("stream %s was made by an Ensure that failed", name)
+	}
+}
+
+// Stream names are the prefix in upper case: an installation whose prefix
+// differs from another's only in case would take over its streams, their
+// subjects replaced with its own, and the other's commands would go
+// nowhere. Ensure refuses instead.
+func TestEnsureLeavesAnotherInstallationsStreams(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := jetStreamAt(t, natsembed.RunTest(t).ClientURL())
+	acme := events.TopologyConfig{Names: events.Names{Prefix: "acme"}}
+	if err := events.Ensure(ctx, js, acme); err != nil {
+		t.Fatal(err)
+	}
+	err := events.Ensure(ctx, js, events.TopologyConfig{Names: events.Names{Prefix: "Acme"}})
+	if err == nil || !strings.Contains(err.Error(), "ACME_COMMANDS") || !strings.Contains(err.Error(), "acme.cmd.>") {
+		t.Errorf("Ensure with prefix Acme next to acme: error %v, want one naming ACME_COMMANDS and its subjects", err)
+	}
+	for _, sc := range acme.Streams() {
+		s, err := js.Stream(ctx, sc.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.CachedInfo().Config.Subjects; !slices.Equal(got, sc.Subjects) {
+			t.Errorf("stream %s subjects %v after Ensure of prefix Acme, want %v", sc.Name, got, sc.Subjects)
+		}
+	}
+	c, err := js.Consumer(ctx, "ACME_COMMANDS", "worker-commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CachedInfo().Config.FilterSubject; got != "acme.cmd.>" {
+		t.Errorf("command consumer filter %s after Ensure of prefix Acme, want acme.cmd.>", got)
 	}
 }
 
