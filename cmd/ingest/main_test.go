@@ -76,6 +76,17 @@ func TestMalformedAPITokenStopsStartUpWithoutShowingIt(t *testing.T) {
 	}
 }
 
+// INGEST_DRAIN is off by default and its table says `0s`: an operator
+// turning it off again (over the Kubernetes base's 5s) writes just that.
+func TestDrainCanBeTurnedOff(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"WHATSAPP_APP_SECRET": "s", "WHATSAPP_VERIFY_TOKEN": "v", "INGEST_DRAIN": "0s"}
+	s, e := load(func(k string) string { return env[k] })
+	if err := e.Err(); err != nil || s.drain != 0 {
+		t.Fatalf("INGEST_DRAIN=0s: drain %v, error %v; want 0 and no error", s.drain, err)
+	}
+}
+
 func TestPrintConfigListsEveryVariable(t *testing.T) {
 	t.Parallel()
 	_, e := load(func(string) string { return "" })

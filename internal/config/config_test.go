@@ -46,6 +46,28 @@ func TestEnvReadsValuesAndDefaults(t *testing.T) {
 	}
 }
 
+// A setting off by default (a duration of 0) can be set off explicitly, as
+// its documented default reads; one on by default cannot be set to 0.
+func TestEnvTakesZeroForADurationOffByDefault(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"0", "0s", "0ms"} {
+		e := config.NewEnv(envOf(map[string]string{"OFF": v}))
+		if got := e.Duration("OFF", 0, ""); got != 0 || e.Err() != nil {
+			t.Errorf("Duration(OFF=%q, default 0) = %v, error %v; want 0 and no error", v, got, e.Err())
+		}
+	}
+	for _, tc := range []struct {
+		v   string
+		def time.Duration
+	}{{"-1s", 0}, {"0", time.Second}, {"0s", time.Second}} {
+		e := config.NewEnv(envOf(map[string]string{"D": tc.v}))
+		e.Duration("D", tc.def, "")
+		if err := e.Err(); err == nil || !strings.Contains(err.Error(), "D: want a") {
+			t.Errorf("Duration(D=%q, default %v): error %v, want one naming D", tc.v, tc.def, err)
+		}
+	}
+}
+
 func TestEnvReportsEveryProblemOnOneLine(t *testing.T) {
 	t.Parallel()
 	e := config.NewEnv(envOf(map[string]string{"N": "zero", "D": "-1s", "B": "maybe"}))

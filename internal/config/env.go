@@ -123,13 +123,19 @@ func (e *Env) Float(name string, def float64, usage string) float64 {
 }
 
 // Duration returns the variable as a positive Go duration ("30s"), or def.
+// A setting whose default is 0 (off) takes 0 too ("0", "0s"), as its
+// documented default reads.
 func (e *Env) Duration(name string, def time.Duration, usage string) time.Duration {
 	v := e.record(Var{Name: name, Default: def.String(), Usage: usage})
 	if v == "" {
 		return def
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
+	switch {
+	case def == 0 && (err != nil || d < 0):
+		e.fail(name, "want a duration such as 5s, or 0 (off), got %q", v)
+		return def
+	case def != 0 && (err != nil || d <= 0):
 		e.fail(name, "want a positive duration such as 30s, got %q", v)
 		return def
 	}
