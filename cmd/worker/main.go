@@ -125,9 +125,9 @@ func read(getenv func(string) string) (settings, *config.Env) {
 		webhookTimeout: e.Duration("WEBHOOK_TIMEOUT", 10*time.Minute, "how long an async command waits for its webhook"),
 		shutdownGrace:  e.Duration("WORKER_SHUTDOWN_GRACE", 10*time.Second, "time in-flight commands get to finish on SIGTERM"),
 		limits: ratelimit.Limits{
-			Messages: e.Float("RATE_LIMIT_MESSAGES", ratelimit.DefaultMessages, "messages per second per phone number, all workers together"),
-			GroupOps: e.Float("RATE_LIMIT_GROUP_OPS", ratelimit.DefaultGroupOps, "group operations per second per phone number, all workers together"),
-			Reads:    e.Float("RATE_LIMIT_READS", ratelimit.DefaultReads, "reads per second per phone number, all workers together"),
+			Messages: e.Float("RATE_LIMIT_MESSAGES", ratelimit.DefaultMessages, 1, "messages per second per phone number, all workers together"),
+			GroupOps: e.Float("RATE_LIMIT_GROUP_OPS", ratelimit.DefaultGroupOps, 1, "group operations per second per phone number, all workers together"),
+			Reads:    e.Float("RATE_LIMIT_READS", ratelimit.DefaultReads, 1, "reads per second per phone number, all workers together"),
 		},
 		limitJitter:   e.Duration("RATE_LIMIT_JITTER", ratelimit.DefaultJitter, "how much later or earlier than its limiter token a call may reach Meta with the limits still kept there (network and scheduling variance); the limits are used at about 1/(1 + jitter/1s) at best"),
 		limitMaxWait:  e.Duration("RATE_LIMIT_MAX_WAIT", ratelimit.DefaultMaxWait, "longest a command waits in the worker for its number's rate-limit token or for a throttle to end; beyond it the command goes back to the queue until its turn, for any worker to take (shorter: the backlog's end is spread over all workers; longer: fewer redeliveries)"),
@@ -155,6 +155,12 @@ func read(getenv func(string) string) (settings, *config.Env) {
 		_, aerr := strconv.Atoi(port)
 		e.Check(perr == nil && aerr == nil, "WORKER_EMBEDDED_NATS_ADDR", "want host:port, got %q", s.embeddedAddr)
 	}
+	// What the limiter and the listener would refuse only once NATS is
+	// set up (and not while it is down), refused now, by name.
+	e.Check(s.limitJitter < time.Second, "RATE_LIMIT_JITTER", "want less than 1s (the limits' window), got %s", s.limitJitter)
+	e.Check(s.workerID == "" || ratelimit.ValidWorkerID(s.workerID), "WORKER_ID", "want letters, digits, '-', '_' or '=' (it is a key in the workers bucket), got %q", s.workerID)
+	_, _, aerr := net.SplitHostPort(s.addr)
+	e.Check(aerr == nil, "WORKER_ADDR", "want host:port or :port, got %q", s.addr)
 	// Refused rather than capped: the reads bucket is shared by every
 	// worker and no setting here raises its TTL, so a longer value could
 	// only be ignored, and a cap said in a log line goes unread.

@@ -114,6 +114,14 @@ func TestLoadRefusesWhatCouldNeverTakeEffect(t *testing.T) {
 		{"An override for a number that is not numeric", map[string]string{"RATE_LIMIT_OVERRIDES": "abc:10//"}, `RATE_LIMIT_OVERRIDES: phone number id "abc"`},
 		{"Two overrides for one number", map[string]string{"RATE_LIMIT_OVERRIDES": "123:10//,123:20//"}, "RATE_LIMIT_OVERRIDES: number 123 is given two"},
 		{"A cache longer than the reads bucket keeps answers", map[string]string{"QUERY_CACHE_TTL": "1h"}, "QUERY_CACHE_TTL: want at most 30s"},
+		// The limiter refuses these too, but only once NATS is set up: not
+		// at all while NATS is down, and naming its own fields.
+		{"A limit that is not a number", map[string]string{"RATE_LIMIT_MESSAGES": "NaN"}, "RATE_LIMIT_MESSAGES: want a number ≥ 1"},
+		{"An infinite limit", map[string]string{"RATE_LIMIT_GROUP_OPS": "Inf"}, "RATE_LIMIT_GROUP_OPS: want a number ≥ 1"},
+		{"A limit under one a second", map[string]string{"RATE_LIMIT_READS": "0.5"}, "RATE_LIMIT_READS: want a number ≥ 1"},
+		{"A jitter as long as the limits' window", map[string]string{"RATE_LIMIT_JITTER": "1s"}, "RATE_LIMIT_JITTER: want less than 1s"},
+		{"A worker id no heartbeat key can hold", map[string]string{"WORKER_ID": "worker.1"}, "WORKER_ID: want letters, digits"},
+		{"An address without a port", map[string]string{"WORKER_ADDR": "8081"}, "WORKER_ADDR: want host:port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

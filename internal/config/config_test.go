@@ -32,7 +32,7 @@ func TestEnvReadsValuesAndDefaults(t *testing.T) {
 	if got := e.Bool("B", false, ""); !got {
 		t.Error("Bool = false, want true")
 	}
-	if got := e.Float("F", 1, ""); got != 2.5 {
+	if got := e.Float("F", 1, 1, ""); got != 2.5 {
 		t.Errorf("Float = %v, want 2.5", got)
 	}
 	if got := strings.Join(e.List("L", ""), "|"); got != "a|b" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -108,15 +109,16 @@ func (e *Env) Int(name string, def, lowest int, usage string) int {
 	return n
 }
 
-// Float returns the variable as a number > 0, or def when unset.
-func (e *Env) Float(name string, def float64, usage string) float64 {
+// Float returns the variable as a finite number ≥ lowest, or def when
+// unset. ParseFloat's NaN and Inf are refused: no comparison holds them back.
+func (e *Env) Float(name string, def, lowest float64, usage string) float64 {
 	v := e.record(Var{Name: name, Default: strconv.FormatFloat(def, 'f', -1, 64), Usage: usage})
 	if v == "" {
 		return def
 	}
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f <= 0 {
-		e.fail(name, "want a number > 0, got %q", v)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < lowest {
+		e.fail(name, "want a number ≥ %v, got %q", lowest, v)
 		return def
 	}
 	return f

@@ -199,6 +199,10 @@ func (c *Config) window() time.Duration { return time.Second + c.Jitter + c.Late
 
 var validKey = regexp.MustCompile(`^[-_=a-zA-Z0-9]+$`)
 
+// ValidWorkerID reports whether id can name a worker (Config.WorkerID): it
+// is its key in the workers bucket.
+func ValidWorkerID(id string) bool { return validKey.MatchString(id) }
+
 func (c Config) withDefaults() Config {
 	c.Defaults.Messages = cmp.Or(c.Defaults.Messages, DefaultMessages)
 	c.Defaults.GroupOps = cmp.Or(c.Defaults.GroupOps, DefaultGroupOps)
