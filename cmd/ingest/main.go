@@ -66,6 +66,12 @@ func load(getenv func(string) string) (settings, *config.Env) {
 	if _, err := ingest.ParseAPITokens(s.apiTokens); err != nil {
 		e.Check(false, "INGEST_API_TOKENS", "%v", err) // err names the entry by its place, never its text
 	}
+	_, _, aerr := net.SplitHostPort(s.addr)
+	e.Check(aerr == nil, "INGEST_ADDR", "want host:port or :port, got %q", s.addr)
+	if s.metricsAddr != "" {
+		_, _, merr := net.SplitHostPort(s.metricsAddr)
+		e.Check(merr == nil, "INGEST_METRICS_ADDR", "want host:port or :port, got %q", s.metricsAddr)
+	}
 	return s, e
 }
 

@@ -76,6 +76,19 @@ func TestMalformedAPITokenStopsStartUpWithoutShowingIt(t *testing.T) {
 	}
 }
 
+// An address the listener would refuse only after JetStream set-up (and
+// while NATS is down, not at all) is refused with the other settings.
+func TestAnAddressWithoutAPortIsRefusedAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"INGEST_ADDR", "INGEST_METRICS_ADDR"} {
+		env := map[string]string{"WHATSAPP_APP_SECRET": "s", "WHATSAPP_VERIFY_TOKEN": "v", name: "8080"}
+		_, e := load(func(k string) string { return env[k] })
+		if err := e.Err(); err == nil || !strings.Contains(err.Error(), name+": want host:port") {
+			t.Errorf("%s=8080: error %v, want one naming %[1]s", name, err)
+		}
+	}
+}
+
 // INGEST_DRAIN is off by default and its table says `0s`: an operator
 // turning it off again (over the Kubernetes base's 5s) writes just that.
 func TestDrainCanBeTurnedOff(t *testing.T) {
