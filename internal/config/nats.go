@@ -58,6 +58,7 @@ func LoadNATS(e *Env) NATS {
 	if err := checkURLs(n.URL); err != nil {
 		e.fail("NATS_URL", "%v", err)
 	}
+	e.Check(n.Replicas <= events.MaxReplicas, "NATS_REPLICAS", "want 1 to %d (JetStream keeps at most %[1]d replicas), got %d", events.MaxReplicas, n.Replicas)
 	e.Check(events.ValidPrefix(n.Prefix), "GROUPFLOW_PREFIX", "want ASCII letters, digits, - and _ (it names subjects, streams and buckets), got %q", n.Prefix)
 	e.Check(ValidInboxPrefix(n.InboxPrefix), "NATS_INBOX_PREFIX", "want a subject prefix such as _INBOX_worker (no wildcards, spaces or empty tokens), got %q", n.InboxPrefix)
 	e.Check((n.TLSCert == "") == (n.TLSKey == ""), "NATS_TLS_CERT", "NATS_TLS_CERT and NATS_TLS_KEY go together")

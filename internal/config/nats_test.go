@@ -100,6 +100,22 @@ func TestLoadNATSRefusesAPrefixNoBucketCanHave(t *testing.T) {
 	}
 }
 
+// JetStream keeps at most 5 replicas: more is refused at start-up, naming
+// the variable, not after connecting by the topology set-up (and, while NATS
+// is down, not at all).
+func TestLoadNATSRefusesMoreReplicasThanJetStreamKeeps(t *testing.T) {
+	t.Parallel()
+	e := config.NewEnv(envOf(map[string]string{"NATS_REPLICAS": "7"}))
+	config.LoadNATS(e)
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "NATS_REPLICAS: want 1 to 5") {
+		t.Errorf("NATS_REPLICAS=7: error %v, want one naming NATS_REPLICAS", err)
+	}
+	e = config.NewEnv(envOf(map[string]string{"NATS_REPLICAS": "5"}))
+	if n := config.LoadNATS(e); n.Replicas != 5 || e.Err() != nil {
+		t.Errorf("NATS_REPLICAS=5: replicas %d, error %v; want 5 and no error", n.Replicas, e.Err())
+	}
+}
+
 // startRestrictedServer runs a JetStream server whose only user may publish
 // anything but subscribe only to "_INBOX_test.>" and a micro service's
 // subjects ("svc.>", "$SRV.>"), so every reply subject the client makes up

@@ -69,10 +69,13 @@ func (c TopologyConfig) withDefaults() TopologyConfig {
 	return c
 }
 
+// MaxReplicas is the most replicas JetStream keeps of a stream.
+const MaxReplicas = 5
+
 func (c TopologyConfig) validate() error {
 	switch {
-	case c.Replicas < 1 || c.Replicas > 5:
-		return fmt.Errorf("replicas must be between 1 and 5, got %d", c.Replicas)
+	case c.Replicas < 1 || c.Replicas > MaxReplicas:
+		return fmt.Errorf("replicas must be between 1 and %d, got %d", MaxReplicas, c.Replicas)
 	case c.MaxDeliver < 2:
 		return fmt.Errorf("max deliver must be at least 2, got %d", c.MaxDeliver)
 	case !ValidPrefix(c.Names.prefix()):
