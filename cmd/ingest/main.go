@@ -145,7 +145,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	}
 	names := events.Names{Prefix: s.nats.Prefix}
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = events.Ensure(setupCtx, js, events.TopologyConfig{Names: names, Replicas: s.nats.Replicas, MaxAckPending: s.nats.MaxAckPending})
+	err = events.Ensure(setupCtx, js, events.TopologyConfig{Names: names, Replicas: s.nats.Replicas, MaxAckPending: s.nats.MaxAckPending, Logger: log})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("set up JetStream (is NATS at %s running with JetStream?): %w", config.RedactURL(s.nats.URL), err)

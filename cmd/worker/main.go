@@ -318,7 +318,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	}
 	names := events.Names{Prefix: s.nats.Prefix}
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = events.Ensure(setupCtx, js, events.TopologyConfig{Names: names, Replicas: s.nats.Replicas, MaxAckPending: s.nats.MaxAckPending})
+	err = events.Ensure(setupCtx, js, events.TopologyConfig{Names: names, Replicas: s.nats.Replicas, MaxAckPending: s.nats.MaxAckPending, Logger: log})
 	var workersKV, throttleKV jetstream.KeyValue
 	if err == nil {
 		workersKV, err = js.KeyValue(setupCtx, names.WorkersBucket())

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"reflect"
 	"strings"
 	"time"
 
@@ -50,6 +52,12 @@ type TopologyConfig struct {
 	MaxAckPending int
 	// Storage of streams and buckets. Defaults to file storage.
 	Storage jetstream.StorageType
+	// Logger is told, at warning level, of each setting Ensure changes on
+	// a stream, bucket or consumer that existed already ("replicas 3 → 1"):
+	// every process applies its own settings at start-up, so one set up
+	// unlike the others changes them back and forth, unseen otherwise.
+	// Nil logs nothing.
+	Logger *slog.Logger
 }
 
 func (c TopologyConfig) withDefaults() TopologyConfig {
@@ -204,17 +212,27 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 	}
 	for _, sc := range cfg.Streams() {
 		if err := retry(ctx, func(ctx context.Context) error {
-			if err := checkOwner(ctx, js, cfg.Names, sc.Name); err != nil {
+			old, err := existing(ctx, js, sc.Name)
+			if err != nil {
 				return err
 			}
-			_, err := js.CreateOrUpdateStream(ctx, sc)
-			return err
+			if err := checkOwner(cfg.Names, old); err != nil {
+				return err
+			}
+			if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+				return err
+			}
+			if old != nil {
+				cfg.logChanges(ctx, "stream "+sc.Name, append(streamChanges(old, sc.Replicas, sc.MaxAge),
+					setting{"subjects", old.Subjects, sc.Subjects}, setting{"duplicates", old.Duplicates, sc.Duplicates})...)
+			}
+			return nil
 		}); err != nil {
 			return fmt.Errorf("topology: stream %s: %w", sc.Name, err)
 		}
 	}
 	for _, kc := range cfg.Buckets() {
-		if err := retry(ctx, func(ctx context.Context) error {
+		if err := cfg.ensureStore(ctx, js, "bucket "+kc.Bucket, "KV_"+kc.Bucket, kc.Replicas, kc.TTL, func(ctx context.Context) error {
 			_, err := js.CreateOrUpdateKeyValue(ctx, kc)
 			return err
 		}); err != nil {
@@ -228,7 +246,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 	}
-	if err := retry(ctx, func(ctx context.Context) error {
+	if err := cfg.ensureStore(ctx, js, "object store "+oc.Bucket, "OBJ_"+oc.Bucket, oc.Replicas, oc.TTL, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateObjectStore(ctx, oc)
 		return err
 	}); err != nil {
@@ -236,13 +254,102 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 	}
 	for stream, cc := range cfg.Consumers() {
 		if err := retry(ctx, func(ctx context.Context) error {
-			_, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
-			return err
+			old := cfg.consumerBefore(ctx, js, stream, cc.Durable)
+			if _, err := js.CreateOrUpdateConsumer(ctx, stream, cc); err != nil {
+				return err
+			}
+			if old != nil {
+				cfg.logChanges(ctx, "consumer "+cc.Durable+" on "+stream,
+					setting{"max_ack_pending", old.MaxAckPending, cc.MaxAckPending},
+					setting{"ack_wait", old.AckWait, cc.AckWait},
+					setting{"max_deliver", old.MaxDeliver, cc.MaxDeliver},
+					setting{"replicas", old.Replicas, cc.Replicas})
+			}
+			return nil
 		}); err != nil {
 			return fmt.Errorf("topology: consumer %s on %s: %w", cc.Durable, stream, err)
 		}
 	}
 	return nil
+}
+
+// consumerBefore returns the consumer's configuration for logChanges, or
+// nil. It is only for the log, so it is given a second at most: a process
+// whose NATS user may not read consumer info (an ingest under a
+// deploy/nats/accounts.conf from before the log) gets no answer, and starts
+// all the same.
+func (c TopologyConfig) consumerBefore(ctx context.Context, js jetstream.JetStream, stream, durable string) *jetstream.ConsumerConfig {
+	if c.Logger == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	cons, err := js.Consumer(ctx, stream, durable)
+	if err != nil {
+		return nil
+	}
+	return &cons.CachedInfo().Config
+}
+
+// ensureStore runs create, which makes or updates a bucket or object store
+// kept in stream, and logs the changes it made.
+func (c TopologyConfig) ensureStore(ctx context.Context, js jetstream.JetStream, object, stream string, replicas int, ttl time.Duration, create func(context.Context) error) error {
+	return retry(ctx, func(ctx context.Context) error {
+		old, err := existing(ctx, js, stream)
+		if err != nil {
+			return err
+		}
+		if err := create(ctx); err != nil {
+			return err
+		}
+		c.logChanges(ctx, object, streamChanges(old, replicas, ttl)...)
+		return nil
+	})
+}
+
+// existing returns the configuration of the stream name, or nil when there
+// is none.
+func existing(ctx context.Context, js jetstream.JetStream, name string) (*jetstream.StreamConfig, error) {
+	s, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &s.CachedInfo().Config, nil
+}
+
+// setting is one setting of a stream, bucket or consumer before and after
+// Ensure.
+type setting struct {
+	name     string
+	old, new any
+}
+
+// streamChanges are the replicas and age limit of a stream (or of the
+// stream under a bucket) that existed already.
+func streamChanges(old *jetstream.StreamConfig, replicas int, maxAge time.Duration) []setting {
+	if old == nil {
+		return nil
+	}
+	return []setting{{"replicas", old.Replicas, replicas}, {"max_age", old.MaxAge, maxAge}}
+}
+
+// logChanges logs each setting of object whose value Ensure changed.
+func (c TopologyConfig) logChanges(ctx context.Context, object string, settings ...setting) {
+	if c.Logger == nil {
+		return
+	}
+	for _, s := range settings {
+		if reflect.DeepEqual(s.old, s.new) {
+			continue
+		}
+		c.Logger.WarnContext(ctx, "JetStream setting changed: each process applies its own at start-up; "+
+			"if this was not meant, a process is configured unlike the others",
+			slog.String("object", object), slog.String("setting", s.name),
+			slog.String("from", fmt.Sprint(s.old)), slog.String("to", fmt.Sprint(s.new)))
+	}
 }
 
 // checkOwner refuses a stream of another installation. Stream names are
@@ -251,15 +358,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 // subjects with ours and leave its commands without a stream. A stream
 // with at least one subject under our prefix is ours (an older version of
 // it may lack some).
-func checkOwner(ctx context.Context, js jetstream.JetStream, n Names, name string) error {
-	s, err := js.Stream(ctx, name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
+func checkOwner(n Names, old *jetstream.StreamConfig) error {
+	if old == nil {
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	subjects := s.CachedInfo().Config.Subjects
+	subjects := old.Subjects
 	for _, subj := range subjects {
 		if strings.HasPrefix(subj, n.prefix()+".") {
 			return nil

@@ -2,22 +2,25 @@ package events_test
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/natsembed"
+	"github.com/groupflow/groupflow/internal/testutil"
 )
 
-func jetStreamAt(t *testing.T, url string) jetstream.JetStream {
+func jetStreamAt(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -298,9 +301,11 @@ func TestEnsureRaisesReplicasOnARunningCluster(t *testing.T) {
 	const processes = 2
 	var wg sync.WaitGroup
 	errs := make([]error, processes)
+	var logs testutil.SyncBuffer
+	cfg := events.TopologyConfig{Replicas: 3, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	for i := range processes {
 		js := jetStreamAt(t, url) // one connection each, like separate processes
-		wg.Go(func() { errs[i] = events.Ensure(ctx, js, events.TopologyConfig{Replicas: 3}) })
+		wg.Go(func() { errs[i] = events.Ensure(ctx, js, cfg) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -308,8 +313,17 @@ func TestEnsureRaisesReplicasOnARunningCluster(t *testing.T) {
 			t.Errorf("Ensure R3 in process %d of %d: %v", i+1, processes, err)
 		}
 	}
+	if want := `object="stream GROUPS_COMMANDS" setting=replicas from=1 to=3`; !strings.Contains(logs.String(), want) {
+		t.Errorf("the log of the scale-up lacks %s:\n%s", want, logs.String())
+	}
 	js := jetStreamAt(t, url)
-	cfg := events.TopologyConfig{Replicas: 3}
+	before := logs.String()
+	if err := events.Ensure(ctx, js, cfg); err != nil {
+		t.Fatalf("Ensure R3 again: %v", err)
+	}
+	if again := strings.TrimPrefix(logs.String(), before); again != "" {
+		t.Errorf("Ensure R3 on an R3 topology logged changes:\n%s", again)
+	}
 	for _, sc := range cfg.Streams() {
 		wantReplicas(ctx, t, js, sc.Name, "", 3)
 	}
@@ -344,5 +358,75 @@ func wantReplicas(ctx context.Context, t *testing.T, js jetstream.JetStream, str
 	}
 	if got != want {
 		t.Errorf("%s %s: %d replicas, want %d", stream, consumer, got, want)
+	}
+}
+
+// Every process applies its own settings at start-up: one set up unlike
+// the others (an ingest without NATS_REPLICAS=3, a worker with another
+// GROUPFLOW_MAX_ACK_PENDING) changes them back, which the operator hears of.
+// An Ensure that changes nothing says nothing.
+func TestEnsureSaysWhichSettingsItChanged(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := jetStreamAt(t, natsembed.RunTest(t).ClientURL())
+	var logs testutil.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	if err := events.Ensure(ctx, js, events.TopologyConfig{MaxAckPending: 4096, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Ensure(ctx, js, events.TopologyConfig{MaxAckPending: 4096, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	if got := logs.String(); got != "" {
+		t.Fatalf("creating the topology and ensuring it unchanged logged:\n%s", got)
+	}
+	if err := events.Ensure(ctx, js, events.TopologyConfig{ReadsTTL: time.Minute, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	got := logs.String()
+	for _, want := range []string{
+		`object="consumer worker-commands on GROUPS_COMMANDS" setting=max_ack_pending from=4096 to=1024`,
+		`object="consumer worker-webhooks on GROUPS_WEBHOOKS" setting=max_ack_pending from=4096 to=1024`,
+		`object="bucket groups_reads" setting=max_age from=30s to=1m0s`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log after changing settings lacks %s:\n%s", want, got)
+		}
+	}
+	if n := strings.Count(got, "\n"); n != 3 {
+		t.Errorf("%d lines logged, want 3 (one per setting changed):\n%s", n, got)
+	}
+}
+
+// The consumers' settings are read only for the log of changes: a process
+// whose NATS user may not read consumer info (an ingest under an
+// accounts.conf from before that log) still sets the topology up.
+func TestEnsureNeedsNoConsumerInfoToStart(t *testing.T) {
+	t.Parallel()
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(),
+		Users: []*server.User{{Username: "ingest", Password: "p", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.CONSUMER.INFO.>"}},
+		}}},
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server did not start")
+	}
+	js := jetStreamAt(t, srv.ClientURL(), nats.UserInfo("ingest", "p"),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})) // the refusals are the point
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // stops a hang only
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	for i := range 2 { // creates, then updates
+		if err := events.Ensure(ctx, js, events.TopologyConfig{Logger: log}); err != nil {
+			t.Fatalf("Ensure %d without consumer info: %v", i+1, err)
+		}
 	}
 }
