@@ -117,6 +117,47 @@ func TestSecretFromFileNeverInErrors(t *testing.T) {
 	}
 }
 
+// Secret files as editors and tools on Windows write them: CRLF line ends
+// and a UTF-8 byte order mark are not part of the secret (Graph would
+// refuse a token with an invisible U+FEFF in front); a UTF-16 file is
+// refused by name, never taken as a secret full of NULs.
+func TestSecretFilesWrittenOnWindows(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	crlf := write("crlf", []byte("s3cr3t-value\r\n"))
+	bom := write("bom", []byte("\ufeffs3cr3t-value\r\n"))
+	list := write("list", []byte("\ufefftok-a\r\ntok-b\r\n\r\n"))
+	utf16 := write("utf16", []byte("\xff\xfes\x003\x00c\x00r\x003\x00t\x00"))
+
+	e := config.NewEnv(envOf(map[string]string{"CRLF_FILE": crlf, "BOM_FILE": bom, "LIST_FILE": list}))
+	for _, name := range []string{"CRLF", "BOM"} {
+		if got := e.Secret(name, ""); got != "s3cr3t-value" {
+			t.Errorf("%s_FILE: secret %q, want s3cr3t-value", name, got)
+		}
+	}
+	if got := e.SecretList("LIST", ""); len(got) != 2 || got[0] != "tok-a" || got[1] != "tok-b" {
+		t.Errorf("LIST_FILE: secrets %q, want tok-a and tok-b", got)
+	}
+	if err := e.Err(); err != nil {
+		t.Errorf("Err = %v, want nil", err)
+	}
+
+	e = config.NewEnv(envOf(map[string]string{"WIDE_FILE": utf16}))
+	if got := e.Secret("WIDE", ""); got != "" {
+		t.Errorf("WIDE_FILE (UTF-16): secret of %d bytes, want none", len(got))
+	}
+	if err := e.Err(); err == nil || !strings.Contains(err.Error(), "WIDE_FILE: "+utf16+" is not UTF-8 text") {
+		t.Errorf("WIDE_FILE (UTF-16): error %v, want one naming WIDE_FILE", err)
+	}
+}
+
 func TestRedactURLHidesCredentials(t *testing.T) {
 	t.Parallel()
 	// The last two without a scheme, as nats.go takes them (url.Parse

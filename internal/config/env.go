@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Var describes one environment variable a program reads.
@@ -71,8 +72,8 @@ func (e *Env) String(name, def, usage string) string {
 }
 
 // Secret returns the variable's value, or the trimmed contents of the file
-// named by <name>_FILE. Setting both is an error. The value never appears in
-// an error message.
+// named by <name>_FILE (UTF-8, a byte order mark dropped). Setting both is
+// an error. The value never appears in an error message.
 func (e *Env) Secret(name, usage string) string {
 	v := e.record(Var{Name: name, Secret: true, Usage: usage + " (or " + name + "_FILE)"})
 	file := strings.TrimSpace(e.getenv(name + "_FILE"))
@@ -90,7 +91,14 @@ func (e *Env) Secret(name, usage string) string {
 			e.fail(name+"_FILE", "cannot read %s: %v", file, err)
 			return ""
 		}
-		return strings.TrimSpace(string(b))
+		// A byte order mark (Windows tools write one) is no part of the
+		// secret; a UTF-16 file would be one full of NULs.
+		text := strings.TrimPrefix(string(b), "\ufeff")
+		if !utf8.ValidString(text) || strings.ContainsRune(text, 0) {
+			e.fail(name+"_FILE", "%s is not UTF-8 text (saved as UTF-16?)", file)
+			return ""
+		}
+		return strings.TrimSpace(text)
 	}
 	return v
 }
