@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -161,6 +162,8 @@ func read(getenv func(string) string) (settings, *config.Env) {
 	e.Check(s.workerID == "" || ratelimit.ValidWorkerID(s.workerID), "WORKER_ID", "want letters, digits, '-', '_' or '=' (it is a key in the workers bucket), got %q", s.workerID)
 	_, _, aerr := net.SplitHostPort(s.addr)
 	e.Check(aerr == nil, "WORKER_ADDR", "want host:port or :port, got %q", s.addr)
+	// Graph would read "23.0" as an object id and fail every call.
+	e.Check(graphVersion.MatchString(s.graphVersion), "GRAPH_API_VERSION", "want a version such as v23.0, got %q", s.graphVersion)
 	// Refused rather than capped: the reads bucket is shared by every
 	// worker and no setting here raises its TTL, so a longer value could
 	// only be ignored, and a cap said in a log line goes unread.
@@ -176,6 +179,9 @@ func read(getenv func(string) string) (settings, *config.Env) {
 	}
 	return s, e
 }
+
+// graphVersion is the form of a Graph API version: v23.0.
+var graphVersion = regexp.MustCompile(`^v[0-9]+\.[0-9]+$`)
 
 // numericID reports whether s can be a Graph phone number id, as commands
 // must carry it (events.Command.Validate): digits only.

@@ -122,6 +122,8 @@ func TestLoadRefusesWhatCouldNeverTakeEffect(t *testing.T) {
 		{"A jitter as long as the limits' window", map[string]string{"RATE_LIMIT_JITTER": "1s"}, "RATE_LIMIT_JITTER: want less than 1s"},
 		{"A worker id no heartbeat key can hold", map[string]string{"WORKER_ID": "worker.1"}, "WORKER_ID: want letters, digits"},
 		{"An address without a port", map[string]string{"WORKER_ADDR": "8081"}, "WORKER_ADDR: want host:port"},
+		{"A Graph version without its v", map[string]string{"GRAPH_API_VERSION": "23.0"}, `GRAPH_API_VERSION: want a version such as v23.0, got "23.0"`},
+		{"A Graph version with a path", map[string]string{"GRAPH_API_VERSION": "v23.0/x"}, `GRAPH_API_VERSION: want a version such as v23.0, got "v23.0/x"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
