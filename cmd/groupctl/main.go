@@ -129,10 +129,11 @@ type app struct {
 	natsURL, creds, prefix, inboxPrefix string
 	timeout                             time.Duration
 
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	tel    *telemetry.Telemetry
-	tracer trace.Tracer
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	refused refusals
+	tel     *telemetry.Telemetry
+	tracer  trace.Tracer
 }
 
 func newApp(getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -255,6 +256,7 @@ func (a *app) connect(ctx context.Context) (jetstream.JetStream, error) {
 		nats.RetryOnFailedConnect(false),
 		nats.MaxReconnects(10),
 		nats.Timeout(min(a.timeout, 5*time.Second)),
+		nats.ErrorHandler(a.refused.handle),
 	)
 	if err != nil {
 		return nil, err

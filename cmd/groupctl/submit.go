@@ -326,7 +326,8 @@ func (a *app) submit(ctx context.Context, body []byte, f submitFlags) error {
 	if err != nil {
 		return err
 	}
-	if err := a.checkNotReused(ctx, js, cmd); err != nil {
+	ledger := a.readableLedger(ctx, js)
+	if err := a.checkNotReused(ctx, ledger, cmd); err != nil {
 		return err
 	}
 	names := a.names()
@@ -334,11 +335,11 @@ func (a *app) submit(ctx context.Context, body []byte, f submitFlags) error {
 
 	var w *terminalWatch
 	if f.wait {
-		w, err = a.watchTerminal(ctx, cmd.PhoneNumberID, cmd.ID)
+		w, err = a.watchTerminal(ctx, cmd.PhoneNumberID, cmd.ID, ledger, jetstream.DeliverNewPolicy)
 		if err != nil {
 			return err
 		}
-		defer w.stop()
+		defer func() { w.stop() }()
 	}
 	ack, err := a.publish(ctx, subject, cmd.ID, compact.Bytes(), nil)
 	if err != nil {
@@ -358,9 +359,19 @@ func (a *app) submit(ctx context.Context, body []byte, f submitFlags) error {
 	if !f.json {
 		a.printf("submitted %s %s → %s, waiting for its result…\n", cmd.Type, cmd.ID, subject)
 	}
+	if ack.Duplicate && ledger == nil {
+		// Sent before within the stream's duplicate window: its terminal
+		// event may be out already, and nothing will publish it again.
+		all, err := a.watchTerminal(ctx, cmd.PhoneNumberID, cmd.ID, nil, jetstream.DeliverAllPolicy)
+		if err != nil {
+			return err
+		}
+		w.stop()
+		w = all
+	}
 	wctx, cancel := context.WithTimeout(ctx, f.waitTimeout)
 	defer cancel()
-	ev, err := w.wait(wctx, js)
+	ev, err := w.wait(wctx)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return failed(fmt.Errorf("no result for %s after %s; `groupctl status %s` shows where it is", cmd.ID, f.waitTimeout, cmd.ID))
@@ -380,24 +391,46 @@ func (a *app) submit(ctx context.Context, body []byte, f submitFlags) error {
 	return nil
 }
 
-// checkNotReused refuses a command whose id the ledger has for another
-// command: the worker would answer it with that command's stored result,
-// and --wait would show it as this one's. A ledger that cannot be read
-// (a NATS user without access to it) does not stop the submit.
-func (a *app) checkNotReused(ctx context.Context, js jetstream.JetStream, cmd events.Command) error {
+// readableLedger opens the command ledger, or returns nil when it cannot
+// be read: a NATS user without access to it (the caller of
+// deploy/nats/accounts.conf), refused at once, or no answer within
+// --timeout. submit reads it only to do better, never to go on.
+func (a *app) readableLedger(ctx context.Context, js jetstream.JetStream) *jobs.Ledger {
 	rctx, cancel := a.requestCtx(ctx)
 	defer cancel()
-	kv, err := js.KeyValue(rctx, a.names().LedgerBucket())
+	bucket := a.names().LedgerBucket()
+	defer a.refused.onStream("KV_"+bucket, cancel)()
+	kv, err := js.KeyValue(rctx, bucket)
 	if err != nil {
 		return nil
 	}
-	e, _, err := jobs.NewLedger(kv, nil).Get(rctx, cmd.ID)
-	if err != nil {
+	return jobs.NewLedger(kv, nil)
+}
+
+// ledgerGet reads a command's ledger entry, ended at once if the server
+// refuses the read.
+func (a *app) ledgerGet(ctx context.Context, ledger *jobs.Ledger, id string) (jobs.Entry, error) {
+	rctx, cancel := a.requestCtx(ctx)
+	defer cancel()
+	defer a.refused.onStream("KV_"+a.names().LedgerBucket(), cancel)()
+	e, _, err := ledger.Get(rctx, id)
+	return e, err
+}
+
+// checkNotReused refuses a command whose id the ledger has for another
+// command: the worker would answer it with that command's stored result,
+// and --wait would show it as this one's. Without a ledger it can read
+// (nil), the submit goes on unchecked.
+func (a *app) checkNotReused(ctx context.Context, ledger *jobs.Ledger, cmd events.Command) error {
+	if ledger == nil {
 		return nil
 	}
-	if why := e.Conflict(cmd); why != "" {
-		return failed(fmt.Errorf("command id %q is already used by another command (%s; that one is %s): give this one a new --id (ids are remembered 7 days)",
-			cmd.ID, why, e.State))
+	// Not found, or not readable: nothing to refuse.
+	if e, err := a.ledgerGet(ctx, ledger, cmd.ID); err == nil {
+		if why := e.Conflict(cmd); why != "" {
+			return failed(fmt.Errorf("command id %q is already used by another command (%s; that one is %s): give this one a new --id (ids are remembered 7 days)",
+				cmd.ID, why, e.State))
+		}
 	}
 	return nil
 }
@@ -432,18 +465,21 @@ func validationLine(err error) string {
 	return strings.Join(parts, "; ")
 }
 
-// terminalWatch follows the event stream for one command's terminal event.
-// It is started before the command is published so the event cannot slip
-// by; the ledger covers a command that was already finished (its re-sent
-// terminal event is dropped as a duplicate by the stream).
+// terminalWatch waits for one command's terminal event. It is started
+// before the command is published, so the event cannot slip by. The
+// ledger, when groupctl's NATS user may read it, covers a command already
+// finished (its re-sent terminal event is dropped as a duplicate by the
+// stream); without it, a command the stream took as a duplicate is watched
+// again from the stream's start (watchTerminal with DeliverAllPolicy).
 type terminalWatch struct {
-	a     *app
-	cmdID string
-	it    jetstream.MessagesContext
-	msgID string
+	a      *app
+	cmdID  string
+	msgID  string
+	ledger *jobs.Ledger // nil: not readable
+	it     jetstream.MessagesContext
 }
 
-func (a *app) watchTerminal(ctx context.Context, phone, cmdID string) (*terminalWatch, error) {
+func (a *app) watchTerminal(ctx context.Context, phone, cmdID string, ledger *jobs.Ledger, from jetstream.DeliverPolicy) (*terminalWatch, error) {
 	js, err := a.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -453,7 +489,7 @@ func (a *app) watchTerminal(ctx context.Context, phone, cmdID string) (*terminal
 	names := a.names()
 	cons, err := js.OrderedConsumer(rctx, names.EventStream(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{names.Event(phone, "command.*")},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		DeliverPolicy:  from,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", names.EventStream(), err)
@@ -462,14 +498,14 @@ func (a *app) watchTerminal(ctx context.Context, phone, cmdID string) (*terminal
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", names.EventStream(), err)
 	}
-	return &terminalWatch{a: a, cmdID: cmdID, it: it, msgID: events.TerminalEventID(cmdID, "")}, nil
+	return &terminalWatch{a: a, cmdID: cmdID, msgID: events.TerminalEventID(cmdID, ""), ledger: ledger, it: it}, nil
 }
 
 func (w *terminalWatch) stop() { w.it.Stop() }
 
-// wait returns the terminal event. It checks the ledger first and then
+// wait returns the terminal event. It reads the ledger first and then
 // every few seconds, in case the event was published before the watch.
-func (w *terminalWatch) wait(ctx context.Context, js jetstream.JetStream) (event.Event, error) {
+func (w *terminalWatch) wait(ctx context.Context) (event.Event, error) {
 	type result struct {
 		ev  event.Event
 		err error
@@ -482,24 +518,21 @@ func (w *terminalWatch) wait(ctx context.Context, js jetstream.JetStream) (event
 				found <- result{err: err}
 				return
 			}
-			if m.Headers().Get(jetstream.MsgIDHeader) != w.msgID {
-				continue
+			if ev, ok := w.terminal(m.Headers(), m.Data()); ok {
+				found <- result{ev: ev}
+				return
 			}
-			ev, err := events.Unmarshal(m.Data())
-			if err != nil {
-				continue
-			}
-			found <- result{ev: ev}
-			return
 		}
 	}()
 	tick := time.NewTicker(3 * time.Second)
 	defer tick.Stop()
+	readLedger := true
 	for {
-		if ev, ok, err := w.fromLedger(ctx, js); err != nil {
-			return event.Event{}, err
-		} else if ok {
-			return ev, nil
+		if readLedger {
+			if ev, ok := w.fromLedger(ctx); ok {
+				return ev, nil
+			}
+			readLedger = false
 		}
 		select {
 		case r := <-found:
@@ -510,32 +543,38 @@ func (w *terminalWatch) wait(ctx context.Context, js jetstream.JetStream) (event
 		case <-ctx.Done():
 			return event.Event{}, ctx.Err()
 		case <-tick.C:
+			readLedger = true
 		}
 	}
 }
 
-func (w *terminalWatch) fromLedger(ctx context.Context, js jetstream.JetStream) (event.Event, bool, error) {
-	rctx, cancel := w.a.requestCtx(ctx)
-	defer cancel()
-	kv, err := js.KeyValue(rctx, w.a.names().LedgerBucket())
-	if err != nil {
-		return event.Event{}, false, fmt.Errorf("open the ledger: %w", err)
+// terminal decodes the command's terminal event, ok false for any other.
+func (w *terminalWatch) terminal(h nats.Header, data []byte) (event.Event, bool) {
+	if h.Get(jetstream.MsgIDHeader) != w.msgID {
+		return event.Event{}, false
 	}
-	e, _, err := jobs.NewLedger(kv, nil).Get(rctx, w.cmdID)
-	if errors.Is(err, jobs.ErrNotFound) || err == nil && (e.Result == nil || !e.State.Terminal()) {
-		return event.Event{}, false, nil
+	ev, err := events.Unmarshal(data)
+	return ev, err == nil
+}
+
+// fromLedger is the command's stored terminal event, if it has one. A
+// ledger that cannot be read is not read again: the watch goes on without.
+func (w *terminalWatch) fromLedger(ctx context.Context) (event.Event, bool) {
+	if w.ledger == nil {
+		return event.Event{}, false
 	}
+	e, err := w.a.ledgerGet(ctx, w.ledger, w.cmdID)
 	if err != nil {
-		if ctx.Err() != nil {
-			return event.Event{}, false, ctx.Err()
+		if !errors.Is(err, jobs.ErrNotFound) && ctx.Err() == nil {
+			w.ledger = nil
 		}
-		return event.Event{}, false, err
+		return event.Event{}, false
+	}
+	if e.Result == nil || !e.State.Terminal() {
+		return event.Event{}, false
 	}
 	ev, err := events.Unmarshal(e.Result.Event)
-	if err != nil {
-		return event.Event{}, false, fmt.Errorf("ledger result of %s: %w", w.cmdID, err)
-	}
-	return ev, true, nil
+	return ev, err == nil
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -355,6 +357,33 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 			t.Fatalf("terminal event data %s: no group id (%v)", end.data, err)
 		}
 		groupID = res.Result.GroupID
+	})
+
+	t.Run("groupctl submits and waits as a caller, who may not read the ledger", func(t *testing.T) {
+		// The README's way for a user other than admin: its inbox prefix.
+		// --timeout is long so that a request left unanswered (the ledger
+		// the server refuses) would hang the run, not just slow it.
+		groupctl := func(args ...string) (string, error) {
+			rctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(rctx, binary(t, "groupctl"), append([]string{"--timeout", "1m"}, args...)...)
+			cmd.Env = append(os.Environ(), "NATS_URL="+ps.url, "NATS_USER=caller",
+				"NATS_PASSWORD="+ps.passwords["caller"], "NATS_INBOX_PREFIX="+ps.inbox["caller"])
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		submit := []string{"submit", "create_group", "--phone", testPhone, "--id", "deploytest-groupctl-1",
+			"--subject", "Submitted with groupctl", "--wait"}
+		out, err := groupctl(submit...)
+		if err != nil || !strings.Contains(out, "command.succeeded") {
+			t.Fatalf("groupctl %s as the caller: %v\n%s\nwant its command.succeeded", strings.Join(submit, " "), err, out)
+		}
+		// Sent again once done: the worker re-publishes the stored result,
+		// which the stream's duplicate window drops.
+		out, err = groupctl(submit...)
+		if err != nil || !strings.Contains(out, "command.succeeded") {
+			t.Fatalf("groupctl %s again as the caller: %v\n%s\nwant the stored command.succeeded", strings.Join(submit, " "), err, out)
+		}
 	})
 
 	t.Run("a caller asks the workers' query service", func(t *testing.T) {
