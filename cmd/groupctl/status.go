@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -52,11 +53,24 @@ func (a *app) ledgerEntry(ctx context.Context, id string) (jobs.Entry, error) {
 	}
 	rctx, cancel := a.requestCtx(ctx)
 	defer cancel()
-	kv, err := js.KeyValue(rctx, a.names().LedgerBucket())
+	bucket := a.names().LedgerBucket()
+	var refused atomic.Bool
+	defer a.refused.onStream("KV_"+bucket, func() { refused.Store(true); cancel() })()
+	notReadable := func() error {
+		return fmt.Errorf("this NATS user may not read the ledger %s (operators connect as admin of deploy/nats/accounts.conf); "+
+			"the command's events are in the event stream: groupctl events --command %s", bucket, id)
+	}
+	kv, err := js.KeyValue(rctx, bucket)
+	if refused.Load() {
+		return jobs.Entry{}, notReadable()
+	}
 	if err != nil {
-		return jobs.Entry{}, fmt.Errorf("open the ledger %s: %w", a.names().LedgerBucket(), err)
+		return jobs.Entry{}, fmt.Errorf("open the ledger %s: %w", bucket, err)
 	}
 	e, _, err := jobs.NewLedger(kv, nil).Get(rctx, id)
+	if refused.Load() {
+		return jobs.Entry{}, notReadable()
+	}
 	if errors.Is(err, jobs.ErrNotFound) {
 		return jobs.Entry{}, fmt.Errorf("command %s is not in the ledger: a command appears there once a worker takes it. "+
 			"If it was accepted (published, or 202 from the ingest), it is waiting in the command stream (a backlog, or no worker running; see groupctl health). "+

@@ -384,6 +384,12 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 		if err != nil || !strings.Contains(out, "command.succeeded") {
 			t.Fatalf("groupctl %s again as the caller: %v\n%s\nwant the stored command.succeeded", strings.Join(submit, " "), err, out)
 		}
+		// The ledger is the operators': the caller is told so, and where
+		// to look instead.
+		out, err = groupctl("status", "deploytest-groupctl-1")
+		if err == nil || !strings.Contains(out, "may not read the ledger") || !strings.Contains(out, "groupctl events --command deploytest-groupctl-1") {
+			t.Fatalf("groupctl status as the caller: %v\n%s\nwant a failure saying it may not read the ledger, and where its events are", err, out)
+		}
 	})
 
 	t.Run("a caller asks the workers' query service", func(t *testing.T) {
