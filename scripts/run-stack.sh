@@ -3,7 +3,8 @@
 #   graphsim                (the Groups API simulator on 127.0.0.1:8090, unless WHATSAPP_ACCESS_TOKEN is set)
 #   worker --embedded-nats  (JetStream on 127.0.0.1:4222, data in ./data; /healthz, /readyz, /metrics on 127.0.0.1:8081)
 #   ingest                  (webhooks and the command API on 127.0.0.1:8080)
-# Each address can be moved: SIM_ADDR, NATS_PORT, WORKER_ADDR, INGEST_ADDR.
+# Each address can be moved: SIM_ADDR, NATS_PORT, WORKER_ADDR, INGEST_ADDR;
+# and the data directory, DATA (one stack per directory).
 set -euo pipefail
 BIN=${BIN:-./bin}
 DATA=${DATA:-./data}
@@ -60,6 +61,23 @@ if [ "$taken" = 1 ]; then
   echo "another groupflow stack may be running (make run in another terminal); nothing was started" >&2
   exit 1
 fi
+
+# One stack per data directory: a second embedded NATS server on the same
+# JetStream store would corrupt it, and the logs would be written over.
+# $DATA/stack.pid names the script that holds it.
+lock=$DATA/stack.pid
+if ! (set -C && echo $$ >"$lock") 2>/dev/null; then
+  holder=$(cat "$lock" 2>/dev/null || true)
+  case $(ps -o args= -p "${holder:-0}" 2>/dev/null || true) in
+  *run-stack*)
+    echo "another groupflow stack (pid $holder) uses the data directory $DATA: stop it, or set DATA to another directory (and other ports); nothing was started" >&2
+    exit 1
+    ;;
+  esac
+  echo $$ >"$lock" # left by a stack that did not stop cleanly
+fi
+release() { if [ "$(cat "$lock" 2>/dev/null)" = "$$" ]; then rm -f "$lock"; fi; }
+trap 'stop; release' EXIT
 
 # exited index: says which component stopped, how, and the end of its log.
 exited() {
