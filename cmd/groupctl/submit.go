@@ -526,13 +526,9 @@ func (w *terminalWatch) wait(ctx context.Context) (event.Event, error) {
 	}()
 	tick := time.NewTicker(3 * time.Second)
 	defer tick.Stop()
-	readLedger := true
 	for {
-		if readLedger {
-			if ev, ok := w.fromLedger(ctx); ok {
-				return ev, nil
-			}
-			readLedger = false
+		if ev, ok := w.fromLedger(ctx); ok {
+			return ev, nil
 		}
 		select {
 		case r := <-found:
@@ -543,7 +539,6 @@ func (w *terminalWatch) wait(ctx context.Context) (event.Event, error) {
 		case <-ctx.Done():
 			return event.Event{}, ctx.Err()
 		case <-tick.C:
-			readLedger = true
 		}
 	}
 }
