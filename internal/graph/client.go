@@ -61,7 +61,9 @@ type Config struct {
 	AccessToken string
 	// HTTPClient sends the requests; wrap its Transport for tracing or
 	// metrics. Leave its Timeout at zero and use Timeout instead. Defaults
-	// to a client over a clone of http.DefaultTransport.
+	// to a client over a clone of http.DefaultTransport. Its CheckRedirect
+	// is not used: the client never follows a redirect (the token would
+	// go with it).
 	HTTPClient *http.Client
 	// Timeout bounds each HTTP exchange (a paging iterator applies it per
 	// page). A shorter context deadline wins. Defaults to 30 s; negative
@@ -109,6 +111,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	base := strings.TrimRight(cfg.BaseURL, "/")
 	u, _ := url.Parse(base) // validate parsed it
+	// Graph answers every call itself: a redirect comes from something
+	// in between, and following it would send the Authorization header
+	// along (Go keeps it for any port of the same host name and for its
+	// subdomains), and a POST's body with a 307. The answer is returned
+	// as it is, a permanent error. A copy, so the caller's client is left
+	// as it was.
+	hc := *cfg.HTTPClient
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cfg.HTTPClient = &hc
 	return &Client{
 		base:       base,
 		version:    cfg.Version,

@@ -1105,3 +1105,51 @@ func TestARefusalWith5xxIsNotAmbiguous(t *testing.T) {
 		t.Errorf("a 131000 with HTTP 500 is reported as certainly not executed: %v", err)
 	}
 }
+
+// TestRedirectsAreNotFollowed: Graph answers every call itself, so a
+// redirect comes from something else (a proxy, a captured DNS name, a
+// misconfigured GRAPH_API_BASE_URL). Go's client follows it and keeps the
+// Authorization header for any port of the same host name and for its
+// subdomains: the access token went wherever the Location pointed. The
+// client refuses to follow, whatever http.Client it was given.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	t.Parallel()
+	var leaked sync.Map // method and path → the Authorization header that reached it
+	t.Cleanup(func() {
+		leaked.Range(func(k, v any) bool {
+			t.Errorf("%s reached the redirect's target with Authorization %q", k, v)
+			return true
+		})
+	})
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked.Store(r.Method+" "+r.URL.Path, r.Header.Get("Authorization"))
+		_, _ = fmt.Fprint(w, `{"messaging_product":"whatsapp","invite_link":"https://chat.whatsapp.com/elsewhere","request_id":"r"}`)
+	}))
+	t.Cleanup(elsewhere.Close)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := http.StatusFound
+		if r.Method != http.MethodGet {
+			code = http.StatusTemporaryRedirect // keeps the method and body
+		}
+		http.Redirect(w, r, elsewhere.URL+r.URL.Path, code)
+	}))
+	t.Cleanup(redirector.Close)
+
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	for name, hc := range map[string]*http.Client{"a client of the caller's": {Transport: tr}, "the default client": nil} {
+		c, err := graph.New(graph.Config{BaseURL: redirector.URL, AccessToken: testToken, HTTPClient: hc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.InviteLink(t.Context(), "group-1")
+		ge := graphErr(t, err, 0, graph.ClassPermanent)
+		if ge.HTTPStatus != http.StatusFound {
+			t.Errorf("%s: GET answered with a redirect: HTTP status %d, want 302", name, ge.HTTPStatus)
+		}
+		_, err = c.ResetInviteLink(t.Context(), "group-1")
+		if ge := graphErr(t, err, 0, graph.ClassPermanent); ge.HTTPStatus != http.StatusTemporaryRedirect || graph.IsAmbiguous(err) {
+			t.Errorf("%s: POST answered with a redirect: HTTP status %d, ambiguous %v; want 307, not ambiguous", name, ge.HTTPStatus, graph.IsAmbiguous(err))
+		}
+	}
+}
