@@ -103,6 +103,9 @@ func TestDecodeCommand(t *testing.T) {
 		{"Group id empty", "", body(CreateGroup, map[string]any{"group_id": ""}), map[string]string{"group_id": "must not be empty"}},
 		{"Group id with a space", "", body(DeleteGroup, map[string]any{"group_id": "a b"}), map[string]string{"group_id": "printable ASCII"}},
 		{"Group id too long", "", body(DeleteGroup, map[string]any{"group_id": strings.Repeat("g", 257)}), map[string]string{"group_id": "at most 256"}},
+		{"Group id a dot segment", "", body(DeleteGroup, map[string]any{"group_id": ".."}), map[string]string{"group_id": "not . or .."}},
+		{"Group id the current segment", "", body(GetInviteLink, map[string]any{"group_id": "."}), map[string]string{"group_id": "not . or .."}},
+		{"Invite's group id a dot segment", "", params(SendGroupInvite, map[string]any{"to": "16505551234", "group_id": "..", "template": map[string]any{"name": "t", "language": "en"}}), map[string]string{"params.group_id": "not . or .."}},
 		{"Group id repeating the invite's group", "", body(SendGroupInvite, map[string]any{"group_id": testGroup}), nil},
 		{"Group id contradicting the invite's group", "", body(SendGroupInvite, map[string]any{"group_id": "other"}), map[string]string{"group_id": "must equal params.group_id"}},
 

@@ -60,7 +60,9 @@ func checkNumericID(path, s string, errs *errorList) {
 }
 
 // checkOpaqueID accepts any printable ASCII without spaces: Graph ids are
-// opaque, but they travel in URLs and logs.
+// opaque, but they travel in URLs and logs. "." and ".." are not ids but
+// path segments every server resolves: a group id ".." made the call for
+// /{group}/invite_link one for /invite_link.
 func checkOpaqueID(path, s string, errs *errorList) {
 	switch {
 	case s == "":
@@ -69,6 +71,8 @@ func checkOpaqueID(path, s string, errs *errorList) {
 		errs.add(path, "must be at most %d characters, got %d", maxOpaqueLen, len(s))
 	case strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0:
 		errs.add(path, "must be printable ASCII without spaces")
+	case s == "." || s == "..":
+		errs.add(path, "must be a Graph id, not . or ..")
 	}
 }
 

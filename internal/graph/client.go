@@ -405,12 +405,18 @@ func invalid(endpoint, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalidArgument, endpoint, fmt.Sprintf(format, args...))
 }
 
-// requireIDs refuses empty path identifiers: they would address a different
-// Graph node (an empty group id turns DELETE /{group} into DELETE /).
+// requireIDs refuses identifiers that would address a different Graph
+// node: an empty one (DELETE /{group} becomes DELETE /), and the dot
+// segments "." and "..", which path escaping keeps as they are and every
+// server and proxy resolves (RFC 3986 §5.2.4): GET /v23.0/../invite_link
+// is GET /invite_link there.
 func requireIDs(endpoint string, ids ...string) error {
 	for _, id := range ids {
-		if strings.TrimSpace(id) == "" {
+		switch strings.TrimSpace(id) {
+		case "":
 			return invalid(endpoint, "empty id")
+		case ".", "..":
+			return invalid(endpoint, "id %q is a dot segment, not a Graph id", id)
 		}
 	}
 	return nil

@@ -438,6 +438,33 @@ func TestGroupInfoErrors(t *testing.T) {
 	wantGraphErr(t, err, graph.CodeInvalidParameter, graph.ClassPermanent)
 }
 
+// TestDotSegmentsAreRefused: an id of "." or ".." is escaped as itself,
+// and clients, proxies and servers remove such segments from a path
+// (RFC 3986 §5.2.4): GET /v23.0/../invite_link reached the server as
+// GET /invite_link, DELETE /v23.0/.. as DELETE /. No Graph id is a dot
+// segment, so the call is refused before anything is sent.
+func TestDotSegmentsAreRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sim.Config{})
+	ctx := t.Context()
+	for _, id := range []string{".", ".."} {
+		calls := map[string]error{}
+		_, calls["InviteLink"] = b.client.InviteLink(ctx, id)
+		_, calls["GroupInfo"] = b.client.GroupInfo(ctx, id)
+		_, calls["DeleteGroup"] = b.client.DeleteGroup(ctx, id)
+		_, calls["ListGroups"] = b.client.ListGroups(ctx, id, graph.PageOptions{})
+		_, calls["ListJoinRequests"] = b.client.ListJoinRequests(ctx, id, graph.PageOptions{})
+		for call, err := range calls {
+			if !errors.Is(err, graph.ErrInvalidArgument) || graph.IsAmbiguous(err) {
+				t.Errorf("%s(%q): %v, want ErrInvalidArgument, not ambiguous", call, id, err)
+			}
+		}
+	}
+	if got := b.observed(); len(got) > 0 {
+		t.Errorf("requests were sent for dot-segment ids: %v", got)
+	}
+}
+
 func TestUpdateGroupSettings(t *testing.T) {
 	t.Parallel()
 	b := setup(t, sim.Config{})

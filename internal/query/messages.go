@@ -231,6 +231,11 @@ func checkID(field, id string, errs []events.FieldError) []events.FieldError {
 			return append(errs, events.FieldError{Field: field, Message: "printable ASCII without spaces"})
 		}
 	}
+	if id == "." || id == ".." {
+		// Path segments every server resolves, not ids: GET
+		// /v23.0/../invite_link is GET /invite_link.
+		return append(errs, events.FieldError{Field: field, Message: "a Graph id, not . or .."})
+	}
 	return errs
 }
 

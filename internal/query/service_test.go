@@ -218,6 +218,8 @@ func TestInvalidRequestsAre400(t *testing.T) {
 		{"Missing group id", events.QueryGroupInfo, phone, `{}`, "group_id"},
 		{"Unknown field", events.QueryGroupInfo, phone, `{"group_id":"G1","owner":true}`, "owner"},
 		{"Group id with a space", events.QueryInviteLink, phone, `{"group_id":"G 1"}`, "group_id"},
+		{"Group id a dot segment", events.QueryInviteLink, phone, `{"group_id":".."}`, "group_id"},
+		{"Group id the current segment", events.QueryListJoinRequests, phone, `{"group_id":"."}`, "group_id"},
 		{"Unknown group info field", events.QueryGroupInfo, phone, `{"group_id":"G1","fields":["invite_link"]}`, "fields[0]"},
 		{"Limit too large", events.QueryListGroups, phone, `{"limit":2000}`, "limit"},
 		{"Limit not a number", events.QueryListGroups, phone, `{"limit":"ten"}`, "limit"},
