@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -74,16 +75,25 @@ func ReplyError(msg *nats.Msg) *Error {
 	return e
 }
 
+// badRequest lists at most events.MaxFieldErrors errors, the last saying
+// how many more there are, as a command's rejection does: a request naming
+// 100,000 unknown fields made a reply of 20 MB, more than NATS takes, and
+// cost the worker minutes to build.
 func badRequest(errs ...events.FieldError) *Error {
-	msg := "invalid request"
+	if n := len(errs) - events.MaxFieldErrors; n > 0 {
+		errs = append(errs[:events.MaxFieldErrors-1:events.MaxFieldErrors-1],
+			events.FieldError{Message: fmt.Sprintf("and %d more errors like those above", n+1)})
+	}
+	var msg strings.Builder
+	msg.WriteString("invalid request")
 	for i, fe := range errs {
 		sep := ", "
 		if i == 0 {
 			sep = ": "
 		}
-		msg += sep + fe.String()
+		msg.WriteString(sep + fe.String())
 	}
-	return &Error{Code: CodeBadRequest, Message: msg, ValidationErrors: errs}
+	return &Error{Code: CodeBadRequest, Message: msg.String(), ValidationErrors: errs}
 }
 
 func throttled(scope string, wait time.Duration, graphCode int) *Error {

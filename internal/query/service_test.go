@@ -242,6 +242,27 @@ func TestInvalidRequestsAre400(t *testing.T) {
 	}
 }
 
+// TestManyInvalidFieldsGetABoundedAnswer: every unknown group info field
+// was an error of its own in the reply's body and again in its
+// Nats-Service-Error header. A request of 100,000 (under 500 KB) made a
+// reply of about 20 MB, more than NATS takes: the caller waited out its
+// timeout and the worker built the reply for nothing.
+func TestManyInvalidFieldsGetABoundedAnswer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := `{"group_id":"G1","fields":["x"` + strings.Repeat(`,"x"`, 99_999) + `]}`
+	qe := b.askErr(t, events.QueryGroupInfo, phone, body, query.CodeBadRequest)
+	if n := len(qe.ValidationErrors); n > events.MaxFieldErrors {
+		t.Errorf("%d validation errors, want at most %d", n, events.MaxFieldErrors)
+	}
+	if last := qe.ValidationErrors[len(qe.ValidationErrors)-1]; !strings.Contains(last.Message, "more") {
+		t.Errorf("last validation error %+v, want one saying how many more there are", last)
+	}
+	if len(qe.Message) > 16<<10 {
+		t.Errorf("message (and Nats-Service-Error header) of %d bytes, want a bounded one", len(qe.Message))
+	}
+}
+
 func TestUnknownGroupIs404WithGraphCode(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
