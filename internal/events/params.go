@@ -78,6 +78,8 @@ type UpdateGroupSettingsParams struct {
 // pixels and at most 5 MB, given either by URL (fetched by the worker) or
 // inline as standard base64. Exactly one of the two.
 type Picture struct {
+	// URL is fetched by the worker; its host (and a redirect's) must
+	// resolve to a public address (jobs.Config.HTTPClient).
 	URL         string `json:"url,omitempty"`
 	MediaBase64 string `json:"media_base64,omitempty"`
 }

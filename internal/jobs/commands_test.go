@@ -9,7 +9,11 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -317,6 +321,37 @@ func TestUpdateGroupSettings(t *testing.T) {
 		}
 		if st, _ := s.sim.Group(g.ID); st.Subject != "Renamed" {
 			t.Fatalf("subject = %q, want Renamed", st.Subject)
+		}
+	})
+
+	t.Run("a picture URL of an internal address is not fetched", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		s.startWorker(t) // its default picture client, as cmd/worker's
+		// A service only the worker's network reaches (a metadata
+		// endpoint, a NATS monitor, an admin API), answering a JPEG: the
+		// worker fetched it and made it the group's picture, and a failed
+		// fetch said in the command's event why (a refused port, HTTP 404).
+		var fetched atomic.Int32
+		jpg, _ := base64.StdEncoding.DecodeString(squareJPEG(t, 200))
+		internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			fetched.Add(1)
+			_, _ = w.Write(jpg)
+		}))
+		t.Cleanup(internal.Close)
+		g := s.newGroup(t, "Pictures", "")
+		s.publish(t, command("set-ssrf", events.UpdateGroupSettings, g.ID, events.UpdateGroupSettingsParams{
+			ProfilePicture: &events.Picture{URL: internal.URL + "/latest/meta-data/iam"},
+		}))
+		r := s.terminal(t, "set-ssrf")
+		if n := fetched.Load(); n != 0 {
+			t.Errorf("the internal address was fetched %d times", n)
+		}
+		if st, _ := s.sim.Group(g.ID); st.PictureSHA256 != "" {
+			t.Errorf("the group got the internal answer as its picture")
+		}
+		if len(r.Items) != 1 || r.Items[0].Outcome != events.ItemFailed || !strings.Contains(r.Items[0].Reason, "not a public address") {
+			t.Errorf("items %+v, want the picture failed, its URL's address not public", r.Items)
 		}
 	})
 

@@ -121,6 +121,11 @@ func (w *Worker) picture(ctx context.Context, pic events.Picture) ([]byte, error
 		return nil, Permanent(fmt.Errorf("profile picture URL: %w", err))
 	}
 	resp, err := w.cfg.HTTPClient.Do(req)
+	if errors.Is(err, errNotPublic) {
+		// Said alike for every internal address, so the answer tells
+		// nothing of what listens there.
+		return nil, Permanent(fmt.Errorf("profile picture URL: its host (or a redirect's) is %w", errNotPublic))
+	}
 	if err != nil {
 		return nil, Transient(fmt.Errorf("fetch profile picture: %w", err))
 	}

@@ -84,7 +84,10 @@ type Config struct {
 	// delivery n (1-based). Defaults to 500ms·2^(n-1), capped at 1 minute.
 	NakDelay func(delivery uint64) time.Duration
 	// HTTPClient fetches profile pictures given by URL. Defaults to a
-	// client with a 30 second timeout.
+	// client with a 30 second timeout that connects to public addresses
+	// only, directly: a command's URL naming an internal host (loopback,
+	// private, link-local such as a cloud metadata service) fails its
+	// picture. Give another client to fetch from internal hosts.
 	HTTPClient *http.Client
 	// Handlers adds or replaces handlers by command type.
 	Handlers map[string]Handler
@@ -135,7 +138,7 @@ func (c Config) withDefaults() Config {
 		c.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		c.HTTPClient = pictureClient()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
