@@ -128,6 +128,17 @@ func TerminalEventID(commandID, replay string) string {
 	return commandID + ":terminal:replay-" + replay
 }
 
+// CopyMsgID is the Nats-Msg-Id of a copy of a command that groupflow
+// itself publishes to the command stream: kind says why ("park",
+// "requeue", "again", "resent") and parts make the copy its own (a stream
+// sequence, a run). It is "<command_id>/<kind>/<part>…": '/' is not in the
+// command id alphabet, so no caller's command can carry a copy's id ahead
+// of it and have the stream drop the copy as its duplicate (with ':' a
+// command "<id>:again::0" did, and command <id> never ran again).
+func CopyMsgID(commandID, kind string, parts ...string) string {
+	return commandID + "/" + kind + "/" + strings.Join(parts, "/")
+}
+
 // ReplayHeader marks a command re-published from the dead-letter queue
 // (`groupctl dlq replay`); its value names the replay (the dead letter's
 // sequence in GROUPS_DLQ). The worker records it with the execution and the

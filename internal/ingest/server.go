@@ -247,7 +247,7 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request, sc scope) {
 				writeJSON(w, http.StatusOK, acceptedBody{ID: cmd.ID, Status: "duplicate"})
 				return
 			}
-			msgID, resend = cmd.ID+":resent:"+nuid.Next(), true
+			msgID, resend = events.CopyMsgID(cmd.ID, "resent", nuid.Next()), true
 		}
 	}
 	msg := nats.NewMsg(s.cfg.Names.Command(cmd.PhoneNumberID, cmd.Type))

@@ -235,7 +235,7 @@ func TestCommandKnownToTheLedgerIsADuplicate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if id := msg.Header.Get(jetstream.MsgIDHeader); !strings.HasPrefix(id, "order-4711-approve:resent:") {
+		if id := msg.Header.Get(jetstream.MsgIDHeader); !strings.HasPrefix(id, "order-4711-approve/resent/") {
 			t.Errorf("Nats-Msg-Id = %q, want one of its own", id)
 		}
 		if string(msg.Data) != validCommand {

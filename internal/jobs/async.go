@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -355,7 +356,7 @@ func (w *Worker) runAgain(ctx context.Context, e *Entry, ge *graph.Error) error 
 		m.Subject = w.names.Parked(e.PhoneNumberID, e.CommandType, uint64(at.UnixNano())) //nolint:gosec // a positive time
 		scheduleAt(m, at, e.Subject)
 	}
-	msgID := fmt.Sprintf("%s:again:%s:%d", e.CommandID, e.Replay, runs)
+	msgID := events.CopyMsgID(e.CommandID, "again", e.Replay, strconv.Itoa(runs))
 	if _, err := w.publishMsg(ctx, m, msgID); err != nil {
 		return fmt.Errorf("publish %s to run again: %w", e.CommandID, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -233,7 +234,7 @@ func (w *Worker) park(ctx context.Context, log *slog.Logger, msg jetstream.Msg, 
 		}
 	}
 	scheduleAt(m, at, msg.Subject())
-	_, err := w.publishMsg(ctx, m, fmt.Sprintf("%s:park:%d", cmd.ID, md.Sequence.Stream))
+	_, err := w.publishMsg(ctx, m, events.CopyMsgID(cmd.ID, "park", strconv.FormatUint(md.Sequence.Stream, 10)))
 	return err
 }
 
@@ -348,7 +349,7 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 // executes the command id at most once whichever copy comes first.
 func (w *Worker) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, commandID string) error {
 	m := copyOf(msg, msg.Subject())
-	_, err := w.publishMsg(ctx, m, fmt.Sprintf("%s:requeue:%d", commandID, md.Sequence.Stream))
+	_, err := w.publishMsg(ctx, m, events.CopyMsgID(commandID, "requeue", strconv.FormatUint(md.Sequence.Stream, 10)))
 	return err
 }
 

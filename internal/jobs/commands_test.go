@@ -373,6 +373,26 @@ func TestUpdateGroupSettings(t *testing.T) {
 	})
 }
 
+// TestCopiesCannotBeShadowedByACallersID: the copies a worker publishes to
+// the command stream (run again, re-queued, parked) had message ids of the
+// command id alphabet, "<id>:again::0" and the like, so a caller knowing
+// another's command id could send a command under that id first: the
+// stream dropped the worker's copy as its duplicate, the worker took the
+// drop for a publish, and the other command never ran again nor ended.
+func TestCopiesCannotBeShadowedByACallersID(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	s.startWorker(t)
+	g := s.newGroup(t, "Shadowed", "")
+	s.publish(t, command("victim:again::0", events.GetInviteLink, g.ID, nil))
+	wantOutcome(t, s.terminal(t, "victim:again::0"), events.OutcomeSucceeded)
+	if err := s.sim.SetFaults(sim.Faults{AsyncFailure: 1, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.publish(t, command("victim", events.UpdateGroupSettings, g.ID, events.UpdateGroupSettingsParams{Subject: ptr("Renamed")}))
+	wantOutcome(t, s.terminal(t, "victim"), events.OutcomeSucceeded)
+}
+
 func TestInviteLinks(t *testing.T) {
 	t.Parallel()
 

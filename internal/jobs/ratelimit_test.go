@@ -308,7 +308,7 @@ func (s *stack) watchRequeues(t *testing.T) func() (copies, claimed int) {
 	var stopped bool // no t.Errorf once the test has moved on
 	sub, err := s.nc.Subscribe(s.names.AllCommands(), func(m *nats.Msg) {
 		id := m.Header.Get(jetstream.MsgIDHeader)
-		i := strings.LastIndex(id, ":requeue:")
+		i := strings.LastIndex(id, "/requeue/")
 		if i < 0 {
 			return
 		}
@@ -335,7 +335,7 @@ func (s *stack) watchRequeues(t *testing.T) func() (copies, claimed int) {
 		// copy's own original: under load, one whose AckWait ran out
 		// while it waited is delivered again, and the ledger lets only
 		// one of them on.
-		if strings.HasSuffix(e.Owner, fmt.Sprintf("/%s/%d", id[i+len(":requeue:"):], requeuer)) {
+		if strings.HasSuffix(e.Owner, fmt.Sprintf("/%s/%d", id[i+len("/requeue/"):], requeuer)) {
 			claimed++
 		}
 	})
