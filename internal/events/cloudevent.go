@@ -132,9 +132,10 @@ func TerminalEventID(commandID, replay string) string {
 // itself publishes to the command stream: kind says why ("park",
 // "requeue", "again", "resent") and parts make the copy its own (a stream
 // sequence, a run). It is "<command_id>/<kind>/<part>…": '/' is not in the
-// command id alphabet, so no caller's command can carry a copy's id ahead
-// of it and have the stream drop the copy as its duplicate (with ':' a
-// command "<id>:again::0" did, and command <id> never ran again).
+// command id alphabet, so no command sent with its id as message id (as
+// the ingest sends every one) can take a copy's id ahead of it and have
+// the stream drop the copy as its duplicate (with ':' a command
+// "<id>:again::0" did, and command <id> never ran again).
 func CopyMsgID(commandID, kind string, parts ...string) string {
 	return commandID + "/" + kind + "/" + strings.Join(parts, "/")
 }

@@ -376,7 +376,8 @@ func TestUpdateGroupSettings(t *testing.T) {
 // TestCopiesCannotBeShadowedByACallersID: the copies a worker publishes to
 // the command stream (run again, re-queued, parked) had message ids of the
 // command id alphabet, "<id>:again::0" and the like, so a caller knowing
-// another's command id could send a command under that id first: the
+// another's command id could send a command under that id first (over
+// POST /v1/commands, whose message id is the command's id): the
 // stream dropped the worker's copy as its duplicate, the worker took the
 // drop for a publish, and the other command never ran again nor ended.
 func TestCopiesCannotBeShadowedByACallersID(t *testing.T) {
