@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	"sync"
@@ -943,13 +944,38 @@ func TestAmbiguity(t *testing.T) {
 	})
 	t.Run("Timeout after the request was written", func(t *testing.T) {
 		t.Parallel()
+		b := setup(t, sim.Config{})
+		if err := b.sim.SetFaults(sim.Faults{Endpoints: []string{sim.EndpointCreateGroup}, Limit: 1, Timeout: 1}); err != nil {
+			t.Fatal(err)
+		}
+		// The deadline passes as the request is written, however loaded the
+		// machine (a short Config.Timeout could pass while dialling, which is
+		// not ambiguous). The client's own trace hook runs before this one.
+		ctx, expire := context.WithCancelCause(t.Context())
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			WroteRequest: func(info httptrace.WroteRequestInfo) {
+				if info.Err == nil {
+					expire(context.DeadlineExceeded)
+				}
+			},
+		})
+		_, err := b.client.CreateGroup(ctx, phone, graph.CreateGroupRequest{Subject: "slow"})
+		if !errors.Is(err, context.DeadlineExceeded) || !graph.IsAmbiguous(err) || graph.ClassOf(err) != graph.ClassTransient {
+			t.Fatalf("timeout: %v, want an ambiguous transient DeadlineExceeded", err)
+		}
+	})
+	t.Run("Timeout bounds a call Graph holds", func(t *testing.T) {
+		t.Parallel()
 		b := setup(t, sim.Config{}, func(c *graph.Config) { c.Timeout = 50 * time.Millisecond })
 		if err := b.sim.SetFaults(sim.Faults{Endpoints: []string{sim.EndpointCreateGroup}, Limit: 1, Timeout: 1}); err != nil {
 			t.Fatal(err)
 		}
+		// The simulator holds the call until the client leaves: whether the
+		// 50 ms pass before or after the request is written, the call ends
+		// with them.
 		_, err := b.client.CreateGroup(t.Context(), phone, graph.CreateGroupRequest{Subject: "slow"})
-		if !errors.Is(err, context.DeadlineExceeded) || !graph.IsAmbiguous(err) || graph.ClassOf(err) != graph.ClassTransient {
-			t.Fatalf("timeout: %v, want an ambiguous transient DeadlineExceeded", err)
+		if !errors.Is(err, context.DeadlineExceeded) || graph.ClassOf(err) != graph.ClassTransient {
+			t.Fatalf("timeout: %v, want a transient DeadlineExceeded", err)
 		}
 	})
 	t.Run("Connection refused", func(t *testing.T) {
