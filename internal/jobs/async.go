@@ -27,6 +27,13 @@ import (
 
 // linkPending links every pending request of an awaiting command to it
 // and applies webhooks that arrived before the link.
+//
+// A command it finds terminal is left to whoever made it so: that one
+// publishes the terminal event, and its own message's redelivery (or the
+// sweeper) publishes it should that fail. Publishing it here as well
+// raced that publish whenever the webhook came just after the link: the
+// event went out twice (once deduplicated) and the cached reads of the
+// group were made stale a second time, after the event.
 func (w *Worker) linkPending(ctx context.Context, e Entry) error {
 	for _, p := range e.Pending {
 		if p.Done {
@@ -37,7 +44,7 @@ func (w *Worker) linkPending(ctx context.Context, e Entry) error {
 			return err
 		}
 		for _, raw := range early {
-			if err := w.applyWebhook(ctx, e.CommandID, raw); err != nil {
+			if err := w.applyWebhook(ctx, e.CommandID, raw, false); err != nil {
 				return err
 			}
 		}
@@ -49,8 +56,10 @@ func (w *Worker) linkPending(ctx context.Context, e Entry) error {
 
 // applyWebhook records the webhook item raw (a webhook.Item as published
 // to the webhook stream) against the pending request it answers, and
-// completes the command when it was the last one.
-func (w *Worker) applyWebhook(ctx context.Context, commandID string, raw json.RawMessage) error {
+// completes the command when it was the last one. With republish, a
+// command found terminal whose event is not out yet is published (see
+// settle).
+func (w *Worker) applyWebhook(ctx context.Context, commandID string, raw json.RawMessage, republish bool) error {
 	var it webhook.Item
 	if err := json.Unmarshal(raw, &it); err != nil {
 		return nil //nolint:nilerr // not an item: nothing to apply, and retrying will not help
@@ -68,7 +77,7 @@ func (w *Worker) applyWebhook(ctx context.Context, commandID string, raw json.Ra
 		}
 	}
 	ge, _ := json.Marshal(p.Group)
-	return w.settle(ctx, commandID, func(e *Entry) error {
+	return w.settle(ctx, commandID, republish, func(e *Entry) error {
 		i := slices.IndexFunc(e.Pending, func(pd Pending) bool { return pd.RequestID == p.Group.RequestID })
 		if i < 0 || e.Pending[i].Done {
 			return errNoChange // not ours, or a duplicate
@@ -78,15 +87,18 @@ func (w *Worker) applyWebhook(ctx context.Context, commandID string, raw json.Ra
 	})
 }
 
-// completeIfDone completes an awaiting command whose requests are all done.
+// completeIfDone completes an awaiting command whose requests are all
+// done. One already terminal is left to whoever made it so.
 func (w *Worker) completeIfDone(ctx context.Context, commandID string) error {
-	return w.settle(ctx, commandID, func(*Entry) error { return nil })
+	return w.settle(ctx, commandID, false, func(*Entry) error { return nil })
 }
 
 // settle applies mark to an awaiting command's entry and, when no request
 // is pending any more, makes it terminal in the same compare-and-set; then
-// publishes the terminal event.
-func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry) error) error {
+// publishes the terminal event. A command already terminal whose event is
+// not marked published is published again only with republish: by a
+// caller retrying its own message, which may be what made it terminal.
+func (w *Worker) settle(ctx context.Context, commandID string, republish bool, mark func(*Entry) error) error {
 	changed := false
 	var again, exhausted *graph.Error
 	e, err := w.ledger.Update(ctx, commandID, func(e *Entry) error {
@@ -129,7 +141,7 @@ func (w *Worker) settle(ctx context.Context, commandID string, mark func(*Entry)
 	switch {
 	case errors.Is(err, ErrTerminal):
 		// Completed before: publish only if that never got through.
-		if e.Result == nil || e.Result.Published {
+		if !republish || e.Result == nil || e.Result.Published {
 			return nil
 		}
 		cctx, end := w.commandTrace(ctx, "complete "+e.CommandType, e)

@@ -1154,11 +1154,11 @@ func (f *fanout) end(ctx context.Context) error {
 		return err
 	}
 	result, _ := json.Marshal(events.CampaignResult{CampaignID: f.st.CampaignID, Counts: counts})
-	if err := f.w.settle(ctx, f.st.CommandID, markCampaignDone(startRequestID(f.st.CampaignID), result)); err != nil {
+	if err := f.w.settle(ctx, f.st.CommandID, true, markCampaignDone(startRequestID(f.st.CampaignID), result)); err != nil {
 		return fmt.Errorf("campaign: complete %s: %w", f.st.CommandID, err)
 	}
 	for _, id := range f.st.CancelCommands {
-		if err := f.w.settle(ctx, id, markCampaignDone(cancelRequestID(id), result)); err != nil {
+		if err := f.w.settle(ctx, id, true, markCampaignDone(cancelRequestID(id), result)); err != nil {
 			return fmt.Errorf("campaign: complete %s: %w", id, err)
 		}
 	}

@@ -123,7 +123,9 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 	}
 	result := "published"
 	if commandID != "" && p.Group != nil {
-		if err := w.applyWebhook(ctx, commandID, json.RawMessage(msg.Data())); err != nil {
+		// Its redelivery publishes the event should this delivery have
+		// made the command terminal and failed to publish it.
+		if err := w.applyWebhook(ctx, commandID, json.RawMessage(msg.Data()), true); err != nil {
 			log.WarnContext(ctx, "complete command from webhook", slog.Any("error", err))
 			w.retryWebhook(msg)
 			return
