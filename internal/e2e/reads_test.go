@@ -254,7 +254,7 @@ func TestAChangeCostsOneCacheWriteAndAReadNone(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
 	s.startWorker(t, workerOpts{})
-	group := s.createGroup(t, "cost-create", "Cost")
+	var group string
 	writes := func() uint64 {
 		t.Helper()
 		st, err := s.js.Stream(context.Background(), "KV_"+s.names.ReadsBucket())
@@ -267,6 +267,9 @@ func TestAChangeCostsOneCacheWriteAndAReadNone(t *testing.T) {
 		}
 		return info.State.LastSeq
 	}
+	// A command's writes are all made once the worker has acknowledged
+	// it and the webhook items it brought: the create's webhook item can
+	// still be at work after the command's terminal event is out.
 	run := func(id, typ string) {
 		t.Helper()
 		if code, body := s.post(t, command(id, typ, group, nil), s.opts.secrets.APIToken); code != http.StatusAccepted {
@@ -275,8 +278,15 @@ func TestAChangeCostsOneCacheWriteAndAReadNone(t *testing.T) {
 		if _, r := s.events.Terminal(t, id); r.Outcome != events.OutcomeSucceeded {
 			t.Fatalf("%s: %q %+v", typ, r.Outcome, r.Error)
 		}
+		s.awaitSettled(t)
 	}
 	before := writes()
+	group = s.createGroup(t, "cost-create", "Cost")
+	s.awaitSettled(t)
+	if n := writes() - before; n != 4 {
+		t.Errorf("create_group and its webhook wrote %d times to the reads bucket, want 4: the group and the number's list, before group.created and before command.succeeded", n)
+	}
+	before = writes()
 	run("cost-get", events.GetInviteLink)
 	if n := writes() - before; n != 0 {
 		t.Errorf("get_invite_link wrote %d times to the reads bucket, want 0", n)

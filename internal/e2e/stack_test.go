@@ -404,6 +404,31 @@ func (s *stack) awaitState(t testing.TB, id string, state jobs.State) jobs.Entry
 	}
 }
 
+// awaitSettled waits until the worker has settled every command and
+// webhook item it was given: none undelivered or unacknowledged on either
+// consumer. A message is acknowledged after all its work, so whatever it
+// writes is written by then.
+func (s *stack) awaitSettled(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	s.events.WaitFor(t, "every command and webhook item settled", func() bool {
+		for stream, name := range map[string]string{s.names.CommandStream(): s.names.CommandConsumer(), s.names.WebhookStream(): s.names.WebhookConsumer()} {
+			c, err := s.js.Consumer(ctx, stream, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := c.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.NumPending > 0 || info.NumAckPending > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // gate passes webhook deliveries to the ingest, or holds them while
 // closed: a test closes it to make a webhook come after the command
 // awaits it, as Meta's usually do, rather than race it.
