@@ -317,7 +317,13 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return err
 	}
 	defer nc.Close()
-	defer func() { _ = nc.Flush() }() // events published during shutdown leave before the close
+	defer func() {
+		// Events published during shutdown leave before the close. With
+		// NATS unreachable nothing can leave: a flush would wait its 10 s.
+		if nc.IsConnected() {
+			_ = nc.Flush()
+		}
+	}()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -456,7 +462,12 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10}
 
 	var g run.Group
-	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+	// The stop begins with the first interrupt, whichever actor ended.
+	stopping, beginStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer beginStop()
+	onSignal, interruptSignal := run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM)
+	g.Add(onSignal, func(err error) { beginStop(); interruptSignal(err) })
+	defer closeIfStillDown(stopping, nc, s.shutdownGrace, log)()
 
 	// The worker stops first (it naks and releases what it cannot finish);
 	// the limiter keeps pacing its last calls until then.
@@ -502,4 +513,41 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		return nil
 	}
 	return err
+}
+
+// closeIfStillDown closes nc if NATS is still unreachable grace after
+// stopping is done. Every wait on the connection then ends at once: the
+// consumers' drain (which flushes first), the query service's flush, the
+// limiter's deregistration and its watches' clean-up, each with a
+// time-out of its own, held a worker's exit 20 s and more past its grace
+// while NATS was down. Nothing is lost that could have been saved: the
+// commands in flight had their grace, and what was not acknowledged is
+// delivered again. The function returned stops the wait.
+func closeIfStillDown(stopping context.Context, nc *nats.Conn, grace time.Duration, log *slog.Logger) (stop func()) {
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		select {
+		case <-stopping.Done():
+		case <-done:
+			return
+		}
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-done:
+			return
+		}
+		if !nc.IsConnected() {
+			log.Warn("NATS is still unreachable at the end of the shutdown grace; closing the connection: what was not acknowledged is delivered again",
+				slog.Duration("grace", grace))
+			nc.Close()
+		}
+	}()
+	return func() {
+		close(done)
+		<-ended
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/graph/sim"
+	"github.com/groupflow/groupflow/internal/natsembed"
 )
 
 func TestInvalidConfigurationStopsStartUpWithOneLine(t *testing.T) {
@@ -330,5 +331,107 @@ func TestPrintConfigNeedsNoConfiguration(t *testing.T) {
 		if !names[want] {
 			t.Errorf("--print-config does not list %s", want)
 		}
+	}
+}
+
+// SIGTERM while NATS is unreachable: the command in flight has the
+// shutdown grace, then the worker exits without waiting on NATS (a flush,
+// a drain, a deregistration, each with a time-out of its own, held it 20 s
+// and more past a 2 s grace), and the command, not acknowledged, is still
+// the consumer's to deliver once NATS is back. The bound on the exit is
+// the grace plus the telemetry flush's 5 s, as deploy/ budgets it.
+func TestSIGTERMWhileNATSIsDownExitsWithinTheGrace(t *testing.T) {
+	t.Parallel()
+	ns := natsembed.RunTest(t)
+	s := sim.New(sim.Config{})
+	simSrv := httptest.NewServer(s)
+	t.Cleanup(func() { simSrv.Close(); s.Close() })
+	if err := s.SetFaults(sim.Faults{Endpoints: []string{sim.EndpointGetInviteLink}, Timeout: 1}); err != nil {
+		t.Fatal(err)
+	}
+	const grace = 2 * time.Second
+	httpPort := freePort(t)
+	env := map[string]string{
+		"NATS_URL":              ns.ClientURL(),
+		"WHATSAPP_ACCESS_TOKEN": sim.DefaultAccessToken,
+		"GRAPH_API_BASE_URL":    simSrv.URL,
+		"WORKER_ADDR":           fmt.Sprintf("127.0.0.1:%d", httpPort),
+		"WORKER_SHUTDOWN_GRACE": grace.String(),
+		"LOG_LEVEL":             "error",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runMain(ctx, nil, func(k string) string { return env[k] }) }()
+	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort)
+	awaitReadyz(t, readyz, http.StatusOK)
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	names := events.Names{}
+	const phone = "106540352242922"
+	body, _ := json.Marshal(events.Command{ID: "in-flight", Type: events.GetInviteLink, PhoneNumberID: phone, GroupID: "g"})
+	if _, err := js.Publish(ctx, names.Command(phone, events.GetInviteLink), body, jetstream.WithMsgID("in-flight")); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	for len(s.Calls()) == 0 { // the call hangs until the worker gives up
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	opts := ns.Options()
+	ns.Shutdown()
+	awaitReadyz(t, readyz, http.StatusServiceUnavailable) // the worker knows
+	cancel()
+	bound := grace + 5*time.Second
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("runMain: %v", err)
+		}
+	case <-time.After(bound):
+		t.Fatalf("the worker did not exit within %s of SIGTERM with NATS down (its grace is %s)", bound, grace)
+	}
+
+	// Nothing lost: NATS back, the command is still owed.
+	back := natsembed.RunTestWith(t, opts)
+	nc, err = nats.Connect(back.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ = jetstream.New(nc)
+	cons, err := js.Consumer(context.Background(), names.CommandStream(), names.CommandConsumer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending+int(info.NumPending) != 1 { //nolint:gosec // G115: one command
+		t.Errorf("command consumer after the restart: %d unacknowledged, %d undelivered; want the command in flight still owed", info.NumAckPending, info.NumPending)
+	}
+}
+
+// awaitReadyz waits until url answers status.
+func awaitReadyz(t *testing.T, url string, status int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(url) //nolint:noctx // a probe, bounded by the loop
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == status {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer %d within 15 s (last: %v)", url, status, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
