@@ -158,13 +158,19 @@ func TestIngestRunsAgainstNATS(t *testing.T) {
 // unless it returned nil and none of bases answers any more.
 func awaitStopped(t *testing.T, done <-chan error, bases ...string) {
 	t.Helper()
+	awaitStoppedWithin(t, 20*time.Second, done, bases...)
+}
+
+// awaitStoppedWithin is awaitStopped within bound.
+func awaitStoppedWithin(t *testing.T, bound time.Duration, done <-chan error, bases ...string) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("runMain after stop = %v, want nil", err)
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("ingest did not stop within 20 s")
+	case <-time.After(bound):
+		t.Fatalf("ingest did not stop within %s", bound)
 	}
 	for _, base := range bases {
 		if resp, err := http.Get(base + "/healthz"); err == nil {
@@ -174,24 +180,24 @@ func awaitStopped(t *testing.T, done <-chan error, bases ...string) {
 	}
 }
 
-// startIngest runs the whole binary against a real NATS, with env added to
-// a working environment, and waits until it is ready. Its address comes
-// from a flag, which wins over the environment. done has runMain's result
-// once cancel is called.
+// startIngest runs the whole binary against a real NATS (a server of its
+// own unless env names one in NATS_URL), with env added to a working
+// environment, and waits until it is ready. Its address comes from a
+// flag, which wins over the environment. done has runMain's result once
+// cancel is called.
 func startIngest(t *testing.T, env map[string]string) (base string, cancel context.CancelFunc, done <-chan error) {
 	t.Helper()
-	ns := natsembed.RunTest(t)
 	addr := freeAddr(t)
 	all := map[string]string{
-		"NATS_URL":              ns.ClientURL(),
 		"INGEST_ADDR":           "127.0.0.1:1", // the flag below wins
 		"WHATSAPP_APP_SECRET":   "s",
 		"WHATSAPP_VERIFY_TOKEN": "v",
 		"INGEST_API_TOKENS":     "t1,t2",
 		"LOG_LEVEL":             "error",
 	}
-	for k, v := range env {
-		all[k] = v
+	maps.Copy(all, env)
+	if all["NATS_URL"] == "" {
+		all["NATS_URL"] = natsembed.RunTest(t).ClientURL()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -302,4 +308,29 @@ func TestIngestDrainsBeforeClosing(t *testing.T) {
 		t.Fatalf("POST /v1/commands during the drain = %d, want 202", resp.StatusCode)
 	}
 	awaitStopped(t, done, base)
+}
+
+// SIGTERM while NATS is unreachable: the ingest exits within
+// INGEST_SHUTDOWN_GRACE plus the telemetry flush's 5 s, as deploy/ budgets
+// it, waiting on NATS for nothing (a flush before the close would wait
+// its 10 s).
+func TestSIGTERMWhileNATSIsDownExitsWithinTheGrace(t *testing.T) {
+	t.Parallel()
+	ns := natsembed.RunTest(t)
+	const grace = time.Second
+	base, cancel, done := startIngest(t, map[string]string{"NATS_URL": ns.ClientURL(), "INGEST_SHUTDOWN_GRACE": grace.String()})
+	ns.Shutdown()
+	for { // until the ingest knows
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	awaitStoppedWithin(t, grace+5*time.Second, done, base)
 }
