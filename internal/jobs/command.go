@@ -109,7 +109,12 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 		}
 		_ = msg.Ack()
 	case HeldElsewhere:
-		_ = msg.NakWithDelay(max(entry.LeaseUntil.Sub(w.now()), 500*time.Millisecond))
+		// Another delivery is at it: often this message's own earlier one,
+		// whose AckWait ran out while it waited in a busy worker. Waiting
+		// for it must not use up the deliveries: a nak of the last one
+		// made the max-deliveries advisory dead-letter, as
+		// retries_exhausted, the command the other one was running.
+		w.waitAgain(ctx, msg, md, cmd.ID, max(entry.LeaseUntil.Sub(w.now()), 500*time.Millisecond))
 	case Claimed:
 		w.execute(ctx, log, msg, md, cmd, entry, token, adm)
 	}
@@ -360,13 +365,20 @@ func (w *Worker) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.M
 // without using up their deliveries; used up, they went to the DLQ, or -
 // when the ledger the dead-letter path needs was down too - nowhere.
 func (w *Worker) retryLater(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, commandID string) {
+	w.waitAgain(ctx, msg, md, commandID, retryDelay(md.NumDelivered))
+}
+
+// waitAgain hands back a command that is to be tried again after delay,
+// before its claim: with a nak, or one delivery before its last as a
+// re-queued copy, so that waiting never uses up its deliveries.
+func (w *Worker) waitAgain(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, commandID string, delay time.Duration) {
 	if w.maxDeliver > 0 && md.NumDelivered+1 >= uint64(w.maxDeliver) {
 		if err := w.requeue(ctx, msg, md, commandID); err == nil {
 			_ = msg.Ack()
 			return
 		}
 	}
-	_ = msg.NakWithDelay(retryDelay(md.NumDelivered))
+	_ = msg.NakWithDelay(delay)
 }
 
 // retryDelay is the back-off before delivery n+1 after an infrastructure

@@ -375,6 +375,77 @@ func TestMaxDeliveriesAdvisoryDeadLettersAnAbandonedCommand(t *testing.T) {
 	}
 }
 
+// A delivery whose AckWait ran out while it waited in a busy worker goes
+// on, holding the command's claim, after the server delivered the message
+// again. The later deliveries find the claim held. The last of them must
+// not end the message with a nak: the max-deliveries advisory would
+// dead-letter, as retries_exhausted, a command another delivery is still
+// running. It is re-queued as a copy, and the command completes once the
+// holder lets go.
+func TestTheLastDeliveryOfACommandHeldElsewhereIsRequeuedNotDeadLettered(t *testing.T) {
+	t.Parallel()
+	s := setup(t, func(o *stackOpts) { o.maxDeliv = 3 })
+	ctx := context.Background()
+	g := s.newGroup(t, "Held", "")
+	c := command("held-1", events.GetInviteLink, g.ID, nil)
+	body, _ := json.Marshal(c)
+	subject := s.names.Command(phone, c.Type)
+
+	// The delivery still at work: its claim, renewed as its heartbeat
+	// renews it (a short lease, so each delivery that finds it held
+	// comes back soon).
+	ledger := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil)
+	const token, lease = "stalled-worker/1/1", 2 * time.Second
+	if _, _, err := ledger.Claim(ctx, jobs.ClaimRequest{CommandID: c.ID, CommandType: c.Type, PhoneNumberID: phone,
+		Subject: subject, Command: body, Token: token, Lease: lease}); err != nil {
+		t.Fatal(err)
+	}
+	renewing, stopRenewing := context.WithCancel(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		for {
+			if err := ledger.Renew(renewing, c.ID, token, lease); err != nil && renewing.Err() == nil {
+				t.Errorf("renew the holder's claim: %v", err)
+			}
+			select {
+			case <-renewing.Done():
+				return
+			case <-time.After(lease / 8):
+			}
+		}
+	}()
+
+	// The message's deliveries are over once it is acknowledged (gone
+	// from the work queue) or the consumer gives up on it.
+	var gaveUp atomic.Bool
+	advisories, err := s.nc.Subscribe(fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s",
+		s.names.CommandStream(), s.names.CommandConsumer()), func(*nats.Msg) { gaveUp.Store(true) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = advisories.Unsubscribe() }()
+	ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: body}, jetstream.WithMsgID(c.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.startWorker(t)
+	stream, err := s.js.Stream(ctx, s.names.CommandStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.events.WaitFor(t, "every delivery of the message to be over", func() bool {
+		_, err := stream.GetMsg(ctx, ack.Sequence)
+		return errors.Is(err, jetstream.ErrMsgNotFound) || gaveUp.Load()
+	})
+	stopRenewing()
+	<-renewed
+	if err := ledger.Release(ctx, c.ID, token, jobs.Attempt{At: time.Now(), Outcome: "cancelled"}); err != nil && !errors.Is(err, jobs.ErrTerminal) {
+		t.Fatal(err)
+	}
+	wantOutcome(t, s.terminal(t, c.ID), events.OutcomeSucceeded)
+}
+
 func TestSweeperFinishesEachOverdueCommandOnceAcrossWorkers(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
