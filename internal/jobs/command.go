@@ -351,12 +351,24 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 // requeue publishes a copy of msg (copyOf) to its subject, to be delivered afresh.
 // Its message id names the copied stream message, so re-queueing the same
 // delivery twice (a crash before the ack) stores one copy; the ledger
-// executes the command id at most once whichever copy comes first.
+// executes the command id at most once whichever copy comes first. The
+// copy names the delivery that made it (RequeuedByHeader).
 func (w *Worker) requeue(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, commandID string) error {
 	m := copyOf(msg, msg.Subject())
+	m.Header.Set(RequeuedByHeader, fmt.Sprintf("%d/%d", md.Sequence.Stream, md.NumDelivered))
 	_, err := w.publishMsg(ctx, m, events.CopyMsgID(commandID, "requeue", strconv.FormatUint(md.Sequence.Stream, 10)))
 	return err
 }
+
+// RequeuedByHeader on a re-queued copy of a command names the delivery
+// that made it: "<stream sequence>/<delivery>", as that delivery's claim
+// token ends. Its message id names only the message copied, and two
+// deliveries of one message can be under way at once: one whose AckWait
+// ran out while it waited in a busy worker goes on after the server
+// delivered the message again. The later one may re-queue the command
+// while the earlier one holds its claim; the one holding the claim
+// releases it before it re-queues.
+const RequeuedByHeader = "Groupflow-Requeued-By"
 
 // retryLater hands back a command that NATS failed before it was claimed
 // (the ledger, or the event stream for a stored result, unavailable): with

@@ -290,19 +290,12 @@ func (s *stack) commandConsumer(t testing.TB) *jetstream.ConsumerInfo {
 // watchRequeues watches the command subjects for re-queued copies and, as
 // each arrives, reads its command's ledger entry. It returns a function
 // that stops watching and reports how many copies it saw and how many
-// arrived while the delivery they copy (named by the copy's message id)
-// still held the command's claim: such a copy finds the command held by
-// its own original and waits out a whole lease for nothing.
+// arrived while the delivery that made them (jobs.RequeuedByHeader) still
+// held the command's claim: such a copy finds the command held by its own
+// original and waits out a whole lease for nothing.
 func (s *stack) watchRequeues(t *testing.T) func() (copies, claimed int) {
 	t.Helper()
 	ledger := s.kv(t, s.names.LedgerBucket())
-	cons, err := s.js.Consumer(context.Background(), s.names.CommandStream(), s.names.CommandConsumer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A command is re-queued by its delivery before the last one (the last
-	// one re-queues only if that failed, which this test does not cause).
-	requeuer := cons.CachedInfo().Config.MaxDeliver - 1
 	var mu sync.Mutex
 	var copies, claimed int
 	var stopped bool // no t.Errorf once the test has moved on
@@ -333,9 +326,15 @@ func (s *stack) watchRequeues(t *testing.T) func() (copies, claimed int) {
 		// A claim token is worker/stream sequence/delivery. Another
 		// delivery of the same message holding the claim is not the
 		// copy's own original: under load, one whose AckWait ran out
-		// while it waited is delivered again, and the ledger lets only
-		// one of them on.
-		if strings.HasSuffix(e.Owner, fmt.Sprintf("/%s/%d", id[i+len("/requeue/"):], requeuer)) {
+		// while it waited goes on after the message is delivered again,
+		// the later delivery re-queues it before any claim, and the
+		// ledger lets only one of them on.
+		by := m.Header.Get(jobs.RequeuedByHeader)
+		if by == "" {
+			t.Errorf("re-queued %s does not say which delivery made it", id)
+			return
+		}
+		if strings.HasSuffix(e.Owner, "/"+by) {
 			claimed++
 		}
 	})
