@@ -41,7 +41,7 @@ func TestWorkerMetricsAfterARun(t *testing.T) {
 	if code, body := s.post(t, command("m-create", events.CreateGroup, "", events.CreateGroupParams{Subject: "Metered"}), tok); code != http.StatusAccepted {
 		t.Fatalf("POST = %d %s", code, body)
 	}
-	s.awaitState(t, "m-create", jobs.StateAwaitingWebhook)
+	s.awaitLinked(t, "m-create")
 	s.gate.release()
 	_, created := s.events.Terminal(t, "m-create")
 	if created.Outcome != events.OutcomeSucceeded {

@@ -429,6 +429,30 @@ func (s *stack) awaitSettled(t testing.TB) {
 	})
 }
 
+// awaitLinked waits until command id awaits its webhooks and the worker
+// has linked each of its requests to it: a webhook let through then
+// completes the command itself. The ledger says awaiting a step before the
+// links are made, and a webhook that comes in between is left for the
+// worker to apply ("uncorrelated").
+func (s *stack) awaitLinked(t testing.TB, id string) jobs.Entry {
+	t.Helper()
+	entry := s.awaitState(t, id, jobs.StateAwaitingWebhook)
+	kv, err := s.js.KeyValue(context.Background(), s.names.CorrelationBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	corr := jobs.NewCorrelations(kv)
+	s.events.WaitFor(t, "the requests of "+id+" linked to it", func() bool {
+		for _, p := range entry.Pending {
+			if linked, err := corr.Lookup(context.Background(), p.RequestID); err != nil || linked != id {
+				return false
+			}
+		}
+		return true
+	})
+	return entry
+}
+
 // gate passes webhook deliveries to the ingest, or holds them while
 // closed: a test closes it to make a webhook come after the command
 // awaits it, as Meta's usually do, rather than race it.

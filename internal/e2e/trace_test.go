@@ -18,7 +18,6 @@ import (
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph/sim"
-	"github.com/groupflow/groupflow/internal/jobs"
 	"github.com/groupflow/groupflow/internal/telemetry"
 )
 
@@ -39,7 +38,7 @@ func TestOneTracePerCommand(t *testing.T) {
 		if code, body := s.post(t, command(id, events.CreateGroup, "", events.CreateGroupParams{Subject: "Traced"}), s.opts.secrets.APIToken); code != http.StatusAccepted {
 			t.Fatalf("POST /v1/commands = %d %s, want 202", code, body)
 		}
-		entry := s.awaitState(t, id, jobs.StateAwaitingWebhook)
+		entry := s.awaitLinked(t, id)
 		s.gate.release()
 		ev, res := s.events.Terminal(t, id)
 		if res.Outcome != events.OutcomeSucceeded {
