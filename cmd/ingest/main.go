@@ -114,7 +114,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "groupflow-ingest", ServiceVersion: version(), Getenv: getenv})
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "groupflow-ingest", ServiceVersion: version(), Getenv: getenv, Component: telemetry.ComponentIngest})
 	if err != nil {
 		return err
 	}

@@ -145,13 +145,39 @@ func TestIngestRunsAgainstNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	page, _ := io.ReadAll(metrics.Body)
 	metrics.Body.Close()
 	if metrics.StatusCode != http.StatusOK {
 		t.Errorf("/metrics = %d, want 200", metrics.StatusCode)
 	}
+	// The alerted series at 0 from start-up are the ingest's own: its
+	// webhook signature failures, and none of the worker's throttles,
+	// which would say the ingest calls Graph.
+	for _, want := range []string{
+		`groupflow_webhook_signature_failures_total{reason="missing"} 0`,
+		`groupflow_webhook_signature_failures_total{reason="mismatch"} 0`,
+	} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(string(page), "groupflow_throttles_total") {
+		t.Errorf("the ingest's /metrics has the worker's groupflow_throttles_total: %s", grepLines(string(page), "groupflow_throttles_total"))
+	}
 
 	cancel()
 	awaitStopped(t, done, base)
+}
+
+// grepLines returns the lines of page that contain s.
+func grepLines(page, s string) string {
+	var out []string
+	for line := range strings.Lines(page) {
+		if strings.Contains(line, s) {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // awaitStopped waits for runMain to return, within 20 s, and fails the test

@@ -283,7 +283,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "groupflow-worker", ServiceVersion: version(), Getenv: getenv})
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "groupflow-worker", ServiceVersion: version(), Getenv: getenv, Component: telemetry.ComponentWorker})
 	if err != nil {
 		return err
 	}

@@ -315,6 +315,22 @@ func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// The alerted series at 0 from start-up are the worker's own: the app
+	// and account throttles, and none of the ingest's webhook signature
+	// failures, which would say the worker receives webhooks.
+	for _, want := range []string{
+		`groupflow_throttles_total{code="4",scope="app"} 0`,
+		`groupflow_throttles_total{code="80007",scope="account"} 0`,
+	} {
+		if !strings.Contains(string(exposition), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for line := range strings.Lines(string(exposition)) {
+		if strings.Contains(line, "groupflow_webhook_signature_failures_total") {
+			t.Errorf("the worker's /metrics has the ingest's %s", strings.TrimSpace(line))
+		}
+	}
 }
 
 func TestPrintConfigNeedsNoConfiguration(t *testing.T) {

@@ -144,8 +144,8 @@ func setup(t testing.TB, mutate ...func(*stackOpts)) *stack {
 	case o.spanExporter != nil:
 		exporter = o.spanExporter
 	}
-	s.ingestTel = newTelemetry(t, "groupflow-ingest", exporter)
-	s.workerTel = newTelemetry(t, "groupflow-worker", exporter)
+	s.ingestTel = newTelemetry(t, "groupflow-ingest", telemetry.ComponentIngest, exporter)
+	s.workerTel = newTelemetry(t, "groupflow-worker", telemetry.ComponentWorker, exporter)
 
 	// The ingest, as cmd/ingest wires it.
 	handler, err := ingest.New(ingest.Config{
@@ -189,10 +189,10 @@ func setup(t testing.TB, mutate ...func(*stackOpts)) *stack {
 	return s
 }
 
-func newTelemetry(t testing.TB, service string, exp sdktrace.SpanExporter) *telemetry.Telemetry {
+func newTelemetry(t testing.TB, service string, component telemetry.Component, exp sdktrace.SpanExporter) *telemetry.Telemetry {
 	t.Helper()
 	tel, err := telemetry.Setup(context.Background(), telemetry.Config{
-		ServiceName: service, ServiceVersion: "e2e", Getenv: func(string) string { return "" },
+		ServiceName: service, ServiceVersion: "e2e", Getenv: func(string) string { return "" }, Component: component,
 		SpanExporter: exp, Sampler: sdktrace.AlwaysSample(),
 	})
 	if err != nil {

@@ -76,7 +76,9 @@ type Metrics struct {
 	tokenRefused      metric.Int64ObservableGauge
 }
 
-// NewMetrics creates the instruments on meter.
+// NewMetrics creates the instruments on meter. No series is exported before
+// its first measurement; Setup then exports at 0 the alerted ones of its
+// Config.Component.
 func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	m := &Metrics{meter: meter}
 	var errs []error
@@ -113,7 +115,6 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("create metric instruments: %w", err)
 	}
-	m.zeroAlerted()
 	return m, nil
 }
 
@@ -121,18 +122,26 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 // increase(): Prometheus counts only the difference between samples, so
 // a series whose first sample is already 6 (a burst of refused webhooks
 // in one scrape interval, one account throttle) never raises increase()
-// above 0 and its alert never fires. It runs once, when the instruments
-// are made, with no caller's context to take: an Add does no I/O.
+// above 0 and its alert never fires. Only component's own series: an
+// ingest's throttle series at 0 would read as an ingest that calls Graph
+// and was never throttled, a worker's signature failures as a worker
+// that receives webhooks. It runs once, when the instruments are made,
+// with no caller's context to take: an Add does no I/O.
 //
 //nolint:contextcheck // see above: the context.Background() is not a broken call chain
-func (m *Metrics) zeroAlerted() {
+func (m *Metrics) zeroAlerted(component Component) {
 	ctx := context.Background()
-	for _, reason := range []string{"missing", "mismatch"} {
-		m.signatureFailures.Add(ctx, 0, metric.WithAttributes(KeyReason.String(reason)))
+	switch component {
+	case ComponentIngest:
+		// GroupflowWebhookSignatureFailures.
+		for _, reason := range []string{"missing", "mismatch"} {
+			m.signatureFailures.Add(ctx, 0, metric.WithAttributes(KeyReason.String(reason)))
+		}
+	case ComponentWorker:
+		// Graph's app (4) and account (80007) throttles: GroupflowAccountThrottled.
+		m.throttles.Add(ctx, 0, metric.WithAttributes(KeyCode.Int(4), KeyScope.String("app")))
+		m.throttles.Add(ctx, 0, metric.WithAttributes(KeyCode.Int(80007), KeyScope.String("account")))
 	}
-	// Graph's app (4) and account (80007) throttles: GroupflowAccountThrottled.
-	m.throttles.Add(ctx, 0, metric.WithAttributes(KeyCode.Int(4), KeyScope.String("app")))
-	m.throttles.Add(ctx, 0, metric.WithAttributes(KeyCode.Int(80007), KeyScope.String("account")))
 }
 
 // CommandDone counts a command that reached an outcome ("succeeded",

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"net/http"
@@ -244,8 +245,16 @@ func TestMetricsRegistriesAreSeparate(t *testing.T) {
 	t.Parallel()
 	a, b := setup(t), setup(t)
 	a.tel.Metrics().Throttle(context.Background(), 4, "app")
-	if v := sample(t, scrape(t, b.tel), "groupflow_throttles_total", map[string]string{"code": "4", "scope": "app"}).GetCounter().GetValue(); v != 0 {
-		t.Errorf("a measurement in one Telemetry shows on another's /metrics: %v, want 0", v)
+	b.tel.Metrics().Throttle(context.Background(), 130429, "number")
+	if v := sample(t, scrape(t, a.tel), "groupflow_throttles_total", map[string]string{"code": "4", "scope": "app"}).GetCounter().GetValue(); v != 1 {
+		t.Errorf("throttle counted on its own /metrics: %v, want 1", v)
+	}
+	for _, m := range scrape(t, b.tel)["groupflow_throttles_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "code" && l.GetValue() == "4" {
+				t.Errorf("a measurement in one Telemetry shows on another's /metrics: %v", m)
+			}
+		}
 	}
 }
 
@@ -275,21 +284,58 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 // Prometheus only counts the difference between samples, so a series that
 // appears at 6 (a burst of refused webhooks in one scrape interval) and
 // stays there never makes increase() > 0. The counters the alerts in
-// deploy/prometheus watch that way must be on /metrics at 0 from the start.
-func TestAlertedCountersAreExportedAtZeroBeforeTheirFirstEvent(t *testing.T) {
+// deploy/prometheus watch that way must be on /metrics at 0 from the start
+// — in the component that counts them only: an ingest's throttle series
+// at 0 reads as an ingest that calls Graph, a worker's signature failures
+// as a worker that receives webhooks.
+func TestAlertedCountersAreExportedAtZeroByTheirComponent(t *testing.T) {
 	t.Parallel()
-	fams := scrape(t, setup(t).tel)
+	signature := []string{`groupflow_webhook_signature_failures_total{reason="missing"} 0`, `groupflow_webhook_signature_failures_total{reason="mismatch"} 0`}
+	throttle := []string{`groupflow_throttles_total{code="4",scope="app"} 0`, `groupflow_throttles_total{code="80007",scope="account"} 0`}
 	for _, c := range []struct {
-		name   string
-		labels map[string]string
+		name      Component
+		want, not []string
 	}{
-		{"groupflow_webhook_signature_failures_total", map[string]string{"reason": "missing"}},
-		{"groupflow_webhook_signature_failures_total", map[string]string{"reason": "mismatch"}},
-		{"groupflow_throttles_total", map[string]string{"code": "4", "scope": "app"}},
-		{"groupflow_throttles_total", map[string]string{"code": "80007", "scope": "account"}},
+		{ComponentIngest, signature, throttle},
+		{ComponentWorker, throttle, signature},
+		{"", nil, append(signature, throttle...)},
 	} {
-		if v := sample(t, fams, c.name, c.labels).GetCounter().GetValue(); v != 0 {
-			t.Errorf("%s%v = %v before any event, want 0", c.name, c.labels, v)
-		}
+		t.Run("Component "+cmp.Or(string(c.name), "unset"), func(t *testing.T) {
+			t.Parallel()
+			tel, err := Setup(context.Background(), Config{ServiceName: "groupflow-test", Getenv: env(nil), Component: c.name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+			page := scrapeText(t, tel)
+			for _, want := range c.want {
+				if !strings.Contains(page, want) {
+					t.Errorf("/metrics lacks %s before any event", want)
+				}
+			}
+			for _, not := range c.not {
+				if strings.Contains(page, not) {
+					t.Errorf("/metrics has %s, another component's", not)
+				}
+			}
+		})
 	}
+}
+
+func TestUnknownComponentIsRefused(t *testing.T) {
+	t.Parallel()
+	if _, err := Setup(context.Background(), Config{Getenv: env(nil), Component: "ingester"}); err == nil || !strings.Contains(err.Error(), "Component") {
+		t.Errorf("Setup with Component %q = %v, want an error naming Component", "ingester", err)
+	}
+}
+
+// scrapeText is GET /metrics of tel as text.
+func scrapeText(t *testing.T, tel *Telemetry) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /metrics = %d", rec.Code)
+	}
+	return rec.Body.String()
 }

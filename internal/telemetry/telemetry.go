@@ -63,7 +63,26 @@ type Config struct {
 	// alongside the Prometheus exporter, e.g. sdkmetric.NewManualReader in
 	// tests. Defaults to none.
 	MetricReader sdkmetric.Reader
+
+	// Component is the kind of process, which picks the counter series
+	// that alerts watch and that are exported at 0 from start-up: only
+	// those of work the component does (the ingest's webhook signature
+	// failures, the worker's app and account throttles), so one's /metrics
+	// does not suggest it does the other's. Defaults to none: no series at
+	// 0 (groupctl).
+	Component Component
 }
+
+// Component is a kind of groupflow process, for Config.Component.
+type Component string
+
+const (
+	// ComponentIngest receives Meta's webhooks and the command API's
+	// requests (cmd/ingest).
+	ComponentIngest Component = "ingest"
+	// ComponentWorker executes commands against the Graph API (cmd/worker).
+	ComponentWorker Component = "worker"
+)
 
 // Telemetry holds the tracer and meter providers of one process, the
 // Prometheus registry behind /metrics, and the metric instruments.
@@ -107,6 +126,11 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 }
 
 func build(ctx context.Context, cfg Config, getenv func(string) string) (*Telemetry, error) {
+	switch cfg.Component {
+	case "", ComponentIngest, ComponentWorker:
+	default:
+		return nil, fmt.Errorf("unknown Component %q (want %q or %q)", cfg.Component, ComponentIngest, ComponentWorker)
+	}
 	disabled, err := boolFromEnv(getenv, "OTEL_SDK_DISABLED")
 	if err != nil {
 		return nil, err
@@ -117,6 +141,7 @@ func build(ctx context.Context, cfg Config, getenv func(string) string) (*Teleme
 		if err != nil {
 			return nil, err
 		}
+		m.zeroAlerted(cfg.Component)
 		reg := prometheus.NewRegistry()
 		return &Telemetry{
 			tracerProvider: tracenoop.NewTracerProvider(),
@@ -213,6 +238,7 @@ func build(ctx context.Context, cfg Config, getenv func(string) string) (*Teleme
 	if t.metrics, err = NewMetrics(t.meterProvider.Meter(ScopeName)); err != nil {
 		return nil, err
 	}
+	t.metrics.zeroAlerted(cfg.Component)
 	ok = true
 	return t, nil
 }
