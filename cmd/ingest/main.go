@@ -41,6 +41,8 @@ type settings struct {
 	appSecret     string
 	verifyToken   string
 	apiTokens     []string
+	apiRate       float64
+	apiBurst      int
 	maxBody       int64
 	shutdownGrace time.Duration
 	drain         time.Duration
@@ -55,7 +57,9 @@ func load(getenv func(string) string) (settings, *config.Env) {
 		metricsAddr:   e.String("INGEST_METRICS_ADDR", "", "address of a private listener for /metrics, /healthz and /readyz (as the worker's WORKER_ADDR); when set, INGEST_ADDR, which Meta and the command API's callers reach, no longer serves /metrics"),
 		appSecret:     e.Secret("WHATSAPP_APP_SECRET", "Meta app secret that signs webhooks"),
 		verifyToken:   e.Secret("WHATSAPP_VERIFY_TOKEN", "token Meta echoes in the webhook verification handshake"),
-		apiTokens:     e.SecretList("INGEST_API_TOKENS", "bearer tokens of the command API, comma separated: a token acts for every phone number, TOKEN@ID+ID… only for the phone_number_ids named"),
+		apiTokens:     e.SecretList("INGEST_API_TOKENS", "bearer tokens of the command API, comma separated: a token acts for every phone number, TOKEN@ID+ID… only for the phone_number_ids named; ;rate=R and ;burst=B after either set that token's own rate bound"),
+		apiRate:       e.Float("INGEST_API_RATE", 0, 0, "requests a second each API token may make to the command API (POST and GET together) on this ingest, each replica bounding its own; over it: 429 with Retry-After, nothing published; an entry's own ;rate= takes its place; 0: no bound"),
+		apiBurst:      e.Int("INGEST_API_BURST", 0, 0, "requests a token may make at once beyond INGEST_API_RATE after a quiet spell; an entry's own ;burst= takes its place; 0: one second of the token's rate, at least 1"),
 		maxBody:       int64(e.Int("INGEST_MAX_BODY_BYTES", 4<<20, 1024, "largest webhook body accepted (Meta sends ≤ 3 MB)")),
 		shutdownGrace: e.Duration("INGEST_SHUTDOWN_GRACE", 15*time.Second, "time in-flight requests get to finish on SIGTERM"),
 		drain:         e.Duration("INGEST_DRAIN", 0, "on SIGTERM, time /readyz answers 503 while requests are still served, before the listener closes (a load balancer's time to stop sending; 5s or more behind one)"),
@@ -160,6 +164,8 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		JS:        js,
 		Names:     names,
 		APITokens: s.apiTokens,
+		APIRate:   s.apiRate,
+		APIBurst:  s.apiBurst,
 		Logger:    log,
 		Telemetry: tel,
 		// Off the public listener when the operator gave metrics one.

@@ -263,6 +263,44 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
+// INGEST_API_RATE and INGEST_API_BURST reach the command API: at one
+// request in 1000 s with a burst of 1, a token's second request is
+// refused with 429 and Retry-After (whatever the machine's speed), the
+// other token's is not. Unset, they bound nothing: make run and a
+// deployment that does not set them answer as before.
+func TestAPIRateBoundsEachToken(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"WHATSAPP_APP_SECRET": "s", "WHATSAPP_VERIFY_TOKEN": "v"}
+	s, e := load(func(k string) string { return env[k] })
+	if err := e.Err(); err != nil || s.apiRate != 0 || s.apiBurst != 0 {
+		t.Fatalf("defaults: INGEST_API_RATE %v, INGEST_API_BURST %v (%v); want 0 and 0, no bound", s.apiRate, s.apiBurst, err)
+	}
+	base, cancel, done := startIngest(t, map[string]string{"INGEST_API_RATE": "0.001", "INGEST_API_BURST": "1"})
+	post := func(token, id string) (status int, retryAfter string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/commands", strings.NewReader(
+			`{"id":"`+id+`","type":"delete_group","phone_number_id":"106540352242922","group_id":"Y2FwaV9ncm91cDoxZD"}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	if status, _ := post("t1", "rate-1"); status != http.StatusAccepted {
+		t.Fatalf("first POST = %d, want 202", status)
+	}
+	if status, retryAfter := post("t1", "rate-2"); status != http.StatusTooManyRequests || retryAfter != "1000" {
+		t.Errorf("second POST = %d with Retry-After %q, want 429 with 1000", status, retryAfter)
+	}
+	if status, _ := post("t2", "rate-3"); status != http.StatusAccepted {
+		t.Errorf("the other token's POST = %d, want 202", status)
+	}
+	cancel()
+	awaitStopped(t, done, base)
+}
+
 // With INGEST_METRICS_ADDR set, /metrics is served on that private
 // listener, with the probes, and the public one, which Meta's webhooks and
 // the command API's callers reach, answers 404 for it.

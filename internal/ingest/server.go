@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -43,6 +44,19 @@ type Config struct {
 	// those, and sees only their commands. With none, the command API
 	// refuses every request.
 	APITokens []string
+	// APIRate bounds the requests each API token makes to the command API
+	// (POST /v1/commands and GET /v1/commands/{id} together) on this
+	// server, per second: a request over it is answered 429 with
+	// Retry-After, before its body is read, and nothing is published. An
+	// entry's own ";rate=" takes its place for its token. 0 (the default):
+	// no bound.
+	APIRate float64
+	// APIBurst is how many requests a token may make at once, beyond its
+	// rate, after a quiet spell. An entry's own ";burst=" takes its place.
+	// Defaults to one second of the token's rate, at least 1.
+	APIBurst int
+	// Now tells the API tokens' rate bounds the time. Defaults to time.Now.
+	Now func() time.Time
 	// Ledger answers GET /v1/commands/{id} (with query.CommandStatus, the
 	// command_status query's documented reply, never the raw entry) and
 	// recognises re-sent command ids after the stream's duplicate window.
@@ -82,6 +96,7 @@ type Server struct {
 	private *http.ServeMux
 	tracer  trace.Tracer
 	tokens  []apiToken
+	metrics *telemetry.Metrics
 
 	readyMu    sync.Mutex
 	readyUntil time.Time
@@ -107,11 +122,23 @@ func New(cfg Config) (*Server, error) {
 	cfg.MaxCommandBytes = cmp.Or(cfg.MaxCommandBytes, 1<<20)
 	cfg.PublishTimeout = cmp.Or(cfg.PublishTimeout, 5*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	tokens, err := newAPITokens(cfg.APITokens)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.APIRate < 0 || math.IsNaN(cfg.APIRate) || math.IsInf(cfg.APIRate, 0) {
+		return nil, fmt.Errorf("ingest: APIRate %v: want a number of requests a second ≥ 0", cfg.APIRate)
+	}
+	if cfg.APIBurst < 0 {
+		return nil, fmt.Errorf("ingest: APIBurst %d: want 0 or more", cfg.APIBurst)
+	}
+	tokens, err := newAPITokens(cfg.APITokens, cfg.APIRate, cfg.APIBurst)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: APITokens: %w", err)
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), private: http.NewServeMux(), tracer: noop.NewTracerProvider().Tracer(""), tokens: tokens}
+	if cfg.Telemetry != nil {
+		s.metrics = cfg.Telemetry.Metrics()
+	}
 	webhookRoute := cfg.Webhook
 	var postCommand, getCommand http.Handler = s.auth(s.postCommand), s.auth(s.getCommand)
 	switch tel := cfg.Telemetry; {
@@ -162,7 +189,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) Private() http.Handler { return s.private }
 
 // auth calls next with the scope of the request's bearer token, or
-// answers 401.
+// answers 401, or 429 when the token is over its rate bound.
 func (s *Server) auth(next func(http.ResponseWriter, *http.Request, scope)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		// The scheme is case-insensitive (RFC 9110 section 11.1).
@@ -175,6 +202,15 @@ func (s *Server) auth(next func(http.ResponseWriter, *http.Request, scope)) http
 			w.Header().Set("WWW-Authenticate", `Bearer realm="groupflow"`)
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "missing or invalid bearer token"})
 			return
+		}
+		// Before the body is read: a refused request costs a hash and
+		// this, and publishes nothing.
+		if sc.rate != nil {
+			now := s.cfg.Now()
+			if retryIn, ok := sc.rate.admit(now); !ok {
+				s.refuseRate(w, r, sc, now, retryIn)
+				return
+			}
 		}
 		next(w, r, sc)
 	}

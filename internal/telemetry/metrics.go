@@ -31,6 +31,7 @@ const (
 	MetricConsumerLag       = "groupflow.consumer.lag"               // gauge {message}: stream, consumer
 	MetricConsumerAckPend   = "groupflow.consumer.ack_pending"       // gauge {message}: stream, consumer
 	MetricTokenRefused      = "groupflow.graph.access_token_refused" //nolint:gosec // a metric's name. Gauge {worker}: 1 while Graph refuses the worker's token
+	MetricAPIRateLimited    = "groupflow.api.rate_limited"           // counter {request}: caller_entry
 )
 
 // Metric attribute keys: plain snake_case so they are also the Prometheus
@@ -48,6 +49,9 @@ const (
 	KeyReason      = attribute.Key("reason")
 	KeyStream      = attribute.Key("stream")
 	KeyConsumer    = attribute.Key("consumer")
+	// KeyCallerEntry is an API token's place in INGEST_API_TOKENS (from
+	// 1), as the ingest's logs name it: never the token.
+	KeyCallerEntry = attribute.Key("caller_entry")
 )
 
 // durationBuckets (seconds) span a fast Graph call to a command that waited
@@ -74,6 +78,7 @@ type Metrics struct {
 	consumerLag       metric.Int64ObservableGauge
 	consumerAckPend   metric.Int64ObservableGauge
 	tokenRefused      metric.Int64ObservableGauge
+	apiRateLimited    metric.Int64Counter
 }
 
 // NewMetrics creates the instruments on meter. No series is exported before
@@ -112,6 +117,7 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	m.consumerLag = gauge(MetricConsumerLag, "{message}", "Messages not yet delivered to a durable consumer (JetStream num_pending).")
 	m.consumerAckPend = gauge(MetricConsumerAckPend, "{message}", "Messages delivered to a durable consumer and not yet acknowledged.")
 	m.tokenRefused = gauge(MetricTokenRefused, "{worker}", "1 while Graph refuses the worker's access token (code 190, HTTP 401) and commands wait; else 0.")
+	m.apiRateLimited = counter(MetricAPIRateLimited, "{request}", "Command API requests refused with 429 because their API token was over its rate bound, by the token's place in INGEST_API_TOKENS.")
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("create metric instruments: %w", err)
 	}
@@ -208,6 +214,16 @@ func (m *Metrics) SignatureFailure(ctx context.Context, reason string) {
 		return
 	}
 	m.signatureFailures.Add(ctx, 1, metric.WithAttributes(KeyReason.String(reason)))
+}
+
+// APIRateLimited counts a command API request refused because its API
+// token was over its rate bound; entry is the token's place in
+// INGEST_API_TOKENS (from 1), a bounded label that names no secret.
+func (m *Metrics) APIRateLimited(ctx context.Context, entry int) {
+	if m == nil {
+		return
+	}
+	m.apiRateLimited.Add(ctx, 1, metric.WithAttributes(KeyCallerEntry.Int(entry)))
 }
 
 // CampaignInvite counts a campaign invite that finished with outcome
