@@ -23,28 +23,6 @@ import (
 	"github.com/groupflow/groupflow/internal/testutil"
 )
 
-// clock is a time that moves only when a test moves it, so that a rate
-// bound's tokens come back when the test says and not with the machine's
-// speed.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // answer is one command API answer: status, Retry-After and JSON body.
 type answer struct {
 	status     int
@@ -104,7 +82,7 @@ func (b bundle) commandIDs(t *testing.T) map[string]bool {
 // token's entry, and neither the count nor the log shows the token.
 func TestCallerOverItsRateIsRefusedAndOthersAreNot(t *testing.T) {
 	t.Parallel()
-	clk := newClock()
+	clk := testutil.NewClock(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC))
 	tel := withMetrics(t)
 	logs := &testutil.SyncBuffer{}
 	b := setupWith(t, tel, func(c *ingest.Config) {
@@ -185,7 +163,7 @@ func TestCallerOverItsRateIsRefusedAndOthersAreNot(t *testing.T) {
 	}
 
 	// The bound recovers: one token back after 2 s, and only one.
-	clk.Add(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	if a := b.call(t, http.MethodPost, "/v1/commands", apiToken, approval("after", phoneA)); a.status != http.StatusAccepted {
 		t.Fatalf("POST 2 s later = %d %v, want 202", a.status, a.body)
 	}
@@ -216,7 +194,7 @@ func TestCallerOverItsRateIsRefusedAndOthersAreNot(t *testing.T) {
 // tenant tighter than the rest.
 func TestAnEntrysOwnRateTakesThePlaceOfAPIRate(t *testing.T) {
 	t.Parallel()
-	clk := newClock()
+	clk := testutil.NewClock(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC))
 	b := setupWith(t, nil, func(c *ingest.Config) {
 		c.APIRate, c.APIBurst, c.Now = 1, 2, clk.Now
 		c.APITokens = []string{"ops-token;rate=0", tenantA + "@" + phoneA + ";rate=0.25;burst=1", apiToken}

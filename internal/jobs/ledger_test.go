@@ -11,26 +11,15 @@ import (
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/jobs"
+	"github.com/groupflow/groupflow/internal/testutil"
 )
 
-func newLedger(t *testing.T) (*jobs.Ledger, *jobs.Correlations, *fakeClock) {
+func newLedger(t *testing.T) (*jobs.Ledger, *jobs.Correlations, *testutil.Clock) {
 	t.Helper()
 	b := setupNATS(t)
-	clk := &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	clk := testutil.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 	return jobs.NewLedger(b.kv(t, b.names.LedgerBucket()), clk.Now),
 		jobs.NewCorrelations(b.kv(t, b.names.CorrelationBucket())), clk
-}
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 func claimReq(id, token string) jobs.ClaimRequest {

@@ -3,11 +3,11 @@ package sim_test
 import (
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/groupflow/groupflow/internal/graph/sim"
+	"github.com/groupflow/groupflow/internal/testutil"
 )
 
 func groupText(groupID, body string) map[string]any {
@@ -215,7 +215,7 @@ func TestStatusBehaviour(t *testing.T) {
 
 func TestRateLimits(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{now: time.Unix(1750000000, 0)}
+	clock := testutil.NewClock(time.Unix(1750000000, 0))
 	b := setup(t, func(c *sim.Config) {
 		c.Clock = clock
 		c.MPS = 2
@@ -233,7 +233,7 @@ func TestRateLimits(t *testing.T) {
 		if a.Header.Get("Retry-After") == "" || !strings.Contains(a.Header.Get("X-Business-Use-Case-Usage"), "estimated_time_to_regain_access") {
 			t.Fatalf("headers = %v", a.Header)
 		}
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		expectOK(t, b.call(t, "POST", "/"+phone+"/messages", groupText(id, "4")), 200)
 	})
 	t.Run("Other numbers have their own throughput", func(t *testing.T) {
@@ -241,46 +241,29 @@ func TestRateLimits(t *testing.T) {
 		expectError(t, b.call(t, "POST", "/555000222/messages", groupText(id, "x")), 400, 131041)
 	})
 	t.Run("Group operations over the rate are 131208", func(t *testing.T) {
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		body := map[string]any{"messaging_product": "whatsapp"}
 		var last answer
 		for range 4 {
 			last = b.call(t, "POST", "/"+id+"/invite_link", body)
 		}
 		expectError(t, last, 429, 131208)
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		expectOK(t, b.call(t, "POST", "/"+id+"/invite_link", body), 200)
 	})
 	t.Run("The same recipient within PairInterval is 131056", func(t *testing.T) {
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		tpl := createInviteTemplate(t, b)
 		send := func(to string) answer {
-			clock.advance(time.Second) // keep clear of the MPS limit
+			clock.Advance(time.Second) // keep clear of the MPS limit
 			return b.call(t, "POST", "/"+phone+"/messages", inviteBody(to, id, tpl))
 		}
 		expectOK(t, send("16505557001"), 200)
 		expectError(t, send("16505557001"), 429, 131056)
 		expectOK(t, send("16505557002"), 200)
-		clock.advance(time.Minute)
+		clock.Advance(time.Minute)
 		expectOK(t, send("16505557001"), 200)
 	})
-}
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
 }
 
 func TestUndeliverableUsers(t *testing.T) {
