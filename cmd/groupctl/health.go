@@ -173,7 +173,7 @@ func (a *app) health(ctx context.Context, maxPending uint64) (healthReport, erro
 		}
 	}
 
-	for _, name := range []string{names.LedgerBucket(), names.CorrelationBucket(), names.CampaignBucket(), names.ReadsBucket(), names.WorkersBucket(), names.ThrottleBucket()} {
+	for _, name := range []string{names.LedgerBucket(), names.CorrelationBucket(), names.CampaignBucket(), names.ReadsBucket(), names.WorkersBucket(), names.ThrottleBucket(), names.OwnerBucket()} {
 		kv, err := js.KeyValue(rctx, name)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
 			problem("bucket %s is missing", name)

@@ -42,8 +42,8 @@ func TestHealthNeedsTheTopologyAndALiveWorker(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 			t.Fatal(err)
 		}
-		if !rep.Healthy || len(rep.Streams) != 4 || len(rep.Workers) != 1 || len(rep.Consumers) != 2 || len(rep.Buckets) != 6 {
-			t.Fatalf("report %+v, want healthy with 4 streams, 2 consumers, 6 buckets, 1 worker", rep)
+		if !rep.Healthy || len(rep.Streams) != 4 || len(rep.Workers) != 1 || len(rep.Consumers) != 2 || len(rep.Buckets) != 7 {
+			t.Fatalf("report %+v, want healthy with 4 streams, 2 consumers, 7 buckets, 1 worker", rep)
 		}
 	})
 }

@@ -37,6 +37,12 @@ const (
 	ReasonOutcomeUnknown = "outcome_unknown"
 	// ReasonCancelled: the campaign the command belonged to was cancelled.
 	ReasonCancelled = "cancelled"
+	// ReasonGroupNotOwned: a group the command names is not one of its
+	// phone number's groups (another number's, deleted before groupflow
+	// learnt whose it was, or no group at all), so nothing was asked of
+	// Graph about it: Graph's group operations name only the group, and
+	// every number shares one access token.
+	ReasonGroupNotOwned = "group_not_owned"
 )
 
 // CommandResult is the data of the terminal events command.succeeded,

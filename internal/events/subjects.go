@@ -55,6 +55,9 @@ func (n Names) WorkersBucket() string { return n.prefix() + "_workers" }
 // ThrottleBucket holds "throttled until" entries shared by every worker.
 func (n Names) ThrottleBucket() string { return n.prefix() + "_throttle" }
 
+// OwnerBucket maps a group id to the business phone number it belongs to.
+func (n Names) OwnerBucket() string { return n.prefix() + "_owners" }
+
 // CampaignListStore is the object store bucket for large invite lists.
 func (n Names) CampaignListStore() string { return n.prefix() + "_campaign_lists" }
 

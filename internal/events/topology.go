@@ -161,6 +161,9 @@ func (c TopologyConfig) Buckets() []jetstream.KeyValueConfig {
 		bucket(n.ReadsBucket(), "cached query answers", c.ReadsTTL, 1),
 		bucket(n.WorkersBucket(), "live worker heartbeats", c.WorkerTTL, 1),
 		bucket(n.ThrottleBucket(), "phone number or scope → throttled until", time.Hour, 1),
+		// Without TTL: group ids are never reused and a group never changes
+		// number, so an entry is true for good (see jobs.Owners).
+		bucket(n.OwnerBucket(), "group id → the phone number it belongs to", 0, 1),
 	}
 }
 
