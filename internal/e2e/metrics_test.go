@@ -55,7 +55,9 @@ func TestWorkerMetricsAfterARun(t *testing.T) {
 	if r := run(command("m-throttled", events.GetInviteLink, group, nil)); r.Outcome != events.OutcomeSucceeded {
 		t.Fatalf("throttled: %q %+v", r.Outcome, r.Error)
 	}
-	// A permanent failure: no such group.
+	// A permanent failure from Graph: a group of the number's records
+	// that Graph does not know.
+	s.knownAs(t, "120363999999999999", phone)
 	if r := run(command("m-permanent", events.GetInviteLink, "120363999999999999", nil)); r.Outcome != events.OutcomeFailed {
 		t.Fatalf("permanent: %q", r.Outcome)
 	}

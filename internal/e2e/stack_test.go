@@ -68,6 +68,9 @@ type stackOpts struct {
 	// bench: logs go nowhere (through the same handler) and events are
 	// not collected, so the process does only what a worker does.
 	bench bool
+	// moreTokens are INGEST_API_TOKENS entries beside secrets.APIToken
+	// (a token limited to phone numbers: "<token>@<id>+<id>").
+	moreTokens []string
 }
 
 // stack is groupflow as deployed, in one process: the ingest handler
@@ -149,7 +152,7 @@ func setup(t testing.TB, mutate ...func(*stackOpts)) *stack {
 
 	// The ingest, as cmd/ingest wires it.
 	handler, err := ingest.New(ingest.Config{
-		Conn: nc, JS: s.js, Names: s.names, APITokens: []string{o.secrets.APIToken},
+		Conn: nc, JS: s.js, Names: s.names, APITokens: append([]string{o.secrets.APIToken}, o.moreTokens...),
 		Logger: s.log, Telemetry: s.ingestTel, Ledger: ingest.JobsLedger(s.ledger),
 		Webhook: &webhook.Handler{
 			AppSecret: []byte(o.secrets.AppSecret), VerifyToken: o.secrets.VerifyToken,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -322,10 +323,14 @@ func (c *campaigns) create(ctx context.Context, job *Job, p events.StartInviteCa
 		Template: p.Template, Object: p.InvitesObject, Deadline: job.Command.Deadline,
 		State: campaignRunning, CreatedAt: now, UpdatedAt: now,
 	}
+	groups := map[string]bool{}
 	if p.InvitesObject == nil {
 		st.Total = len(p.Invites)
+		for _, inv := range p.Invites {
+			groups[inv.GroupID] = true
+		}
 	} else {
-		total, digest, err := c.survey(ctx, &st)
+		total, digest, err := c.survey(ctx, &st, groups)
 		if err != nil {
 			return campaignState{}, err
 		}
@@ -334,6 +339,11 @@ func (c *campaigns) create(ctx context.Context, job *Job, p events.StartInviteCa
 	if st.Total > 0 && !validCommandID(inviteID(st.CampaignID, st.Total-1)) {
 		return campaignState{}, Permanent(fmt.Errorf("campaign_id %q is too long: invite ids %q must be at most 128 characters",
 			st.CampaignID, inviteID(st.CampaignID, st.Total-1)))
+	}
+	// Once for the campaign, not per invite: its groups are then recorded
+	// as the number's, and each invite's own check finds its group there.
+	if err := c.w.checkGroups(ctx, job, slices.Sorted(maps.Keys(groups))); err != nil {
+		return campaignState{}, err
 	}
 	// Events before now cannot be about this campaign's invites.
 	stream, err := c.w.js.Stream(ctx, c.w.names.EventStream())
@@ -365,7 +375,8 @@ func (c *campaigns) create(ctx context.Context, job *Job, p events.StartInviteCa
 // survey reads an invite list once, as a stream, checking every invite as
 // the worker will check its command, and returns how many there are and
 // the object's digest (the list must not change while the campaign runs).
-func (c *campaigns) survey(ctx context.Context, st *campaignState) (int, string, error) {
+// It adds the invites' groups to groups.
+func (c *campaigns) survey(ctx context.Context, st *campaignState, groups map[string]bool) (int, string, error) {
 	l, err := c.openObject(ctx, st)
 	if err != nil {
 		return 0, "", err
@@ -383,6 +394,7 @@ func (c *campaigns) survey(ctx context.Context, st *campaignState) (int, string,
 		if err := inviteCommand(st, n, inv).Validate(); err != nil {
 			return 0, "", Permanent(fmt.Errorf("invites_object %s/%s, invite %d: %w", st.Object.Bucket, st.Object.Name, n+1, err))
 		}
+		groups[inv.GroupID] = true
 		n++
 	}
 	return n, l.Digest(), nil

@@ -308,7 +308,12 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 		case errors.Is(herr, errExpiredUnknown):
 			reason = events.ReasonOutcomeUnknown
 		}
-		w.finishClaimed(cctx, log, msg, job, Result{Outcome: events.OutcomeFailed, Failure: failure(reason, herr)}, at)
+		fi := failure(reason, herr)
+		var ne *NotOwnedError
+		if errors.As(herr, &ne) {
+			fi.Reason, fi.Message = events.ReasonGroupNotOwned, ne.Error()
+		}
+		w.finishClaimed(cctx, log, msg, job, Result{Outcome: events.OutcomeFailed, Failure: fi}, at)
 		return
 	}
 	if kind == kindRetryAfter && w.maxDeliver > 0 && md.NumDelivered+1 >= uint64(w.maxDeliver) {

@@ -167,6 +167,9 @@ func (w *Worker) otherCreateInFlight(ctx context.Context, job *Job, subject stri
 // adoptGroup completes a create_group with a group found rather than
 // announced by its webhook (whose request id was never learnt).
 func (w *Worker) adoptGroup(ctx context.Context, job *Job, groupID string) (Result, error) {
+	if err := w.owners.Learn(ctx, groupID, job.Command.PhoneNumberID); err != nil {
+		return Result{}, err
+	}
 	var link string
 	err := w.call(ctx, job, ratelimit.Reads, Safe, func(ctx context.Context) (err error) {
 		link, err = w.graph.InviteLink(ctx, groupID)

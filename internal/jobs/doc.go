@@ -22,6 +22,14 @@
 // advisory, sends the command and its attempt history to the dead-letter
 // stream (DeadLetter) and fails it with retries_exhausted.
 //
+// A command acts on a group only for the phone number the group belongs
+// to (Owners): Graph's group operations name only the group, and every
+// number shares one access token. Whose each group is, is learnt from the
+// webhooks every worker processes anyway, kept in the groups_owners bucket
+// and cached; a group nobody has seen costs one listing of the number's
+// groups. A group that is not the number's fails the command with
+// group_not_owned before any call on it.
+//
 // Asynchronous commands (create, delete, settings, remove) wait in the
 // awaiting_webhook state. Their request ids meet the webhook items in the
 // correlation bucket (Correlations), whichever comes first; the last

@@ -13,6 +13,7 @@ import (
 type Graph interface {
 	CreateGroup(ctx context.Context, phoneID string, req graph.CreateGroupRequest) (graph.CreateGroupResponse, error)
 	Groups(ctx context.Context, phoneID string, limit int) iter.Seq2[graph.GroupSummary, error]
+	ListGroups(ctx context.Context, phoneID string, opts graph.PageOptions) (graph.GroupsPage, error)
 	GroupInfo(ctx context.Context, groupID string, fields ...string) (graph.GroupInfo, error)
 	UpdateGroupSettings(ctx context.Context, groupID string, req graph.UpdateSettingsRequest) (graph.AsyncResult, error)
 	UpdateGroupPicture(ctx context.Context, groupID string, jpeg []byte) (graph.AsyncResult, error)

@@ -62,6 +62,13 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	// Before the command it completes: its caller may act on the group
+	// at once, and must find it known to be the number's.
+	if err := w.learnOwner(ctx, it, p); err != nil {
+		log.WarnContext(ctx, "record the group's phone number", slog.Any("error", err))
+		w.retryWebhook(msg)
+		return
+	}
 	var commandID string
 	if g := p.Group; g != nil && g.RequestID != "" {
 		// Meet the worker that made the request (see Correlations).

@@ -95,7 +95,8 @@ type Config struct {
 	// progress events). Zero fields take their defaults.
 	Campaigns CampaignConfig
 	// Middleware wraps every handler, outermost first, inside the
-	// built-in recovery, expiry and timeout middleware.
+	// built-in recovery, expiry and timeout middleware and outside the
+	// check that a command's group is its number's (Owners).
 	Middleware []Middleware
 	// Reads is the query service's shared cache (query.Invalidator): the
 	// worker makes the cached answers an event changes stale before it
@@ -204,6 +205,7 @@ type Worker struct {
 	now      func() time.Time
 	ledger   *Ledger
 	corr     *Correlations
+	owners   *Owners
 	handlers map[string]Handler
 	handler  Handler // dispatch wrapped in middleware
 	tracer   trace.Tracer
@@ -253,10 +255,14 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: open campaign bucket: %w", err)
 	}
+	ownerKV, err := cfg.JS.KeyValue(ctx, cfg.Names.OwnerBucket())
+	if err != nil {
+		return nil, fmt.Errorf("jobs: open owner bucket: %w", err)
+	}
 	w := &Worker{
 		cfg: cfg, names: cfg.Names, js: cfg.JS, graph: cfg.Graph, limiter: cfg.Limiter,
 		log: cfg.Logger.With(slog.String("worker_id", cfg.WorkerID)), id: cfg.WorkerID, now: cfg.Clock,
-		ledger: NewLedger(ledgerKV, cfg.Clock), corr: NewCorrelations(corrKV),
+		ledger: NewLedger(ledgerKV, cfg.Clock), corr: NewCorrelations(corrKV), owners: NewOwners(ownerKV),
 		shutdown: make(chan struct{}), tracer: cfg.Tracer, metrics: cfg.Metrics,
 		parkings: newParkings(),
 	}
@@ -266,7 +272,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	for t, h := range cfg.Handlers {
 		w.handlers[t] = h
 	}
-	var h Handler = HandlerFunc(w.dispatch)
+	h := w.ownGroup(HandlerFunc(w.dispatch))
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		h = cfg.Middleware[i](h)
 	}
@@ -316,6 +322,10 @@ func (w *Worker) ID() string { return w.id }
 
 // Ledger is the worker's ledger (for status queries).
 func (w *Worker) Ledger() *Ledger { return w.ledger }
+
+// Owners is the worker's record of which number each group belongs to,
+// for the query service of its process to share (query.Config.Owners).
+func (w *Worker) Owners() *Owners { return w.owners }
 
 func (w *Worker) dispatch(ctx context.Context, job *Job) (Result, error) {
 	h, ok := w.handlers[job.Command.Type]
