@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 
+	"github.com/groupflow/groupflow/internal/jobs"
 	"github.com/groupflow/groupflow/internal/query"
 )
 
@@ -35,7 +37,17 @@ func TestGroupReadsGoThroughTheQueryService(t *testing.T) {
 	wantCode(t, r, 0)
 	wantContains(t, "invite link", r.stdout, "https://")
 
+	// A group that is not the number's: refused without asking Graph.
 	r = s.groupctl(t, "group", "info", "no-such-group", "--phone", phone)
+	wantCode(t, r, 1)
+	wantContains(t, "stderr", r.stderr, "group_info:", "not one of this phone number's groups")
+
+	// One recorded as the number's that Graph does not know: Graph's
+	// refusal, its code named once.
+	if err := jobs.NewOwners(s.kv(t, s.names.OwnerBucket())).Learn(context.Background(), "gone-group", phone); err != nil {
+		t.Fatal(err)
+	}
+	r = s.groupctl(t, "group", "info", "gone-group", "--phone", phone)
 	wantCode(t, r, 1)
 	wantContains(t, "stderr", r.stderr, "group_info:", "Graph code")
 	if n := strings.Count(r.stderr, "code "); n != 1 {

@@ -398,7 +398,7 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 	}
 	reads, err := query.New(query.Config{
 		Conn: nc, JS: js, Names: names, Graph: gc, Limiter: limiter,
-		Ledger: jobs.NewLedger(ledgerKV, nil), CacheTTL: s.queryCacheTTL,
+		Ledger: jobs.NewLedger(ledgerKV, nil), Owners: worker.Owners(), CacheTTL: s.queryCacheTTL,
 		Logger: log, Tracer: tel.Tracer("github.com/groupflow/groupflow/internal/query"),
 	})
 	if err != nil {

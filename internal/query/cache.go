@@ -37,8 +37,8 @@ type scope struct {
 
 // markerKey is the scope's generation marker. A group's marker does not
 // name a number: Graph's group reads do not depend on the number a query
-// came in on, and events invalidate under the group's own number, so an
-// answer asked through another number must go stale with the group's.
+// came in on, and events invalidate under the group's own number (the only
+// one a group is answered for: Service.owned).
 func (s scope) markerKey() string {
 	if s.group == "" {
 		return "gen." + s.phone + ".list"

@@ -26,6 +26,9 @@ func (s *Service) groupInfo(ctx context.Context, phone string, data []byte) ([]b
 	if errs = append(errs, ferrs...); errs != nil {
 		return nil, false, badRequest(errs...)
 	}
+	if err := s.owned(ctx, phone, req.GroupID); err != nil {
+		return nil, false, err
+	}
 	key := answerKey(phone, events.QueryGroupInfo, req.GroupID, strings.Join(fields, ","))
 	return s.read(ctx, scope{phone, req.GroupID}, key, func(ctx context.Context) (any, error) {
 		gi, err := s.cfg.Graph.GroupInfo(ctx, req.GroupID, fields...)
@@ -65,6 +68,9 @@ func (s *Service) listJoinRequests(ctx context.Context, phone string, data []byt
 	if errs = checkPage(req.Limit, req.After, req.Before, errs); errs != nil {
 		return nil, false, badRequest(errs...)
 	}
+	if err := s.owned(ctx, phone, req.GroupID); err != nil {
+		return nil, false, err
+	}
 	key := answerKey(phone, events.QueryListJoinRequests, req.GroupID, strconv.Itoa(req.Limit), req.After, req.Before)
 	return s.read(ctx, scope{phone, req.GroupID}, key, func(ctx context.Context) (any, error) {
 		p, err := s.cfg.Graph.ListJoinRequests(ctx, req.GroupID, graph.PageOptions{Limit: req.Limit, After: req.After, Before: req.Before})
@@ -83,6 +89,9 @@ func (s *Service) inviteLink(ctx context.Context, phone string, data []byte) ([]
 	if errs := checkID("group_id", req.GroupID, nil); errs != nil {
 		return nil, false, badRequest(errs...)
 	}
+	if err := s.owned(ctx, phone, req.GroupID); err != nil {
+		return nil, false, err
+	}
 	key := answerKey(phone, events.QueryInviteLink, req.GroupID)
 	return s.read(ctx, scope{phone, req.GroupID}, key, func(ctx context.Context) (any, error) {
 		link, err := s.cfg.Graph.InviteLink(ctx, req.GroupID)
@@ -90,6 +99,24 @@ func (s *Service) inviteLink(ctx context.Context, phone string, data []byte) ([]
 			return nil, err
 		}
 		return InviteLinkReply{GroupID: req.GroupID, InviteLink: link}, nil
+	})
+}
+
+// owned fails a read about a group that is not phone's (jobs.ErrGroupNotOwned,
+// answered 404) before anything else: cached answers are the group's
+// number's, and Graph would answer any number. A group known nowhere costs
+// a listing of the number's groups, page by page, each page a token of the
+// number's reads as any read takes.
+func (s *Service) owned(ctx context.Context, phone, groupID string) error {
+	return s.owners.Check(ctx, phone, []string{groupID}, func(ctx context.Context, opts graph.PageOptions) (graph.GroupsPage, error) {
+		if err := s.cfg.Limiter.Wait(ctx, phone, ratelimit.Reads); err != nil {
+			return graph.GroupsPage{}, err
+		}
+		p, err := s.cfg.Graph.ListGroups(ctx, phone, opts)
+		if err != nil {
+			s.shareThrottle(ctx, phone, err)
+		}
+		return p, err
 	})
 }
 

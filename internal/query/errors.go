@@ -23,7 +23,7 @@ import (
 // the body's code. They follow HTTP so callers can reuse their mapping.
 const (
 	CodeBadRequest   = 400 // the request is malformed or invalid
-	CodeNotFound     = 404 // unknown group (Graph says so) or command id
+	CodeNotFound     = 404 // unknown group (Graph says so), a group that is not the number's, or an unknown command id
 	CodeThrottled    = 429 // retry after RetryAfterMS
 	CodeInternal     = 500 // groupflow failed (NATS, ledger)
 	CodeGraphRefused = 502 // Graph refused the read for another reason (see GraphCode)
@@ -142,6 +142,9 @@ func asError(err error, now time.Time) *Error {
 		return graphError(ge)
 	}
 	switch {
+	case errors.Is(err, jobs.ErrGroupNotOwned):
+		return &Error{Code: CodeNotFound, Message: "the group is not one of this phone number's groups (another number's, deleted, or no group): " +
+			"Graph was not asked about it"}
 	case errors.Is(err, jobs.ErrNotFound):
 		return &Error{Code: CodeNotFound, Message: "command id not in the ledger for this phone number: a command appears there once a worker takes it. " +
 			"If it was accepted (published to JetStream, or 202 from the ingest), it is waiting in the command stream (a backlog, or no worker running): ask again later. " +

@@ -2,7 +2,6 @@ package query_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 
 	"github.com/groupflow/groupflow/internal/events"
@@ -42,34 +41,5 @@ func TestInvalidateGroupMakesTheNextReadFresh(t *testing.T) {
 	}
 	if h := b.askOK(t, events.QueryListGroups, nil, nil).Header.Get(query.CacheHeader); h != "miss" {
 		t.Errorf("list_groups after InvalidateNumber: cache %q, want miss", h)
-	}
-}
-
-// A group's answer asked through another number than the group's goes
-// stale with the group: events invalidate under the group's own number.
-func TestAGroupAskedThroughAnotherNumberGoesStaleWithTheGroup(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	g := b.createGroup(t, "Asked elsewhere", "", "")
-	const other = "106540352200000"
-	req := query.GroupInfoRequest{GroupID: g.ID, Fields: []string{"suspended"}}
-	if qe := query.ReplyError(b.ask(t, events.QueryGroupInfo, other, req)); qe != nil {
-		t.Fatalf("group_info through %s: %d %s", other, qe.Code, qe.Message)
-	}
-	if err := b.sim.Suspend(g.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.svc.InvalidateGroup(ctx, phone, g.ID); err != nil { // as the group's own events do
-		t.Fatal(err)
-	}
-	msg := b.ask(t, events.QueryGroupInfo, other, req)
-	var got query.GroupInfoReply
-	if err := json.Unmarshal(msg.Data, &got); err != nil {
-		t.Fatal(err)
-	}
-	if msg.Header.Get(query.CacheHeader) != "miss" || got.Suspended == nil || !*got.Suspended {
-		t.Fatalf("through %s after the group's invalidation: cache %q, suspended %v; want a miss showing the suspension",
-			other, msg.Header.Get(query.CacheHeader), got.Suspended)
 	}
 }

@@ -223,8 +223,18 @@ func (b *bundle) graphCalls(endpoint string) int {
 }
 
 // createGroup creates a group through the Graph API and returns the
-// simulator's view of it.
+// simulator's view of it. The group is recorded as the number's, as a
+// worker records it from its group_create webhook: reads about it make no
+// listing of the number's groups (see createUnknownGroup).
 func (b *bundle) createGroup(tb testing.TB, subject, description, mode string) sim.GroupState {
+	tb.Helper()
+	g := b.createUnknownGroup(tb, subject, description, mode)
+	b.knownAs(tb, g.ID, phone)
+	return g
+}
+
+// createUnknownGroup creates a group that groupflow has not heard of.
+func (b *bundle) createUnknownGroup(tb testing.TB, subject, description, mode string) sim.GroupState {
 	tb.Helper()
 	if _, err := b.graph.CreateGroup(context.Background(), phone, graph.CreateGroupRequest{Subject: subject, Description: description, JoinApprovalMode: mode}); err != nil {
 		tb.Fatalf("create group: %v", err)
@@ -238,6 +248,15 @@ func (b *bundle) createGroup(tb testing.TB, subject, description, mode string) s
 	}
 	tb.Fatalf("group %q not in the simulator", subject)
 	return sim.GroupState{}
+}
+
+// knownAs records groupID as number's group, as a worker does from the
+// group's webhooks.
+func (b *bundle) knownAs(tb testing.TB, groupID, number string) {
+	tb.Helper()
+	if err := jobs.NewOwners(kv(tb, b.js, b.names.OwnerBucket())).Learn(context.Background(), groupID, number); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 func (b *bundle) group(tb testing.TB, id string) sim.GroupState {

@@ -64,6 +64,14 @@ type Ledger interface {
 
 var _ Ledger = (*jobs.Ledger)(nil)
 
+// Owners tells whether groups belong to a phone number (jobs.Owners),
+// listing the number's groups through list when it does not know.
+type Owners interface {
+	Check(ctx context.Context, phone string, groups []string, list jobs.GroupLister) error
+}
+
+var _ Owners = (*jobs.Owners)(nil)
+
 // Config configures a Service.
 type Config struct {
 	// Conn is the NATS connection the service answers on. Required.
@@ -79,6 +87,12 @@ type Config struct {
 	Limiter Limiter
 	// Ledger answers command_status. Required.
 	Ledger Ledger
+	// Owners answers a read about a group only for the group's own phone
+	// number: callers may be allowed one number's subjects only, and every
+	// number shares the worker's Graph access token. Defaults to records
+	// over JS's owner bucket (Names.OwnerBucket); cmd/worker gives its
+	// worker's (jobs.Worker.Owners), which shares what webhooks teach it.
+	Owners Owners
 	// CacheTTL is how long an answer is served from the cache. Defaults to
 	// the reads bucket's TTL (events.TopologyConfig.ReadsTTL, 30 s), which
 	// also caps it. Negative turns the cache off.
@@ -120,7 +134,7 @@ func (c Config) validate() error {
 	var missing []string
 	for name, ok := range map[string]bool{
 		"Conn": c.Conn != nil, "Graph": c.Graph != nil, "Limiter": c.Limiter != nil,
-		"Ledger": c.Ledger != nil, "JS": c.JS != nil || c.CacheTTL < 0,
+		"Ledger": c.Ledger != nil, "JS": c.JS != nil || c.CacheTTL < 0 && c.Owners != nil,
 	} {
 		if !ok {
 			missing = append(missing, name)
@@ -146,6 +160,7 @@ type Service struct {
 	state   int // 0 new, 1 started, 2 stopped
 	svc     micro.Service
 	cache   *cache // nil when the cache is off
+	owners  Owners
 	running sync.WaitGroup
 	// base is the parent of every request's context: requests must outlive
 	// Start's ctx, and Stop cancels them when it stops waiting.
@@ -202,6 +217,14 @@ func (s *Service) Start(ctx context.Context) error {
 	defer s.mu.Unlock()
 	if s.state != 0 {
 		return errors.New("query: service already started")
+	}
+	s.owners = s.cfg.Owners
+	if s.owners == nil {
+		kv, err := s.cfg.JS.KeyValue(ctx, s.cfg.Names.OwnerBucket())
+		if err != nil {
+			return fmt.Errorf("query: open owner bucket %s: %w", s.cfg.Names.OwnerBucket(), err)
+		}
+		s.owners = jobs.NewOwners(kv)
 	}
 	if s.cfg.CacheTTL >= 0 {
 		kv, err := s.cfg.JS.KeyValue(ctx, s.cfg.Names.ReadsBucket())

@@ -263,19 +263,33 @@ func TestManyInvalidFieldsGetABoundedAnswer(t *testing.T) {
 	}
 }
 
-func TestUnknownGroupIs404WithGraphCode(t *testing.T) {
+// A group that is not among the number's groups (none at all here) is
+// 404 without a Graph call on it: only the number's list is read.
+func TestAGroupNotTheNumbersIs404WithoutAGraphCall(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	// A group-shaped id of a group that does not exist: Graph's 131041.
 	shaped := base64.StdEncoding.EncodeToString([]byte("capi_group:" + phone + ":999999"))
-	for _, tc := range []struct {
-		id   string
-		code int
-	}{{shaped, graph.CodeGroupUnknown}, {"no-such-object", graph.CodeInvalidParameter}} {
-		qe := b.askErr(t, events.QueryGroupInfo, phone, query.GroupInfoRequest{GroupID: tc.id}, query.CodeNotFound)
-		if qe.GraphCode != tc.code {
-			t.Errorf("group %s: graph_code %d, want %d (%s)", tc.id, qe.GraphCode, tc.code, qe.Message)
+	for _, id := range []string{shaped, "no-such-object"} {
+		qe := b.askErr(t, events.QueryGroupInfo, phone, query.GroupInfoRequest{GroupID: id}, query.CodeNotFound)
+		if qe.GraphCode != 0 || !strings.Contains(qe.Message, "not one of this phone number's groups") {
+			t.Errorf("group %s: %+v, want a 404 saying the group is not the number's, without a Graph code", id, qe)
 		}
+	}
+	if n := b.graphCalls(sim.EndpointGroupInfo); n != 0 {
+		t.Errorf("%d group info calls, want none", n)
+	}
+}
+
+// A group recorded as the number's that Graph does not know (a deleted
+// one) is Graph's 404, with its code.
+func TestAKnownGroupGraphDoesNotKnowIs404WithGraphCode(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	shaped := base64.StdEncoding.EncodeToString([]byte("capi_group:" + phone + ":999999"))
+	b.knownAs(t, shaped, phone)
+	qe := b.askErr(t, events.QueryGroupInfo, phone, query.GroupInfoRequest{GroupID: shaped}, query.CodeNotFound)
+	if qe.GraphCode != graph.CodeGroupUnknown {
+		t.Errorf("graph_code %d, want %d (%s)", qe.GraphCode, graph.CodeGroupUnknown, qe.Message)
 	}
 }
 
@@ -318,7 +332,13 @@ func TestSecondReadWithinTTLMakesNoGraphCall(t *testing.T) {
 
 func TestCacheOffReadsGraphEveryTime(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *options) { o.cfg = func(c *query.Config) { c.CacheTTL = -1; c.JS = nil } })
+	b := setup(t, func(o *options) {
+		o.cfg = func(c *query.Config) {
+			// Without JetStream, the owner records must be given.
+			c.Owners = jobs.NewOwners(kv(t, c.JS, c.Names.OwnerBucket()))
+			c.CacheTTL, c.JS = -1, nil
+		}
+	})
 	g := b.createGroup(t, "Uncached", "", "")
 	for range 2 {
 		if msg := b.askOK(t, events.QueryGroupInfo, query.GroupInfoRequest{GroupID: g.ID}, nil); msg.Header.Get(query.CacheHeader) != "" {
