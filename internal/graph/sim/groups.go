@@ -235,7 +235,10 @@ type groupListItem struct {
 	CreatedAt string `json:"created_at"`
 }
 
-// GET /{PHONE_NUMBER_ID}/groups: active groups, newest first.
+// GET /{PHONE_NUMBER_ID}/groups: active groups, newest first: the
+// number's own, never another's (groupflow checks a group's number against
+// this list), those deleted left out, suspended ones kept (the fact sheet
+// says "active"; whether Meta lists a suspended group is not documented).
 func (s *Server) listGroups(rq *request) response {
 	if !isDigits(rq.id) {
 		return s.fail(errUnsupported(rq.method, rq.id))

@@ -233,6 +233,25 @@ func TestListGroups(t *testing.T) {
 	t.Run("A limit that is not a number is 100", func(t *testing.T) {
 		expectError(t, b.call(t, "GET", "/v23.0/"+phone+"/groups?limit=ten", nil), 400, 100)
 	})
+	t.Run("A number lists its own groups only, suspended ones included", func(t *testing.T) {
+		// groupflow checks a group's number against this list before it
+		// acts on the group: the list must not hold another number's.
+		const other = "106540352242923"
+		a := b.call(t, "POST", "/v23.0/"+other+"/groups", map[string]any{"messaging_product": "whatsapp", "subject": "theirs"})
+		expectOK(t, a, 200)
+		if err := b.sim.Suspend(ids[0]); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(subjects(b.call(t, "GET", "/v23.0/"+phone+"/groups", nil)), ","); got != "g5,g4,g2,g1" {
+			t.Fatalf("the number's list = %s, want g5,g4,g2,g1 (g1 suspended, g3 deleted, not the other number's)", got)
+		}
+		if got := strings.Join(subjects(b.call(t, "GET", "/v23.0/"+other+"/groups", nil)), ","); got != "theirs" {
+			t.Fatalf("the other number's list = %s, want theirs", got)
+		}
+		if err := b.sim.Unsuspend(ids[0]); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("A number without groups has an empty list", func(t *testing.T) {
 		a := b.call(t, "GET", "/v23.0/777000111/groups", nil)
 		if len(subjects(a)) != 0 {
