@@ -84,6 +84,15 @@ func wantOutcome(t testing.TB, r events.CommandResult, want string) {
 	}
 }
 
+// itemsByID returns r's item outcomes by item id.
+func itemsByID(r events.CommandResult) map[string]events.ItemOutcome {
+	out := make(map[string]events.ItemOutcome, len(r.Items))
+	for _, it := range r.Items {
+		out[it.ID] = it
+	}
+	return out
+}
+
 // wantFailure fails the test unless r is command.failed for reason.
 func wantFailure(t testing.TB, r events.CommandResult, reason string) {
 	t.Helper()
@@ -538,10 +547,7 @@ func TestJoinRequests(t *testing.T) {
 		s.publish(t, command("appr-2", events.ApproveJoinRequests, g.ID, events.JoinRequestsParams{AllPending: true}))
 		r := s.terminal(t, "appr-2")
 		wantOutcome(t, r, events.OutcomePartiallySucceeded)
-		byID := map[string]events.ItemOutcome{}
-		for _, it := range r.Items {
-			byID[it.ID] = it
-		}
+		byID := itemsByID(r)
 		if byID[ids[0]].Outcome != events.ItemApproved || byID[ids[1]].Outcome != events.ItemFailed || byID[ids[1]].Code != graph.CodeTermsNotAccepted {
 			t.Fatalf("items = %+v, want %s approved and %s failed with 131203", r.Items, ids[0], ids[1])
 		}
@@ -616,10 +622,7 @@ func TestRemoveParticipants(t *testing.T) {
 		s.publish(t, command("rm-1", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: names}))
 		r := s.terminal(t, "rm-1")
 		wantOutcome(t, r, events.OutcomePartiallySucceeded)
-		got := map[string]events.ItemOutcome{}
-		for _, it := range r.Items {
-			got[it.ID] = it
-		}
+		got := itemsByID(r)
 		for _, m := range members {
 			if got[m].Outcome != events.ItemRemoved {
 				t.Errorf("%s: %+v, want removed", m, got[m])
