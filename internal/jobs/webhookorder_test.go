@@ -1,0 +1,282 @@
+package jobs_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
+	"github.com/groupflow/groupflow/internal/graph/sim"
+	"github.com/groupflow/groupflow/internal/jobs"
+)
+
+// asyncCase is an asynchronous command (completed by its webhooks) as
+// TestAsyncCommandsCompleteWhateverTheWebhookOrder runs it: start prepares
+// the simulator and returns the command, which makes webhooks webhooks;
+// check looks at its result and the simulator's state.
+type asyncCase struct {
+	typ      string
+	webhooks int
+	start    func(t *testing.T, s *stack) events.Command
+	check    func(t *testing.T, s *stack, c events.Command, r events.CommandResult)
+}
+
+func asyncCases() []asyncCase {
+	return []asyncCase{
+		{
+			typ: events.CreateGroup, webhooks: 1,
+			start: func(*testing.T, *stack) events.Command {
+				return command("async-create", events.CreateGroup, "", events.CreateGroupParams{Subject: "Made once"})
+			},
+			check: func(t *testing.T, s *stack, _ events.Command, r events.CommandResult) {
+				wantOutcome(t, r, events.OutcomeSucceeded)
+				if g, ok := s.sim.Group(r.GroupID); !ok || g.Subject != "Made once" || s.groupsWithSubject("Made once") != 1 {
+					t.Errorf("result names group %q (%+v); want the one group made", r.GroupID, g)
+				}
+			},
+		},
+		{
+			typ: events.DeleteGroup, webhooks: 1,
+			start: func(t *testing.T, s *stack) events.Command {
+				return command("async-delete", events.DeleteGroup, s.newGroup(t, "Deleted once", "").ID, nil)
+			},
+			check: func(t *testing.T, s *stack, c events.Command, r events.CommandResult) {
+				wantOutcome(t, r, events.OutcomeSucceeded)
+				if g, _ := s.sim.Group(c.GroupID); !g.Deleted {
+					t.Errorf("group %s not deleted", c.GroupID)
+				}
+			},
+		},
+		{
+			// The subject and the picture are two requests, two webhooks.
+			typ: events.UpdateGroupSettings, webhooks: 2,
+			start: func(t *testing.T, s *stack) events.Command {
+				g := s.newGroup(t, "Before", "")
+				return command("async-settings", events.UpdateGroupSettings, g.ID, events.UpdateGroupSettingsParams{
+					Subject: ptr("After"), ProfilePicture: &events.Picture{MediaBase64: squareJPEG(t, 200)},
+				})
+			},
+			check: func(t *testing.T, s *stack, c events.Command, r events.CommandResult) {
+				wantOutcome(t, r, events.OutcomeSucceeded)
+				if g, _ := s.sim.Group(c.GroupID); g.Subject != "After" || g.PictureSHA256 == "" {
+					t.Errorf("group = %+v, want the new subject and a picture", g)
+				}
+			},
+		},
+		{
+			// Nine names: two chunks (8 + 1), two webhooks; the stranger
+			// fails in its webhook.
+			typ: events.RemoveParticipants, webhooks: 2,
+			start: func(t *testing.T, s *stack) events.Command {
+				g := s.newGroup(t, "Emptied", "")
+				var names []string
+				for i := range 8 {
+					names = append(names, fmt.Sprintf("1555000060%d", i))
+				}
+				s.members(t, g, names...)
+				names = append(names, "15559999960")
+				return command("async-remove", events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: names})
+			},
+			check: func(t *testing.T, s *stack, c events.Command, r events.CommandResult) {
+				wantOutcome(t, r, events.OutcomePartiallySucceeded)
+				got := itemsByID(r)
+				for i := range 8 {
+					if m := fmt.Sprintf("1555000060%d", i); got[m].Outcome != events.ItemRemoved {
+						t.Errorf("%s: %+v, want removed", m, got[m])
+					}
+				}
+				if x := got["15559999960"]; x.Outcome != events.ItemFailed || x.Code != graph.CodeParticipantNotInGroup {
+					t.Errorf("the stranger: %+v, want failed with 131212", x)
+				}
+				if g, _ := s.sim.Group(c.GroupID); len(g.Participants) != 0 {
+					t.Errorf("participants left: %v", g.Participants)
+				}
+			},
+		},
+	}
+}
+
+// DESIGN §5: webhooks may arrive before the response is recorded, twice,
+// or out of order; each asynchronous command type completes all the same,
+// with one terminal event.
+func TestAsyncCommandsCompleteWhateverTheWebhookOrder(t *testing.T) {
+	t.Parallel()
+	for _, tc := range asyncCases() {
+		t.Run(tc.typ, func(t *testing.T) {
+			t.Parallel()
+			t.Run("each webhook before the answer to its call", func(t *testing.T) {
+				t.Parallel()
+				s := setup(t)
+				c := tc.start(t, s)
+				s.startWorker(t, func(cfg *jobs.Config) {
+					cfg.Graph = &earlyWebhookGraph{Graph: s.graph, corr: s.kv(t, s.names.CorrelationBucket())}
+				})
+				s.publish(t, c)
+				s.checkOneTerminal(t, tc, c)
+			})
+			t.Run("every webhook twice", func(t *testing.T) {
+				t.Parallel()
+				s := setup(t)
+				c := tc.start(t, s)
+				s.startWorker(t)
+				if err := s.sim.SetFaults(sim.Faults{WebhookDuplicate: 1}); err != nil {
+					t.Fatal(err)
+				}
+				s.publish(t, c)
+				s.checkOneTerminal(t, tc, c)
+			})
+			if tc.webhooks < 2 {
+				return // no order to change
+			}
+			t.Run("webhooks in the reverse order of their calls", func(t *testing.T) {
+				t.Parallel()
+				s := setup(t)
+				c, n := tc.start(t, s), tc.webhooks
+				s.startWorker(t)
+				// The webhooks of making the group and its members first.
+				s.events.WaitFor(t, "the set-up's webhooks delivered", func() bool { return s.sim.PendingWebhooks() == 0 })
+				url, passed := s.reverseWebhooks(t, n)
+				s.sim.SetWebhookURL(url)
+				s.publish(t, c)
+				s.checkOneTerminal(t, tc, c)
+				if got := passed(); got != n {
+					t.Fatalf("%d webhooks passed on in reverse, want %d", got, n)
+				}
+			})
+		})
+	}
+}
+
+// checkOneTerminal waits for c's terminal event, checks it, and checks that
+// once every webhook is delivered and handled it is still the only one.
+func (s *stack) checkOneTerminal(t *testing.T, tc asyncCase, c events.Command) {
+	t.Helper()
+	r := s.terminal(t, c.ID)
+	tc.check(t, s, c, r)
+	s.events.WaitFor(t, "every webhook delivered and handled", func() bool {
+		if s.sim.PendingWebhooks() > 0 {
+			return false
+		}
+		info, err := s.js.Consumer(context.Background(), s.names.WebhookStream(), s.names.WebhookConsumer())
+		if err != nil {
+			return false
+		}
+		ci, err := info.Info(context.Background())
+		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+	})
+	if n := len(s.events.Terminals(c.ID)); n != 1 {
+		t.Fatalf("%d terminal events for %s, want 1", n, c.ID)
+	}
+}
+
+// earlyWebhookGraph answers an asynchronous call only once the webhook of
+// its request has reached the worker and been kept for it (no command
+// linked yet): every webhook comes before its answer is recorded.
+type earlyWebhookGraph struct {
+	jobs.Graph
+	corr jetstream.KeyValue
+}
+
+func (g *earlyWebhookGraph) CreateGroup(ctx context.Context, phoneID string, req graph.CreateGroupRequest) (graph.CreateGroupResponse, error) {
+	resp, err := g.Graph.CreateGroup(ctx, phoneID, req)
+	return resp, g.early(ctx, err, resp.RequestID)
+}
+
+func (g *earlyWebhookGraph) DeleteGroup(ctx context.Context, groupID string) (graph.AsyncResult, error) {
+	res, err := g.Graph.DeleteGroup(ctx, groupID)
+	return res, g.early(ctx, err, res.RequestID)
+}
+
+func (g *earlyWebhookGraph) UpdateGroupSettings(ctx context.Context, groupID string, req graph.UpdateSettingsRequest) (graph.AsyncResult, error) {
+	res, err := g.Graph.UpdateGroupSettings(ctx, groupID, req)
+	return res, g.early(ctx, err, res.RequestID)
+}
+
+func (g *earlyWebhookGraph) UpdateGroupPicture(ctx context.Context, groupID string, jpeg []byte) (graph.AsyncResult, error) {
+	res, err := g.Graph.UpdateGroupPicture(ctx, groupID, jpeg)
+	return res, g.early(ctx, err, res.RequestID)
+}
+
+func (g *earlyWebhookGraph) RemoveParticipants(ctx context.Context, groupID string, participants []string) ([]graph.RemoveResult, error) {
+	res, err := g.Graph.RemoveParticipants(ctx, groupID, participants)
+	for _, r := range res {
+		if err = g.early(ctx, err, r.RequestID); err != nil {
+			break
+		}
+	}
+	return res, err
+}
+
+// early waits until the correlation bucket keeps a webhook item of
+// requestID (the key of jobs.Correlations, for the simulator's ids).
+func (g *earlyWebhookGraph) early(ctx context.Context, err error, requestID string) error {
+	if err != nil || requestID == "" {
+		return err
+	}
+	for {
+		if e, err := g.corr.Get(ctx, "req."+requestID); err == nil && bytes.Contains(e.Value(), []byte(`"early"`)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// reverseWebhooks returns the URL of a stand-in for the webhook handler
+// that takes the simulator's next n webhooks and passes them on, signed as
+// they came, in the reverse order, and how many it passed on so far.
+func (s *stack) reverseWebhooks(t *testing.T, n int) (string, func() int) {
+	t.Helper()
+	type held struct {
+		body []byte
+		sig  string
+	}
+	var mu sync.Mutex
+	var got []held
+	var passed atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, held{b, r.Header.Get("X-Hub-Signature-256")})
+		all := len(got) == n
+		mu.Unlock()
+		if !all {
+			return
+		}
+		for _, h := range slices.Backward(got) {
+			req, _ := http.NewRequest(http.MethodPost, s.hooksURL, bytes.NewReader(h.body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Hub-Signature-256", h.sig)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Errorf("pass a webhook on: %v", err)
+				return
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("webhook handler answered %s", resp.Status)
+			}
+			passed.Add(1)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, func() int { return int(passed.Load()) }
+}
