@@ -306,7 +306,8 @@ func TestExhaustedRetriesGoToTheDLQWithTheirHistory(t *testing.T) {
 	})
 	s.startWorker(t, func(c *jobs.Config) { c.RetryMaxElapsed = time.Millisecond })
 	g := s.newGroup(t, "Unlucky", "")
-	s.publish(t, command("dlq-1", events.GetInviteLink, g.ID, nil))
+	c := command("dlq-1", events.GetInviteLink, g.ID, nil)
+	s.publish(t, c)
 	r := s.terminal(t, "dlq-1")
 	wantOutcome(t, r, events.OutcomeFailed)
 	if r.Error.Reason != events.ReasonRetriesExhausted || r.Error.Code != graph.CodeServiceUnavailable || r.Attempts != 4 {
@@ -322,6 +323,20 @@ func TestExhaustedRetriesGoToTheDLQWithTheirHistory(t *testing.T) {
 		if a.Outcome != "transient" || a.Code != graph.CodeServiceUnavailable || a.Delivery != uint64(i+1) {
 			t.Errorf("attempt %d = %+v, want transient code 2 delivery %d", i, a, i+1)
 		}
+	}
+	// The command as it was sent, on the DLQ subject of its number and
+	// type: what groupctl dlq replay publishes again.
+	sent, _ := json.Marshal(c)
+	if string(dl.Command) != string(sent) || dl.CommandType != events.GetInviteLink || dl.PhoneNumberID != phone || dl.Reason != events.ReasonRetriesExhausted {
+		t.Errorf("dead letter holds %s (%s, %s, %s), want the command sent, %s", dl.Command, dl.CommandType, dl.PhoneNumberID, dl.Reason, sent)
+	}
+	str, err := s.js.Stream(context.Background(), s.names.DLQStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := str.GetLastMsgForSubject(context.Background(), s.names.AllDLQ())
+	if err != nil || m.Subject != s.names.DLQ(phone, events.GetInviteLink) {
+		t.Errorf("dead letter on %v (%v), want %s", m, err, s.names.DLQ(phone, events.GetInviteLink))
 	}
 }
 
