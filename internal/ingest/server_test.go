@@ -372,6 +372,37 @@ func TestCommandStatusDuringANATSOutageSaysWhenToRetry(t *testing.T) {
 	}
 }
 
+// /readyz needs the streams the ingest publishes to, not only NATS: with
+// one gone, every command or webhook would be refused.
+func TestReadinessNeedsTheStreams(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	if err := b.js.DeleteStream(ctx, "GROUPS_WEBHOOKS"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(b.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "GROUPS_WEBHOOKS") {
+		t.Fatalf("/readyz without the webhook stream = %d %s, want 503 naming it", resp.StatusCode, body)
+	}
+	if err := events.Ensure(ctx, b.js, events.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Get(b.url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz with the stream back = %d, want 200", resp.StatusCode)
+	}
+}
+
 func TestReadinessFollowsNATS(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
