@@ -52,14 +52,36 @@ func TestEnsureCreatesTheTopology(t *testing.T) {
 	if got := cmds.CachedInfo().Config; got.Retention != jetstream.WorkQueuePolicy || got.Subjects[0] != "acme.cmd.>" || got.Duplicates != 2*time.Minute {
 		t.Errorf("command stream config = retention %v subjects %v duplicates %v, want work-queue, acme.cmd.>, 2m", got.Retention, got.Subjects, got.Duplicates)
 	}
-	for _, name := range []string{"ACME_WEBHOOKS", "ACME_EVENTS", "ACME_DLQ"} {
-		if _, err := js.Stream(ctx, name); err != nil {
+	if got := cmds.CachedInfo().Config.Storage; got != jetstream.FileStorage {
+		t.Errorf("command stream storage %v, want file", got)
+	}
+	const day = 24 * time.Hour
+	// DESIGN §2's retention of each stream and bucket.
+	for name, age := range map[string]time.Duration{"ACME_WEBHOOKS": 7 * day, "ACME_EVENTS": 7 * day, "ACME_DLQ": 30 * day} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
 			t.Errorf("stream %s: %v", name, err)
+			continue
+		}
+		if got := s.CachedInfo().Config; got.Retention != jetstream.LimitsPolicy || got.MaxAge != age || got.Storage != jetstream.FileStorage {
+			t.Errorf("stream %s: retention %v max age %v storage %v, want limits, %v, file", name, got.Retention, got.MaxAge, got.Storage, age)
 		}
 	}
-	for _, bucket := range []string{"acme_ledger", "acme_correlation", "acme_campaigns", "acme_reads", "acme_workers", "acme_throttle"} {
-		if _, err := js.KeyValue(ctx, bucket); err != nil {
+	// The reads bucket keeps answers 30 s (QUERY_CACHE_TTL's bound), not
+	// minutes; workers and throttle (0 here) are not in §2.
+	for bucket, ttl := range map[string]time.Duration{"acme_ledger": 7 * day, "acme_correlation": 7 * day, "acme_campaigns": 30 * day,
+		"acme_reads": 30 * time.Second, "acme_workers": 0, "acme_throttle": 0} {
+		kv, err := js.KeyValue(ctx, bucket)
+		if err != nil {
 			t.Errorf("bucket %s: %v", bucket, err)
+			continue
+		}
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl != 0 && st.TTL() != ttl {
+			t.Errorf("bucket %s: TTL %v, want %v", bucket, st.TTL(), ttl)
 		}
 	}
 	if _, err := js.ObjectStore(ctx, "acme_campaign_lists"); err != nil {
