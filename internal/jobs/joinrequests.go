@@ -229,8 +229,19 @@ func (w *Worker) saveJoinPart(ctx context.Context, job *Job, st *joinState, k in
 
 // judgeUnknown decides the items Graph called unknown (131213): done by a
 // call of this command whose answer was not seen, or really unknown.
+//
+// A rejection is judged on a fresh list of the pending requests: pending
+// was listed before this delivery's calls, and a call retried in process
+// after a lost answer finds the request gone that the list still has.
 func (w *Worker) judgeUnknown(ctx context.Context, job *Job, earlier, approve bool, ids []string, pending map[string]requester, st *joinState, items map[string]events.ItemOutcome, done string) error {
 	var members map[string]bool
+	if earlier && !approve {
+		fresh, _, err := w.pendingJoinRequests(ctx, job, ids, false)
+		if err != nil {
+			return err
+		}
+		pending = fresh
+	}
 	if earlier {
 		err := w.call(ctx, job, ratelimit.Reads, Safe, func(ctx context.Context) error {
 			info, err := w.graph.GroupInfo(ctx, job.Command.GroupID, graph.FieldParticipants)
