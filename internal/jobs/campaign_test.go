@@ -822,3 +822,43 @@ func TestEnsureInviteTemplateChangesNothingTheSecondTime(t *testing.T) {
 		t.Fatalf("account templates named %s: %+v, want one utility template", p.Name, got)
 	}
 }
+
+// campaign.progress is throttled (DESIGN §4; Config.ProgressInterval, 1 s
+// by default): a campaign sending for a few seconds says where it is about
+// once a second, not at each of the fan-out's 100 ms steps (25 events in
+// this test with a 100 ms interval), nor per invite.
+func TestCampaignProgressIsThrottled(t *testing.T) {
+	t.Parallel()
+	s, groups := campaignStack(t, 5, func(o *stackOpts) {
+		o.sim.Faults = sim.Faults{Endpoints: []string{sim.EndpointSendMessage}, Latency: 50 * time.Millisecond}
+	})
+	s.sim.SetWebhookURL("")
+	s.startWorker(t)
+	invites := invitesFor(200, groups)
+	startCampaign(t, s, "start-paced", events.StartInviteCampaignParams{CampaignID: "paced", Template: inviteTemplate, Invites: invites})
+	done := s.completed(t, "paced", 2*time.Minute)
+	if done.Counts.Sent != len(invites) {
+		t.Fatalf("counts %+v, want every invite sent", done.Counts)
+	}
+	started := s.campaignEvents(events.EventCampaignStarted, "paced")
+	completed := s.campaignEvents(events.EventCampaignCompleted, "paced")
+	if len(started) != 1 || len(completed) != 1 {
+		t.Fatalf("%d campaign.started and %d campaign.completed events, want one each", len(started), len(completed))
+	}
+	span := eventTime(t, completed[0]).Sub(eventTime(t, started[0]))
+	progress := s.campaignEvents(events.EventCampaignProgress, "paced")
+	// One a second, and one at each change of state (running, ...).
+	if most := int(span/time.Second) + 3; len(progress) == 0 || len(progress) > most {
+		t.Errorf("%d campaign.progress events over %v, want 1 to %d", len(progress), span.Round(time.Millisecond), most)
+	}
+}
+
+// eventTime is e's CloudEvent time.
+func eventTime(t testing.TB, e testutil.Event) time.Time {
+	t.Helper()
+	var ce struct{ Time time.Time }
+	if err := json.Unmarshal(e.Raw, &ce); err != nil {
+		t.Fatalf("%s event time: %v", e.Type, err)
+	}
+	return ce.Time
+}
