@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,20 +198,8 @@ func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
 		"LOG_LEVEL":                 "warn",
 		"GROUPFLOW_MAX_ACK_PENDING": "256",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runMain(ctx, []string{"--embedded-nats"}, func(k string) string { return env[k] }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("runMain: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("runMain did not return after cancellation")
-		}
-	})
+	startMain(t, []string{"--embedded-nats"}, env)
+	ctx := context.Background()
 
 	// Wait for readiness: NATS, topology and worker are up.
 	deadline := time.Now().Add(15 * time.Second)
@@ -262,26 +251,7 @@ func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
 			t.Errorf("%s: MaxAckPending %d, want GROUPFLOW_MAX_ACK_PENDING's 256", name, got)
 		}
 	}
-	cons, err := js.OrderedConsumer(ctx, names.EventStream(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{names.Event(phone, events.EventCommandSucceeded)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(events.Command{ID: "bin-1", Type: events.GetInviteLink, PhoneNumberID: phone, GroupID: groupID})
-	if _, err := js.Publish(ctx, names.Command(phone, events.GetInviteLink), body, jetstream.WithMsgID("bin-1")); err != nil {
-		t.Fatal(err)
-	}
-	msg, err := cons.Next(jetstream.FetchMaxWait(15 * time.Second))
-	if err != nil {
-		t.Fatalf("no command.succeeded: %v", err)
-	}
-	ev, err := events.Unmarshal(msg.Data())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r events.CommandResult
-	_ = json.Unmarshal(ev.Data(), &r)
+	r := getInviteLink(t, js, phone, groupID, "bin-1")
 	if r.CommandID != "bin-1" || !strings.Contains(string(r.Result), "chat.whatsapp.com") {
 		t.Fatalf("result = %+v", r)
 	}
@@ -376,10 +346,8 @@ func TestSIGTERMWhileNATSIsDownExitsWithinTheGrace(t *testing.T) {
 		"WORKER_SHUTDOWN_GRACE": grace.String(),
 		"LOG_LEVEL":             "error",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- runMain(ctx, nil, func(k string) string { return env[k] }) }()
+	stop := startMain(t, nil, env)
+	ctx := context.Background()
 	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort)
 	awaitReadyz(t, readyz, http.StatusOK)
 
@@ -411,15 +379,8 @@ func TestSIGTERMWhileNATSIsDownExitsWithinTheGrace(t *testing.T) {
 	opts := ns.Options()
 	ns.Shutdown()
 	awaitReadyz(t, readyz, http.StatusServiceUnavailable) // the worker knows
-	cancel()
-	bound := grace + 5*time.Second
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("runMain: %v", err)
-		}
-	case <-time.After(bound):
-		t.Fatalf("the worker did not exit within %s of SIGTERM with NATS down (its grace is %s)", bound, grace)
+	if err := stop(grace + 5*time.Second); err != nil {
+		t.Fatalf("SIGTERM with NATS down (the grace is %s): %v", grace, err)
 	}
 
 	// Nothing lost: NATS back, the command is still owed.
@@ -441,6 +402,66 @@ func TestSIGTERMWhileNATSIsDownExitsWithinTheGrace(t *testing.T) {
 	if info.NumAckPending+int(info.NumPending) != 1 { //nolint:gosec // G115: one command
 		t.Errorf("command consumer after the restart: %d unacknowledged, %d undelivered; want the command in flight still owed", info.NumAckPending, info.NumPending)
 	}
+}
+
+// getInviteLink publishes a get_invite_link command for group and returns
+// its command.succeeded.
+func getInviteLink(t *testing.T, js jetstream.JetStream, phone, group, id string) events.CommandResult {
+	t.Helper()
+	ctx := context.Background()
+	names := events.Names{}
+	cons, err := js.OrderedConsumer(ctx, names.EventStream(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{names.Event(phone, events.EventCommandSucceeded)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(events.Command{ID: id, Type: events.GetInviteLink, PhoneNumberID: phone, GroupID: group})
+	if _, err := js.Publish(ctx, names.Command(phone, events.GetInviteLink), body, jetstream.WithMsgID(id)); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(15 * time.Second))
+	if err != nil {
+		t.Fatalf("no command.succeeded: %v", err)
+	}
+	ev, err := events.Unmarshal(msg.Data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r events.CommandResult
+	if err := json.Unmarshal(ev.Data(), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// startMain runs runMain with args and env until the test ends. stop
+// cancels its context, as SIGTERM does, and waits up to within for it to
+// return: its error, or one saying it did not.
+func startMain(t *testing.T, args []string, env map[string]string) (stop func(within time.Duration) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runMain(ctx, args, func(k string) string { return env[k] }) }()
+	var once sync.Once
+	var result error
+	stop = func(within time.Duration) error {
+		once.Do(func() {
+			cancel()
+			select {
+			case result = <-done:
+			case <-time.After(within):
+				result = fmt.Errorf("runMain did not return within %s of its cancellation", within)
+			}
+		})
+		return result
+	}
+	t.Cleanup(func() {
+		if err := stop(15 * time.Second); err != nil {
+			t.Errorf("runMain: %v", err)
+		}
+	})
+	return stop
 }
 
 // awaitReadyz waits until url answers status.
