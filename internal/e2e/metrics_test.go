@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/graph/sim"
 	"github.com/groupflow/groupflow/internal/jobs"
 )
@@ -310,5 +311,33 @@ func TestARefusedAccessTokenShowsOnMetrics(t *testing.T) {
 			t.Fatal("groupflow_graph_access_token_refused never read 1 while Graph refused the token")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// DESIGN §6 lists campaign invites by outcome among the worker's metrics:
+// a campaign's invites are counted as they end, each once.
+func TestCampaignInvitesAreCountedByOutcome(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	s.startWorker(t, workerOpts{})
+	ctx := context.Background()
+	gc, err := graph.New(graph.Config{BaseURL: s.simURL, AccessToken: s.opts.secrets.AccessToken})
+	must(t, err)
+	_, err = gc.AddLibraryTemplate(ctx, sim.DefaultWABAID, graph.AddTemplateRequest{
+		Name: "my_group_invite", Category: "UTILITY", Language: "en", LibraryTemplateName: "group_invite_upon_request"})
+	must(t, err)
+	group := s.createGroup(t, "metered-group", "Invited to")
+	invites := []events.Invite{{To: "15550001001", GroupID: group}, {To: "15550001002", GroupID: group}, {To: "15550001003", GroupID: group}}
+	start := command("metered-campaign", events.StartInviteCampaign, "", events.StartInviteCampaignParams{
+		CampaignID: "metered", Template: events.TemplateRef{Name: "my_group_invite", Language: "en"}, Invites: invites})
+	if code, body := s.post(t, start, s.opts.secrets.APIToken); code != http.StatusAccepted {
+		t.Fatalf("POST start_invite_campaign = %d %s", code, body)
+	}
+	if _, r := s.events.Terminal(t, "metered-campaign"); r.Outcome != events.OutcomeSucceeded {
+		t.Fatalf("campaign: %q %+v", r.Outcome, r.Error)
+	}
+	fams := scrape(t, s.workerTel.MetricsHandler())
+	if got := value(t, fams, "groupflow_campaign_invites_total", map[string]string{"outcome": "sent"}); got != float64(len(invites)) {
+		t.Errorf("groupflow_campaign_invites_total{outcome=sent} = %v, want %d", got, len(invites))
 	}
 }
