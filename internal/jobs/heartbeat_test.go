@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,13 +11,15 @@ import (
 	"github.com/groupflow/groupflow/internal/jobs"
 )
 
-// slowGraph takes d before each invite link read.
+// slowGraph takes d before each invite link read; started counts them.
 type slowGraph struct {
 	jobs.Graph
-	d time.Duration
+	d       time.Duration
+	started atomic.Int32
 }
 
 func (g *slowGraph) InviteLink(ctx context.Context, groupID string) (string, error) {
+	g.started.Add(1)
 	select {
 	case <-time.After(g.d):
 	case <-ctx.Done():
