@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -342,6 +343,29 @@ func TestUpdateGroupSettings(t *testing.T) {
 		}
 		if st, _ := s.sim.Group(g.ID); st.Subject != "Renamed" {
 			t.Fatalf("subject = %q, want Renamed", st.Subject)
+		}
+	})
+
+	t.Run("a picture given by URL is fetched and set", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		// The test's server is on a loopback address, which the
+		// worker's own client refuses (next subtest): a plain client.
+		s.startWorker(t, func(c *jobs.Config) { c.HTTPClient = &http.Client{Timeout: 5 * time.Second} })
+		jpg, _ := base64.StdEncoding.DecodeString(squareJPEG(t, 200))
+		cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "image/jpeg")
+			_, _ = w.Write(jpg)
+		}))
+		t.Cleanup(cdn.Close)
+		g := s.newGroup(t, "Pictured", "")
+		s.publish(t, command("set-url", events.UpdateGroupSettings, g.ID, events.UpdateGroupSettingsParams{
+			ProfilePicture: &events.Picture{URL: cdn.URL + "/shop/logo.jpg"},
+		}))
+		wantOutcome(t, s.terminal(t, "set-url"), events.OutcomeSucceeded)
+		sum := sha256.Sum256(jpg)
+		if st, _ := s.sim.Group(g.ID); st.PictureSHA256 != base64.StdEncoding.EncodeToString(sum[:]) {
+			t.Fatalf("group picture %q, want the fetched JPEG's", st.PictureSHA256)
 		}
 	})
 
