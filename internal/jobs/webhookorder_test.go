@@ -123,7 +123,7 @@ func TestAsyncCommandsCompleteWhateverTheWebhookOrder(t *testing.T) {
 					cfg.Graph = &earlyWebhookGraph{Graph: s.graph, corr: s.kv(t, s.names.CorrelationBucket())}
 				})
 				s.publish(t, c)
-				s.checkOneTerminal(t, tc, c)
+				tc.check(t, s, c, s.onlyTerminal(t, c.ID))
 			})
 			t.Run("every webhook twice", func(t *testing.T) {
 				t.Parallel()
@@ -134,7 +134,7 @@ func TestAsyncCommandsCompleteWhateverTheWebhookOrder(t *testing.T) {
 					t.Fatal(err)
 				}
 				s.publish(t, c)
-				s.checkOneTerminal(t, tc, c)
+				tc.check(t, s, c, s.onlyTerminal(t, c.ID))
 			})
 			if tc.webhooks < 2 {
 				return // no order to change
@@ -149,7 +149,7 @@ func TestAsyncCommandsCompleteWhateverTheWebhookOrder(t *testing.T) {
 				url, passed := s.reverseWebhooks(t, n)
 				s.sim.SetWebhookURL(url)
 				s.publish(t, c)
-				s.checkOneTerminal(t, tc, c)
+				tc.check(t, s, c, s.onlyTerminal(t, c.ID))
 				if got := passed(); got != n {
 					t.Fatalf("%d webhooks passed on in reverse, want %d", got, n)
 				}
@@ -158,12 +158,11 @@ func TestAsyncCommandsCompleteWhateverTheWebhookOrder(t *testing.T) {
 	}
 }
 
-// checkOneTerminal waits for c's terminal event, checks it, and checks that
-// once every webhook is delivered and handled it is still the only one.
-func (s *stack) checkOneTerminal(t *testing.T, tc asyncCase, c events.Command) {
+// onlyTerminal waits for the terminal event of command id and returns it,
+// once every webhook is delivered and handled and it is still the only one.
+func (s *stack) onlyTerminal(t *testing.T, id string) events.CommandResult {
 	t.Helper()
-	r := s.terminal(t, c.ID)
-	tc.check(t, s, c, r)
+	r := s.terminal(t, id)
 	s.events.WaitFor(t, "every webhook delivered and handled", func() bool {
 		if s.sim.PendingWebhooks() > 0 {
 			return false
@@ -175,9 +174,11 @@ func (s *stack) checkOneTerminal(t *testing.T, tc asyncCase, c events.Command) {
 		ci, err := info.Info(context.Background())
 		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
 	})
-	if n := len(s.events.Terminals(c.ID)); n != 1 {
-		t.Fatalf("%d terminal events for %s, want 1", n, c.ID)
+	s.seenEveryEvent(t)
+	if n := len(s.events.Terminals(id)); n != 1 {
+		t.Fatalf("%d terminal events for %s, want 1", n, id)
 	}
+	return r
 }
 
 // earlyWebhookGraph answers an asynchronous call only once the webhook of
@@ -279,4 +280,66 @@ func (s *stack) reverseWebhooks(t *testing.T, n int) (string, func() int) {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL, func() int { return int(passed.Load()) }
+}
+
+// A webhook that comes after its command failed with webhook_timeout
+// changes nothing of the command: its failure stays the one terminal
+// event. The webhook's own domain event is published all the same.
+func TestAWebhookAfterTheTimeoutLeavesTheCommandFailed(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	// Seen as published, before the event stream's duplicate window
+	// could hide a second terminal event under the same id.
+	succeeded := corePublishes(t, s.nc, s.names.Event(phone, events.EventCommandSucceeded))
+	s.startWorker(t, func(c *jobs.Config) { c.WebhookTimeout, c.SweepInterval = 300*time.Millisecond, 20*time.Millisecond })
+	g := s.newGroup(t, "Deleted late", "")
+	s.events.WaitFor(t, "the set-up's webhooks delivered", func() bool { return s.sim.PendingWebhooks() == 0 })
+	url, release := s.holdWebhooks(t)
+	s.sim.SetWebhookURL(url)
+	s.publish(t, command("late-hook", events.DeleteGroup, g.ID, nil))
+	wantFailure(t, s.terminal(t, "late-hook"), events.ReasonWebhookTimeout)
+
+	release()
+	s.events.WaitFor(t, "the late group.deleted", func() bool { return len(s.events.OfType(events.EventGroupDeleted)) == 1 })
+	wantFailure(t, s.onlyTerminal(t, "late-hook"), events.ReasonWebhookTimeout)
+	if n := len(succeeded()); n != 0 {
+		t.Fatalf("%d command.succeeded published after the timeout, want none", n)
+	}
+	ledger := jobs.NewLedger(s.kv(t, s.names.LedgerBucket()), nil)
+	if e, _, err := ledger.Get(context.Background(), "late-hook"); err != nil || e.State != jobs.StateFailed {
+		t.Fatalf("ledger entry %s, %v; want failed", e.State, err)
+	}
+}
+
+// holdWebhooks returns the URL of a stand-in for the webhook handler that
+// keeps the simulator's webhooks until release, then passes them on.
+func (s *stack) holdWebhooks(t *testing.T) (string, func()) {
+	t.Helper()
+	open := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-open:
+		case <-r.Context().Done():
+			return
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, s.hooksURL, bytes.NewReader(b))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		_ = resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+	}))
+	var once sync.Once
+	release := func() { once.Do(func() { close(open) }) }
+	t.Cleanup(srv.Close)
+	t.Cleanup(release) // before Close: a held request must not block it
+	return srv.URL, release
 }
