@@ -361,6 +361,7 @@ func (w *Worker) runAgain(ctx context.Context, e *Entry, ge *graph.Error) error 
 		m.Header.Set(events.ReplayHeader, e.Replay)
 	}
 	m.Header.Set(inLedgerHeader, "1")
+	m.Header.Set(runAgainHeader, strconv.Itoa(runs+1))
 	if ge.Class == graph.ClassThrottled {
 		_ = w.throttled(ctx, e.PhoneNumberID, ge)
 	} else if w.parkAfter > 0 {

@@ -94,6 +94,15 @@ func (w *Worker) processCommand(ctx context.Context, msg jetstream.Msg) bool {
 		}
 		_ = msg.Ack()
 	case Awaiting:
+		if copyAhead(msg, entry) {
+			// A run-again copy that came before the write recording its
+			// run (runAgain publishes it first): the command only looks
+			// awaiting. Acknowledged, it left the command queued with
+			// nothing to run it; back once the write is in.
+			log.DebugContext(ctx, "run-again copy came before its run was recorded; handing it back")
+			w.retryLater(ctx, msg, md, cmd.ID)
+			return false
+		}
 		// The call was made; its webhook completes the command. Make sure
 		// the sweeper's index and the correlations exist (a crash may have
 		// come between).
@@ -422,6 +431,19 @@ const (
 // inLedgerHeader on a command's copy says that the ledger has an entry
 // for its id (see park).
 const inLedgerHeader = "Groupflow-In-Ledger"
+
+// runAgainHeader on a command's copy made to run it again after its
+// webhook reported a transient error (runAgain) says which run it is: 1
+// for the first run again.
+const runAgainHeader = "Groupflow-Run-Again"
+
+// copyAhead reports whether msg is a copy made to run e's command again
+// whose run e does not record yet.
+func copyAhead(msg jetstream.Msg, e Entry) bool {
+	h := msg.Headers()
+	run, err := strconv.Atoi(h.Get(runAgainHeader))
+	return err == nil && h.Get(events.ReplayHeader) == e.Replay && run > webhookRetries(e)
+}
 
 // copyOf is msg's body and own headers (trace context, events.ReplayHeader)
 // for subject. The server's headers stay behind: the message id, and the

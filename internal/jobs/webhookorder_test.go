@@ -3,16 +3,19 @@ package jobs_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/groupflow/groupflow/internal/events"
@@ -342,4 +345,47 @@ func (s *stack) holdWebhooks(t *testing.T) (string, func()) {
 	t.Cleanup(srv.Close)
 	t.Cleanup(release) // before Close: a held request must not block it
 	return srv.URL, release
+}
+
+// againFirstJS is a worker's JetStream on which publishing a command's
+// run-again copy returns only once the copy has been taken and
+// acknowledged, or after a second: the copy reaches a worker before the
+// ledger says the command is to run again, as it may when the write is slow.
+type againFirstJS struct {
+	jetstream.JetStream
+	commands string // the command stream
+}
+
+func (j *againFirstJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := j.JetStream.PublishMsg(ctx, m, opts...)
+	if err != nil || !strings.Contains(m.Header.Get(jetstream.MsgIDHeader), "/again/") {
+		return ack, err
+	}
+	str, serr := j.Stream(ctx, j.commands)
+	for deadline := time.Now().Add(time.Second); serr == nil && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, err := str.GetMsg(ctx, ack.Sequence); errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+	}
+	return ack, err
+}
+
+// A command whose webhook reports a transient error runs again from a copy
+// published before the ledger records the run. A copy delivered in between
+// finds the command still awaiting its webhook: it must come back once the
+// run is recorded, not be taken as a duplicate of the awaiting command and
+// acknowledged, which left the command queued with nothing to run it.
+func TestARunAgainCopyBeforeItsRunIsRecordedIsNotLost(t *testing.T) {
+	t.Parallel()
+	s := setup(t)
+	s.startWorker(t, func(c *jobs.Config) { c.JS = &againFirstJS{JetStream: s.js, commands: s.names.CommandStream()} })
+	g := s.newGroup(t, "Run again", "")
+	if err := s.sim.SetFaults(sim.Faults{AsyncFailure: 1, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.publish(t, command("again-1", events.UpdateGroupSettings, g.ID, events.UpdateGroupSettingsParams{Subject: ptr("Renamed")}))
+	wantOutcome(t, s.onlyTerminal(t, "again-1"), events.OutcomeSucceeded)
+	if st, _ := s.sim.Group(g.ID); st.Subject != "Renamed" {
+		t.Fatalf("subject %q, want Renamed", st.Subject)
+	}
 }
