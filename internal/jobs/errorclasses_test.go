@@ -35,7 +35,12 @@ func errorClassCases() []commandCase {
 		}
 	}
 	refusedOn := func(typ string, p any) func(*testing.T, *stack, string) events.Command {
-		return func(_ *testing.T, _ *stack, id string) events.Command { return command(id, typ, unknownGroup, p) }
+		// A group Graph does not know, recorded as the number's (as a
+		// deleted group of its would be) so that Graph is asked and refuses.
+		return func(t *testing.T, s *stack, id string) events.Command {
+			s.knownAs(t, unknownGroup, phone)
+			return command(id, typ, unknownGroup, p)
+		}
 	}
 	invite := func(group string) events.SendGroupInviteParams {
 		return events.SendGroupInviteParams{To: "15550000901", GroupID: group, Template: events.TemplateRef{Name: "my_group_invite", Language: "en"}}
