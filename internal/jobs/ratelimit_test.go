@@ -366,9 +366,12 @@ func TestADeepBacklogIsParkedOutOfOtherCommandsWay(t *testing.T) {
 	const limit, backlog = 20, 300
 	s := setup(t, func(o *stackOpts) { o.maxDeliv, o.maxAckPending = 10, 64 })
 	g := s.newGroup(t, "Parked", graph.JoinApprovalRequired)
-	s.startLimitedWorkers(t, 1, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, ratelimit.DefaultJitter)
 	parked := s.countParked(t)
+	// The whole backlog waits before the worker starts: published as it
+	// works, its last commands could arrive (on a loaded machine) when the
+	// limit has room for them, and not be parked at all.
 	ids := s.publishApprovals(t, "parked-", g.ID, backlog)
+	s.startLimitedWorkers(t, 1, ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, ratelimit.DefaultJitter)
 	done := func() int {
 		n := 0
 		for _, id := range ids {
