@@ -162,9 +162,9 @@ func runRateLimit(ctx context.Context, e *Env, r *Report) error {
 	r.Add(Figure{Key: "ratelimit_max_window_ratio", Value: maxRatio, Goal: &Goal{"<=", 1.0}, Baseline: "each number's configured limit",
 		How: how + "; the highest over the numbers of the most calls in any sliding 1 s window / limit", Command: cmd})
 	r.Detail("ratelimit", map[string]any{"workers": workers, "numbers": results, "chart": "ratelimit.png",
-		// Every message the command stream stored, per command: 1 plus 2
-		// per parking (the scheduled copy and the copy it becomes) and 1
-		// per re-queue.
+		// Every message the command stream stored, per command: 1 plus 1
+		// per parking (the due copy it sources back; the scheduled copy
+		// is in the parked stream) and 1 per re-queue.
 		"command_stream_msgs_per_cmd": float64(seq1-seq0) / float64(len(cmds))})
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/groupflow/groupflow/internal/config"
+	"github.com/groupflow/groupflow/internal/events"
+	"github.com/groupflow/groupflow/internal/jobs"
 )
 
 // healthReport is what `health` finds; --json prints it as is.
@@ -38,8 +40,9 @@ type streamHealth struct {
 	Consumers int       `json:"consumers"`
 	LastTime  time.Time `json:"last_time,omitzero"`
 	Replicas  int       `json:"replicas"`
-	// Parked counts the command stream's parked commands: copies waiting
-	// for their rate-limit turn, not lag more workers would shorten.
+	// Parked counts the parked commands the stream holds (the parked
+	// stream; a legacy command stream too): copies waiting for their
+	// rate-limit turn, not lag more workers would shorten.
 	Parked uint64 `json:"parked,omitempty"`
 }
 
@@ -127,7 +130,7 @@ func (a *app) health(ctx context.Context, maxPending uint64) (healthReport, erro
 		return r, fmt.Errorf("JetStream is not available at %s: %w", r.NATS, err)
 	}
 	durables := map[string]string{names.CommandStream(): names.CommandConsumer(), names.WebhookStream(): names.WebhookConsumer()}
-	for _, name := range []string{names.CommandStream(), names.WebhookStream(), names.EventStream(), names.DLQStream()} {
+	for _, name := range []string{names.CommandStream(), names.ParkedStream(), names.WebhookStream(), names.EventStream(), names.DLQStream()} {
 		str, err := js.Stream(rctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			problem("stream %s is missing (start a worker or the ingest: they create the topology)", name)
@@ -139,14 +142,15 @@ func (a *app) health(ctx context.Context, maxPending uint64) (healthReport, erro
 		info := str.CachedInfo()
 		sh := streamHealth{Name: name, Messages: info.State.Msgs, Bytes: info.State.Bytes,
 			Consumers: info.State.Consumers, LastTime: info.State.LastTime, Replicas: info.Config.Replicas}
-		if name == names.CommandStream() {
-			parked, err := str.Info(rctx, jetstream.WithSubjectFilter(names.AllParked()))
-			if err != nil {
+		legacy := name == names.CommandStream() && events.LegacyCommandStream(&info.Config)
+		if name == names.ParkedStream() || legacy {
+			if sh.Parked, err = jobs.ParkedIn(rctx, js, names, name); err != nil {
 				return r, fmt.Errorf("parked commands in %s: %w", name, err)
 			}
-			for _, n := range parked.State.Subjects {
-				sh.Parked += n
-			}
+		}
+		if legacy {
+			warn("%s allows roll-ups (it was made when parked commands waited in it): a publish with a Nats-Rollup header purges it; "+
+				"stop the workers and run groupctl migrate", name)
 		}
 		r.Streams = append(r.Streams, sh)
 		if name == names.DLQStream() && info.State.Msgs > 0 {
@@ -155,8 +159,11 @@ func (a *app) health(ctx context.Context, maxPending uint64) (healthReport, erro
 		found := false
 		lister := str.ListConsumers(rctx)
 		for ci := range lister.Info() {
-			if ci.Config.Durable == "" {
-				continue // groupctl's own and other ephemeral readers
+			if ci.Config.Durable == "" || strings.HasPrefix(ci.Name, "JS_SRC_") {
+				// groupctl's own and other ephemeral readers; the
+				// server's for the command stream's source of the parked
+				// stream, whose due copies count as parked.
+				continue
 			}
 			found = found || ci.Name == durables[name]
 			r.Consumers = append(r.Consumers, consumerHealth{Stream: name, Name: ci.Name, Pending: ci.NumPending,

@@ -42,8 +42,8 @@ func TestHealthNeedsTheTopologyAndALiveWorker(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 			t.Fatal(err)
 		}
-		if !rep.Healthy || len(rep.Streams) != 4 || len(rep.Workers) != 1 || len(rep.Consumers) != 2 || len(rep.Buckets) != 7 {
-			t.Fatalf("report %+v, want healthy with 4 streams, 2 consumers, 7 buckets, 1 worker", rep)
+		if !rep.Healthy || len(rep.Streams) != 5 || len(rep.Workers) != 1 || len(rep.Consumers) != 2 || len(rep.Buckets) != 7 {
+			t.Fatalf("report %+v, want healthy with 5 streams, 2 consumers, 7 buckets, 1 worker", rep)
 		}
 	})
 }
@@ -69,11 +69,11 @@ func TestHealthCountsLagAndWarnsOfDeadLetters(t *testing.T) {
 	m := nats.NewMsg(b.names.Parked(phone, "get_invite_link", 1))
 	m.Data = []byte(`{}`)
 	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
-	m.Header.Set("Nats-Schedule-Target", b.names.Command(phone, "get_invite_link"))
+	m.Header.Set("Nats-Schedule-Target", b.names.Due(phone, "get_invite_link"))
 	if _, err := b.js.PublishMsg(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
 	r = b.groupctl(t, "health", "--max-pending", "2")
 	wantCode(t, r, 0)
-	wantContains(t, "stdout", r.stdout, "(GROUPS_COMMANDS: 1 of them parked until their rate-limit turn)")
+	wantContains(t, "stdout", r.stdout, "(GROUPS_PARKED: 1 of them parked until their rate-limit turn)")
 }

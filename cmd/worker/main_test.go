@@ -279,7 +279,7 @@ func TestEmbeddedNATSRunsCommandsEndToEnd(t *testing.T) {
 		`groupflow_graph_calls_total{code="0",endpoint="get_invite_link",status="200"}`,
 		`groupflow_ratelimit_wait_duration_seconds_count{class="reads",outcome="acquired"}`,
 		`groupflow_dlq_messages{stream="GROUPS_DLQ"} 0`,
-		`groupflow_parked_commands{stream="GROUPS_COMMANDS"} 0`,
+		`groupflow_parked_commands{stream="GROUPS_PARKED"} 0`,
 		`groupflow_consumer_lag{consumer="worker-commands",stream="GROUPS_COMMANDS"}`,
 	} {
 		if !strings.Contains(string(exposition), want) {

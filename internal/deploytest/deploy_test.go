@@ -190,13 +190,13 @@ func TestComposeRunsTheBinariesAsTheyAreConfigured(t *testing.T) {
 			natsServices[name] = s
 		}
 	}
-	t.Run("a 3-node NATS 2.12 cluster running deploy/nats/nats-server.conf", func(t *testing.T) {
+	t.Run("a 3-node NATS 2.15 cluster running deploy/nats/nats-server.conf", func(t *testing.T) {
 		if len(natsServices) != 3 {
 			t.Fatalf("compose.yaml runs %d NATS servers, want 3", len(natsServices))
 		}
 		for name, s := range natsServices {
-			if s.Image != "nats:2.12" {
-				t.Errorf("service %s runs %s, want nats:2.12", name, s.Image)
+			if s.Image != "nats:2.15" {
+				t.Errorf("service %s runs %s, want nats:2.15 (parking needs 2.14+)", name, s.Image)
 			}
 			if !slices.Contains(s.Volumes, "./nats/nats-server.conf:/etc/nats/nats-server.conf:ro") ||
 				!slices.Contains(s.Volumes, "./nats/accounts.conf:/etc/nats/accounts.conf:ro") {

@@ -9,6 +9,10 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
+		// The command stream's source of the parked stream: the server
+		// waits for its consumer's answer in a goroutine that a shutdown
+		// does not end, for up to 30 s.
+		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*stream).trySetupSourceConsumer.func3"),
 		// Same exceptions as the other packages that run nats-server and
 		// HTTP clients in process: their pollers stop with the process.
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),

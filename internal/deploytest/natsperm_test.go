@@ -359,6 +359,23 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 		groupID = res.Result.GroupID
 	})
 
+	t.Run("a caller's roll-up is refused by the command stream", func(t *testing.T) {
+		msg := &nats.Msg{Subject: names.Command(testPhone, events.GetInviteLink), Header: nats.Header{}}
+		msg.Header.Set("Nats-Rollup", "all")
+		if _, err := caller.js.PublishMsg(ctx, msg); err == nil || !strings.Contains(err.Error(), "rollup not permitted") {
+			t.Fatalf("caller: publish with Nats-Rollup: all: %v, want it refused as a roll-up", err)
+		}
+	})
+
+	t.Run("a worker parks a command", func(t *testing.T) {
+		msg := &nats.Msg{Subject: names.Parked(testPhone, events.GetInviteLink, 1), Data: []byte(`{}`), Header: nats.Header{}}
+		msg.Header.Set("Nats-Schedule", "@at "+time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+		msg.Header.Set("Nats-Schedule-Target", names.Due(testPhone, events.GetInviteLink))
+		if _, err := wk.js.PublishMsg(ctx, msg); err != nil {
+			t.Fatalf("worker: park a command: %v", err)
+		}
+	})
+
 	t.Run("groupctl submits and waits as a caller, who may not read the ledger", func(t *testing.T) {
 		// The README's way for a user other than admin: its inbox prefix.
 		// --timeout is long so that a request left unanswered (the ledger
@@ -570,6 +587,12 @@ func TestComponentsRunUnderTheirNATSPermissions(t *testing.T) {
 			{"caller", "pub", "$JS.API.CONSUMER.MSG.NEXT.GROUPS_COMMANDS.worker-commands", "take commands"},
 			{"caller", "pub", "$JS.API.STREAM.PURGE.GROUPS_COMMANDS", "purge the commands"},
 			{"caller", "pub", "$JS.API.STREAM.CREATE.EVIL", "create a stream"},
+			// Parked copies: roll-ups are on in their stream (its schedules
+			// need them), so only workers may publish there.
+			{"caller", "pub", "groups.park.1.get_invite_link.1", "park a command"},
+			{"caller", "pub", "groups.due.1.get_invite_link", "make a parked command due"},
+			{"ingest", "pub", "groups.park.1.get_invite_link.1", "park a command"},
+			{"ingest", "pub", "groups.due.1.get_invite_link", "make a parked command due"},
 			{"caller", "sub", "groups.webhook.>", "read webhooks"},
 			{"caller", "sub", "groups.cmd.>", "read other callers' commands"},
 			{"caller", "sub", "_INBOX_worker.>", "read the worker's replies (ledger reads, acks)"},

@@ -103,7 +103,7 @@ func TestWorkerMetricsAfterARun(t *testing.T) {
 		{"groupflow_consumer_lag", map[string]string{"stream": s.names.CommandStream(), "consumer": s.names.CommandConsumer()}, 0},
 		{"groupflow_consumer_ack_pending", map[string]string{"stream": s.names.CommandStream(), "consumer": s.names.CommandConsumer()}, 0},
 		{"groupflow_consumer_lag", map[string]string{"stream": s.names.WebhookStream(), "consumer": s.names.WebhookConsumer()}, 0},
-		{"groupflow_parked_commands", map[string]string{"stream": s.names.CommandStream()}, 0},
+		{"groupflow_parked_commands", map[string]string{"stream": s.names.ParkedStream()}, 0},
 	} {
 		if got := value(t, fams, c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

@@ -37,6 +37,17 @@ func (n Names) EventStream() string { return n.stream("EVENTS") }
 // DLQStream is the stream of commands whose retries were exhausted.
 func (n Names) DLQStream() string { return n.stream("DLQ") }
 
+// ParkedStream is the work-queue stream of parked commands: copies
+// scheduled for their number's rate-limit turn (Parked) and, once due,
+// the copies the command stream sources back (Due). Only workers publish
+// to it, so the roll-ups its message schedules require are no door for
+// callers, who may publish commands.
+func (n Names) ParkedStream() string { return n.stream("PARKED") }
+
+// MigrationStream holds the command stream's messages while `groupctl
+// migrate` recreates it (see MigrateCommandStream); it exists only then.
+func (n Names) MigrationStream() string { return n.stream("COMMANDS_MIGRATION") }
+
 // LedgerBucket maps a command id to its execution state.
 func (n Names) LedgerBucket() string { return n.prefix() + "_ledger" }
 
@@ -91,19 +102,42 @@ func (n Names) DLQ(phone, cmdType string) string {
 }
 
 // Parked is the subject a command delivery waits under, as a scheduled
-// message, until the number's rate limit has room for it: the worker parks
-// a command of a deep backlog there (its copy reaches Command(phone,
-// cmdType) at the scheduled time) instead of holding it unacked, so the
-// backlog does not fill the command consumer's MaxAckPending and stall
-// every other number's commands. seq is the parked delivery's stream
-// sequence, which makes each schedule's subject its own.
+// message in ParkedStream, until the number's rate limit has room for it:
+// the worker parks a command of a deep backlog there instead of holding it
+// unacked, so the backlog does not fill the command consumer's
+// MaxAckPending and stall every other number's commands. At the scheduled
+// time the stream turns it into a copy on Due(phone, cmdType), which the
+// command stream sources as Command(phone, cmdType). seq is the parked
+// delivery's stream sequence, which makes each schedule's subject its own.
 func (n Names) Parked(phone, cmdType string, seq uint64) string {
+	return fmt.Sprintf("%s.park.%s.%s.%d", n.prefix(), phone, cmdType, seq)
+}
+
+// AllParked matches every parked subject (ParkedStream).
+func (n Names) AllParked() string { return n.prefix() + ".park.>" }
+
+// Due is the subject a parked copy of a command of cmdType for phone
+// becomes at its scheduled time (the schedule's target, in ParkedStream);
+// the command stream sources it back as Command(phone, cmdType).
+func (n Names) Due(phone, cmdType string) string {
+	return n.prefix() + ".due." + phone + "." + cmdType
+}
+
+// AllDue matches every due subject (ParkedStream).
+func (n Names) AllDue() string { return n.prefix() + ".due.>" }
+
+// LegacyParked is Parked in a command stream made before parked commands
+// had a stream of their own (see LegacyCommandStream): there a copy waits
+// in the command stream itself and comes back to Command(phone, cmdType).
+// Workers park there until `groupctl migrate` recreates the stream: NATS
+// refuses a source on a stream that schedules messages, so such a stream
+// cannot take copies back from the parked stream.
+func (n Names) LegacyParked(phone, cmdType string, seq uint64) string {
 	return fmt.Sprintf("%s.parked.%s.%s.%d", n.prefix(), phone, cmdType, seq)
 }
 
-// AllParked matches every parked subject: in the command stream, outside
-// the command consumer's filter.
-func (n Names) AllParked() string { return n.prefix() + ".parked.>" }
+// AllLegacyParked matches every LegacyParked subject.
+func (n Names) AllLegacyParked() string { return n.prefix() + ".parked.>" }
 
 // Query is the subject of the read endpoint name for phone.
 func (n Names) Query(phone, name string) string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -98,11 +99,17 @@ func (c TopologyConfig) Streams() []jetstream.StreamConfig {
 	n := c.Names
 	return []jetstream.StreamConfig{
 		{
-			Name:        n.CommandStream(),
-			Description: "groupflow commands, one consumer shared by all workers",
-			// Parked commands wait as scheduled messages (see
-			// Names.Parked); the server requires roll-ups for schedules.
-			Subjects:          []string{n.AllCommands(), n.AllParked()},
+			// Before the command stream, which sources from it.
+			Name:        n.ParkedStream(),
+			Description: "groupflow commands parked until their number's rate-limit turn, workers only",
+			// Parked commands wait as scheduled messages (Names.Parked)
+			// and become copies on Names.Due at their time. The server
+			// requires roll-ups for schedules: only workers may publish
+			// here (deploy/nats/accounts.conf), so only they could use
+			// them. A work queue: a due copy is removed once the command
+			// stream has stored it (a source's acknowledgement, NATS
+			// 2.14+); a schedule is removed when it fires.
+			Subjects:          []string{n.AllParked(), n.AllDue()},
 			AllowMsgSchedules: true,
 			AllowRollup:       true,
 			Retention:         jetstream.WorkQueuePolicy,
@@ -110,6 +117,20 @@ func (c TopologyConfig) Streams() []jetstream.StreamConfig {
 			Replicas:          c.Replicas,
 			Duplicates:        c.DuplicateWindow,
 			Discard:           jetstream.DiscardOld,
+		},
+		{
+			Name:        n.CommandStream(),
+			Description: "groupflow commands, one consumer shared by all workers",
+			Subjects:    []string{n.AllCommands()},
+			// Due parked copies come back as commands. Neither message
+			// schedules nor roll-ups: a publish with Nats-Rollup, which
+			// would purge every queued command, is refused.
+			Sources:    []*jetstream.StreamSource{n.dueSource()},
+			Retention:  jetstream.WorkQueuePolicy,
+			Storage:    c.Storage,
+			Replicas:   c.Replicas,
+			Duplicates: c.DuplicateWindow,
+			Discard:    jetstream.DiscardOld,
 		},
 		{
 			Name:        n.WebhookStream(),
@@ -213,14 +234,23 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("topology: %w", err)
 	}
-	for _, sc := range cfg.Streams() {
+	warned := false
+	for _, want := range cfg.Streams() {
 		if err := retry(ctx, func(ctx context.Context) error {
-			old, err := existing(ctx, js, sc.Name)
+			old, err := existing(ctx, js, want.Name)
 			if err != nil {
 				return err
 			}
 			if err := checkOwner(cfg.Names, old); err != nil {
 				return err
+			}
+			sc := want
+			if sc.Name == cfg.Names.CommandStream() && LegacyCommandStream(old) {
+				sc = cfg.keepLegacy(sc, old)
+				if !warned {
+					warned = true
+					cfg.warnLegacy(ctx)
+				}
 			}
 			if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 				return err
@@ -231,7 +261,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 			}
 			return nil
 		}); err != nil {
-			return fmt.Errorf("topology: stream %s: %w", sc.Name, err)
+			return fmt.Errorf("topology: stream %s: %w", want.Name, err)
 		}
 	}
 	for _, kc := range cfg.Buckets() {
@@ -274,6 +304,54 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 		}
 	}
 	return nil
+}
+
+// dueSource is the command stream's source of due parked copies: each
+// comes back on the command subject its Names.Due subject names.
+func (n Names) dueSource() *jetstream.StreamSource {
+	return &jetstream.StreamSource{
+		Name: n.ParkedStream(),
+		SubjectTransforms: []jetstream.SubjectTransformConfig{{
+			Source: n.AllDue(), Destination: n.AllCommands(),
+		}},
+	}
+}
+
+// LegacyCommandStream reports whether cfg, a command stream's
+// configuration, is one made before parked commands had a stream of their
+// own: its parked copies waited in it as scheduled messages, so it allows
+// message schedules and therefore roll-ups, which the server turns off for
+// neither. Any NATS user that may publish commands could purge it with a
+// Nats-Rollup header. MigrateCommandStream (`groupctl migrate`) recreates
+// it without them.
+func LegacyCommandStream(cfg *jetstream.StreamConfig) bool {
+	return cfg != nil && cfg.AllowMsgSchedules
+}
+
+// keepLegacy is the command stream's configuration sc for a legacy one,
+// old: still with schedules and roll-ups (the server refuses to turn them
+// off) and its parked subjects, where workers park as before
+// (Names.LegacyParked), and without the parked stream as a source, which
+// the server refuses on a stream that schedules messages.
+func (c TopologyConfig) keepLegacy(sc jetstream.StreamConfig, old *jetstream.StreamConfig) jetstream.StreamConfig {
+	sc.AllowMsgSchedules, sc.AllowRollup, sc.Sources = true, true, nil
+	if slices.Contains(old.Subjects, c.Names.AllLegacyParked()) {
+		sc.Subjects = append(slices.Clone(sc.Subjects), c.Names.AllLegacyParked())
+	}
+	return sc
+}
+
+// warnLegacy says, once per Ensure, that the command stream is a legacy
+// one and what to run.
+func (c TopologyConfig) warnLegacy(ctx context.Context) {
+	if c.Logger == nil {
+		return
+	}
+	c.Logger.WarnContext(ctx, "the command stream allows roll-ups: any NATS user that may publish commands can purge every queued command "+
+		"with a Nats-Rollup header. It was made when parked commands waited in it, and NATS will not turn roll-ups off: "+
+		"workers park in it as before until, once every process runs this version, the workers are stopped and `groupctl migrate` "+
+		"recreates it (README, Upgrades)",
+		slog.String("stream", c.Names.CommandStream()), slog.String("run", "groupctl migrate"))
 }
 
 // consumerBefore returns the consumer's configuration for logChanges, or

@@ -231,8 +231,8 @@ func TestEnsureLeavesAnotherInstallationsStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := events.Ensure(ctx, js, events.TopologyConfig{Names: events.Names{Prefix: "Acme"}})
-	if err == nil || !strings.Contains(err.Error(), "ACME_COMMANDS") || !strings.Contains(err.Error(), "acme.cmd.>") {
-		t.Errorf("Ensure with prefix Acme next to acme: error %v, want one naming ACME_COMMANDS and its subjects", err)
+	if err == nil || !strings.Contains(err.Error(), "ACME_PARKED") || !strings.Contains(err.Error(), "acme.park.>") {
+		t.Errorf("Ensure with prefix Acme next to acme: error %v, want one naming its first stream, ACME_PARKED, and its subjects", err)
 	}
 	for _, sc := range acme.Streams() {
 		s, err := js.Stream(ctx, sc.Name)
@@ -253,8 +253,10 @@ func TestEnsureLeavesAnotherInstallationsStreams(t *testing.T) {
 }
 
 // A command stream created before parking existed (no parked subjects, no
-// message schedules) is brought up to date, with its messages kept.
-func TestEnsureLetsAnOlderCommandStreamSchedule(t *testing.T) {
+// message schedules) is brought up to date, with its messages kept: it
+// sources the parked stream, whose parked copies come back on their
+// command subject at their time.
+func TestEnsureLetsAnOlderCommandStreamTakeParkedCopiesBack(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	js := jetStreamAt(t, natsembed.RunTest(t).ClientURL())
@@ -276,31 +278,110 @@ func TestEnsureLetsAnOlderCommandStreamSchedule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := info.Config; !c.AllowMsgSchedules || len(c.Subjects) != 2 || c.Subjects[1] != names.AllParked() {
-		t.Errorf("command stream after Ensure: schedules %v, subjects %v; want schedules and %s", c.AllowMsgSchedules, c.Subjects, names.AllParked())
+	if c := info.Config; c.AllowMsgSchedules || c.AllowRollup || len(c.Sources) != 1 || c.Sources[0].Name != names.ParkedStream() {
+		t.Errorf("command stream after Ensure: schedules %v, roll-ups %v, sources %+v; want neither, sourcing %s",
+			c.AllowMsgSchedules, c.AllowRollup, c.Sources, names.ParkedStream())
 	}
 	if info.State.Msgs != 1 {
 		t.Errorf("command stream holds %d messages after Ensure, want the 1 it had", info.State.Msgs)
 	}
-	// A parked copy comes back on its command subject at its time.
-	m := nats.NewMsg(names.Parked("1555", events.GetInviteLink, 1))
-	m.Data = []byte(`{"parked":true}`)
-	m.Header.Set("Nats-Schedule", "@at "+time.Now().Add(-time.Second).UTC().Format(time.RFC3339))
-	m.Header.Set("Nats-Schedule-Target", names.Command("1555", events.GetInviteLink))
-	if _, err := js.PublishMsg(ctx, m); err != nil {
-		t.Fatalf("park a copy: %v", err)
+	park(t, js, names.Parked("1555", events.GetInviteLink, 1), names.Due("1555", events.GetInviteLink), time.Now().Add(-time.Second), `{"parked":true}`)
+	waitForMsg(t, old, names.Command("1555", events.GetInviteLink), `{"parked":true}`)
+}
+
+// park publishes body to subject as a copy scheduled for target at at, as
+// a worker parks a command.
+func park(t *testing.T, js jetstream.JetStream, subject, target string, at time.Time, body string, opts ...jetstream.PublishOpt) {
+	t.Helper()
+	m := nats.NewMsg(subject)
+	m.Data = []byte(body)
+	m.Header.Set("Nats-Schedule", "@at "+at.UTC().Format(time.RFC3339Nano))
+	m.Header.Set("Nats-Schedule-Target", target)
+	if _, err := js.PublishMsg(context.Background(), m, opts...); err != nil {
+		t.Fatalf("park a copy on %s: %v", subject, err)
 	}
+}
+
+// waitForMsg waits until the last message of stream on subject is body.
+func waitForMsg(t *testing.T, s jetstream.Stream, subject, body string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got, err := old.GetLastMsgForSubject(ctx, names.Command("1555", events.GetInviteLink))
-		if err == nil && string(got.Data) == `{"parked":true}` {
-			break
+		got, err := s.GetLastMsgForSubject(context.Background(), subject)
+		if err == nil && string(got.Data) == body {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the parked copy did not reach its command subject (last: %v, %v)", got, err)
+			t.Fatalf("%s did not reach %s (last: %v, %v)", body, subject, got, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// legacyCommandStream makes the command stream as Ensure made it while
+// parked copies waited in it: with message schedules, roll-ups and the
+// parked subjects; and its consumer.
+func legacyCommandStream(t *testing.T, js jetstream.JetStream, cfg events.TopologyConfig) jetstream.Stream {
+	t.Helper()
+	ctx := context.Background()
+	n := cfg.Names
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: n.CommandStream(), Description: "groupflow commands, one consumer shared by all workers",
+		Subjects:          []string{n.AllCommands(), n.AllLegacyParked()},
+		AllowMsgSchedules: true, AllowRollup: true,
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, Discard: jetstream.DiscardOld,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, n.CommandStream(), cfg.Consumers()[n.CommandStream()]); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// An installation whose command stream is legacy (parked copies wait in
+// it, so it allows roll-ups, which NATS does not turn off) keeps working
+// on this version: Ensure leaves the stream's schedules, roll-ups and
+// parked subjects as they are, so a copy parked there comes back (NATS
+// refuses it the parked stream as a source), makes the parked stream for
+// later, and says once, at warning level, what to run.
+func TestEnsureKeepsALegacyCommandStreamWorking(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := jetStreamAt(t, natsembed.RunTest(t).ClientURL())
+	n := events.Names{}
+	cmds := legacyCommandStream(t, js, events.TopologyConfig{})
+	var logs testutil.SyncBuffer
+	cfg := events.TopologyConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	for range 2 { // a restart: once per start-up
+		if err := events.Ensure(ctx, js, cfg); err != nil {
+			t.Fatalf("Ensure over a legacy command stream: %v", err)
+		}
+	}
+	info, err := cmds.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := info.Config; !events.LegacyCommandStream(&c) || !slices.Contains(c.Subjects, n.AllLegacyParked()) {
+		t.Errorf("legacy command stream after Ensure: schedules %v, subjects %v; want schedules, %s kept",
+			c.AllowMsgSchedules, c.Subjects, n.AllLegacyParked())
+	}
+	if _, err := js.Stream(ctx, n.ParkedStream()); err != nil {
+		t.Errorf("parked stream after Ensure: %v", err)
+	}
+	warnings := 0
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "`groupctl migrate`") {
+			warnings++
+		}
+	}
+	if warnings != 2 {
+		t.Errorf("%d warnings naming groupctl migrate in two Ensures, want one each; log:\n%s", warnings, logs.String())
+	}
+	cmd := n.Command("1555", events.GetInviteLink)
+	park(t, js, n.LegacyParked("1555", events.GetInviteLink, 7), cmd, time.Now().Add(-time.Second), `{"parked":true}`)
+	waitForMsg(t, cmds, cmd, `{"parked":true}`)
 }
 
 // An operator who moves a running deployment from NATS_REPLICAS=1 to 3
@@ -450,5 +531,38 @@ func TestEnsureNeedsNoConsumerInfoToStart(t *testing.T) {
 		if err := events.Ensure(ctx, js, events.TopologyConfig{Logger: log}); err != nil {
 			t.Fatalf("Ensure %d without consumer info: %v", i+1, err)
 		}
+	}
+}
+
+// Any NATS user that may publish commands (a calling service,
+// deploy/nats/accounts.conf) could publish one with Nats-Rollup: all and
+// purge every queued command. The command stream refuses it.
+func TestTheCommandStreamRefusesRollUps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := jetStreamAt(t, natsembed.RunTest(t).ClientURL())
+	names := events.Names{}
+	if err := events.Ensure(ctx, js, events.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"queued-1", "queued-2"} {
+		if _, err := js.Publish(ctx, names.Command("1555", events.GetInviteLink), []byte(`{}`), jetstream.WithMsgID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, rollup := range []string{"all", "sub"} {
+		m := nats.NewMsg(names.Command("1555", events.GetInviteLink))
+		m.Data = []byte(`{}`)
+		m.Header.Set("Nats-Rollup", rollup)
+		if _, err := js.PublishMsg(ctx, m); err == nil {
+			t.Errorf("a publish with Nats-Rollup: %s was taken, want it refused", rollup)
+		}
+	}
+	s, err := js.Stream(ctx, names.CommandStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().State.Msgs; got != 2 {
+		t.Errorf("the command stream holds %d messages after the roll-ups, want the 2 queued commands", got)
 	}
 }

@@ -338,8 +338,8 @@ func webhookAttempt(at time.Time, ge *graph.Error) Attempt {
 // webhooks settled, see foldRemovals), and a copy of the command is
 // published. A throttle is shared first, so the copy waits for it (the
 // limiter hands it back until the pause ends); after a transient error
-// the copy comes back after webhookRetryDelay, scheduled by the stream
-// when it schedules messages (see park), at once otherwise.
+// the copy comes back after webhookRetryDelay, scheduled by the parked
+// stream when the worker parks (see park), at once otherwise.
 //
 // The copy is published before the entry is written (this runs inside the
 // entry's compare-and-set): should the write fail, the copy finds the
@@ -366,8 +366,9 @@ func (w *Worker) runAgain(ctx context.Context, e *Entry, ge *graph.Error) error 
 		_ = w.throttled(ctx, e.PhoneNumberID, ge)
 	} else if w.parkAfter > 0 {
 		at := w.now().Add(webhookRetryDelay(runs))
-		m.Subject = w.names.Parked(e.PhoneNumberID, e.CommandType, uint64(at.UnixNano())) //nolint:gosec // a positive time
-		scheduleAt(m, at, e.Subject)
+		var target string
+		m.Subject, target = w.parkSubjects(e.PhoneNumberID, e.CommandType, uint64(at.UnixNano())) //nolint:gosec // a positive time
+		scheduleAt(m, at, target)
 	}
 	msgID := events.CopyMsgID(e.CommandID, "again", e.Replay, strconv.Itoa(runs))
 	if _, err := w.publishMsg(ctx, m, msgID); err != nil {

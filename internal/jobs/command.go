@@ -223,8 +223,10 @@ func (w *Worker) handBack(ctx context.Context, log *slog.Logger, msg jetstream.M
 	return true, true, nil
 }
 
-// park replaces msg with a copy scheduled for at (Names.Parked): until
-// then it is held by the stream, not by the consumer. A nak with a delay
+// park replaces msg with a copy scheduled for at (Names.Parked, in the
+// parked stream; see parkSubjects): until then it is held by that stream,
+// not by the consumer, and then the command stream sources it back. A nak
+// with a delay
 // keeps the message among the consumer's unacknowledged ones, so a deep
 // backlog of one number naked that way filled MaxAckPending and stopped the
 // consumer from delivering anything else: every other number's commands
@@ -239,7 +241,8 @@ func (w *Worker) handBack(ctx context.Context, log *slog.Logger, msg jetstream.M
 // again costs no ledger round trip. The entry is a convenience: without
 // it the command runs the same, so a failed write only logs.
 func (w *Worker) park(ctx context.Context, log *slog.Logger, msg jetstream.Msg, md *jetstream.MsgMetadata, cmd events.Command, req ClaimRequest, at time.Time) error {
-	m := copyOf(msg, w.names.Parked(cmd.PhoneNumberID, cmd.Type, md.Sequence.Stream))
+	subject, target := w.parkSubjects(cmd.PhoneNumberID, cmd.Type, md.Sequence.Stream)
+	m := copyOf(msg, subject)
 	if m.Header.Get(inLedgerHeader) == "" {
 		if err := w.ledger.Queue(ctx, req); err != nil {
 			log.WarnContext(ctx, "record a parked command as queued", slog.Any("error", err))
@@ -247,13 +250,13 @@ func (w *Worker) park(ctx context.Context, log *slog.Logger, msg jetstream.Msg, 
 			m.Header.Set(inLedgerHeader, "1")
 		}
 	}
-	scheduleAt(m, at, msg.Subject())
+	scheduleAt(m, at, target)
 	_, err := w.publishMsg(ctx, m, events.CopyMsgID(cmd.ID, "park", strconv.FormatUint(md.Sequence.Stream, 10)))
 	return err
 }
 
-// scheduleAt makes m a message the command stream publishes to target at
-// at (Names.Parked subjects), not before.
+// scheduleAt makes m (on a parked subject) a message its stream
+// publishes to target at at, not before (see parkSubjects).
 //
 // The exact time, fraction of a second included: the server keeps it
 // (since schedules came in 2.12 it parses @at as Go's RFC 3339, which

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -443,7 +444,7 @@ func TestParkedCommandsAreOnMetrics(t *testing.T) {
 	t.Cleanup(func() { _ = reg.Unregister() })
 	metricsSrv := httptest.NewServer(tel.MetricsHandler())
 	t.Cleanup(metricsSrv.Close)
-	series := fmt.Sprintf("groupflow_parked_commands{stream=%q}", s.names.CommandStream())
+	series := fmt.Sprintf("groupflow_parked_commands{stream=%q}", s.names.ParkedStream())
 	onMetrics := func() string {
 		t.Helper()
 		resp, err := http.Get(metricsSrv.URL + "/metrics")
@@ -483,12 +484,12 @@ func TestParkedCommandsAreOnMetrics(t *testing.T) {
 	}
 }
 
-// parkedInStream counts the command stream's parked copies one subject at
-// a time, as groupctl health does.
+// parkedInStream counts the parked stream's parked copies one subject at
+// a time.
 func (s *stack) parkedInStream(t testing.TB) int {
 	t.Helper()
 	ctx := context.Background()
-	str, err := s.js.Stream(ctx, s.names.CommandStream())
+	str, err := s.js.Stream(ctx, s.names.ParkedStream())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +512,7 @@ func (s *stack) consumerBacklog(t testing.TB) int {
 	return int(info.NumPending) + info.NumAckPending //nolint:gosec // G115: test counts, far below 2^63
 }
 
-// On a command stream without message schedules (a server before 2.12
+// On a parked stream without message schedules (a server before 2.12
 // ignores the setting) a parked copy would never come back: the worker
 // says so and hands a backlog back with naks, and every command completes.
 func TestAWorkerWithoutSchedulesNaksInsteadOfParking(t *testing.T) {
@@ -542,5 +543,54 @@ func TestAWorkerWithoutSchedulesNaksInsteadOfParking(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "does not schedule messages") {
 		t.Errorf("the worker did not say it cannot park; its log:\n%s", logs.String())
+	}
+}
+
+// On a legacy command stream (made while parked copies waited in it, so
+// with roll-ups, until groupctl migrate recreates it) NATS refuses the
+// parked stream as a source: a worker parks in the command stream as
+// before, where the copies come back, every command completes once, and
+// the parked ones are on the metrics under the command stream.
+func TestAWorkerParksInALegacyCommandStream(t *testing.T) {
+	t.Parallel()
+	const limit, backlog = 5, 30
+	s := setup(t, func(o *stackOpts) { o.maxDeliv, o.legacy = 10, true })
+	g := s.newGroup(t, "Legacy", graph.JoinApprovalRequired)
+	lim := s.runLimiter(t, ratelimit.Config{
+		WorkerID: "legacy", Defaults: ratelimit.Limits{GroupOps: limit, Reads: 2000, Messages: 80}, MaxQueue: 2,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	var legacy atomic.Int64
+	sub, err := s.nc.Subscribe(s.names.AllLegacyParked(), func(*nats.Msg) { legacy.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	parked := s.countParked(t)
+	ids := s.publishApprovals(t, "legacy-", g.ID, backlog)
+	s.startWorker(t, func(c *jobs.Config) { c.WorkerID, c.Limiter, c.Concurrency = "legacy", lim, 4 })
+	observe := jobs.ParkedCommands(s.js, s.names)
+	s.events.WaitFor(t, "commands parked in the legacy command stream, on the metrics", func() bool {
+		depths, err := observe(context.Background())
+		return err == nil && slices.ContainsFunc(depths, func(d telemetry.StreamDepth) bool {
+			return d.Stream == s.names.CommandStream() && d.Messages > 0
+		})
+	})
+	for _, id := range ids {
+		if r := s.terminalWithin(t, id, 2*time.Minute); r.Error == nil || r.Error.Code != 131213 {
+			t.Errorf("%s: %+v, want failed with code 131213 from the approval", id, r.Error)
+		}
+	}
+	for _, id := range ids {
+		if rs := s.events.Terminals(id); len(rs) != 1 {
+			t.Errorf("%s: %d terminal events, want one", id, len(rs))
+		}
+	}
+	if n := s.calls(sim.EndpointApproveJoin); n != backlog {
+		t.Errorf("%d approve calls, want one per command (%d)", n, backlog)
+	}
+	if legacy.Load() == 0 || parked.Load() != 0 {
+		t.Errorf("%d copies parked in the legacy command stream and %d in the parked stream; want all of them in the command stream",
+			legacy.Load(), parked.Load())
 	}
 }

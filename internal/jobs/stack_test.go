@@ -55,9 +55,12 @@ type stackOpts struct {
 	// parkAfter is every worker's Config.ParkAfter (its default if 0;
 	// negative: the worker naks, never parks).
 	parkAfter time.Duration
-	// noSchedules makes the command stream as a server before 2.12 has
-	// it: without message schedules or the parked subjects.
+	// noSchedules makes the parked stream as a server before 2.12 has
+	// it: without message schedules.
 	noSchedules bool
+	// legacy makes the command stream as Ensure made it while parked
+	// copies waited in it (events.LegacyCommandStream).
+	legacy bool
 	// maxPayload is the server's max_payload (natsembed's default if 0);
 	// 1 MiB is what a server without the setting takes.
 	maxPayload int32
@@ -87,6 +90,9 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 	}
 	if o.noSchedules {
 		withoutSchedules(t, b, topo)
+	}
+	if o.legacy {
+		legacyCommands(t, b, topo)
 	}
 
 	hooks := httptest.NewServer(&webhook.Handler{
@@ -122,27 +128,47 @@ func setupNATSWith(t testing.TB, cfg events.TopologyConfig) natsBundle {
 	return setupNATS(t, cfg)
 }
 
-// withoutSchedules recreates the command stream and its consumer without
-// message schedules, as Ensure left them before parking existed and as a
-// server before 2.12 keeps them whatever it is asked.
+// withoutSchedules recreates the parked stream without message
+// schedules, as a server before 2.12 keeps it whatever it is asked.
 func withoutSchedules(t testing.TB, b natsBundle, topo events.TopologyConfig) {
 	t.Helper()
-	ctx := context.Background()
+	recreateStream(t, b, topo, b.names.ParkedStream(), func(sc *jetstream.StreamConfig) {
+		sc.AllowMsgSchedules, sc.AllowRollup = false, false
+	})
+}
+
+// legacyCommands recreates the command stream and its consumer as Ensure
+// made them while parked copies waited in the command stream: with
+// message schedules, roll-ups and the parked subjects, sourcing nothing.
+func legacyCommands(t testing.TB, b natsBundle, topo events.TopologyConfig) {
+	t.Helper()
 	name := b.names.CommandStream()
-	if err := b.js.DeleteStream(ctx, name); err != nil {
+	recreateStream(t, b, topo, name, func(sc *jetstream.StreamConfig) {
+		sc.Subjects = append(sc.Subjects, b.names.AllLegacyParked())
+		sc.AllowMsgSchedules, sc.AllowRollup, sc.Sources = true, true, nil
+	})
+	topo.Names = b.names
+	if _, err := b.js.CreateConsumer(context.Background(), name, topo.Consumers()[name]); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recreateStream deletes stream and creates it again as topo has it,
+// changed by change.
+func recreateStream(t testing.TB, b natsBundle, topo events.TopologyConfig, stream string, change func(*jetstream.StreamConfig)) {
+	t.Helper()
+	ctx := context.Background()
+	if err := b.js.DeleteStream(ctx, stream); err != nil {
 		t.Fatal(err)
 	}
 	topo.Names = b.names
 	for _, sc := range topo.Streams() {
-		if sc.Name == name {
-			sc.Subjects, sc.AllowMsgSchedules, sc.AllowRollup = []string{b.names.AllCommands()}, false, false
+		if sc.Name == stream {
+			change(&sc)
 			if _, err := b.js.CreateStream(ctx, sc); err != nil {
 				t.Fatal(err)
 			}
 		}
-	}
-	if _, err := b.js.CreateConsumer(ctx, name, topo.Consumers()[name]); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -128,35 +128,64 @@ func DLQDepth(js jetstream.JetStream, names events.Names) func(context.Context) 
 }
 
 // ParkedCommands returns the function telemetry.Metrics.ObserveParked
-// calls at each collection: how many commands are parked in the command
-// stream, copies held under Names.Parked subjects until their number's
-// turn (see Worker.park).
+// calls at each collection: how many commands are parked, copies held
+// under Names.Parked subjects in the parked stream until their number's
+// turn (see Worker.park), and, while the command stream is a legacy one
+// (events.LegacyCommandStream), the copies parked in it before.
 //
-// The stream holds commands and parked copies and nothing else, so the
-// parked ones are its message count less its commands, both read in one
-// request. The commands are counted per subject, one per number and
-// command type; each parked copy has a subject of its own, so counting
-// them that way (as groupctl health does) would list every one of them at
-// every scrape of every worker, megabytes for a deep backlog. What arrives
-// or leaves while the server answers may make one reading off by that
-// much; it never reads below 0.
+// The parked stream holds parked copies and, for a moment, due ones the
+// command stream has yet to take, so the parked ones are its message
+// count less the due ones, both read in one request; the legacy command
+// stream holds commands and parked copies, so the parked ones are its
+// message count less its commands. Each parked copy has a subject of its
+// own, so counting them subject by subject (as groupctl health does)
+// would list every one of them at every scrape of every worker, megabytes
+// for a deep backlog; commands and due copies have a subject per number
+// and type. What arrives or leaves while the server answers may make one
+// reading off by that much; it never reads below 0.
 func ParkedCommands(js jetstream.JetStream, names events.Names) func(context.Context) ([]telemetry.StreamDepth, error) {
 	return func(ctx context.Context) ([]telemetry.StreamDepth, error) {
+		parked, err := ParkedIn(ctx, js, names, names.ParkedStream())
+		if err != nil {
+			return nil, err
+		}
+		depths := []telemetry.StreamDepth{{Stream: names.ParkedStream(), Messages: parked}}
 		s, err := js.Stream(ctx, names.CommandStream())
 		if err != nil {
-			return nil, fmt.Errorf("command stream: %w", err)
+			return depths, fmt.Errorf("command stream: %w", err)
 		}
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter(names.AllCommands()))
-		if err != nil {
-			return nil, fmt.Errorf("command stream info: %w", err)
+		if cfg := s.CachedInfo().Config; events.LegacyCommandStream(&cfg) {
+			legacy, err := ParkedIn(ctx, js, names, names.CommandStream())
+			if err != nil {
+				return depths, err
+			}
+			depths = append(depths, telemetry.StreamDepth{Stream: names.CommandStream(), Messages: legacy})
 		}
-		var commands uint64
-		for _, n := range info.State.Subjects {
-			commands += n
-		}
-		parked := info.State.Msgs - min(commands, info.State.Msgs)
-		return []telemetry.StreamDepth{{Stream: info.Config.Name, Messages: parked}}, nil
+		return depths, nil
 	}
+}
+
+// ParkedIn counts the parked commands stream holds, as ParkedCommands
+// does: the parked stream's messages less its due copies, or the command
+// stream's less its commands (only a legacy one holds parked copies).
+func ParkedIn(ctx context.Context, js jetstream.JetStream, names events.Names, stream string) (uint64, error) {
+	others := names.AllDue()
+	if stream == names.CommandStream() {
+		others = names.AllCommands()
+	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(others))
+	if err != nil {
+		return 0, fmt.Errorf("stream %s info: %w", stream, err)
+	}
+	var matched uint64
+	for _, n := range info.State.Subjects {
+		matched += n
+	}
+	return info.State.Msgs - min(matched, info.State.Msgs), nil
 }
 
 // ConsumerLag returns the function telemetry.Metrics.ObserveConsumers

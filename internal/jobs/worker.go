@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -218,10 +220,12 @@ type Worker struct {
 	// Filled by Run from the consumers' configuration.
 	maxDeliver int
 	ackWait    time.Duration
-	// parkAfter is cfg.ParkAfter, or 0 when the command stream cannot
-	// schedule messages (Run checks).
-	parkAfter time.Duration
-	parkings  *parkings
+	// parkAfter is cfg.ParkAfter, or 0 when parked copies would not come
+	// back (Run checks); legacyParking, that they wait in a legacy
+	// command stream (see parkSubjects).
+	parkAfter     time.Duration
+	legacyParking bool
+	parkings      *parkings
 
 	// shutdown is closed when Run's context is done: in-flight work may
 	// finish (within ShutdownTimeout), new work is nak'ed at once.
@@ -283,24 +287,73 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	return w, nil
 }
 
-// checkParking turns parking on (Config.ParkAfter) only if the command
-// stream schedules messages: a server before 2.12 ignores the setting, and
-// a parked copy would then never come back.
+// checkParking turns parking on (Config.ParkAfter) only if parked copies
+// come back. A legacy command stream (events.LegacyCommandStream) holds
+// them itself, as it did before the parked stream. Otherwise the parked
+// stream must schedule messages (a server before 2.12 ignores the
+// setting), the command stream must source its due copies, and the
+// server must acknowledge what it sources from a work queue only once
+// stored (JetStream API level 4, NATS 2.14): before, a due copy left the
+// parked stream as it was sent, and one the command stream failed to
+// store (a leader change) was lost.
 func (w *Worker) checkParking(ctx context.Context) error {
 	if w.cfg.ParkAfter <= 0 {
 		return nil
 	}
-	st, err := w.js.Stream(ctx, w.names.CommandStream())
+	cmds, err := w.js.Stream(ctx, w.names.CommandStream())
 	if err != nil {
 		return fmt.Errorf("jobs: command stream: %w", err)
 	}
-	if !st.CachedInfo().Config.AllowMsgSchedules {
-		w.log.WarnContext(ctx, "the command stream does not schedule messages (NATS server before 2.12?): deep backlogs are naked, not parked, and can hold up other numbers' commands",
-			slog.String("stream", w.names.CommandStream()))
+	if cfg := cmds.CachedInfo().Config; events.LegacyCommandStream(&cfg) {
+		w.parkAfter, w.legacyParking = w.cfg.ParkAfter, true
+		return nil
+	}
+	parked, err := w.js.Stream(ctx, w.names.ParkedStream())
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("jobs: parked stream: %w", err)
+	}
+	var why string
+	switch {
+	case parked == nil:
+		why = "there is no parked stream"
+	case !parked.CachedInfo().Config.AllowMsgSchedules:
+		why = "the parked stream does not schedule messages (NATS server before 2.12?)"
+	case apiLevel(parked.CachedInfo().Config.Metadata) < durableSourcingLevel:
+		why = "the NATS server may lose a parked copy on its way back to the command stream (before 2.14, sourcing does not wait for the copy to be stored)"
+	case !slices.ContainsFunc(cmds.CachedInfo().Config.Sources, func(s *jetstream.StreamSource) bool { return s.Name == w.names.ParkedStream() }):
+		why = "the command stream does not source the parked stream's due copies"
+	}
+	if why != "" {
+		w.log.WarnContext(ctx, why+": deep backlogs are naked, not parked, and can hold up other numbers' commands",
+			slog.String("stream", w.names.ParkedStream()))
 		return nil
 	}
 	w.parkAfter = w.cfg.ParkAfter
 	return nil
+}
+
+// parkSubjects are the subject a copy of a command of cmdType for phone
+// waits on when parked by delivery seq, and the one it is scheduled to
+// come back on (see checkParking).
+func (w *Worker) parkSubjects(phone, cmdType string, seq uint64) (subject, target string) {
+	if w.legacyParking {
+		return w.names.LegacyParked(phone, cmdType, seq), w.names.Command(phone, cmdType)
+	}
+	return w.names.Parked(phone, cmdType, seq), w.names.Due(phone, cmdType)
+}
+
+// durableSourcingLevel is the JetStream API level from which a stream
+// sourcing from a work queue acknowledges each message once stored.
+const durableSourcingLevel = 4
+
+// apiLevel is the JetStream API level of the server that described a
+// stream (its "_nats.level" metadata, NATS 2.11+), or 0.
+func apiLevel(metadata map[string]string) int {
+	n, err := strconv.Atoi(metadata["_nats.level"])
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // minMaxPayload is the least max_payload with room for the largest

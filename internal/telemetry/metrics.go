@@ -113,7 +113,7 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	m.signatureFailures = counter(MetricSignatureFailures, "{failure}", "Webhook deliveries rejected for a missing or wrong X-Hub-Signature-256.")
 	m.campaignInvites = counter(MetricCampaignInvites, "{invite}", "Campaign invites finished, by outcome.")
 	m.dlqMessages = gauge(MetricDLQMessages, "{message}", "Messages in the dead-letter stream.")
-	m.parkedCommands = gauge(MetricParkedCommands, "{command}", "Commands parked in the command stream until their number's rate-limit turn; consumer lag does not count them.")
+	m.parkedCommands = gauge(MetricParkedCommands, "{command}", "Commands parked until their number's rate-limit turn, by the stream that holds them; consumer lag does not count them.")
 	m.consumerLag = gauge(MetricConsumerLag, "{message}", "Messages not yet delivered to a durable consumer (JetStream num_pending).")
 	m.consumerAckPend = gauge(MetricConsumerAckPend, "{message}", "Messages delivered to a durable consumer and not yet acknowledged.")
 	m.tokenRefused = gauge(MetricTokenRefused, "{worker}", "1 while Graph refuses the worker's access token (code 190, HTTP 401) and commands wait; else 0.")
@@ -266,10 +266,11 @@ func (m *Metrics) ObserveDLQ(fn func(ctx context.Context) ([]StreamDepth, error)
 }
 
 // ObserveParked registers fn to report, each time metrics are collected,
-// how many commands wait parked in the command stream (as many as
-// StreamDepth.Messages) for their number's rate-limit turn: work that is
-// waiting, and that no consumer's lag shows, being outside the consumer's
-// subjects until its turn. As ObserveDLQ.
+// how many commands wait parked in each stream that holds them (the
+// parked stream; a legacy command stream too) for their number's
+// rate-limit turn: work that is waiting, and that no consumer's lag
+// shows, being outside the consumer's stream or subjects until its turn.
+// As ObserveDLQ.
 func (m *Metrics) ObserveParked(fn func(ctx context.Context) ([]StreamDepth, error)) (metric.Registration, error) {
 	if m == nil {
 		return noRegistration{}, nil
