@@ -183,6 +183,7 @@ Exit codes: 0 done, 1 failed or unhealthy, 2 usage error.`,
 		a.campaignCommand(),
 		a.dlqCommand(),
 		a.healthCommand(),
+		a.migrateCommand(),
 		a.groupCommand(),
 		a.demoCommand(),
 	)

@@ -1,0 +1,484 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrWorkersActive is MigrateCommandStream's refusal to run while workers
+// consume commands: the deliveries under way would be acknowledged to a
+// stream that no longer exists and their commands run again from the copy.
+var ErrWorkersActive = errors.New("workers are consuming commands")
+
+// MigrateOptions tunes MigrateCommandStream.
+type MigrateOptions struct {
+	// Force migrates even while workers are live or the command consumer
+	// has deliveries under way; their commands may then be delivered
+	// again (the ledger still executes each once).
+	Force bool
+	// Progress, if set, is told of each step as it is done, in a line.
+	Progress func(step string)
+}
+
+// MigrateResult says what MigrateCommandStream did.
+type MigrateResult struct {
+	// AlreadyDone: the command stream had no roll-ups and no migration was
+	// under way, so nothing was changed.
+	AlreadyDone bool
+	// Commands is how many queued messages the new command stream got
+	// back; Parked, how many parked copies went to the parked stream, due
+	// at their old time.
+	Commands, Parked int
+}
+
+// MigrateCommandStream recreates a legacy command stream (see
+// LegacyCommandStream) as Ensure now makes it, without message schedules
+// and roll-ups, keeping every message:
+//
+//  1. The command stream is sealed: no publish is taken any more, and its
+//     schedules cannot fire.
+//  2. Its messages are copied, in order, to a holding stream
+//     (Names.MigrationStream), with their headers and Nats-Msg-Id.
+//  3. The command stream is deleted and created anew, with its settings,
+//     its consumer's, and sequences going on from the old last one (the
+//     parked subjects and copy ids name sequences).
+//  4. The held messages are put back, in order: commands to their subjects
+//     with their headers and Nats-Msg-Id (one that had none gets
+//     CopyMsgID("", "migrate", <old sequence>), so that a repeat stores it
+//     once), parked copies to the parked stream, due at the same time.
+//
+// Each message leaves the holding stream once put back, and each step
+// finds where the last run stopped: run again after an interruption, it
+// carries on; run on a command stream without roll-ups and no migration
+// under way, it does nothing (MigrateResult.AlreadyDone). Unless
+// opts.Force, it refuses with ErrWorkersActive while workers heartbeat or
+// the command consumer has pull requests or deliveries under way. Callers'
+// publishes are refused from step 1 until step 3 is done (the ingest
+// answers 503): the ingest may keep running. Every process must run a
+// version that knows the parked stream first: an older one's Ensure would
+// turn schedules, and so roll-ups, back on.
+func MigrateCommandStream(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig, opts MigrateOptions) (MigrateResult, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return MigrateResult{}, fmt.Errorf("migrate: %w", err)
+	}
+	m := &migration{js: js, cfg: cfg, n: cfg.Names, opts: opts}
+	return m.run(ctx)
+}
+
+type migration struct {
+	js   jetstream.JetStream
+	cfg  TopologyConfig
+	n    Names
+	opts MigrateOptions
+	res  MigrateResult
+}
+
+// Headers of a message in the holding stream: where it came from, and its
+// own headers the server would refuse or act on (the message id, a parked
+// copy's schedule).
+const (
+	migratedSeq      = "Groupflow-Migrated-Seq"
+	migratedSubject  = "Groupflow-Migrated-Subject"
+	migratedMsgID    = "Groupflow-Migrated-Msg-Id"
+	migratedSchedule = "Groupflow-Migrated-Schedule"
+	migratedTarget   = "Groupflow-Migrated-Schedule-Target"
+)
+
+// Metadata of the holding stream: the new command stream's configuration
+// and its consumer's, as JSON, decided before the old one was deleted.
+const (
+	metaCommandStream   = "groupflow_command_stream"
+	metaCommandConsumer = "groupflow_command_consumer"
+)
+
+func (m *migration) progress(format string, args ...any) {
+	if m.opts.Progress != nil {
+		m.opts.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+func (m *migration) holdSubject() string { return m.n.prefix() + ".migration.commands" }
+
+func (m *migration) run(ctx context.Context) (MigrateResult, error) {
+	cmds, err := existing(ctx, m.js, m.n.CommandStream())
+	if err != nil {
+		return m.res, fmt.Errorf("migrate: command stream: %w", err)
+	}
+	hold, err := m.js.Stream(ctx, m.n.MigrationStream())
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		hold = nil
+	} else if err != nil {
+		return m.res, fmt.Errorf("migrate: stream %s: %w", m.n.MigrationStream(), err)
+	}
+	if hold == nil && !LegacyCommandStream(cmds) {
+		if cmds == nil {
+			return m.res, fmt.Errorf("migrate: there is no stream %s (a worker or the ingest creates it at start-up)", m.n.CommandStream())
+		}
+		m.res.AlreadyDone = true
+		return m.res, nil
+	}
+	if !m.opts.Force {
+		busy, err := m.busy(ctx)
+		if err != nil {
+			return m.res, fmt.Errorf("migrate: %w", err)
+		}
+		if busy != "" {
+			return m.res, fmt.Errorf("migrate: %w (%s): stop every worker first, or pass --force", ErrWorkersActive, busy)
+		}
+	}
+	if err := m.ensureParked(ctx); err != nil {
+		return m.res, err
+	}
+	if LegacyCommandStream(cmds) {
+		if hold, err = m.drain(ctx, cmds, hold); err != nil {
+			return m.res, err
+		}
+	}
+	if err := m.recreate(ctx, hold); err != nil {
+		return m.res, err
+	}
+	if err := m.restore(ctx, hold); err != nil {
+		return m.res, err
+	}
+	if err := m.js.DeleteStream(ctx, m.n.MigrationStream()); err != nil {
+		return m.res, fmt.Errorf("migrate: delete %s: %w", m.n.MigrationStream(), err)
+	}
+	m.progress("deleted %s", m.n.MigrationStream())
+	return m.res, nil
+}
+
+// busy says what shows workers at work: heartbeats, or pull requests and
+// deliveries under way on the command consumer; "" when nothing does.
+func (m *migration) busy(ctx context.Context) (string, error) {
+	var why []string
+	kv, err := m.js.KeyValue(ctx, m.n.WorkersBucket())
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+	case err != nil:
+		return "", fmt.Errorf("workers bucket: %w", err)
+	default:
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			return "", fmt.Errorf("workers bucket: %w", err)
+		}
+		live := 0
+		for range keys.Keys() {
+			live++
+		}
+		if live > 0 {
+			why = append(why, fmt.Sprintf("%d worker(s) heartbeating in %s", live, m.n.WorkersBucket()))
+		}
+	}
+	cons, err := m.js.Consumer(ctx, m.n.CommandStream(), m.n.CommandConsumer())
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrConsumerNotFound):
+	case err != nil:
+		return "", fmt.Errorf("command consumer: %w", err)
+	default:
+		if ci := cons.CachedInfo(); ci.NumWaiting > 0 || ci.NumAckPending > 0 {
+			why = append(why, fmt.Sprintf("consumer %s has %d pull request(s) waiting and %d delivery(ies) unacknowledged",
+				m.n.CommandConsumer(), ci.NumWaiting, ci.NumAckPending))
+		}
+	}
+	return strings.Join(why, "; "), nil
+}
+
+// ensureParked creates the parked stream if no process of this version
+// has yet: the parked copies go there.
+func (m *migration) ensureParked(ctx context.Context) error {
+	for _, sc := range m.cfg.Streams() {
+		if sc.Name != m.n.ParkedStream() {
+			continue
+		}
+		if _, err := m.js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("migrate: create %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// drain seals the legacy command stream old, copies its messages to the
+// holding stream (made now unless hold is an earlier run's) and deletes
+// it.
+func (m *migration) drain(ctx context.Context, old *jetstream.StreamConfig, hold jetstream.Stream) (jetstream.Stream, error) {
+	cmds, err := m.js.Stream(ctx, old.Name)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %s: %w", old.Name, err)
+	}
+	if !old.Sealed { // an earlier run may have sealed it
+		sealed := *old
+		sealed.Sealed, sealed.Metadata = true, userMetadata(old.Metadata)
+		if cmds, err = m.js.UpdateStream(ctx, sealed); err != nil {
+			return nil, fmt.Errorf("migrate: seal %s: %w", old.Name, err)
+		}
+	}
+	m.progress("sealed %s: it takes no more messages, and its parked copies wait", old.Name)
+	info, err := cmds.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %s: %w", old.Name, err)
+	}
+	if hold == nil {
+		if hold, err = m.createHold(ctx, old, info.State.LastSeq); err != nil {
+			return nil, err
+		}
+	}
+	if err := m.copy(ctx, cmds, hold, info.State); err != nil {
+		return nil, err
+	}
+	if err := m.js.DeleteStream(ctx, old.Name); err != nil {
+		return nil, fmt.Errorf("migrate: delete %s: %w", old.Name, err)
+	}
+	m.progress("deleted %s", old.Name)
+	return hold, nil
+}
+
+// createHold makes the holding stream, with the new command stream's
+// configuration (Ensure's, with old's storage, replicas, placement and
+// duplicate window, and sequences from lastSeq+1 on; old may be sealed
+// already, which changed its other settings) and its consumer's in its
+// metadata.
+func (m *migration) createHold(ctx context.Context, old *jetstream.StreamConfig, lastSeq uint64) (jetstream.Stream, error) {
+	var want jetstream.StreamConfig
+	for _, sc := range m.cfg.Streams() {
+		if sc.Name == m.n.CommandStream() {
+			want = sc
+		}
+	}
+	want.Storage, want.Replicas, want.Placement, want.Duplicates = old.Storage, old.Replicas, old.Placement, old.Duplicates
+	want.FirstSeq = lastSeq + 1
+	consumer := m.cfg.Consumers()[m.n.CommandStream()]
+	if c, err := m.js.Consumer(ctx, old.Name, m.n.CommandConsumer()); err == nil {
+		consumer = c.CachedInfo().Config
+		consumer.Metadata = userMetadata(consumer.Metadata)
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("migrate: command consumer: %w", err)
+	}
+	streamJSON, err := json.Marshal(want)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	consumerJSON, err := json.Marshal(consumer)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	hold, err := m.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:        m.n.MigrationStream(),
+		Description: "the command stream's messages while groupctl migrate recreates it",
+		Subjects:    []string{m.holdSubject()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     old.Storage,
+		Replicas:    old.Replicas,
+		Metadata:    map[string]string{metaCommandStream: string(streamJSON), metaCommandConsumer: string(consumerJSON)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("migrate: create %s: %w", m.n.MigrationStream(), err)
+	}
+	return hold, nil
+}
+
+// copy copies the sealed command stream's messages to the holding
+// stream, from the one after the last copied on.
+func (m *migration) copy(ctx context.Context, cmds, hold jetstream.Stream, state jetstream.StreamState) error {
+	seq := state.FirstSeq
+	last, err := hold.GetLastMsgForSubject(ctx, m.holdSubject())
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case err != nil:
+		return fmt.Errorf("migrate: last copied message: %w", err)
+	default:
+		done, err := strconv.ParseUint(last.Header.Get(migratedSeq), 10, 64)
+		if err != nil {
+			return fmt.Errorf("migrate: last copied message %d has no %s", last.Sequence, migratedSeq)
+		}
+		seq = max(seq, done+1)
+	}
+	copied := 0
+	for seq <= state.LastSeq {
+		msg, err := cmds.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("migrate: read message %d of %s: %w", seq, m.n.CommandStream(), err)
+		}
+		seq = msg.Sequence + 1
+		if _, err := m.js.PublishMsg(ctx, m.held(msg)); err != nil {
+			return fmt.Errorf("migrate: copy message %d of %s: %w", msg.Sequence, m.n.CommandStream(), err)
+		}
+		copied++
+	}
+	m.progress("copied %d message(s) of %s to %s", copied, m.n.CommandStream(), m.n.MigrationStream())
+	return nil
+}
+
+// held is msg as the holding stream keeps it: its own headers as they
+// were, the server's set aside under Groupflow-Migrated-*.
+func (m *migration) held(msg *jetstream.RawStreamMsg) *nats.Msg {
+	h := nats.Header{}
+	for k, v := range msg.Header {
+		if !strings.HasPrefix(strings.ToLower(k), "nats-") {
+			h[k] = v
+		}
+	}
+	h.Set(migratedSeq, strconv.FormatUint(msg.Sequence, 10))
+	h.Set(migratedSubject, msg.Subject)
+	if id := msg.Header.Get(jetstream.MsgIDHeader); id != "" {
+		h.Set(migratedMsgID, id)
+	}
+	if at := msg.Header.Get("Nats-Schedule"); at != "" {
+		h.Set(migratedSchedule, at)
+		h.Set(migratedTarget, msg.Header.Get("Nats-Schedule-Target"))
+	}
+	return &nats.Msg{Subject: m.holdSubject(), Header: h, Data: msg.Data}
+}
+
+// recreate creates the command stream and its consumer as the holding
+// stream's metadata says, unless it exists.
+func (m *migration) recreate(ctx context.Context, hold jetstream.Stream) error {
+	info, err := hold.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %s: %w", m.n.MigrationStream(), err)
+	}
+	var sc jetstream.StreamConfig
+	var cc jetstream.ConsumerConfig
+	if err := json.Unmarshal([]byte(info.Config.Metadata[metaCommandStream]), &sc); err != nil {
+		return fmt.Errorf("migrate: %s keeps no command stream configuration: %w", m.n.MigrationStream(), err)
+	}
+	if err := json.Unmarshal([]byte(info.Config.Metadata[metaCommandConsumer]), &cc); err != nil {
+		return fmt.Errorf("migrate: %s keeps no command consumer configuration: %w", m.n.MigrationStream(), err)
+	}
+	_, err = m.js.CreateStream(ctx, sc)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
+		return nil // an earlier run made it, with its consumer
+	case err != nil:
+		return fmt.Errorf("migrate: create %s: %w", sc.Name, err)
+	}
+	if _, err := m.js.CreateOrUpdateConsumer(ctx, sc.Name, cc); err != nil {
+		return fmt.Errorf("migrate: create consumer %s: %w", cc.Durable, err)
+	}
+	m.progress("created %s without message schedules or roll-ups, sourcing %s, sequences from %d on", sc.Name, m.n.ParkedStream(), sc.FirstSeq)
+	return nil
+}
+
+// restore puts every held message back, in order, removing each from the
+// holding stream once it is.
+func (m *migration) restore(ctx context.Context, hold jetstream.Stream) error {
+	cmds, err := m.js.Stream(ctx, m.n.CommandStream())
+	if err != nil {
+		return fmt.Errorf("migrate: %s: %w", m.n.CommandStream(), err)
+	}
+	for seq := uint64(1); ; {
+		msg, err := hold.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(m.holdSubject()))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("migrate: read held message %d: %w", seq, err)
+		}
+		seq = msg.Sequence + 1
+		if msg.Header.Get(migratedSchedule) != "" {
+			err = m.repark(ctx, msg)
+		} else {
+			err = m.requeue(ctx, cmds, msg)
+		}
+		if err != nil {
+			return err
+		}
+		if err := hold.DeleteMsg(ctx, msg.Sequence); err != nil {
+			return fmt.Errorf("migrate: remove held message %d: %w", msg.Sequence, err)
+		}
+	}
+	m.progress("put back %d queued message(s) into %s and %d parked copy(ies) into %s",
+		m.res.Commands, m.n.CommandStream(), m.res.Parked, m.n.ParkedStream())
+	return nil
+}
+
+// original is a held message as it was, on subject, with its message id.
+func original(msg *jetstream.RawStreamMsg, subject string) (*nats.Msg, string) {
+	h := nats.Header{}
+	for k, v := range msg.Header {
+		if !strings.HasPrefix(k, "Groupflow-Migrated-") {
+			h[k] = v
+		}
+	}
+	id := msg.Header.Get(migratedMsgID)
+	if id == "" {
+		id = CopyMsgID("", "migrate", msg.Header.Get(migratedSeq))
+	}
+	return &nats.Msg{Subject: subject, Header: h, Data: msg.Data}, id
+}
+
+// requeue publishes a held command back to the command stream. A
+// duplicate is a message of the same id within the duplicate window: this
+// one, put back by a run that stopped before removing it from the holding
+// stream, or another message sent with the same id (apart by more than
+// the window, as both were kept): that one is published with the
+// migration's id.
+func (m *migration) requeue(ctx context.Context, cmds jetstream.Stream, msg *jetstream.RawStreamMsg) error {
+	out, id := original(msg, msg.Header.Get(migratedSubject))
+	ack, err := m.js.PublishMsg(ctx, out, jetstream.WithMsgID(id))
+	if err != nil {
+		return fmt.Errorf("migrate: put back message %s: %w", msg.Header.Get(migratedSeq), err)
+	}
+	if ack.Duplicate {
+		stored, err := cmds.GetMsg(ctx, ack.Sequence)
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("migrate: message %d of %s: %w", ack.Sequence, m.n.CommandStream(), err)
+		}
+		if err == nil && (stored.Subject != out.Subject || string(stored.Data) != string(out.Data)) {
+			if _, err := m.js.PublishMsg(ctx, out, jetstream.WithMsgID(CopyMsgID("", "migrate", msg.Header.Get(migratedSeq)))); err != nil {
+				return fmt.Errorf("migrate: put back message %s: %w", msg.Header.Get(migratedSeq), err)
+			}
+		}
+	}
+	m.res.Commands++
+	return nil
+}
+
+// repark publishes a held parked copy to the parked stream, due at the
+// same time (at once if that has passed) on the new subjects. A subject
+// that holds a schedule already has this copy from an earlier run.
+func (m *migration) repark(ctx context.Context, msg *jetstream.RawStreamMsg) error {
+	legacy, cmdPrefix := m.n.prefix()+".parked.", m.n.prefix()+".cmd."
+	rest, ok := strings.CutPrefix(msg.Header.Get(migratedSubject), legacy)
+	target, okTarget := strings.CutPrefix(msg.Header.Get(migratedTarget), cmdPrefix)
+	if !ok || !okTarget {
+		return fmt.Errorf("migrate: held message %s: parked copy on %s for %s, not %s… for %s…", msg.Header.Get(migratedSeq),
+			msg.Header.Get(migratedSubject), msg.Header.Get(migratedTarget), legacy, cmdPrefix)
+	}
+	out, id := original(msg, m.n.prefix()+".park."+rest)
+	out.Header.Set("Nats-Schedule", msg.Header.Get(migratedSchedule))
+	out.Header.Set("Nats-Schedule-Target", m.n.prefix()+".due."+target)
+	_, err := m.js.PublishMsg(ctx, out, jetstream.WithMsgID(id), jetstream.WithExpectLastSequencePerSubject(0))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("migrate: park message %s again: %w", msg.Header.Get(migratedSeq), err)
+	}
+	m.res.Parked++
+	return nil
+}
+
+// userMetadata is metadata less the server's own keys (_nats.*), which it
+// sets itself.
+func userMetadata(md map[string]string) map[string]string {
+	out := maps.Clone(md)
+	maps.DeleteFunc(out, func(k, _ string) bool { return strings.HasPrefix(k, "_nats.") })
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
