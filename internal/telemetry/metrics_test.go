@@ -36,6 +36,7 @@ func exercise(t *testing.T, tel *Telemetry) {
 	m.CampaignInvite(ctx, "sent")
 	m.CampaignInvite(ctx, "sent")
 	m.CampaignInvite(ctx, "failed")
+	m.APIRateLimited(ctx, 2)
 	reg, err := m.ObserveDLQ(func(context.Context) ([]StreamDepth, error) {
 		return []StreamDepth{{Stream: "GROUPS_DLQ", Messages: 3}}, nil
 	})
