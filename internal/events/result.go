@@ -168,6 +168,9 @@ type FailureInfo struct {
 	// Code and Subcode are Meta's, when Meta gave the error.
 	Code    int `json:"code,omitempty"`
 	Subcode int `json:"subcode,omitempty"`
+	// Type is Graph's error type ("OAuthException", …), when a Graph
+	// call's answer gave the error; webhooks' errors have none.
+	Type string `json:"type,omitempty"`
 	// Message is for people; branch on Reason and Code.
 	Message string `json:"message,omitempty"`
 }

@@ -417,7 +417,7 @@ func sampleData() map[string]any {
 			Outcome: OutcomePartiallySucceeded, Attempts: 2,
 			Items: []ItemOutcome{{ID: "j1", Outcome: ItemApproved}, {ID: "j2", Outcome: ItemFailed, Code: 131203, Reason: "ToS"}}},
 		EventCommandFailed: CommandResult{CommandID: "c3", CommandType: SendGroupInvite, PhoneNumberID: testPhone,
-			Outcome: OutcomeFailed, Attempts: 10, Error: &FailureInfo{Reason: ReasonRetriesExhausted, Code: 131000, Subcode: 2, Message: "try later"}},
+			Outcome: OutcomeFailed, Attempts: 10, Error: &FailureInfo{Reason: ReasonRetriesExhausted, Code: 131000, Subcode: 2, Type: "OAuthException", Message: "try later"}},
 		EventCommandRejected: CommandResult{CommandID: "c4", CommandType: "make_coffee", PhoneNumberID: testPhone,
 			Outcome: OutcomeRejected, Attempts: 1, ValidationErrors: []FieldError{{Field: "type", Message: "unknown"}}},
 		EventGroupCreated: GroupCreated{GroupID: testGroup, RequestID: "r1", CommandID: "c1", Subject: "S", Description: "D",

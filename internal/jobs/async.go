@@ -207,8 +207,8 @@ func webhookRetry(e *Entry) *graph.Error {
 	}
 	var retry *graph.Error
 	for _, p := range e.Pending {
-		if !p.Done {
-			return nil
+		if !p.Done || p.Failure != nil {
+			return nil // refused for good at once: running again would be refused again
 		}
 		var ge webhook.GroupEvent
 		_ = json.Unmarshal(p.Result, &ge) // unreadable: no errors to retry on
@@ -502,9 +502,17 @@ func cmpStr(s ...string) string {
 }
 
 // settingsCompletion reports each setting the command changed: the
-// pending requests' Items name the settings each request carried.
+// pending requests' Items name the settings each request carried. A
+// command none of whose settings changed fails as its first setting did.
 func settingsCompletion(e Entry) Result {
 	var items []events.ItemOutcome
+	var first *events.FailureInfo
+	failed := func(it events.ItemOutcome, fi *events.FailureInfo) {
+		items = append(items, it)
+		if first == nil {
+			first = fi
+		}
+	}
 	ok := 0
 	for _, p := range e.Pending {
 		var ge webhook.GroupEvent
@@ -512,8 +520,15 @@ func settingsCompletion(e Entry) Result {
 			_ = json.Unmarshal(p.Result, &ge)
 		}
 		for _, field := range p.Items {
-			if !p.Done {
-				items = append(items, events.ItemOutcome{ID: field, Outcome: events.ItemFailed, Reason: "webhook never came"})
+			switch {
+			case !p.Done:
+				failed(events.ItemOutcome{ID: field, Outcome: events.ItemFailed, Reason: "webhook never came"},
+					&events.FailureInfo{Reason: events.ReasonWebhookTimeout, Message: "Meta accepted the update but its webhook never came"})
+				continue
+			case p.Failure != nil:
+				// Refused by Graph at once: its code, subcode and type.
+				fi := *p.Failure
+				failed(events.ItemOutcome{ID: field, Outcome: events.ItemFailed, Code: fi.Code, Reason: truncate(fi.Message, 300)}, &fi)
 				continue
 			}
 			var succeeded bool
@@ -542,18 +557,15 @@ func settingsCompletion(e Entry) Result {
 				ok++
 				continue
 			}
-			items = append(items, webhookItem(field, append(errs, ge.Errors...), "update failed"))
+			it := webhookItem(field, append(errs, ge.Errors...), "update failed")
+			failed(it, &events.FailureInfo{Reason: events.ReasonPermanentError, Code: it.Code, Message: it.Reason})
 		}
 	}
 	switch {
 	case len(items) == 0:
 		return Result{}
 	case ok == 0:
-		fi := &events.FailureInfo{Reason: events.ReasonPermanentError, Code: items[0].Code, Message: items[0].Reason}
-		if items[0].Code == 0 && items[0].Reason == "webhook never came" {
-			fi = &events.FailureInfo{Reason: events.ReasonWebhookTimeout, Message: "Meta accepted the update but its webhook never came"}
-		}
-		return Result{Outcome: events.OutcomeFailed, Items: items, Failure: fi}
+		return Result{Outcome: events.OutcomeFailed, Items: items, Failure: first}
 	}
 	return Result{Outcome: events.OutcomePartiallySucceeded, Items: items}
 }
@@ -595,7 +607,14 @@ func removeCompletion(cmd events.Command, e Entry) Result {
 		items = append(items, it)
 	}
 	res := bulkResult(items)
-	if res.Outcome == events.OutcomeFailed && timedOut && res.Failure.Code == 0 {
+	switch {
+	case res.Outcome != events.OutcomeFailed:
+	case prog.Refusal != nil && slices.Contains(prog.Refusal.Participants, items[0].ID):
+		// The first participant's call was refused: the command fails as
+		// Graph said, subcode and type included.
+		fi := prog.Refusal.Error
+		res.Failure = &fi
+	case timedOut && res.Failure.Code == 0:
 		res.Failure = &events.FailureInfo{Reason: events.ReasonWebhookTimeout, Message: "Meta accepted the removal but its webhook never came"}
 	}
 	return res

@@ -707,11 +707,16 @@ func (w *Worker) reject(ctx context.Context, msg jetstream.Msg, md *jetstream.Ms
 	_ = msg.Term()
 }
 
-// failure describes err as a FailureInfo with reason.
+// failure describes err as a FailureInfo with reason: Graph's code,
+// subcode and type when Graph gave the error, and its account as the
+// message.
 func failure(reason string, err error) *events.FailureInfo {
 	fi := &events.FailureInfo{Reason: reason}
 	if err != nil {
-		fi.Code, fi.Subcode = graphCode(err)
+		var ge *graph.Error
+		if errors.As(err, &ge) {
+			fi.Code, fi.Subcode, fi.Type = ge.Code, ge.Subcode, ge.Type
+		}
 		fi.Message = truncate(err.Error(), 500)
 	}
 	return fi

@@ -2,6 +2,8 @@ package jobs_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,13 +15,22 @@ import (
 
 // commandCase is one command type as TestEveryCommandTypeThroughEachErrorClass
 // runs it: make builds a command (with what it needs in the simulator) whose
-// main Graph call is to endpoint; unknownGroup builds one that Graph refuses
-// for good.
+// main Graph call is to endpoint; refused builds one that Graph refuses for
+// good, with refusal's code and subcode.
 type commandCase struct {
 	typ, endpoint string
 	make          func(t *testing.T, s *stack, id string) events.Command
 	refused       func(t *testing.T, s *stack, id string) events.Command
+	refusal       graphRefusal
 }
+
+// graphRefusal is the code and subcode of the error the simulator answers
+// a refused command's call with.
+type graphRefusal struct{ code, subcode int }
+
+// unknownObject is Graph's answer about an object it does not know, as
+// the unknown group (and the unknown account) get: code 100, subcode 33.
+var unknownObject = graphRefusal{100, 33}
 
 const unknownGroup = "Y2FwaV9ncm91cDpub3RoZXJl"
 
@@ -58,23 +69,26 @@ func errorClassCases() []commandCase {
 				}
 				return command(id, events.CreateGroup, "", events.CreateGroupParams{Subject: "Group of " + id})
 			},
+			refusal: graphRefusal{code: 131215},
 		},
-		{typ: events.DeleteGroup, endpoint: sim.EndpointDeleteGroup, make: onGroup(events.DeleteGroup, nil), refused: refusedOn(events.DeleteGroup, nil)},
+		{typ: events.DeleteGroup, endpoint: sim.EndpointDeleteGroup, make: onGroup(events.DeleteGroup, nil), refused: refusedOn(events.DeleteGroup, nil), refusal: unknownObject},
 		{
 			typ: events.UpdateGroupSettings, endpoint: sim.EndpointUpdateSettings,
 			make: onGroup(events.UpdateGroupSettings, func(*testing.T, *stack, sim.GroupState) any {
 				return events.UpdateGroupSettingsParams{Description: ptr("Changed")}
 			}),
 			refused: refusedOn(events.UpdateGroupSettings, events.UpdateGroupSettingsParams{Description: ptr("Changed")}),
+			refusal: unknownObject,
 		},
-		{typ: events.GetInviteLink, endpoint: sim.EndpointGetInviteLink, make: onGroup(events.GetInviteLink, nil), refused: refusedOn(events.GetInviteLink, nil)},
-		{typ: events.ResetInviteLink, endpoint: sim.EndpointResetInviteLink, make: onGroup(events.ResetInviteLink, nil), refused: refusedOn(events.ResetInviteLink, nil)},
+		{typ: events.GetInviteLink, endpoint: sim.EndpointGetInviteLink, make: onGroup(events.GetInviteLink, nil), refused: refusedOn(events.GetInviteLink, nil), refusal: unknownObject},
+		{typ: events.ResetInviteLink, endpoint: sim.EndpointResetInviteLink, make: onGroup(events.ResetInviteLink, nil), refused: refusedOn(events.ResetInviteLink, nil), refusal: unknownObject},
 		{
 			typ: events.ApproveJoinRequests, endpoint: sim.EndpointApproveJoin,
 			make: onGroup(events.ApproveJoinRequests, func(t *testing.T, s *stack, g sim.GroupState) any {
 				return events.JoinRequestsParams{JoinRequestIDs: s.joinRequests(t, g, "15550000911")}
 			}),
 			refused: refusedOn(events.ApproveJoinRequests, events.JoinRequestsParams{AllPending: true}),
+			refusal: unknownObject,
 		},
 		{
 			typ: events.RejectJoinRequests, endpoint: sim.EndpointRejectJoin,
@@ -82,6 +96,7 @@ func errorClassCases() []commandCase {
 				return events.JoinRequestsParams{JoinRequestIDs: s.joinRequests(t, g, "15550000912")}
 			}),
 			refused: refusedOn(events.RejectJoinRequests, events.JoinRequestsParams{AllPending: true}),
+			refusal: unknownObject,
 		},
 		{
 			typ: events.RemoveParticipants, endpoint: sim.EndpointRemoveParticipant,
@@ -91,6 +106,7 @@ func errorClassCases() []commandCase {
 				return command(id, events.RemoveParticipants, g.ID, events.RemoveParticipantsParams{Participants: []string{"15550000913"}})
 			},
 			refused: refusedOn(events.RemoveParticipants, events.RemoveParticipantsParams{Participants: []string{"15550000913"}}),
+			refusal: unknownObject,
 		},
 		{
 			typ: events.EnsureInviteTemplate, endpoint: sim.EndpointCreateTemplate,
@@ -102,6 +118,7 @@ func errorClassCases() []commandCase {
 				p.WABAID = "999999999999999"
 				return command(id, events.EnsureInviteTemplate, "", p)
 			},
+			refusal: unknownObject,
 		},
 		{
 			typ: events.SendGroupInvite, endpoint: sim.EndpointSendMessage,
@@ -115,6 +132,7 @@ func errorClassCases() []commandCase {
 				p.Template.Name = "no_such_template"
 				return command(id, events.SendGroupInvite, "", p)
 			},
+			refusal: graphRefusal{code: 132001},
 		},
 	}
 }
@@ -181,11 +199,30 @@ func TestEveryCommandTypeThroughEachErrorClass(t *testing.T) {
 				s.publish(t, c)
 				r := s.terminal(t, c.ID)
 				wantFailure(t, r, events.ReasonPermanentError)
-				if r.Error.Code == 0 || r.Attempts != 1 {
-					t.Fatalf("error %+v after %d deliveries, want Graph's code after one", r.Error, r.Attempts)
+				if r.Attempts != 1 {
+					t.Fatalf("failed after %d deliveries, want one", r.Attempts)
 				}
+				wantGraphRefusal(t, r.Error, tc.refusal)
 			})
 		})
+	}
+}
+
+// wantGraphRefusal checks that a command failed by Graph's permanent error
+// says what Graph said, whichever its type (an asynchronous command whose
+// call was refused too): its code, subcode and type (the simulator's are
+// all OAuthException, as Meta's), and the Graph client's account of the
+// error as the message.
+func wantGraphRefusal(t *testing.T, got *events.FailureInfo, want graphRefusal) {
+	t.Helper()
+	said := fmt.Sprintf("code %d", want.code)
+	if want.subcode != 0 {
+		said += fmt.Sprintf("/%d", want.subcode)
+	}
+	if got.Code != want.code || got.Subcode != want.subcode || got.Type != "OAuthException" ||
+		!strings.HasPrefix(got.Message, "graph: ") || !strings.Contains(got.Message, said+": ") {
+		t.Errorf("error %+v, want code %d, subcode %d, type OAuthException and Graph's error (%q) as the message",
+			*got, want.code, want.subcode, said)
 	}
 }
 

@@ -181,6 +181,11 @@ type Pending struct {
 	Done   bool `json:"done,omitempty"`
 	// Result is the completion's outcome, filled by the webhook consumer.
 	Result json.RawMessage `json:"result,omitempty"`
+	// Failure is Graph's permanent refusal of the call itself, for a
+	// request settled at once without a webhook: what the command's
+	// failure says (code, subcode, type, message), which a webhook's
+	// error shape could not hold.
+	Failure *events.FailureInfo `json:"failure,omitempty"`
 }
 
 // Terminal is the terminal event of a command, as published.

@@ -20,6 +20,16 @@ type removeProgress struct {
 	// Unsure are participants to send again, after a webhook failed them
 	// transiently, whose last request was itself sent unsure.
 	Unsure []string `json:"unsure,omitempty"`
+	// Refusal is the first chunk Graph refused for good, and how: the
+	// command's failure when every participant failed, its first among
+	// them (Failed's items hold only the code).
+	Refusal *chunkRefusal `json:"refusal,omitempty"`
+}
+
+// chunkRefusal is Graph's permanent refusal of one removal call.
+type chunkRefusal struct {
+	Participants []string           `json:"participants"`
+	Error        events.FailureInfo `json:"error"`
 }
 
 // removeParticipants removes participants in chunks of at most eight, one
@@ -78,9 +88,12 @@ func (w *Worker) removeParticipants(ctx context.Context, job *Job) (Result, erro
 		case unsure && codeOf(err) == graph.CodeParticipantNotInGroup:
 			prog.Removed = append(prog.Removed, chunk...)
 		case graph.ClassOf(err) == graph.ClassPermanent:
-			code, _ := graphCode(err)
+			fi := failure(events.ReasonPermanentError, err)
 			for _, id := range chunk {
-				prog.Failed = append(prog.Failed, events.ItemOutcome{ID: id, Outcome: events.ItemFailed, Code: code, Reason: truncate(err.Error(), 200)})
+				prog.Failed = append(prog.Failed, events.ItemOutcome{ID: id, Outcome: events.ItemFailed, Code: fi.Code, Reason: truncate(err.Error(), 200)})
+			}
+			if prog.Refusal == nil {
+				prog.Refusal = &chunkRefusal{Participants: chunk, Error: *fi}
 			}
 		default:
 			_ = job.SetProgress(ctx, prog)

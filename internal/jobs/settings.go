@@ -3,7 +3,6 @@ package jobs
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph"
 	"github.com/groupflow/groupflow/internal/jobs/ratelimit"
-	"github.com/groupflow/groupflow/internal/webhook"
 )
 
 // Settings named in a settings request's Pending.Items and in the items
@@ -96,9 +94,9 @@ func (w *Worker) pendSettings(ctx context.Context, job *Job, requestID string, f
 		if k, _ := classify(callErr); k != kindPermanent {
 			return callErr
 		}
-		code, _ := graphCode(callErr)
-		ge := webhook.GroupEvent{Errors: []webhook.Error{{Code: code, Message: truncate(callErr.Error(), 300)}}}
-		p.Result, _ = json.Marshal(ge)
+		// As any command's permanent failure says it: Graph's code,
+		// subcode and type with the message.
+		p.Failure = failure(events.ReasonPermanentError, callErr)
 		requestID = ""
 	}
 	if requestID == "" {
