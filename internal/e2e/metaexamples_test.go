@@ -37,6 +37,11 @@ const (
 	exNotInGroup  = `{"code":131212,"title":"Participant is not a part of the group.","message":"Participant is not a part of the group.","details":"Participant is not a part of the group."}`
 	exPicture     = `"mime_type":"image/jpeg","sha256":"Y9vvGyeo3n76ptkXu3CwDBsnzbRFqpjHskQdMGSVqas="`
 	exPricing     = `"pricing":{"billable":true,"pricing_model":"PMP","category":"group_marketing"}`
+	// exConversation is the conversation of the groups/webhooks pages'
+	// statuses, exAggregated the messages__ one's (Graph v23 and lower
+	// send one).
+	exConversation = `"conversation":{"id":"72b14d6bd5407799e66f64d1b338e567","origin_type":"group_marketing"}`
+	exAggregated   = `"conversation":{"id":"b1946ac92492d2347c6235b4d2611184","origin_type":"group_marketing"}`
 )
 
 // wantEvent is a domain event a webhook example must become: its type, its
@@ -70,6 +75,7 @@ var metaExampleEvents = map[string][]wantEvent{
 	"business-scoped-user-ids__status_messages_webhooks_for_groups.json": {
 		{events.EventMessageStatus, 1750030073, `{"message_id":"` + exWamid + `","status":"delivered","recipient_id":"` + exGroup + `","recipient_type":"group",` +
 			`"group_id":"` + exGroup + `","participant_id":"16505551234","participant_user_id":"US.13491208655302741918","participant_parent_user_id":"US.ENT.11815799212886844830",` +
+			`"conversation":{"id":"72b14d6bd5407799e66f64d1b338e567","origin_type":"group_marketing","expiration_time":"2025-06-16T23:27:53Z"},` +
 			`"pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"marketing"}}`},
 	},
 	"fields__group_lifecycle_update.json": {
@@ -118,11 +124,11 @@ var metaExampleEvents = map[string][]wantEvent{
 	},
 	"groups.webhooks__group_message_delivered.json": {
 		{events.EventMessageStatus, 1750101000, `{"message_id":"` + exWamid + `","status":"delivered","recipient_id":"` + exGroup + `","recipient_type":"group","group_id":"` + exGroup + `",` +
-			`"participant_id":"16505551234",` + exPricing + `}`},
+			`"participant_id":"16505551234",` + exConversation + `,` + exPricing + `}`},
 	},
 	"groups.webhooks__group_message_read_with_pricing.json": {
 		{events.EventMessageStatus, 1750101000, `{"message_id":"` + exWamid + `","status":"read","recipient_id":"` + exGroup + `","recipient_type":"group","group_id":"` + exGroup + `",` +
-			`"participant_id":"16505551234",` + exPricing + `}`},
+			`"participant_id":"16505551234",` + exConversation + `,` + exPricing + `}`},
 	},
 	"groups.webhooks__group_message_read_without_pricing.json": {
 		{events.EventMessageStatus, 1750101000, `{"message_id":"` + exWamid + `","status":"read","recipient_id":"` + exGroup + `","recipient_type":"group","group_id":"` + exGroup + `",` +
@@ -177,29 +183,32 @@ var metaExampleEvents = map[string][]wantEvent{
 	},
 	"groups.webhooks__multiple_messages_single_participant.json": {
 		{events.EventMessageStatus, 1750101000, `{"message_id":"` + exWamid + `","status":"delivered","recipient_id":"` + exGroup + `","recipient_type":"group","group_id":"` + exGroup + `",` +
-			`"participant_id":"16505551234",` + exPricing + `}`},
+			`"participant_id":"16505551234",` + exConversation + `,` + exPricing + `}`},
 		{events.EventMessageStatus, 1750101000, `{"message_id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI0QUQ2MjA4NEYyRkExNjMyREUA","status":"delivered","recipient_id":"` + exGroup + `",` +
-			`"recipient_type":"group","group_id":"` + exGroup + `","participant_id":"16505551234",` + exPricing + `}`},
+			`"recipient_type":"group","group_id":"` + exGroup + `","participant_id":"16505551234",` + exConversation + `,` + exPricing + `}`},
 	},
 	"groups.webhooks__multiple_participants_single_message.json": {
 		{events.EventMessageStatus, 1750101000, `{"message_id":"` + exWamid + `","status":"read","recipient_id":"` + exGroup + `","recipient_type":"group","group_id":"` + exGroup + `",` +
-			`"participant_id":"16505551234",` + exPricing + `}`},
+			`"participant_id":"16505551234",` + exConversation + `,` + exPricing + `}`},
 		{events.EventMessageStatus, 1750101000, `{"message_id":"` + exWamid + `","status":"read","recipient_id":"` + exGroup + `","recipient_type":"group","group_id":"` + exGroup + `",` +
-			`"participant_id":"16505551235",` + exPricing + `}`},
+			`"participant_id":"16505551235",` + exConversation + `,` + exPricing + `}`},
 	},
 	"groups.webhooks__user_accepts_or_cancels_join_request.json": {
-		{events.EventGroupJoinRequestCreated, 1750101000, `{"group_id":"` + exGroup + `","join_request_id":"` + exJoinRequest + `","participant":{"wa_id":"16505551234"}}`},
+		{events.EventGroupJoinRequestCreated, 1750101000, `{"group_id":"` + exGroup + `","join_request_id":"` + exJoinRequest + `","reason":"invite_link",` +
+			`"participant":{"wa_id":"16505551234"}}`},
 	},
 	"groups.webhooks__user_joined_group_using_invite_link_succeed.json": {
 		{events.EventGroupParticipantsJoined, 1750101000, `{"group_id":"` + exGroup + `","reason":"invite_link","participants":[{"wa_id":"16505551234"}]}`},
 	},
 	"messages__group_statuses_aggregated.json": {
 		{events.EventMessageStatus, 1750101000, `{"message_id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI4QUFBQkJCQ0NDREREMTIzNDUA","status":"read","recipient_id":"` + exFieldsGroup + `",` +
-			`"recipient_type":"group","group_id":"` + exFieldsGroup + `","participant_id":"16505551234",` + exPricing + `}`},
+			`"recipient_type":"group","group_id":"` + exFieldsGroup + `","participant_id":"16505551234",` + exAggregated + `,` + exPricing + `}`},
 		{events.EventMessageStatus, 1750101001, `{"message_id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI4QUFBQkJCQ0NDREREMTIzNDUA","status":"read","recipient_id":"` + exFieldsGroup + `",` +
-			`"recipient_type":"group","group_id":"` + exFieldsGroup + `","participant_id":"16505551235","participant_user_id":"US.13491208655302741919",` + exPricing + `}`},
+			`"recipient_type":"group","group_id":"` + exFieldsGroup + `","participant_id":"16505551235","participant_user_id":"US.13491208655302741919",` +
+			exAggregated + `,` + exPricing + `}`},
 		{events.EventMessageStatus, 1750100990, `{"message_id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI4QUFBQkJCQ0NDREREMTIzNDUA","status":"delivered","recipient_id":"` + exFieldsGroup + `",` +
 			`"recipient_type":"group","group_id":"` + exFieldsGroup + `","participant_id":"16505551236",` +
+			`"conversation":{"id":"b1946ac92492d2347c6235b4d2611184","origin_type":"group_service"},` +
 			`"pricing":{"billable":false,"pricing_model":"PMP","category":"group_service"}}`},
 	},
 	"messages__group_text.json": nil,

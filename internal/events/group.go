@@ -1,5 +1,7 @@
 package events
 
+import "time"
+
 // Domain events, normalised from Meta's group webhooks (DESIGN §4). Their
 // CloudEvent time is the webhook's timestamp; their id is derived from what
 // identifies the webhook item (EventID), so a webhook delivered twice yields
@@ -122,6 +124,9 @@ type ParticipantLeft struct {
 type JoinRequestCreated struct {
 	GroupID       string `json:"group_id"`
 	JoinRequestID string `json:"join_request_id"`
+	// Reason is Meta's, when it gives one: "invite_link" for a request
+	// made through the invite link.
+	Reason string `json:"reason,omitempty"`
 	// Participant is absent when Meta named nobody.
 	Participant ParticipantRef `json:"participant,omitzero"`
 }
@@ -131,6 +136,8 @@ type JoinRequestCreated struct {
 type JoinRequestRevoked struct {
 	GroupID       string `json:"group_id"`
 	JoinRequestID string `json:"join_request_id"`
+	// Reason is Meta's, when it gives one, as in JoinRequestCreated.
+	Reason string `json:"reason,omitempty"`
 	// Participant is absent when Meta named nobody.
 	Participant ParticipantRef `json:"participant,omitzero"`
 }
@@ -173,16 +180,34 @@ type MessageStatus struct {
 	RecipientParentUserID string `json:"recipient_parent_user_id,omitempty"`
 	RecipientType         string `json:"recipient_type,omitempty"`
 	// GroupID is set for messages sent to a group.
-	GroupID                 string       `json:"group_id,omitempty"`
-	ParticipantID           string       `json:"participant_id,omitempty"`
-	ParticipantUserID       string       `json:"participant_user_id,omitempty"`
-	ParticipantParentUserID string       `json:"participant_parent_user_id,omitempty"`
-	Pricing                 *Pricing     `json:"pricing,omitempty"`
-	Errors                  []GraphError `json:"errors,omitempty"`
+	GroupID                 string `json:"group_id,omitempty"`
+	ParticipantID           string `json:"participant_id,omitempty"`
+	ParticipantUserID       string `json:"participant_user_id,omitempty"`
+	ParticipantParentUserID string `json:"participant_parent_user_id,omitempty"`
+	// Conversation is the conversation the message was charged in, which
+	// Graph v23 and lower report (later versions leave it out).
+	Conversation *Conversation `json:"conversation,omitempty"`
+	Pricing      *Pricing      `json:"pricing,omitempty"`
+	// BizOpaqueCallbackData is what the sender attached to the message
+	// (the send's biz_opaque_callback_data), passed back as Meta gives it.
+	BizOpaqueCallbackData string       `json:"biz_opaque_callback_data,omitempty"`
+	Errors                []GraphError `json:"errors,omitempty"`
 	// CommandID and CampaignID are set when the message was sent by a
 	// command of ours (send_group_invite, a campaign).
 	CommandID  string `json:"command_id,omitempty"`
 	CampaignID string `json:"campaign_id,omitempty"`
+}
+
+// Conversation is the conversation of a status, as Graph v23 and lower
+// report it.
+type Conversation struct {
+	ID string `json:"id,omitempty"`
+	// OriginType is what opened it (Meta's origin.type): "group_marketing",
+	// "marketing", "utility", "service", ….
+	OriginType string `json:"origin_type,omitempty"`
+	// ExpirationTime is when it ends (Meta's expiration_timestamp), when
+	// Meta says.
+	ExpirationTime *time.Time `json:"expiration_time,omitempty"`
 }
 
 // Pricing is Meta's pricing of one delivery: each delivery to each

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/groupflow/groupflow/internal/events"
 	"github.com/groupflow/groupflow/internal/graph/sim"
@@ -41,6 +42,42 @@ func TestWebhookEventsMatchTheirSchemas(t *testing.T) {
 			`"errors":[{"code":131026,"title":"Message undeliverable"}]}]}`)
 		if got := s.statusOf(t, "wamid.nobody-1"); got.Status != "failed" || got.RecipientID != "" || got.RecipientUserID != "" {
 			t.Errorf("message.status = %+v, want status failed with no recipient", got)
+		}
+	})
+	t.Run("A status passes on its callback data and its conversation", func(t *testing.T) {
+		// biz_opaque_callback_data is what the sender attached to the
+		// message; Graph v23 and lower add the conversation it was
+		// charged in.
+		s.deliverWebhook(t, "messages", `{"statuses":[{"id":"wamid.opaque-1","status":"delivered","timestamp":"1750030073",`+
+			`"recipient_id":"16505551234","biz_opaque_callback_data":"order-4711/line-2",`+
+			`"conversation":{"id":"c0ffee72b14d6bd5","expiration_timestamp":"1750116473","origin":{"type":"utility"}},`+
+			`"pricing":{"billable":true,"pricing_model":"PMP","category":"utility"}}]}`)
+		got := s.statusOf(t, "wamid.opaque-1")
+		expires := time.Unix(1750116473, 0).UTC()
+		want := events.Conversation{ID: "c0ffee72b14d6bd5", OriginType: "utility", ExpirationTime: &expires}
+		if got.BizOpaqueCallbackData != "order-4711/line-2" || got.Conversation == nil || got.Conversation.ID != want.ID ||
+			got.Conversation.OriginType != want.OriginType || got.Conversation.ExpirationTime == nil || !got.Conversation.ExpirationTime.Equal(expires) {
+			t.Errorf("message.status = %+v (conversation %+v), want callback data order-4711/line-2 and conversation %+v", got, got.Conversation, want)
+		}
+	})
+	t.Run("A join request's revocation passes on Meta's reason", func(t *testing.T) {
+		id := "MTY0NjcwNDM1OTU6cmVhc29u"
+		s.deliverWebhook(t, "group_participants_update", `{"groups":[{"timestamp":"1750030073","group_id":"`+group+`",`+
+			`"type":"group_join_request_revoked","reason":"invite_link","join_request_id":"`+id+`","wa_id":"16505551234"}]}`)
+		var d events.JoinRequestRevoked
+		s.events.WaitFor(t, "group.join_request_revoked of "+id, func() bool {
+			for _, e := range s.events.OfType(events.EventGroupJoinRequestRevoked) {
+				var one events.JoinRequestRevoked
+				if json.Unmarshal(e.Data, &one) == nil && one.JoinRequestID == id {
+					checkEventSchema(t, e)
+					d = one
+					return true
+				}
+			}
+			return false
+		})
+		if d.Reason != "invite_link" || d.Participant.WAID != "16505551234" {
+			t.Errorf("group.join_request_revoked = %+v, want reason invite_link for 16505551234", d)
 		}
 	})
 	for _, tc := range []struct{ typ, event string }{

@@ -235,10 +235,10 @@ func (w *Worker) domainEvents(it webhook.Item, p webhook.Payload, commandID stri
 			add(events.EventGroupParticipantsRemoved, at, d)
 		case webhook.TypeJoinRequestCreated:
 			add(events.EventGroupJoinRequestCreated, at, events.JoinRequestCreated{GroupID: g.GroupID, JoinRequestID: g.JoinRequestID,
-				Participant: events.ParticipantRef{WAID: g.WAID, UserID: g.UserID, ParentUserID: g.ParentUserID, Username: g.Username}})
+				Reason: g.Reason, Participant: events.ParticipantRef{WAID: g.WAID, UserID: g.UserID, ParentUserID: g.ParentUserID, Username: g.Username}})
 		case webhook.TypeJoinRequestRevoked:
 			add(events.EventGroupJoinRequestRevoked, at, events.JoinRequestRevoked{GroupID: g.GroupID, JoinRequestID: g.JoinRequestID,
-				Participant: events.ParticipantRef{WAID: g.WAID, UserID: g.UserID, ParentUserID: g.ParentUserID, Username: g.Username}})
+				Reason: g.Reason, Participant: events.ParticipantRef{WAID: g.WAID, UserID: g.UserID, ParentUserID: g.ParentUserID, Username: g.Username}})
 		case webhook.TypeGroupSuspend:
 			add(events.EventGroupSuspended, at, events.GroupSuspended{GroupID: g.GroupID})
 		case webhook.TypeGroupSuspendCleared:
@@ -249,7 +249,8 @@ func (w *Worker) domainEvents(it webhook.Item, p webhook.Payload, commandID stri
 		d := events.MessageStatus{MessageID: s.ID, Status: s.Status, RecipientID: s.RecipientID, RecipientUserID: s.RecipientUserID,
 			RecipientParentUserID: s.RecipientParentUserID, RecipientType: s.RecipientType,
 			ParticipantID: s.RecipientParticipantID, ParticipantUserID: s.RecipientParticipantUserID,
-			ParticipantParentUserID: s.RecipientParticipantParentUserID, Errors: graphErrors(s.Errors), CommandID: commandID,
+			ParticipantParentUserID: s.RecipientParticipantParentUserID, Conversation: conversation(s.Conversation),
+			BizOpaqueCallbackData: s.BizOpaqueCallbackData, Errors: graphErrors(s.Errors), CommandID: commandID,
 			CampaignID: w.campaigns.campaignOf(commandID)}
 		if s.RecipientType == webhook.RecipientTypeGroup {
 			d.GroupID = s.RecipientID
@@ -260,6 +261,26 @@ func (w *Worker) domainEvents(it webhook.Item, p webhook.Payload, commandID stri
 		add(events.EventMessageStatus, s.Time(), d)
 	}
 	return out
+}
+
+// conversation is a status's conversation as events carry it; nil when
+// Meta sent none, or one that says nothing.
+func conversation(c *webhook.Conversation) *events.Conversation {
+	if c == nil {
+		return nil
+	}
+	out := events.Conversation{ID: c.ID}
+	if c.Origin != nil {
+		out.OriginType = c.Origin.Type
+	}
+	if c.ExpirationTimestamp > 0 {
+		t := time.Unix(c.ExpirationTimestamp, 0).UTC()
+		out.ExpirationTime = &t
+	}
+	if out == (events.Conversation{}) {
+		return nil
+	}
+	return &out
 }
 
 func graphErrors(errs []webhook.Error) []events.GraphError {

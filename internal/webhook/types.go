@@ -217,7 +217,9 @@ type Status struct {
 	RecipientParticipantParentUserID string        `json:"recipient_participant_parent_user_id,omitempty"`
 	Conversation                     *Conversation `json:"conversation,omitempty"`
 	Pricing                          *Pricing      `json:"pricing,omitempty"`
-	Errors                           []Error       `json:"errors,omitempty"`
+	// BizOpaqueCallbackData is what the sender attached to the message.
+	BizOpaqueCallbackData string  `json:"biz_opaque_callback_data,omitempty"`
+	Errors                []Error `json:"errors,omitempty"`
 }
 
 // Time returns Timestamp as a time.
