@@ -387,3 +387,57 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A process that starts while the migration has the command stream sealed,
+// or gone with its messages in the migration stream (interrupted between
+// deleting and recreating it), must not make or change the stream: made
+// now, it would number its messages from 1, the sequences the parked
+// copies' subjects name, and a worker parking a new command at such a
+// sequence would replace a parked copy (a schedule rolls up its subject).
+// Ensure refuses, naming groupctl migrate, which then finishes as if alone.
+func TestEnsureLeavesTheCommandStreamToAMigrationUnderWay(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := setupLegacy(t)
+	n := l.cfg.Names
+	refusal := func(when string) {
+		t.Helper()
+		if err := events.Ensure(ctx, l.js, l.cfg); err == nil || !strings.Contains(err.Error(), "groupctl migrate") {
+			t.Errorf("Ensure while the migration %s: %v, want a refusal naming groupctl migrate", when, err)
+		}
+	}
+	interrupted, cancel := context.WithCancel(ctx)
+	_, err := events.MigrateCommandStream(interrupted, l.js, l.cfg, events.MigrateOptions{Progress: func(s string) {
+		switch {
+		case strings.HasPrefix(s, "sealed "):
+			refusal("has the stream sealed")
+		case strings.HasPrefix(s, "deleted "+n.CommandStream()):
+			cancel()
+		}
+	}})
+	cancel()
+	if err == nil {
+		t.Fatal("migrate interrupted after deleting the command stream: no error")
+	}
+	refusal("was interrupted with the stream gone")
+	if _, err := events.MigrateCommandStream(ctx, l.js, l.cfg, events.MigrateOptions{}); err != nil {
+		t.Fatalf("migrate again: %v", err)
+	}
+	l.checkMigrated(ctx, t)
+	// A worker parks each queued command at its sequence: the parked copy
+	// from before the migration is still there beside them.
+	for _, m := range l.commands(ctx, t) {
+		park(t, l.js, n.Parked(migratePhone, events.GetInviteLink, m.Sequence), n.Due(migratePhone, events.GetInviteLink),
+			parkedAt, string(m.Data))
+	}
+	var bodies []string
+	for _, m := range streamMsgs(ctx, t, l.js, n.ParkedStream(), n.AllParked()) {
+		bodies = append(bodies, string(m.Data))
+	}
+	if !slices.Contains(bodies, `{"id":"parked"}`) || len(bodies) != len(queued)+1 {
+		t.Errorf("parked copies after parking the queued commands: %q, want the one from before the migration and one per command", bodies)
+	}
+	if err := events.Ensure(ctx, l.js, l.cfg); err != nil {
+		t.Errorf("Ensure after the migration: %v", err)
+	}
+}

@@ -244,6 +244,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 			if err := checkOwner(cfg.Names, old); err != nil {
 				return err
 			}
+			if want.Name == cfg.Names.CommandStream() {
+				if err := cfg.checkNotMigrating(ctx, js, old); err != nil {
+					return err
+				}
+			}
 			sc := want
 			if sc.Name == cfg.Names.CommandStream() && LegacyCommandStream(old) {
 				sc = cfg.keepLegacy(sc, old)
@@ -302,6 +307,37 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg TopologyConfig) err
 		}); err != nil {
 			return fmt.Errorf("topology: consumer %s on %s: %w", cc.Durable, stream, err)
 		}
+	}
+	return nil
+}
+
+// errMigrating is Ensure's refusal to touch the command stream while
+// `groupctl migrate` recreates it.
+var errMigrating = errors.New("groupctl migrate is recreating the command stream: start this process once it is done " +
+	"(run it again if it was interrupted; README, Upgrades)")
+
+// checkNotMigrating refuses the command stream, whose configuration is
+// old (nil: there is none), while MigrateCommandStream recreates it: it
+// is sealed while its messages are copied, then gone while they wait in
+// the migration stream. Made now, it would number its messages from 1,
+// not from the old stream's last sequence on as the migration makes it:
+// the parked copies' subjects name sequences of the old stream, and a
+// worker parking a new command at one of them would replace a parked
+// copy (a schedule rolls up its subject). The migration stream is only
+// looked for when the command stream is missing, for a second at most: a
+// NATS user that may not read its info (deploy/nats/accounts.conf before
+// it) gets no answer, and goes on as before.
+func (c TopologyConfig) checkNotMigrating(ctx context.Context, js jetstream.JetStream, old *jetstream.StreamConfig) error {
+	switch {
+	case old != nil && old.Sealed:
+		return fmt.Errorf("stream %s is sealed: %w", old.Name, errMigrating)
+	case old != nil:
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, err := js.Stream(ctx, c.Names.MigrationStream()); err == nil {
+		return fmt.Errorf("stream %s holds its messages: %w", c.Names.MigrationStream(), errMigrating)
 	}
 	return nil
 }
