@@ -441,3 +441,44 @@ func TestEnsureLeavesTheCommandStreamToAMigrationUnderWay(t *testing.T) {
 		t.Errorf("Ensure after the migration: %v", err)
 	}
 }
+
+// A process of an earlier version started after the migration (README,
+// Upgrades, step 1, not followed) turns schedules back on and drops the
+// command stream's source: parked copies that fall due meanwhile wait in
+// the parked stream. Migrating again brings them back. The new stream's
+// source starts from the parked stream's first due copy, not from the
+// time of its own last message, which the server picks for a source it
+// sets up without a position of its own on a stream whose first sequence
+// is past 1 (as the migration makes it): every copy due before was passed
+// over and stayed in the parked stream for good.
+func TestMigratingAgainBringsBackCopiesDueWhileAnEarlierVersionRan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := setupLegacy(t)
+	n := l.cfg.Names
+	if _, err := events.MigrateCommandStream(ctx, l.js, l.cfg, events.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.js.UpdateStream(ctx, legacyStreamConfig(n)); err != nil {
+		t.Fatalf("an earlier version's Ensure: %v", err)
+	}
+	park(t, l.js, n.Parked(migratePhone, events.GetInviteLink, 100), n.Due(migratePhone, events.GetInviteLink),
+		time.Now(), `{"id":"due-meanwhile"}`)
+	due := func(stream, subject string) bool {
+		for _, m := range streamMsgs(ctx, t, l.js, stream, subject) {
+			if string(m.Data) == `{"id":"due-meanwhile"}` {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, "parked copy due in the parked stream", func() bool { return due(n.ParkedStream(), n.AllDue()) })
+	// More commands come in before the migration.
+	if _, err := l.js.Publish(ctx, n.Command(migratePhone, events.GetInviteLink), []byte(`{"id":"later"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.MigrateCommandStream(ctx, l.js, l.cfg, events.MigrateOptions{}); err != nil {
+		t.Fatalf("migrate again: %v", err)
+	}
+	waitFor(t, "copy due meanwhile back in the command stream", func() bool { return due(n.CommandStream(), n.AllCommands()) })
+}

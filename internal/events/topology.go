@@ -344,9 +344,19 @@ func (c TopologyConfig) checkNotMigrating(ctx context.Context, js jetstream.JetS
 
 // dueSource is the command stream's source of due parked copies: each
 // comes back on the command subject its Names.Due subject names.
+//
+// It starts at the parked stream's first message. The parked stream is a
+// work queue whose due copies leave it once stored here, so whatever it
+// holds is still to come. Without a start, a source the server sets up
+// with no position of its own (added to the stream, as when groupctl
+// migrate recreates it, or after a process of an earlier version dropped
+// it) on a stream whose first sequence is past 1 starts at the time of
+// the stream's last message: copies that fell due before were passed
+// over and waited in the parked stream for good.
 func (n Names) dueSource() *jetstream.StreamSource {
 	return &jetstream.StreamSource{
-		Name: n.ParkedStream(),
+		Name:        n.ParkedStream(),
+		OptStartSeq: 1,
 		SubjectTransforms: []jetstream.SubjectTransformConfig{{
 			Source: n.AllDue(), Destination: n.AllCommands(),
 		}},

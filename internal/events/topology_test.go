@@ -325,12 +325,7 @@ func legacyCommandStream(t *testing.T, js jetstream.JetStream, cfg events.Topolo
 	t.Helper()
 	ctx := context.Background()
 	n := cfg.Names
-	s, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: n.CommandStream(), Description: "groupflow commands, one consumer shared by all workers",
-		Subjects:          []string{n.AllCommands(), n.AllLegacyParked()},
-		AllowMsgSchedules: true, AllowRollup: true,
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, Discard: jetstream.DiscardOld,
-	})
+	s, err := js.CreateStream(ctx, legacyStreamConfig(n))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,6 +333,17 @@ func legacyCommandStream(t *testing.T, js jetstream.JetStream, cfg events.Topolo
 		t.Fatal(err)
 	}
 	return s
+}
+
+// legacyStreamConfig is the command stream's configuration as Ensure set
+// it while parked copies waited in it.
+func legacyStreamConfig(n events.Names) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name: n.CommandStream(), Description: "groupflow commands, one consumer shared by all workers",
+		Subjects:          []string{n.AllCommands(), n.AllLegacyParked()},
+		AllowMsgSchedules: true, AllowRollup: true,
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, Discard: jetstream.DiscardOld,
+	}
 }
 
 // An installation whose command stream is legacy (parked copies wait in
