@@ -1,6 +1,7 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,15 +83,15 @@ type migration struct {
 	res  MigrateResult
 }
 
-// Headers of a message in the holding stream: where it came from, and its
-// own headers the server would refuse or act on (the message id, a parked
-// copy's schedule).
+// A message in the holding stream is on heldSubject: where it came from
+// is in its subject, not in headers, and its own headers the holding
+// stream would refuse (a parked copy's schedule) or act on (a message id
+// another message held already has) are renamed, never to longer names:
+// a message as large as the server takes is held all the same.
 const (
-	migratedSeq      = "Groupflow-Migrated-Seq"
-	migratedSubject  = "Groupflow-Migrated-Subject"
-	migratedMsgID    = "Groupflow-Migrated-Msg-Id"
-	migratedSchedule = "Groupflow-Migrated-Schedule"
-	migratedTarget   = "Groupflow-Migrated-Schedule-Target"
+	heldMsgID    = "Held-Msg-Id"   // Nats-Msg-Id, when another held message has it
+	heldSchedule = "Held-Schedule" // Nats-Schedule
+	heldTarget   = "Held-Target"   // Nats-Schedule-Target
 )
 
 // Metadata of the holding stream: the new command stream's configuration
@@ -106,7 +107,25 @@ func (m *migration) progress(format string, args ...any) {
 	}
 }
 
-func (m *migration) holdSubject() string { return m.n.prefix() + ".migration.commands" }
+// holdSubjects are the holding stream's subjects.
+func (m *migration) holdSubjects() string { return m.n.prefix() + ".migration.commands.>" }
+
+// heldSubject is the holding stream's subject for message seq of the
+// command stream, on subject there.
+func (m *migration) heldSubject(seq uint64, subject string) string {
+	return m.n.prefix() + ".migration.commands." + strconv.FormatUint(seq, 10) + "." + subject
+}
+
+// heldFrom parses a heldSubject: the message's sequence and subject in
+// the command stream.
+func (m *migration) heldFrom(msg *jetstream.RawStreamMsg) (seq uint64, subject string, err error) {
+	rest, ok := strings.CutPrefix(msg.Subject, m.n.prefix()+".migration.commands.")
+	digits, subject, ok2 := strings.Cut(rest, ".")
+	if seq, err = strconv.ParseUint(digits, 10, 64); !ok || !ok2 || err != nil {
+		return 0, "", fmt.Errorf("migrate: held message %d is on %s, not a subject of %s", msg.Sequence, msg.Subject, m.holdSubjects())
+	}
+	return seq, subject, nil
+}
 
 func (m *migration) run(ctx context.Context) (MigrateResult, error) {
 	cmds, err := existing(ctx, m.js, m.n.CommandStream())
@@ -273,7 +292,7 @@ func (m *migration) createHold(ctx context.Context, old *jetstream.StreamConfig,
 	hold, err := m.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        m.n.MigrationStream(),
 		Description: "the command stream's messages while groupctl migrate recreates it",
-		Subjects:    []string{m.holdSubject()},
+		Subjects:    []string{m.holdSubjects()},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     old.Storage,
 		Replicas:    old.Replicas,
@@ -289,15 +308,15 @@ func (m *migration) createHold(ctx context.Context, old *jetstream.StreamConfig,
 // stream, from the one after the last copied on.
 func (m *migration) copy(ctx context.Context, cmds, hold jetstream.Stream, state jetstream.StreamState) error {
 	seq := state.FirstSeq
-	last, err := hold.GetLastMsgForSubject(ctx, m.holdSubject())
+	last, err := hold.GetLastMsgForSubject(ctx, m.holdSubjects())
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 	case err != nil:
 		return fmt.Errorf("migrate: last copied message: %w", err)
 	default:
-		done, err := strconv.ParseUint(last.Header.Get(migratedSeq), 10, 64)
+		done, _, err := m.heldFrom(last)
 		if err != nil {
-			return fmt.Errorf("migrate: last copied message %d has no %s", last.Sequence, migratedSeq)
+			return err
 		}
 		seq = max(seq, done+1)
 	}
@@ -311,7 +330,7 @@ func (m *migration) copy(ctx context.Context, cmds, hold jetstream.Stream, state
 			return fmt.Errorf("migrate: read message %d of %s: %w", seq, m.n.CommandStream(), err)
 		}
 		seq = msg.Sequence + 1
-		if _, err := m.js.PublishMsg(ctx, m.held(msg)); err != nil {
+		if err := m.hold(ctx, hold, msg); err != nil {
 			return fmt.Errorf("migrate: copy message %d of %s: %w", msg.Sequence, m.n.CommandStream(), err)
 		}
 		copied++
@@ -320,25 +339,36 @@ func (m *migration) copy(ctx context.Context, cmds, hold jetstream.Stream, state
 	return nil
 }
 
-// held is msg as the holding stream keeps it: its own headers as they
-// were, the server's set aside under Groupflow-Migrated-*.
-func (m *migration) held(msg *jetstream.RawStreamMsg) *nats.Msg {
+// hold copies msg to the holding stream on its heldSubject, with its own
+// headers, its message id among them (a message as large as the server
+// takes fits as it did), a parked copy's schedule renamed, and without
+// the headers the server added (a schedule's roll-up, a fired copy's
+// scheduler). Another message of the same id held already (two sent
+// under one id apart by more than the duplicate window, both kept) is
+// not a duplicate: this one is held with its id renamed.
+func (m *migration) hold(ctx context.Context, hold jetstream.Stream, msg *jetstream.RawStreamMsg) error {
 	h := nats.Header{}
 	for k, v := range msg.Header {
-		if !strings.HasPrefix(strings.ToLower(k), "nats-") {
+		if !strings.HasPrefix(strings.ToLower(k), "nats-") || k == jetstream.MsgIDHeader {
 			h[k] = v
 		}
 	}
-	h.Set(migratedSeq, strconv.FormatUint(msg.Sequence, 10))
-	h.Set(migratedSubject, msg.Subject)
-	if id := msg.Header.Get(jetstream.MsgIDHeader); id != "" {
-		h.Set(migratedMsgID, id)
-	}
 	if at := msg.Header.Get("Nats-Schedule"); at != "" {
-		h.Set(migratedSchedule, at)
-		h.Set(migratedTarget, msg.Header.Get("Nats-Schedule-Target"))
+		h.Set(heldSchedule, at)
+		h.Set(heldTarget, msg.Header.Get("Nats-Schedule-Target"))
 	}
-	return &nats.Msg{Subject: m.holdSubject(), Header: h, Data: msg.Data}
+	out := &nats.Msg{Subject: m.heldSubject(msg.Sequence, msg.Subject), Header: h, Data: msg.Data}
+	ack, err := m.js.PublishMsg(ctx, out)
+	if err != nil || !ack.Duplicate {
+		return err
+	}
+	if first, err := hold.GetMsg(ctx, ack.Sequence); err == nil && first.Subject == out.Subject {
+		return nil // this very message, held by an earlier run
+	}
+	h.Set(heldMsgID, h.Get(jetstream.MsgIDHeader))
+	h.Del(jetstream.MsgIDHeader)
+	_, err = m.js.PublishMsg(ctx, out)
+	return err
 }
 
 // recreate creates the command stream and its consumer as the holding
@@ -377,8 +407,12 @@ func (m *migration) restore(ctx context.Context, hold jetstream.Stream) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %s: %w", m.n.CommandStream(), err)
 	}
+	parked, err := m.js.Stream(ctx, m.n.ParkedStream())
+	if err != nil {
+		return fmt.Errorf("migrate: %s: %w", m.n.ParkedStream(), err)
+	}
 	for seq := uint64(1); ; {
-		msg, err := hold.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(m.holdSubject()))
+		msg, err := hold.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(m.holdSubjects()))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
@@ -386,10 +420,14 @@ func (m *migration) restore(ctx context.Context, hold jetstream.Stream) error {
 			return fmt.Errorf("migrate: read held message %d: %w", seq, err)
 		}
 		seq = msg.Sequence + 1
-		if msg.Header.Get(migratedSchedule) != "" {
-			err = m.repark(ctx, msg)
+		from, subject, err := m.heldFrom(msg)
+		if err != nil {
+			return err
+		}
+		if msg.Header.Get(heldSchedule) != "" {
+			err = m.repark(ctx, parked, msg, from, subject)
 		} else {
-			err = m.requeue(ctx, cmds, msg)
+			err = m.requeue(ctx, cmds, msg, from, subject)
 		}
 		if err != nil {
 			return err
@@ -403,32 +441,38 @@ func (m *migration) restore(ctx context.Context, hold jetstream.Stream) error {
 	return nil
 }
 
-// original is a held message as it was, on subject, with its message id.
-func original(msg *jetstream.RawStreamMsg, subject string) (*nats.Msg, string) {
+// original is held message msg as it was, on subject, without its message
+// id, which it returns: its own, or for one sent without,
+// CopyMsgID("", "migrate", <its old sequence>) (own is false).
+func original(msg *jetstream.RawStreamMsg, from uint64, subject string) (out *nats.Msg, id string, own bool) {
 	h := nats.Header{}
 	for k, v := range msg.Header {
-		if !strings.HasPrefix(k, "Groupflow-Migrated-") {
+		switch k {
+		case jetstream.MsgIDHeader, heldMsgID, heldSchedule, heldTarget:
+		default:
 			h[k] = v
 		}
 	}
-	id := msg.Header.Get(migratedMsgID)
+	id = cmp.Or(msg.Header.Get(jetstream.MsgIDHeader), msg.Header.Get(heldMsgID))
 	if id == "" {
-		id = CopyMsgID("", "migrate", msg.Header.Get(migratedSeq))
+		return &nats.Msg{Subject: subject, Header: h, Data: msg.Data}, migrateMsgID(from), false
 	}
-	return &nats.Msg{Subject: subject, Header: h, Data: msg.Data}, id
+	return &nats.Msg{Subject: subject, Header: h, Data: msg.Data}, id, true
 }
 
-// requeue publishes a held command back to the command stream. A
-// duplicate is a message of the same id within the duplicate window: this
-// one, put back by a run that stopped before removing it from the holding
-// stream, or another message sent with the same id (apart by more than
-// the window, as both were kept): that one is published with the
-// migration's id.
-func (m *migration) requeue(ctx context.Context, cmds jetstream.Stream, msg *jetstream.RawStreamMsg) error {
-	out, id := original(msg, msg.Header.Get(migratedSubject))
-	ack, err := m.js.PublishMsg(ctx, out, jetstream.WithMsgID(id))
+func migrateMsgID(seq uint64) string { return CopyMsgID("", "migrate", strconv.FormatUint(seq, 10)) }
+
+// requeue publishes held message msg, message from of the old command
+// stream on subject, back to the command stream. A duplicate is a message
+// of the same id within the duplicate window: this one, put back by a run
+// that stopped before removing it from the holding stream, or another
+// message sent with the same id (apart by more than the window, as both
+// were kept): that one is published with the migration's id.
+func (m *migration) requeue(ctx context.Context, cmds jetstream.Stream, msg *jetstream.RawStreamMsg, from uint64, subject string) error {
+	out, id, own := original(msg, from, subject)
+	ack, err := m.publishWithID(ctx, out, id, own)
 	if err != nil {
-		return fmt.Errorf("migrate: put back message %s: %w", msg.Header.Get(migratedSeq), err)
+		return fmt.Errorf("migrate: put back message %d: %w", from, err)
 	}
 	if ack.Duplicate {
 		stored, err := cmds.GetMsg(ctx, ack.Sequence)
@@ -436,8 +480,8 @@ func (m *migration) requeue(ctx context.Context, cmds jetstream.Stream, msg *jet
 			return fmt.Errorf("migrate: message %d of %s: %w", ack.Sequence, m.n.CommandStream(), err)
 		}
 		if err == nil && (stored.Subject != out.Subject || string(stored.Data) != string(out.Data)) {
-			if _, err := m.js.PublishMsg(ctx, out, jetstream.WithMsgID(CopyMsgID("", "migrate", msg.Header.Get(migratedSeq)))); err != nil {
-				return fmt.Errorf("migrate: put back message %s: %w", msg.Header.Get(migratedSeq), err)
+			if _, err := m.publishWithID(ctx, out, migrateMsgID(from), false); err != nil {
+				return fmt.Errorf("migrate: put back message %d: %w", from, err)
 			}
 		}
 	}
@@ -445,28 +489,45 @@ func (m *migration) requeue(ctx context.Context, cmds jetstream.Stream, msg *jet
 	return nil
 }
 
-// repark publishes a held parked copy to the parked stream, due at the
-// same time (at once if that has passed) on the new subjects. A subject
-// that holds a schedule already has this copy from an earlier run.
-func (m *migration) repark(ctx context.Context, msg *jetstream.RawStreamMsg) error {
-	legacy, cmdPrefix := m.n.prefix()+".parked.", m.n.prefix()+".cmd."
-	rest, ok := strings.CutPrefix(msg.Header.Get(migratedSubject), legacy)
-	target, okTarget := strings.CutPrefix(msg.Header.Get(migratedTarget), cmdPrefix)
-	if !ok || !okTarget {
-		return fmt.Errorf("migrate: held message %s: parked copy on %s for %s, not %s… for %s…", msg.Header.Get(migratedSeq),
-			msg.Header.Get(migratedSubject), msg.Header.Get(migratedTarget), legacy, cmdPrefix)
+// publishWithID publishes out with message id id. An id the message did
+// not have (own is false) it goes without when the two do not fit in a
+// message the server takes: put back then, the message is stored again
+// should a run stop before removing it from the holding stream.
+func (m *migration) publishWithID(ctx context.Context, out *nats.Msg, id string, own bool) (*jetstream.PubAck, error) {
+	ack, err := m.js.PublishMsg(ctx, out, jetstream.WithMsgID(id))
+	if !own && errors.Is(err, nats.ErrMaxPayload) {
+		out.Header.Del(jetstream.MsgIDHeader)
+		return m.js.PublishMsg(ctx, out)
 	}
-	out, id := original(msg, m.n.prefix()+".park."+rest)
-	out.Header.Set("Nats-Schedule", msg.Header.Get(migratedSchedule))
+	return ack, err
+}
+
+// repark publishes held message msg, parked copy from of the old command
+// stream on subject, to the parked stream, due at the same time (at once
+// if that has passed) on the new subjects. A subject that holds a
+// schedule already has this copy from an earlier run.
+func (m *migration) repark(ctx context.Context, parked jetstream.Stream, msg *jetstream.RawStreamMsg, from uint64, subject string) error {
+	legacy, cmdPrefix := m.n.prefix()+".parked.", m.n.prefix()+".cmd."
+	rest, ok := strings.CutPrefix(subject, legacy)
+	target, okTarget := strings.CutPrefix(msg.Header.Get(heldTarget), cmdPrefix)
+	if !ok || !okTarget {
+		return fmt.Errorf("migrate: held message %d: parked copy on %s for %s, not %s… for %s…", from,
+			subject, msg.Header.Get(heldTarget), legacy, cmdPrefix)
+	}
+	out, id, own := original(msg, from, m.n.prefix()+".park."+rest)
+	out.Header.Set("Nats-Schedule", msg.Header.Get(heldSchedule))
 	out.Header.Set("Nats-Schedule-Target", m.n.prefix()+".due."+target)
-	_, err := m.js.PublishMsg(ctx, out, jetstream.WithMsgID(id), jetstream.WithExpectLastSequencePerSubject(0))
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-		err = nil
+	// Looked up, not expected in a header: a copy as large as the server
+	// takes has no room for one.
+	_, err := parked.GetLastMsgForSubject(ctx, out.Subject)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		_, err = m.publishWithID(ctx, out, id, own)
+	case err != nil:
+		err = fmt.Errorf("look for it in %s: %w", m.n.ParkedStream(), err)
 	}
 	if err != nil {
-		return fmt.Errorf("migrate: park message %s again: %w", msg.Header.Get(migratedSeq), err)
+		return fmt.Errorf("migrate: park message %d again: %w", from, err)
 	}
 	m.res.Parked++
 	return nil

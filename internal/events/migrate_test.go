@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -481,4 +482,132 @@ func TestMigratingAgainBringsBackCopiesDueWhileAnEarlierVersionRan(t *testing.T)
 		t.Fatalf("migrate again: %v", err)
 	}
 	waitFor(t, "copy due meanwhile back in the command stream", func() bool { return due(n.CommandStream(), n.AllCommands()) })
+}
+
+// Messages as large as the server takes are kept too: the migration's own
+// bookkeeping goes in the holding stream's subjects, and a header it must
+// set aside is renamed no longer, so no held copy outgrows its message (a
+// copy that did was refused, with the command stream sealed for good: no
+// message can be removed from a sealed stream, and no run could go on).
+// A command without a message id that has no room for the migration's
+// is put back without one.
+func TestMigrateKeepsMessagesAsLargeAsTheServerTakes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := jetStreamAt(t, natsembed.RunTestWith(t, natsembed.Options{MaxPayload: 64 << 10}).ClientURL())
+	cfg := events.TopologyConfig{}
+	n := cfg.Names
+	legacyCommandStream(t, js, cfg)
+	if err := events.Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	subject := n.Command(migratePhone, events.GetInviteLink)
+	type large struct {
+		subject string
+		headers map[string]string
+	}
+	traceparent := "00-00000000000000000000000000000001-0000000000000001-01"
+	msgs := []large{
+		{subject, map[string]string{jetstream.MsgIDHeader: "large-1", "traceparent": traceparent}},
+		{subject, nil},
+		{subject, map[string]string{"traceparent": traceparent}},
+		{n.LegacyParked(migratePhone, events.GetInviteLink, 4), map[string]string{
+			jetstream.MsgIDHeader: events.CopyMsgID("large-4", "park", "4"), "traceparent": traceparent,
+			"Nats-Schedule": "@at " + parkedAt.UTC().Format(time.RFC3339Nano), "Nats-Schedule-Target": subject}},
+	}
+	bodies := map[string]large{}
+	for i, l := range msgs {
+		m := nats.NewMsg(l.subject)
+		for k, v := range l.headers {
+			m.Header.Set(k, v)
+		}
+		fillTo(t, js.Conn(), m, fmt.Sprintf("large-%d", i+1))
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatalf("publish a message of max_payload: %v", err)
+		}
+		bodies[string(m.Data)] = l
+	}
+	res, err := events.MigrateCommandStream(ctx, js, cfg, events.MigrateOptions{})
+	if err != nil {
+		t.Fatalf("migrate with messages of max_payload: %v", err)
+	}
+	if res.Commands != 3 || res.Parked != 1 {
+		t.Errorf("migrate: %+v, want 3 commands put back and 1 parked copy moved", res)
+	}
+	back := append(streamMsgs(ctx, t, js, n.CommandStream(), ">"), streamMsgs(ctx, t, js, n.ParkedStream(), n.AllParked())...)
+	if len(back) != len(msgs) {
+		t.Fatalf("%d messages after migrating, want the %d", len(back), len(msgs))
+	}
+	for _, m := range back {
+		l, ok := bodies[string(m.Data)]
+		if !ok {
+			t.Errorf("message on %s after migrating: a body unlike any sent (%d bytes)", m.Subject, len(m.Data))
+			continue
+		}
+		for _, k := range []string{"traceparent", jetstream.MsgIDHeader} {
+			if want := l.headers[k]; want != "" && m.Header.Get(k) != want {
+				t.Errorf("message %s after migrating: %s %q, want %q", m.Subject, k, m.Header.Get(k), want)
+			}
+		}
+	}
+}
+
+// fillTo gives m a body, starting with name, that makes it exactly as
+// large as nc's server takes (its headers included).
+func fillTo(t *testing.T, nc *nats.Conn, m *nats.Msg, name string) {
+	t.Helper()
+	size := 0
+	if len(m.Header) > 0 {
+		size = len("NATS/1.0\r\n\r\n")
+		for k, vs := range m.Header {
+			for _, v := range vs {
+				size += len(k) + len(": \r\n") + len(v)
+			}
+		}
+	}
+	m.Data = append([]byte(name+" "), bytes.Repeat([]byte("x"), int(nc.MaxPayload())-size-len(name)-1)...)
+	// One byte more would be refused.
+	probe := &nats.Msg{Subject: "probe", Header: m.Header, Data: append(m.Data, 'x')}
+	if err := nc.PublishMsg(probe); !errors.Is(err, nats.ErrMaxPayload) {
+		t.Fatalf("a message one byte larger than %s's: %v, want it refused", name, err)
+	}
+}
+
+// Two queued messages of one id (sent apart by more than the stream's
+// duplicate window, so both were kept) are both put back: the holding
+// stream, which keeps message ids as they are, holds the second under a
+// renamed one.
+func TestMigrateKeepsTwoMessagesOfOneID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := jetStreamAt(t, natsembed.RunTest(t).ClientURL())
+	cfg := events.TopologyConfig{}
+	n := cfg.Names
+	legacyCommandStream(t, js, cfg)
+	if err := events.Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	sc := legacyStreamConfig(n)
+	sc.Duplicates = 100 * time.Millisecond
+	if _, err := js.UpdateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	subject := n.Command(migratePhone, events.GetInviteLink)
+	if _, err := js.Publish(ctx, subject, []byte(`{"id":"first"}`), jetstream.WithMsgID("same")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "second message of the id stored", func() bool {
+		ack, err := js.Publish(ctx, subject, []byte(`{"id":"second"}`), jetstream.WithMsgID("same"))
+		return err == nil && !ack.Duplicate
+	})
+	if _, err := events.MigrateCommandStream(ctx, js, cfg, events.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range streamMsgs(ctx, t, js, n.CommandStream(), ">") {
+		got = append(got, string(m.Data)+" "+m.Header.Get(jetstream.MsgIDHeader))
+	}
+	if len(got) != 2 || !strings.HasPrefix(got[0], `{"id":"first"} same`) || !strings.HasPrefix(got[1], `{"id":"second"} `) {
+		t.Errorf("after migrating: %q, want both messages of id same, in order", got)
+	}
 }
