@@ -345,11 +345,16 @@ func (m *migration) copy(ctx context.Context, cmds, hold jetstream.Stream, state
 // the headers the server added (a schedule's roll-up, a fired copy's
 // scheduler). Another message of the same id held already (two sent
 // under one id apart by more than the duplicate window, both kept) is
-// not a duplicate: this one is held with its id renamed.
+// not a duplicate: this one is held with its id renamed. Headers of the
+// names renamed to are the migration's: a command that came with them
+// (whoever may publish commands sets any) would pass for a parked copy,
+// which could not be parked again, or give itself a message id.
 func (m *migration) hold(ctx context.Context, hold jetstream.Stream, msg *jetstream.RawStreamMsg) error {
 	h := nats.Header{}
 	for k, v := range msg.Header {
-		if !strings.HasPrefix(strings.ToLower(k), "nats-") || k == jetstream.MsgIDHeader {
+		switch {
+		case k == heldMsgID, k == heldSchedule, k == heldTarget:
+		case !strings.HasPrefix(strings.ToLower(k), "nats-") || k == jetstream.MsgIDHeader:
 			h[k] = v
 		}
 	}
@@ -424,7 +429,10 @@ func (m *migration) restore(ctx context.Context, hold jetstream.Stream) error {
 		if err != nil {
 			return err
 		}
-		if msg.Header.Get(heldSchedule) != "" {
+		// A parked copy is a schedule on a parked subject, which only
+		// workers publish; a caller may have put one on a command
+		// subject, which the legacy stream took: it goes back a command.
+		if msg.Header.Get(heldSchedule) != "" && strings.HasPrefix(subject, m.n.prefix()+".parked.") {
 			err = m.repark(ctx, parked, msg, from, subject)
 		} else {
 			err = m.requeue(ctx, cmds, msg, from, subject)

@@ -611,3 +611,50 @@ func TestMigrateKeepsTwoMessagesOfOneID(t *testing.T) {
 		t.Errorf("after migrating: %q, want both messages of id same, in order", got)
 	}
 }
+
+// The names the holding stream renames a message's own headers to are the
+// migration's: a command that came with headers of those names (anyone
+// allowed groups.cmd.> may set any) made it take the command for a parked
+// copy it could not park again, and no run could get past it. They are
+// not kept, nor taken for a message id. Nor is a schedule a caller put on
+// a command subject (the legacy stream takes one) a parked copy: it goes
+// back as a command, without its schedule.
+func TestMigrateTakesNoCommandsHeadersForItsOwn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := setupLegacy(t)
+	n := l.cfg.Names
+	park(t, l.js, n.Command(migratePhone, events.DeleteGroup), n.Command(migratePhone, events.CreateGroup), parkedAt, `{"id":"scheduled"}`)
+	m := nats.NewMsg(n.Command(migratePhone, events.GetInviteLink))
+	m.Data = []byte(`{"id":"posing"}`)
+	m.Header.Set("Held-Schedule", "@at "+parkedAt.UTC().Format(time.RFC3339Nano))
+	m.Header.Set("Held-Target", n.Command(migratePhone, events.GetInviteLink))
+	m.Header.Set("Held-Msg-Id", "cmd-1")
+	m.Header.Set("traceparent", "00-00000000000000000000000000000009-0000000000000009-01")
+	if _, err := l.js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.MigrateCommandStream(ctx, l.js, l.cfg, events.MigrateOptions{}); err != nil {
+		t.Fatalf("migrate with a command carrying the migration's header names: %v", err)
+	}
+	var found, scheduled bool
+	for _, c := range l.commands(ctx, t) {
+		if string(c.Data) == `{"id":"scheduled"}` {
+			scheduled = c.Subject == n.Command(migratePhone, events.DeleteGroup) && c.Header.Get("Nats-Schedule") == ""
+		}
+		if string(c.Data) != `{"id":"posing"}` {
+			continue
+		}
+		found = true
+		if c.Header.Get("traceparent") != m.Header.Get("traceparent") || !strings.HasPrefix(c.Header.Get(jetstream.MsgIDHeader), "/migrate/") ||
+			c.Header.Get("Held-Schedule") != "" || c.Header.Get("Held-Target") != "" || c.Header.Get("Held-Msg-Id") != "" {
+			t.Errorf("the command after migrating: headers %v; want its traceparent, the migration's message id and none of its Held-*", c.Header)
+		}
+	}
+	if !found {
+		t.Errorf("the command carrying the migration's header names is not in the command stream after migrating")
+	}
+	if !scheduled {
+		t.Errorf("the caller's schedule on %s is not back there as a command after migrating", n.Command(migratePhone, events.DeleteGroup))
+	}
+}
