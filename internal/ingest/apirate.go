@@ -56,7 +56,13 @@ func (c *callerRate) admit(now time.Time) (retryIn time.Duration, ok bool) {
 		return 0, true
 	}
 	missing := 1 - c.limiter.TokensAt(now)
-	return time.Duration(missing / float64(c.limiter.Limit()) * float64(time.Second)), false
+	// A rate so low that the wait is past what a Duration holds (about
+	// 292 years) would overflow to a negative one: the longest it is.
+	wait := missing / float64(c.limiter.Limit()) * float64(time.Second)
+	if wait >= math.MaxInt64 {
+		return math.MaxInt64, false
+	}
+	return time.Duration(wait), false
 }
 
 // refuseRate answers a request whose token is over its rate bound: 429

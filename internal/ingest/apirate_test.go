@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -217,6 +218,24 @@ func TestAnEntrysOwnRateTakesThePlaceOfAPIRate(t *testing.T) {
 	}
 	if a := b.call(t, http.MethodPost, "/v1/commands", apiToken, approval("plain-2", phoneA)); a.status != http.StatusTooManyRequests || a.retryAfter != "1" {
 		t.Errorf("plain token's third POST = %d (Retry-After %q), want 429 with Retry-After 1 (APIRate 1/s)", a.status, a.retryAfter)
+	}
+}
+
+// A token whose bound lets a request through less often than a
+// time.Duration can say (a rate of 1e-12, about one in 31,700 years) is
+// told to come back that much later, not in a second: the wait overflowed
+// to a negative duration, and Retry-After said 1.
+func TestATokenBoundAlmostShutIsToldToWaitLong(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, nil, func(c *ingest.Config) {
+		c.APITokens = []string{tenantA + ";rate=1e-12"}
+	})
+	if a := b.call(t, http.MethodPost, "/v1/commands", tenantA, approval("almost-shut-1", phoneA)); a.status != http.StatusAccepted {
+		t.Fatalf("first POST = %d %v, want 202 (its burst of 1)", a.status, a.body)
+	}
+	a := b.call(t, http.MethodPost, "/v1/commands", tenantA, approval("almost-shut-2", phoneA))
+	if secs, err := strconv.ParseInt(a.retryAfter, 10, 64); a.status != http.StatusTooManyRequests || err != nil || secs < 1e9 {
+		t.Errorf("second POST = %d with Retry-After %q, want 429 with Retry-After of 1e9 seconds or more", a.status, a.retryAfter)
 	}
 }
 
