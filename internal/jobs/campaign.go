@@ -247,6 +247,23 @@ func parseInviteID(id string) (campaignID string, n int, ok bool) {
 	return id[:i], n, true
 }
 
+// campaignTaken is the refusal of a campaign id that command st.CommandID
+// started. That command is named only to its own number: campaign ids are
+// one space for every number, and the caller may be another business.
+func campaignTaken(job *Job, st campaignState) error {
+	if st.PhoneNumberID != job.Command.PhoneNumberID {
+		return notTheNumbers(job, st.CampaignID)
+	}
+	return Permanent(fmt.Errorf("campaign %q was started by command %q", st.CampaignID, st.CommandID))
+}
+
+// notTheNumbers is the refusal of another number's campaign, which says
+// nothing of whose it is (as NotOwnedError of a group).
+func notTheNumbers(job *Job, campaignID string) error {
+	return Permanent(fmt.Errorf("campaign %q is not one of phone number %s's campaigns (campaign ids are one space for every number)",
+		campaignID, job.Command.PhoneNumberID))
+}
+
 func startRequestID(campaignID string) string { return "campaign:" + campaignID }
 func cancelRequestID(commandID string) string { return "campaign-cancel:" + commandID }
 
@@ -299,7 +316,7 @@ func (w *Worker) startInviteCampaign(ctx context.Context, job *Job) (Result, err
 	case err != nil:
 		return Result{}, err
 	case st.CommandID != job.Command.ID:
-		return Result{}, Permanent(fmt.Errorf("campaign %q was started by command %q", p.CampaignID, st.CommandID))
+		return Result{}, campaignTaken(job, st)
 	case st.Ended:
 		// Over, and its end already handed out: the command is re-sent or
 		// replayed after its ledger entry expired (the campaign's lives
@@ -361,7 +378,7 @@ func (c *campaigns) create(ctx context.Context, job *Job, p events.StartInviteCa
 				return campaignState{}, gerr
 			}
 			if cur.CommandID != st.CommandID {
-				return campaignState{}, Permanent(fmt.Errorf("campaign %q was started by command %q", st.CampaignID, cur.CommandID))
+				return campaignState{}, campaignTaken(job, cur)
 			}
 			return cur, nil
 		}
@@ -435,7 +452,7 @@ func (w *Worker) cancelCampaign(ctx context.Context, job *Job) (Result, error) {
 	case errors.Is(err, ErrNotFound):
 		return Result{}, Permanent(fmt.Errorf("campaign %q does not exist", p.CampaignID))
 	case phoneMismatch:
-		return Result{}, Permanent(fmt.Errorf("campaign %q belongs to phone number %s", p.CampaignID, st.PhoneNumberID))
+		return Result{}, notTheNumbers(job, p.CampaignID)
 	case errors.Is(err, errNoChange), err == nil && answerNow:
 		return Result{Data: events.CampaignResult{CampaignID: st.CampaignID, Counts: st.Counts}}, nil
 	case err != nil:

@@ -212,6 +212,29 @@ func TestCampaignGroupOwnership(t *testing.T) {
 		}
 	})
 
+	t.Run("another number's campaign is not described through this one", func(t *testing.T) {
+		t.Parallel()
+		s, groups := campaignStack(t, 1)
+		s.startWorker(t)
+		startCampaign(t, s, "start-theirs", events.StartInviteCampaignParams{CampaignID: "theirs", Template: inviteTemplate, Invites: invitesFor(3, groups)})
+		s.completed(t, "theirs", 2*time.Minute)
+		cancel := command("cancel-theirs", events.CancelCampaign, "", events.CancelCampaignParams{CampaignID: "theirs"})
+		cancel.PhoneNumberID = otherPhone
+		start := command("start-theirs-too", events.StartInviteCampaign, "",
+			events.StartInviteCampaignParams{CampaignID: "theirs", Template: inviteTemplate, Invites: invitesFor(1, groups)})
+		start.PhoneNumberID = otherPhone
+		for _, c := range []events.Command{cancel, start} {
+			s.publish(t, c)
+			r := s.terminal(t, c.ID)
+			wantFailure(t, r, events.ReasonPermanentError)
+			// A business learns nothing of another's: not its number, not
+			// its command ids.
+			if strings.Contains(r.Error.Message, phone) || strings.Contains(r.Error.Message, "start-theirs") {
+				t.Errorf("%s through %s: %q names the campaign's number or command", c.Type, otherPhone, r.Error.Message)
+			}
+		}
+	})
+
 	t.Run("a campaign's groups are listed once for all its invites", func(t *testing.T) {
 		t.Parallel()
 		s, _ := campaignStack(t, 0)
