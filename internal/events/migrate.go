@@ -417,7 +417,10 @@ func (m *migration) restore(ctx context.Context, hold jetstream.Stream) error {
 		return fmt.Errorf("migrate: %s: %w", m.n.ParkedStream(), err)
 	}
 	for seq := uint64(1); ; {
-		msg, err := hold.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(m.holdSubjects()))
+		// Every subject (the stream holds nothing else): the server finds
+		// the next message by a narrower wildcard by going through the
+		// stream's subjects, one per held message, for each message.
+		msg, err := hold.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
