@@ -258,6 +258,18 @@ func TestInvalidAPIRateIsRefused(t *testing.T) {
 			t.Errorf("New with APIRate %v, APIBurst %d = %v, want an error naming it", c.rate, c.burst, err)
 		}
 	}
+	// A burst with no rate to go with it bounds nothing: the operator
+	// meant a bound, so say so rather than run without one.
+	for _, c := range []struct {
+		rate  float64
+		entry string
+	}{{0, "s3cr3t;burst=5"}, {2, "s3cr3t;rate=0;burst=5"}} {
+		cfg := ingest.Config{Conn: nc, JS: b.js, Webhook: http.NotFoundHandler(), APIRate: c.rate, APITokens: []string{"other", c.entry}}
+		_, err := ingest.New(cfg)
+		if err == nil || !strings.Contains(err.Error(), "entry 2") || strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("New with APIRate %v and entry %q = %v, want an error naming entry 2, not its token", c.rate, c.entry, err)
+		}
+	}
 }
 
 func scrapeMetrics(t *testing.T, base string) string {

@@ -192,11 +192,12 @@ func (s *Server) Private() http.Handler { return s.private }
 // answers 401, or 429 when the token is over its rate bound.
 func (s *Server) auth(next func(http.ResponseWriter, *http.Request, scope)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		// The scheme is case-insensitive (RFC 9110 section 11.1).
+		// The scheme is case-insensitive (RFC 9110 section 11.1), and one
+		// or more spaces follow it (section 11.4).
 		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 		sc, valid := scope{}, false
 		if ok && strings.EqualFold(scheme, "Bearer") {
-			sc, valid = s.authorise(token)
+			sc, valid = s.authorise(strings.TrimLeft(token, " "))
 		}
 		if !valid {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="groupflow"`)

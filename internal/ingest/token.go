@@ -167,6 +167,9 @@ func newAPITokens(entries []string, rate float64, burst int) ([]apiToken, error)
 	out := make([]apiToken, 0, len(parsed))
 	for _, t := range parsed {
 		sc := scope{entry: t.Entry, rate: newCallerRate(t.Rate, t.Burst, rate, burst)}
+		if sc.rate == nil && t.Burst > 0 {
+			return nil, fmt.Errorf("entry %d gives burst= but its token has no rate bound (neither its own rate= nor INGEST_API_RATE): give a rate, or drop the burst", t.Entry)
+		}
 		if len(t.PhoneNumberIDs) > 0 {
 			sc.phones = map[string]bool{}
 			for _, id := range t.PhoneNumberIDs {
