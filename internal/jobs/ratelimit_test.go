@@ -482,6 +482,29 @@ func TestParkedCommandsAreOnMetrics(t *testing.T) {
 	if got, want := onMetrics(), strconv.Itoa(len(ids)); got != want {
 		t.Errorf("%s = %s with every command parked, want %s", series, got, want)
 	}
+
+	// Due copies that cannot go back (the command stream's source dropped,
+	// as a process of an older version does) are still waiting: counted,
+	// so that the not-draining alert sees them.
+	ctx := context.Background()
+	cs, err := s.js.Stream(ctx, s.names.CommandStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cs.CachedInfo().Config
+	cfg.Sources = nil
+	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	const stuck = 2
+	for i := range stuck {
+		if _, err := s.js.Publish(ctx, s.names.Due(phone, events.ApproveJoinRequests), []byte(fmt.Sprintf(`{"stuck":%d}`, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := onMetrics(), strconv.Itoa(len(ids)+stuck); got != want {
+		t.Errorf("%s = %s with %d parked and %d due copies the command stream does not take back, want %s", series, got, len(ids), stuck, want)
+	}
 }
 
 // parkedInStream counts the parked stream's parked copies one subject at

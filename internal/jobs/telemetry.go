@@ -166,18 +166,25 @@ func ParkedCommands(js jetstream.JetStream, names events.Names) func(context.Con
 }
 
 // ParkedIn counts the parked commands stream holds, as ParkedCommands
-// does: the parked stream's messages less its due copies, or the command
-// stream's less its commands (only a legacy one holds parked copies).
+// does: every message of the parked stream, its due copies included (they
+// are back in the command stream within moments; ones that stay, because
+// the command stream no longer sources them, are commands waiting all the
+// same, and the not-draining alert must see them), or the command
+// stream's messages less its commands (only a legacy one holds parked
+// copies).
 func ParkedIn(ctx context.Context, js jetstream.JetStream, names events.Names, stream string) (uint64, error) {
-	others := names.AllDue()
-	if stream == names.CommandStream() {
-		others = names.AllCommands()
-	}
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return 0, fmt.Errorf("stream %s: %w", stream, err)
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(others))
+	if stream != names.CommandStream() {
+		info, err := s.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("stream %s info: %w", stream, err)
+		}
+		return info.State.Msgs, nil
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(names.AllCommands()))
 	if err != nil {
 		return 0, fmt.Errorf("stream %s info: %w", stream, err)
 	}
