@@ -37,6 +37,7 @@ const (
 	EndpointTemplateLibrary     = "template_library"
 	EndpointAccountTemplates    = "account_templates"
 	EndpointAddLibraryTemplate  = "add_library_template"
+	EndpointAccountPhoneNumbers = "account_phone_numbers"
 	EndpointSendGroupInvite     = "send_group_invite"
 	EndpointSendGroupText       = "send_group_text"
 )

@@ -1206,3 +1206,32 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 		}
 	}
 }
+
+func TestAccountPhoneNumbers(t *testing.T) {
+	t.Parallel()
+	const other, otherWABA = "106540352242923", "100000000000002"
+	b := setup(t, sim.Config{Accounts: map[string]string{other: otherWABA}})
+	ctx := t.Context()
+	if _, err := b.client.CreateGroup(ctx, phone, graph.CreateGroupRequest{Subject: "Used"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		waba string
+		want []string
+	}{
+		{sim.DefaultWABAID, []string{phone}}, // a number not configured is listed once used
+		{otherWABA, []string{other}},         // a configured number before any use
+	} {
+		got, err := b.client.AccountPhoneNumbers(ctx, c.waba)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("AccountPhoneNumbers(%s) = %v, %v; want %v", c.waba, got, err, c.want)
+		}
+	}
+	_, err := b.client.AccountPhoneNumbers(ctx, "100000000000999")
+	if ge := graphErr(t, err, graph.CodeInvalidParameter, graph.ClassPermanent); ge.Subcode != 33 {
+		t.Errorf("unknown account error = %+v, want 100/33", ge)
+	}
+	if _, err := b.client.AccountPhoneNumbers(ctx, ""); !errors.Is(err, graph.ErrInvalidArgument) {
+		t.Errorf("empty account: %v, want ErrInvalidArgument", err)
+	}
+}

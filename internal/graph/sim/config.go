@@ -37,6 +37,12 @@ type Config struct {
 	// the entry id of webhooks and the only node /message_templates accepts.
 	// Defaults to "100000000000001".
 	WABAID string
+	// Accounts puts numbers in WhatsApp Business Accounts other than
+	// WABAID (phone number id → WABA id), and makes GET
+	// /{WABA_ID}/phone_numbers list a number before it is used: a number
+	// not named here belongs to WABAID and is listed once used. Only
+	// WABAID has templates. Defaults to none.
+	Accounts map[string]string
 	// Seed makes ids, fault draws and status behaviour reproducible: the
 	// same seed and the same sequence of calls give the same answers.
 	// Defaults to 1.

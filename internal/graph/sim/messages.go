@@ -353,7 +353,7 @@ func (s *Server) scheduleStatuses(d delivery, now time.Time, pin bool) {
 		}
 	}
 	emit := func(items []statusObject, contacts []contact, after time.Duration) {
-		s.hooks.emit(fieldMessages, messagesValue{MessagingProduct: "whatsapp", Metadata: s.meta(d.n),
+		s.hooks.emit(d.n.id, fieldMessages, messagesValue{MessagingProduct: "whatsapp", Metadata: s.meta(d.n),
 			Contacts: contacts, Statuses: items}, after)
 	}
 	if d.failCode != 0 {

@@ -118,7 +118,7 @@ func (s *Server) meta(n *number) metadata {
 
 // emitGroup sends one group event in its field's envelope.
 func (s *Server) emitGroup(field string, n *number, ev groupEvent) {
-	s.hooks.emit(field, groupsValue{MessagingProduct: "whatsapp", Metadata: s.meta(n), Groups: []any{ev}}, 0)
+	s.hooks.emit(n.id, field, groupsValue{MessagingProduct: "whatsapp", Metadata: s.meta(n), Groups: []any{ev}}, 0)
 }
 
 // participantOf describes a user as webhook participant items do: wa_id,

@@ -229,7 +229,7 @@ func (s *Server) UserMessage(waID, groupID, text string) (string, error) {
 		c.Profile.Username, c.UserID, c.ParentUserID = u.username, u.userID, u.parentUserID
 	}
 	id := s.ids.wamid(wa)
-	s.hooks.emit(fieldMessages, messagesValue{
+	s.hooks.emit(g.phone.id, fieldMessages, messagesValue{
 		MessagingProduct: "whatsapp", Metadata: s.meta(g.phone), Contacts: []contact{c},
 		Messages: []inboundMsg{{From: wa, GroupID: g.id, ID: id, Timestamp: unixString(now), Text: &textBody{text}, Type: "text"}},
 	}, 0)

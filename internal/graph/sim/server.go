@@ -335,6 +335,7 @@ const (
 	EndpointTemplateLibrary   = "template_library"
 	EndpointListTemplates     = "list_templates"
 	EndpointCreateTemplate    = "create_template"
+	EndpointPhoneNumbers      = "phone_numbers"
 	EndpointUnknown           = "unknown"
 )
 
@@ -385,6 +386,8 @@ func (s *Server) route(method, path string) (route, string, int) {
 		return route{EndpointListTemplates, (*Server).listTemplates}, id, version
 	case key{"message_templates", http.MethodPost}:
 		return route{EndpointCreateTemplate, (*Server).createTemplate}, id, version
+	case key{"phone_numbers", http.MethodGet}:
+		return route{EndpointPhoneNumbers, (*Server).phoneNumbers}, id, version
 	case key{"invite_link", http.MethodGet}:
 		return route{EndpointGetInviteLink, (*Server).getInviteLink}, id, version
 	case key{"invite_link", http.MethodPost}:

@@ -161,11 +161,12 @@ func (d *dispatcher) close() {
 // emit records a webhook and schedules its delivery
 // after WebhookDelay (+ injected extra delay, reordering, duplication).
 // extra shifts the due time, e.g. for statuses that follow a send.
-func (d *dispatcher) emit(field string, value any, extra time.Duration) {
+// phone is the number whose account is the envelope's entry.
+func (d *dispatcher) emit(phone, field string, value any, extra time.Duration) {
 	env := envelope{
 		Object: "whatsapp_business_account",
 		Entry: []envelopeEntry{{
-			ID:      d.s.cfg.WABAID,
+			ID:      d.s.accountOf(phone),
 			Changes: []envelopeChange{{Value: value, Field: field}},
 		}},
 	}
