@@ -110,14 +110,7 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 	d.say("Every $ line is a command you can run yourself (groupctl is bin/groupctl after `make build`);")
 	d.say("lines starting with ⇢ are the events groupflow published to %s, as they arrive.", a.names().EventStream())
 
-	// 1. The invite template (Meta's "group invite link" library template).
-	d.step(ctx, "Make sure the WABA has a group invite template")
-	tplID := d.tag + "-template"
-	if _, err := d.submitAndWait(ctx, tplID, "ensure_invite_template", "--waba", f.waba, "--name", f.template, "--language", "en"); err != nil {
-		return err
-	}
-
-	// 2. A group; Meta finishes creating it asynchronously, by webhook.
+	// 1. A group; Meta finishes creating it asynchronously, by webhook.
 	d.step(ctx, "Create a group — Meta completes it by webhook")
 	createID := d.tag + "-create"
 	res, err := d.submitAndWait(ctx, createID, "create_group", "--subject", "Book club "+time.Now().Format("15:04"),
@@ -129,7 +122,15 @@ func (a *app) demo(ctx context.Context, f demoFlags) error {
 	_ = json.Unmarshal(res.Result, &created)
 	group := created.GroupID
 
-	// 3. Its invite link.
+	// 2. The invite template (Meta's "group invite link" library template), in
+	// the number's account: the group's webhook told the worker which it is.
+	d.step(ctx, "Make sure the WABA has a group invite template")
+	tplID := d.tag + "-template"
+	if _, err := d.submitAndWait(ctx, tplID, "ensure_invite_template", "--waba", f.waba, "--name", f.template, "--language", "en"); err != nil {
+		return err
+	}
+
+	// 3. The group's invite link.
 	d.step(ctx, "Fetch the group's invite link")
 	res, err = d.submitAndWait(ctx, d.tag+"-link", "get_invite_link", "--group", group)
 	if err != nil {

@@ -15,7 +15,7 @@ func TestDemoWalksThroughTheStack(t *testing.T) {
 	}
 	wantCode(t, r, 0)
 	wantContains(t, "demo output", r.stdout,
-		"── 1. Make sure the WABA has a group invite template",
+		"── 1. Create a group", "── 2. Make sure the WABA has a group invite template",
 		"$ groupctl submit create_group --phone "+phone,
 		"⇢ ", "group.created", "command.succeeded",
 		"get_invite_link", "link https://",

@@ -142,7 +142,7 @@ func read(getenv func(string) string) (settings, *config.Env) {
 	var err error
 	s.overrides, err = parseOverrides(overrides)
 	e.Check(err == nil, "RATE_LIMIT_OVERRIDES", "%v", err)
-	accounts := e.List("RATE_LIMIT_ACCOUNTS", "the WhatsApp Business Account of each number: <phone_number_id>:<waba_id>, comma separated, so that an account's throttle (80007) pauses only its numbers; numbers are also learnt from their webhooks, and one not known yet is paused by every account's throttle")
+	accounts := e.List("RATE_LIMIT_ACCOUNTS", "the WhatsApp Business Account of each number: <phone_number_id>:<waba_id>, comma separated, so that an account's throttle (80007) pauses only its numbers, and an ensure_invite_template names only its number's account; numbers are also learnt from their webhooks, and one not known yet is paused by every account's throttle and costs its first ensure_invite_template a listing of the account's numbers")
 	s.accounts, err = parseAccounts(accounts)
 	e.Check(err == nil, "RATE_LIMIT_ACCOUNTS", "%v", err)
 	e.Require("WHATSAPP_ACCESS_TOKEN", s.accessToken, "the Graph API refuses calls without it")

@@ -43,6 +43,11 @@ const (
 	// Graph about it: Graph's group operations name only the group, and
 	// every number shares one access token.
 	ReasonGroupNotOwned = "group_not_owned"
+	// ReasonAccountNotOwned: the WhatsApp Business Account the command
+	// names (ensure_invite_template's waba_id) is not its phone number's
+	// account, so nothing was asked of Graph about that account's
+	// templates: every number shares one access token.
+	ReasonAccountNotOwned = "account_not_owned"
 )
 
 // CommandResult is the data of the terminal events command.succeeded,

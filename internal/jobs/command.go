@@ -325,6 +325,10 @@ func (w *Worker) execute(ctx context.Context, log *slog.Logger, msg jetstream.Ms
 		if errors.As(herr, &ne) {
 			fi.Reason, fi.Message = events.ReasonGroupNotOwned, ne.Error()
 		}
+		var ae *AccountNotOwnedError
+		if errors.As(herr, &ae) {
+			fi.Reason, fi.Message = events.ReasonAccountNotOwned, ae.Error()
+		}
 		w.finishClaimed(cctx, log, msg, job, Result{Outcome: events.OutcomeFailed, Failure: fi}, at)
 		return
 	}

@@ -28,7 +28,10 @@
 // webhooks every worker processes anyway, kept in the groups_owners bucket
 // and cached; a group nobody has seen costs one listing of the number's
 // groups. A group that is not the number's fails the command with
-// group_not_owned before any call on it.
+// group_not_owned before any call on it. An ensure_invite_template acts
+// only on its number's WhatsApp Business Account (checkAccount), known from
+// configuration and webhooks or from one listing of the account's numbers;
+// another account fails it with account_not_owned.
 //
 // Asynchronous commands (create, delete, settings, remove) wait in the
 // awaiting_webhook state. Their request ids meet the webhook items in the

@@ -114,9 +114,15 @@ func errorClassCases() []commandCase {
 				return command(id, events.EnsureInviteTemplate, "", template)
 			},
 			refused: func(_ *testing.T, _ *stack, id string) events.Command {
+				// The number's own account, whose templates the
+				// simulator does not know (it has those of DefaultWABAID
+				// only): an account Graph does not know fails the check
+				// before any template call.
 				p := template
-				p.WABAID = "999999999999999"
-				return command(id, events.EnsureInviteTemplate, "", p)
+				p.WABAID = otherWABA
+				c := command(id, events.EnsureInviteTemplate, "", p)
+				c.PhoneNumberID = otherPhone
+				return c
 			},
 			refusal: unknownObject,
 		},

@@ -26,6 +26,7 @@ type Graph interface {
 	RemoveParticipants(ctx context.Context, groupID string, participants []string) ([]graph.RemoveResult, error)
 	TemplateLibrary(ctx context.Context, q graph.LibraryQuery) ([]graph.LibraryTemplate, error)
 	AccountTemplates(ctx context.Context, wabaID, name string) ([]graph.AccountTemplate, error)
+	AccountPhoneNumbers(ctx context.Context, wabaID string) ([]string, error)
 	AddLibraryTemplate(ctx context.Context, wabaID string, req graph.AddTemplateRequest) (graph.AccountTemplate, error)
 	SendGroupInvite(ctx context.Context, phoneID, to, groupID string, tpl graph.TemplateRef) (graph.SendResult, error)
 }

@@ -70,7 +70,9 @@ func setup(t testing.TB, opts ...func(*stackOpts)) *stack {
 	t.Helper()
 	o := stackOpts{
 		sim: sim.Config{WebhookDelay: 5 * time.Millisecond, GroupOpsPerSecond: -1, MPS: -1, PairInterval: -1,
-			WebhookRetryBackoff: 10 * time.Millisecond},
+			WebhookRetryBackoff: 10 * time.Millisecond,
+			// Two businesses: each number's account lists it before use.
+			Accounts: map[string]string{phone: sim.DefaultWABAID, otherPhone: otherWABA}},
 		ackWait:  2 * time.Second,
 		maxDeliv: 4,
 	}

@@ -20,9 +20,14 @@ const (
 // unchanged from the library's group invite template (editing it would lose
 // utility pricing). It looks before it adds, so it is idempotent: a second
 // run, or a run after a lost answer, finds the template and reports it.
+// The WABA must be the command's number's (checkAccount): nothing is asked
+// of Graph about another business's account.
 func (w *Worker) ensureInviteTemplate(ctx context.Context, job *Job) (Result, error) {
 	p, err := params[events.EnsureInviteTemplateParams](job)
 	if err != nil {
+		return Result{}, err
+	}
+	if err := w.checkAccount(ctx, job, p.WABAID); err != nil {
 		return Result{}, err
 	}
 	if t, ok, err := w.findTemplate(ctx, job, p); err != nil || ok {

@@ -50,9 +50,7 @@ func (w *Worker) processWebhook(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	if w.cfg.Accounts != nil {
-		w.cfg.Accounts.Learn(it.PhoneNumberID, it.WABAID)
-	}
+	w.accounts.Learn(it.PhoneNumberID, it.WABAID)
 	log := w.log.With(slog.String("webhook_item", it.MsgID), slog.String("phone_number_id", it.PhoneNumberID),
 		slog.String("field", it.Field), slog.String("type", it.Type))
 	p, err := webhook.Decode(it)

@@ -40,8 +40,11 @@ type Config struct {
 	// Limiter paces calls per phone number and shares throttles between
 	// workers. Nil: calls are not paced (tests, benchmarks).
 	Limiter Limiter
-	// Accounts, if set, learns from every webhook which account each
-	// number belongs to (the Limiter's WABAOf, for 80007 throttles).
+	// Accounts knows which account each number belongs to, from
+	// configuration and from every webhook: the Limiter's WABAOf, for
+	// 80007 throttles, and the check of an ensure_invite_template's
+	// waba_id, which teaches it what a listing of an account's numbers
+	// shows. Defaults to an empty one of the worker's own.
 	Accounts *ratelimit.Accounts
 	// WorkerID names this worker in ledger claims and logs; unique among
 	// running workers. Defaults to host name, process id and a random suffix.
@@ -208,6 +211,7 @@ type Worker struct {
 	ledger   *Ledger
 	corr     *Correlations
 	owners   *Owners
+	accounts *ratelimit.Accounts
 	handlers map[string]Handler
 	handler  Handler // dispatch wrapped in middleware
 	tracer   trace.Tracer
@@ -267,8 +271,12 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		cfg: cfg, names: cfg.Names, js: cfg.JS, graph: cfg.Graph, limiter: cfg.Limiter,
 		log: cfg.Logger.With(slog.String("worker_id", cfg.WorkerID)), id: cfg.WorkerID, now: cfg.Clock,
 		ledger: NewLedger(ledgerKV, cfg.Clock), corr: NewCorrelations(corrKV), owners: NewOwners(ownerKV),
+		accounts: cfg.Accounts,
 		shutdown: make(chan struct{}), tracer: cfg.Tracer, metrics: cfg.Metrics,
 		parkings: newParkings(),
+	}
+	if w.accounts == nil {
+		w.accounts = ratelimit.NewAccounts(nil)
 	}
 	w.creds.log, w.creds.wait = w.log, cfg.CredentialsWait
 	w.campaigns = newCampaigns(w, campaignKV, cfg.Campaigns)
