@@ -39,6 +39,7 @@ type options struct {
 	appSecret     string
 	webhookURL    string
 	wabaID        string
+	numbers       string
 	seed          int64
 	webhookDelay  time.Duration
 	hookAttempts  int
@@ -70,6 +71,10 @@ func parse(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&o.appSecret, "app-secret", sim.DefaultAppSecret, "app secret that signs webhooks (X-Hub-Signature-256)")
 	fs.StringVar(&o.webhookURL, "webhook-url", "", "where webhooks are POSTed (empty: recorded only, see /_sim/webhooks)")
 	fs.StringVar(&o.wabaID, "waba-id", sim.DefaultWABAID, "WhatsApp Business Account id of every number")
+	// The README's numbers: the worker checks that ensure_invite_template's
+	// account is its number's, and an account lists a number it has not
+	// used yet only when named here.
+	fs.StringVar(&o.numbers, "numbers", "106540352242922,106540352242923", "phone number ids, comma separated, that GET /{waba-id}/phone_numbers lists from the start (others once used)")
 	fs.Int64Var(&o.seed, "seed", 0, "seed for ids, faults and status behaviour (0: a new one each start, logged; set one to repeat a run)")
 	fs.DurationVar(&o.webhookDelay, "webhook-delay", sim.DefaultWebhookDelay, "delay between an operation and its webhook")
 	// Meta keeps retrying a webhook its endpoint refuses for hours; these
@@ -158,6 +163,18 @@ func runMain(ctx context.Context, args []string, getenv func(string) string) err
 		MaxGroupsPerNumber:     o.maxGroups,
 		BSUID:                  o.bsuid,
 		Logger:                 log,
+	}
+	for n := range strings.SplitSeq(o.numbers, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		if strings.Trim(n, "0123456789") != "" {
+			return fmt.Errorf("invalid configuration: --numbers: %q is not a phone number id (digits)", n)
+		}
+		if cfg.Accounts == nil {
+			cfg.Accounts = map[string]string{}
+		}
+		cfg.Accounts[n] = o.wabaID
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/groupflow/groupflow/internal/graph/sim"
 	"go.uber.org/goleak"
 )
 
@@ -109,6 +110,21 @@ func TestRunServesAndStopsOnCancel(t *testing.T) {
 			t.Fatalf("graphsim never answered: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The README's numbers are their account's from the start, before
+	// any use: the worker's account check lists them.
+	req, _ := http.NewRequest(http.MethodGet, base+"/v23.0/"+sim.DefaultWABAID+"/phone_numbers", nil)
+	req.Header.Set("Authorization", "Bearer abc")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, n := range []string{"106540352242922", "106540352242923"} {
+		if resp.StatusCode != 200 || !strings.Contains(string(listed), `"id":"`+n+`"`) {
+			t.Errorf("GET /%s/phone_numbers before any use: %d %s, want %s listed", sim.DefaultWABAID, resp.StatusCode, listed, n)
+		}
 	}
 	get := func(token string) int {
 		req, _ := http.NewRequest(http.MethodGet, base+"/v23.0/106540352242922/groups", nil)
