@@ -122,7 +122,7 @@ func TestRunServesAndStopsOnCancel(t *testing.T) {
 	listed, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, n := range []string{"106540352242922", "106540352242923"} {
-		if resp.StatusCode != 200 || !strings.Contains(string(listed), `"id":"`+n+`"`) {
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(listed), `"id":"`+n+`"`) {
 			t.Errorf("GET /%s/phone_numbers before any use: %d %s, want %s listed", sim.DefaultWABAID, resp.StatusCode, listed, n)
 		}
 	}
